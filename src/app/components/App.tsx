@@ -1,0 +1,27 @@
+import type { Controller } from '../../scheduler/controller.ts';
+import type { TrustConfig } from '../../protocol/api.ts';
+import { useStatus } from '../hooks.ts';
+import { Controls } from './Controls.tsx';
+import { Counters } from './Counters.tsx';
+import { Picture } from './Picture.tsx';
+import { ActivityLog } from './ActivityLog.tsx';
+
+export function App({ controller, trust }: { controller: Controller; trust: TrustConfig }) {
+  const status = useStatus(controller);
+  const fingerprints = Object.keys(trust.keys);
+  return (
+    <main>
+      <header class="masthead">
+        <h1>Dewgrid</h1>
+        <p class="lede">
+          Lend this device's idle time to <strong>{trust.projectName}</strong>. Tasks are WebAssembly programs signed by the project
+          (key {fingerprints.map((k) => <code key={k}>{k}</code>)}); each is checked before it runs, in a sandbox with no network.
+        </p>
+      </header>
+      <Controls controller={controller} status={status} />
+      <Counters counts={status.counts} />
+      <Picture controller={controller} />
+      <ActivityLog controller={controller} />
+    </main>
+  );
+}

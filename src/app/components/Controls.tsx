@@ -1,0 +1,40 @@
+import type { Controller, Status } from '../../scheduler/controller.ts';
+
+export function Controls({ controller, status }: { controller: Controller; status: Status }) {
+  const maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1);
+  return (
+    <section class="controls" aria-label="Controls">
+      <button
+        type="button"
+        class={status.running ? 'stop' : 'start'}
+        onClick={() => (status.running ? controller.stop() : controller.start())}
+      >
+        {status.running ? 'Stop' : 'Start'}
+      </button>
+      <label>
+        CPU per task <output>{Math.round(status.limits.cpu * 100)}%</output>
+        <input
+          type="range"
+          min={10}
+          max={100}
+          step={5}
+          value={Math.round(status.limits.cpu * 100)}
+          onInput={(e) => controller.setLimits({ cpu: Number(e.currentTarget.value) / 100 })}
+        />
+      </label>
+      <label>
+        Tasks at once
+        <select value={status.limits.workers} onChange={(e) => controller.setLimits({ workers: Number(e.currentTarget.value) })}>
+          {Array.from({ length: maxWorkers }, (_, i) => (
+            <option key={i} value={i + 1}>
+              {i + 1}
+            </option>
+          ))}
+        </select>
+      </label>
+      <p class="state" role="status">
+        {status.running ? `Running: ${status.counts.running} task${status.counts.running === 1 ? '' : 's'} now` : 'Stopped'}
+      </p>
+    </section>
+  );
+}

@@ -1,0 +1,22 @@
+import type { Counts } from '../../scheduler/controller.ts';
+
+const LABELS: [keyof Counts, string][] = [
+  ['running', 'Running'],
+  ['queued', 'Queued'],
+  ['done', 'Done'],
+  ['failed', 'Failed'],
+  ['refused', 'Refused'],
+];
+
+export function Counters({ counts }: { counts: Counts }) {
+  return (
+    <dl class="counters" aria-label="Task counts">
+      {LABELS.map(([key, label]) => (
+        <div key={key} class={`counter ${key}`} data-count={key}>
+          <dt>{label}</dt>
+          <dd>{counts[key]}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}

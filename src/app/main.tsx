@@ -1,0 +1,43 @@
+import { render } from 'preact';
+import { App } from './components/App.tsx';
+import { boot } from './boot.ts';
+import type { Limits, Status } from '../scheduler/controller.ts';
+import './style.css';
+
+/** The automation surface for kiosk and lab operators (README: "Automating a donor page"). */
+export interface DewgridApi {
+  start(): void;
+  stop(): void;
+  status(): Status;
+  setLimits(limits: Partial<Limits>): Limits;
+}
+
+declare global {
+  interface Window {
+    dewgrid?: DewgridApi;
+  }
+}
+
+const root = document.getElementById('app')!;
+boot().then(
+  ({ controller, trust }) => {
+    window.dewgrid = {
+      start: () => controller.start(),
+      stop: () => controller.stop(),
+      status: () => controller.status(),
+      setLimits: (limits) => controller.setLimits(limits),
+    };
+    render(<App controller={controller} trust={trust} />, root);
+    document.documentElement.dataset.ready = 'true';
+  },
+  (error: Error) => {
+    render(
+      <main class="boot-error"><div role="alert">
+        <h1>Dewgrid could not start</h1>
+        <p>{error.message}</p>
+        </div>
+      </main>,
+      root,
+    );
+  },
+);

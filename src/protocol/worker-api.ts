@@ -1,0 +1,49 @@
+/**
+ * The page <-> worker RPC (over Comlink). The worker implements WorkerApi; the page calls it.
+ * Both sides import this file, and only this file, from each other's world.
+ */
+import type { RunErrorCode } from './schema.ts';
+
+/** One run of a verified task. Everything in it has already been checked against the signed manifest. */
+export interface WorkerJob {
+  taskId: string;
+  /** Compiled once on the page and shared: a WebAssembly.Module is cloneable to workers. */
+  module: WebAssembly.Module;
+  args: string[];
+  env: [string, string][];
+  stdin: Uint8Array;
+  files: { path: string; data: Uint8Array }[];
+  preopens: string[];
+  limits: { memoryBytes: number; outputBytes: number };
+  /** Share of a core the run may use, 0.1 to 1; enforced at syscalls by napping. */
+  cpu: number;
+}
+
+/** What a run produced: a program result (error null), or the reason there is none. */
+export interface WorkerOutcome {
+  exitCode: number | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+  files: { path: string; data: Uint8Array }[];
+  truncated: { stdout: boolean; stderr: boolean; files: boolean };
+  error: { code: RunErrorCode; message: string } | null;
+  runMs: number;
+}
+
+export interface WorkerApi {
+  run(job: WorkerJob): Promise<WorkerOutcome>;
+}
+
+/** An outcome with no program result: the run ended for `code`. */
+export function failedOutcome(code: RunErrorCode, message: string, runMs: number): WorkerOutcome {
+  const empty = new Uint8Array(0);
+  return {
+    exitCode: null,
+    stdout: empty,
+    stderr: empty,
+    files: [],
+    truncated: { stdout: false, stderr: false, files: false },
+    error: { code, message },
+    runMs,
+  };
+}

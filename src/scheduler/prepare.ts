@@ -1,0 +1,116 @@
+/**
+ * Everything between a lease and a runnable job: verify the envelope, get the module and
+ * inputs (cache first, else fetch), check their hashes, compile. Nothing is compiled or cached
+ * before it has passed its check.
+ */
+import type { BlobCache } from '../storage/blob-cache.ts';
+import { ENGINES, type BlobRef, type Lease, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
+import { verifyBlob, verifyEnvelope } from '../protocol/verify.ts';
+import type { TaskServer } from './server-api.ts';
+
+export interface ReadyTask {
+  kind: 'ready';
+  manifest: TaskManifest;
+  module: WebAssembly.Module;
+  stdin: Uint8Array;
+  files: { path: string; data: Uint8Array }[];
+  fetchMs: number;
+  compileMs: number;
+}
+export interface RefusedTask {
+  kind: 'refused';
+  reason: RefusalReason;
+  detail: string;
+}
+export interface FailedTask {
+  kind: 'failed';
+  manifest: TaskManifest;
+  code: RunErrorCode;
+  message: string;
+  fetchMs: number;
+  compileMs: number;
+}
+export type Prepared = ReadyTask | RefusedTask | FailedTask;
+
+/** The largest module this client accepts, whatever a task says. */
+export const MAX_MODULE_BYTES = 64 * 2 ** 20;
+
+class Refusal extends Error {
+  constructor(
+    readonly reason: RefusalReason,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+export class TaskPreparer {
+  /** Compiled modules by hash, for this session: a second task with the same module compiles nothing. */
+  private readonly compiled = new Map<string, Promise<WebAssembly.Module>>();
+
+  constructor(
+    private readonly server: TaskServer,
+    private readonly cache: BlobCache,
+    private readonly trustedKeys: ReadonlyMap<string, Uint8Array>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async prepare(lease: Lease): Promise<Prepared> {
+    const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
+    if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, detail: verdict.detail };
+    const manifest = verdict.value.manifest;
+    if (!(ENGINES as readonly string[]).includes(manifest.engine)) {
+      return { kind: 'refused', reason: 'unsupported-engine', detail: `engine ${manifest.engine}` };
+    }
+    if (manifest.module.size > MAX_MODULE_BYTES) {
+      return { kind: 'refused', reason: 'module-too-large', detail: `${manifest.module.size} bytes; this client takes at most ${MAX_MODULE_BYTES}` };
+    }
+
+    const fetchStarted = performance.now();
+    let moduleBytes: Uint8Array | null = null;
+    let stdin: Uint8Array;
+    let files: { path: string; data: Uint8Array }[];
+    try {
+      if (!this.compiled.has(manifest.module.sha256)) moduleBytes = await this.verifiedBlob(manifest.module, 'module');
+      stdin = manifest.stdin ? await this.verifiedBlob(manifest.stdin, 'input') : new Uint8Array(0);
+      files = [];
+      for (const file of manifest.files) files.push({ path: file.path, data: await this.verifiedBlob(file.blob, 'input') });
+    } catch (error) {
+      if (error instanceof Refusal) return { kind: 'refused', reason: error.reason, detail: error.detail };
+      throw error;
+    }
+    const fetchMs = performance.now() - fetchStarted;
+
+    const compileStarted = performance.now();
+    try {
+      const module = await this.compile(manifest.module.sha256, moduleBytes);
+      return { kind: 'ready', manifest, module, stdin, files, fetchMs, compileMs: performance.now() - compileStarted };
+    } catch (error) {
+      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      return { kind: 'failed', manifest, code: 'invalid-module', message, fetchMs, compileMs: performance.now() - compileStarted };
+    }
+  }
+
+  private compile(sha256: string, bytes: Uint8Array | null): Promise<WebAssembly.Module> {
+    let compiled = this.compiled.get(sha256);
+    if (!compiled) {
+      if (!bytes) throw new Error(`module ${sha256} is neither compiled nor fetched`);
+      compiled = WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+      // A module that fails to compile is not remembered: the error is reported for each task.
+      compiled.catch(() => this.compiled.delete(sha256));
+      this.compiled.set(sha256, compiled);
+    }
+    return compiled;
+  }
+
+  /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
+  private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
+    const cached = await this.cache.get(ref.sha256);
+    if (cached && cached.length === ref.size) return cached;
+    const fetched = await this.server.fetchBlob(ref.sha256);
+    const verdict = await verifyBlob(ref, fetched, kind);
+    if (!verdict.ok) throw new Refusal(verdict.reason, verdict.detail);
+    await this.cache.put(ref.sha256, fetched);
+    return fetched;
+  }
+}

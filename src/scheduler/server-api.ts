@@ -1,0 +1,75 @@
+/** The client's calls to the task server. Every response is validated before it is used. */
+import { API, type TrustConfig } from '../protocol/api.ts';
+import { fromBase64 } from '../protocol/bytes.ts';
+import { parse, WorkResponse, type Lease, type RefusalReport, type ResultSubmission, type WorkRequest } from '../protocol/schema.ts';
+
+export class ServerError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'ServerError';
+  }
+}
+
+async function postJson(base: string, path: string, body: unknown): Promise<unknown> {
+  const response = await fetch(base + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // a non-JSON body: reported below by status
+  }
+  if (!response.ok) {
+    const message = (json as { message?: string } | null)?.message ?? text.slice(0, 200);
+    throw new ServerError(`${path}: ${response.status} ${message}`, response.status);
+  }
+  return json;
+}
+
+export class TaskServer {
+  constructor(readonly base = '') {}
+
+  async requestWork(request: WorkRequest): Promise<Lease[]> {
+    const parsed = parse(WorkResponse, await postJson(this.base, API.work, request));
+    // A malformed lease list is the server's fault, not a task's: refuse the whole response.
+    if (!parsed.ok) throw new ServerError(`work response: ${parsed.message}`, 0);
+    return parsed.value.leases;
+  }
+
+  /** Resolves when the server has the result (accepted now, or already had it). */
+  async submitResult(result: ResultSubmission): Promise<'accepted' | 'duplicate'> {
+    const body = (await postJson(this.base, API.results, result)) as { status?: string } | null;
+    return body?.status === 'duplicate' ? 'duplicate' : 'accepted';
+  }
+
+  async reportRefusal(report: RefusalReport): Promise<void> {
+    await postJson(this.base, API.refusals, report);
+  }
+
+  async fetchBlob(sha256: string): Promise<Uint8Array> {
+    const response = await fetch(this.base + API.blob(sha256));
+    if (!response.ok) throw new ServerError(`blob ${sha256}: ${response.status}`, response.status);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** The pinned project keys, from deploy configuration. */
+  async fetchTrust(): Promise<{ config: TrustConfig; keys: Map<string, Uint8Array> }> {
+    const response = await fetch(this.base + API.trust, { cache: 'no-cache' });
+    if (!response.ok) throw new ServerError(`trust configuration: ${response.status}`, response.status);
+    const config = (await response.json()) as TrustConfig;
+    const keys = new Map<string, Uint8Array>();
+    for (const [keyId, publicKey] of Object.entries(config.keys ?? {})) {
+      const bytes = fromBase64(publicKey);
+      if (bytes.length === 32 && /^[0-9a-f]{16}$/.test(keyId)) keys.set(keyId, bytes);
+    }
+    if (keys.size === 0) throw new ServerError('trust configuration names no valid project key', 0);
+    return { config, keys };
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Instantiates a compiled WASI command and runs it to completion. Runs in a worker in the
+ * browser, and in Node for tests and benchmarks: it uses no DOM and no Node API.
+ */
+import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../src/protocol/worker-api.ts';
+import type { RunErrorCode } from '../src/protocol/schema.ts';
+import { Wasi } from './wasi/index.ts';
+import { DutyCycle } from './duty-cycle.ts';
+
+export function runJob(job: WorkerJob): WorkerOutcome {
+  const started = performance.now();
+  const failure = (code: RunErrorCode, message: string) => failedOutcome(code, message, performance.now() - started);
+
+  const importedMemory = WebAssembly.Module.imports(job.module).find((i) => i.kind === 'memory');
+  if (importedMemory) {
+    return failure('link', `the module imports memory (${importedMemory.module}.${importedMemory.name}); a WASI command defines its own`);
+  }
+
+  const dutyCycle = new DutyCycle(job.cpu);
+  const wasi = new Wasi(
+    {
+      args: job.args,
+      env: job.env,
+      stdin: job.stdin,
+      files: job.files,
+      preopens: job.preopens,
+      maxStdoutBytes: job.limits.outputBytes,
+      maxStderrBytes: job.limits.outputBytes,
+      maxOutputFileBytes: job.limits.outputBytes,
+    },
+    { onSyscall: job.cpu < 1 ? () => dutyCycle.tick() : undefined },
+  );
+
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(job.module, wasi.imports as WebAssembly.Imports);
+  } catch (error) {
+    return failure('link', describe(error));
+  }
+  // Growth past the cap while running is checked by the sandbox work (issue #4); the initial size is checked here.
+  const memory = instance.exports.memory;
+  if (memory instanceof WebAssembly.Memory && memory.buffer.byteLength > job.limits.memoryBytes) {
+    return failure('memory-limit', `initial memory ${memory.buffer.byteLength} bytes exceeds the limit of ${job.limits.memoryBytes}`);
+  }
+  try {
+    const result = wasi.start(instance);
+    const outputFileBytes = result.files.reduce((sum, f) => sum + f.data.length, 0);
+    return {
+      exitCode: result.exitCode,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      files: result.files,
+      truncated: { ...result.truncated, files: outputFileBytes > job.limits.outputBytes },
+      error: null,
+      runMs: performance.now() - started,
+    };
+  } catch (error) {
+    if (error instanceof WebAssembly.RuntimeError) return failure('trap', error.message);
+    if (error instanceof RangeError) return failure('trap', error.message); // e.g. stack overflow in the engine
+    return failure('internal', describe(error));
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
