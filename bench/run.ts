@@ -1,0 +1,8 @@
+/** `npm run bench`: every benchmark, printed; the figures go into docs/benchmarks.md by hand, with the machine. */
+import { cpus, totalmem } from 'node:os';
+import { benchWasmSpeed, printWasmSpeed } from './wasm-speed.ts';
+import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
+
+console.log(`Dewgrid benchmarks — node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
+printWasmSpeed(await benchWasmSpeed());
+printServerThroughput(await benchServerThroughput());
