@@ -4,4 +4,3 @@ export * from './bytes.ts';
 export * from './canonical-json.ts';
 export * from './signing.ts';
 export * from './verify.ts';
-export * from './worker-api.ts';
