@@ -1,0 +1,301 @@
+/**
+ * `dewgrid`: the project owner's CLI. Usage problems exit 2 with one line saying what is wrong;
+ * server problems exit 1 with the server's message.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
+import { API, REFUSAL_TEXT, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
+import { createKey, keyPath, readKey } from './keys.ts';
+import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
+
+class UsageError extends Error {}
+
+const HELP = `dewgrid: publish signed WebAssembly tasks and collect their results
+
+Usage:
+  dewgrid keygen [--name NAME] [--force]
+  dewgrid publish MODULE.wasm [--arg A]... [--env K=V]... [--stdin FILE] [--file GUEST=HOST]...
+                  [--dir HOST:GUEST]... [--count N] [--redundancy R] [--timeout SECONDS] [--memory MB]
+                  [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID] [--argv0 NAME] [--json]
+  dewgrid status [BATCH] [--json]
+  dewgrid results BATCH [--json] [--out DIR]
+
+Everywhere: --server URL (default $DEWGRID_SERVER or http://localhost:8787),
+            --data DIR (default $DEWGRID_DATA or ./.dewgrid), --key FILE (default DATA/keys/demo.json)
+In publish, {i} in --arg and --env values becomes the task's index (0 to N-1).`;
+
+const GLOBAL: ParseArgsConfig['options'] = {
+  server: { type: 'string' },
+  data: { type: 'string' },
+  key: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' },
+};
+
+const COMMANDS: Record<string, ParseArgsConfig['options']> = {
+  keygen: { name: { type: 'string' }, force: { type: 'boolean' } },
+  publish: {
+    arg: { type: 'string', multiple: true },
+    env: { type: 'string', multiple: true },
+    stdin: { type: 'string' },
+    file: { type: 'string', multiple: true },
+    dir: { type: 'string', multiple: true },
+    count: { type: 'string' },
+    redundancy: { type: 'string' },
+    timeout: { type: 'string' },
+    memory: { type: 'string' },
+    'output-limit': { type: 'string' },
+    expires: { type: 'string' },
+    name: { type: 'string' },
+    batch: { type: 'string' },
+    argv0: { type: 'string' },
+  },
+  status: {},
+  results: { out: { type: 'string' } },
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function integer(values: Values, flag: string, fallback: number, min: number, max: number): number {
+  const text = values[flag];
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+function readHostFile(path: string, flag: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`${flag} ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a file' : (error as Error).message}`);
+  }
+}
+
+function guestPath(path: string, flag: string): string {
+  if (!path.startsWith('/')) throw new UsageError(`${flag}: guest path "${path}" must be absolute`);
+  const normal = posix.normalize(path);
+  if (normal !== path.replace(/\/+$/, '') && !(path === '/' && normal === '/')) throw new UsageError(`${flag}: guest path "${path}" must not hold . or .. or repeated slashes`);
+  return normal;
+}
+
+function underPreopen(path: string, preopens: string[]): boolean {
+  return preopens.some((p) => p === '/' || path === p || path.startsWith(`${p}/`));
+}
+
+function listFiles(root: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(root, { withFileTypes: true })) {
+    const full = join(root, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(full));
+    else if (entry.isFile()) out.push(full);
+  }
+  return out.sort();
+}
+
+async function publish(positionals: string[], values: Values, server: string, keyFile: string): Promise<void> {
+  const [modulePath, ...extra] = positionals;
+  if (!modulePath) throw new UsageError('publish needs a module: dewgrid publish MODULE.wasm');
+  if (extra.length) throw new UsageError(`publish takes one module, got also: ${extra.join(' ')}`);
+  const module = readHostFile(modulePath, 'module');
+  if (!(module[0] === 0 && module[1] === 0x61 && module[2] === 0x73 && module[3] === 0x6d)) {
+    throw new UsageError(`${modulePath} is not a WebAssembly module (it does not start with \\0asm)`);
+  }
+  const count = integer(values, 'count', 1, 1, 100000);
+  const redundancy = integer(values, 'redundancy', 1, 1, 16);
+  const timeout = integer(values, 'timeout', 300, 1, 86400);
+  const memory = integer(values, 'memory', 256, 1, 4096);
+  const outputLimit = integer(values, 'output-limit', 16, 1, 256);
+  const expires = integer(values, 'expires', 168, 1, 24 * 365);
+  const env = ((values.env as string[] | undefined) ?? []).map((pair): [string, string] => {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--env "${pair}" must be NAME=VALUE`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  });
+  const stdin = typeof values.stdin === 'string' ? readHostFile(values.stdin, '--stdin') : null;
+  const files: { path: string; data: Uint8Array }[] = [];
+  const preopens: string[] = [];
+  for (const spec of (values.dir as string[] | undefined) ?? []) {
+    const at = spec.lastIndexOf(':');
+    if (at <= 0) throw new UsageError(`--dir "${spec}" must be HOST:GUEST`);
+    const host = spec.slice(0, at);
+    const guest = guestPath(spec.slice(at + 1), '--dir');
+    if (!existsSync(host) || !statSync(host).isDirectory()) throw new UsageError(`--dir ${host}: no such folder`);
+    preopens.push(guest);
+    for (const file of listFiles(host)) {
+      const rel = relative(host, file).split(sep).join('/');
+      files.push({ path: guest === '/' ? `/${rel}` : `${guest}/${rel}`, data: readHostFile(file, '--dir') });
+    }
+  }
+  for (const spec of (values.file as string[] | undefined) ?? []) {
+    const at = spec.indexOf('=');
+    if (at <= 0) throw new UsageError(`--file "${spec}" must be GUEST=HOST`);
+    const guest = guestPath(spec.slice(0, at), '--file');
+    files.push({ path: guest, data: readHostFile(spec.slice(at + 1), '--file') });
+    if (!underPreopen(guest, preopens)) preopens.push(posix.dirname(guest));
+  }
+  const argv0 = typeof values.argv0 === 'string' ? values.argv0 : basename(modulePath).replace(/\.wasm$/, '');
+  const args = (values.arg as string[] | undefined) ?? [];
+  const tasks: TaskSpec[] = Array.from({ length: count }, (_, i) => ({
+    args: [argv0, ...args.map((a) => a.replaceAll('{i}', String(i)))],
+    env: env.map(([k, v]): [string, string] => [k, v.replaceAll('{i}', String(i))]),
+    stdin,
+    files,
+    preopens,
+  }));
+  const key = await readKey(keyFile).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
+  const request = await buildBatch(
+    {
+      batchId: typeof values.batch === 'string' ? values.batch : undefined,
+      name: typeof values.name === 'string' ? values.name : argv0,
+      module,
+      tasks,
+      limits: { memoryBytes: memory * 2 ** 20, wallTimeMs: timeout * 1000, outputBytes: outputLimit * 2 ** 20 },
+      redundancy,
+      expiresInMs: expires * 3600 * 1000,
+    },
+    key,
+  );
+  if (!values.json) process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${server}...\n`);
+  const status = await publishBatch(server, request);
+  const taskIds = request.tasks.map((t) => t.manifest.taskId);
+  if (values.json) console.log(JSON.stringify({ batchId: status.batchId, tasks: taskIds }));
+  else console.log(`Published batch ${status.batchId}: ${taskIds.length} task${taskIds.length === 1 ? '' : 's'}, signed by key ${key.keyId}.`);
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new PublishError(`cannot reach ${url}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
+  }
+  const json = (await response.json().catch(() => null)) as (T & { message?: string }) | null;
+  if (!response.ok || json === null) throw new PublishError(`${response.status} ${json?.message ?? response.statusText}`, response.status);
+  return json;
+}
+
+function countsLine(status: BatchStatus): string {
+  return Object.entries(status.counts)
+    .filter(([, n]) => n > 0)
+    .map(([state, n]) => `${n} ${state}`)
+    .join(', ');
+}
+
+async function status(positionals: string[], values: Values, server: string): Promise<void> {
+  const [batchId] = positionals;
+  if (!batchId) {
+    const all = await getJson<BatchStatus[]>(server + API.batches);
+    if (values.json) return void console.log(JSON.stringify(all, null, 2));
+    if (all.length === 0) return void console.log('No batches.');
+    for (const b of all) console.log(`${b.batchId}  ${b.name}  ${countsLine(b) || 'empty'}${b.refusals.length ? `  (${b.refusals.length} refusals)` : ''}`);
+    return;
+  }
+  const b = await getJson<BatchStatus>(server + API.batch(batchId));
+  if (values.json) return void console.log(JSON.stringify(b, null, 2));
+  console.log(`Batch ${b.batchId} (${b.name}): ${countsLine(b) || 'empty'}`);
+  for (const r of b.refusals) console.log(`  refused ${r.taskId} on device ${r.deviceId}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
+}
+
+function bytesOf(data: JsonBytes): Buffer {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.base64, 'base64');
+}
+
+async function results(positionals: string[], values: Values, server: string): Promise<void> {
+  const [batchId] = positionals;
+  if (!batchId) throw new UsageError('results needs a batch id: dewgrid results BATCH');
+  const r = await getJson<BatchResults>(server + API.batchResults(batchId));
+  if (typeof values.out === 'string') {
+    const root = resolve(values.out);
+    for (const task of r.tasks) {
+      const dir = join(root, task.taskId);
+      mkdirSync(join(dir, 'files'), { recursive: true });
+      if (task.stdout !== null) writeFileSync(join(dir, 'stdout'), bytesOf(task.stdout));
+      if (task.stderr !== null) writeFileSync(join(dir, 'stderr'), bytesOf(task.stderr));
+      writeFileSync(join(dir, 'exit-code'), `${task.exitCode ?? ''}\n`);
+      for (const file of task.files) {
+        const target = resolve(dir, 'files', `.${file.path}`);
+        if (!target.startsWith(join(dir, 'files') + sep)) throw new Error(`refusing to write ${file.path}: it would land outside ${dir}`);
+        mkdirSync(dirname(target), { recursive: true });
+        writeFileSync(target, bytesOf(file.data));
+      }
+    }
+    if (!values.json) console.log(`Wrote ${r.tasks.length} task result${r.tasks.length === 1 ? '' : 's'} under ${root}`);
+  }
+  if (values.json) return void console.log(JSON.stringify(r, null, 2));
+  if (typeof values.out === 'string') return;
+  for (const task of r.tasks) {
+    console.log(`${task.taskId}  ${task.state}${task.exitCode !== null ? `  exit ${task.exitCode}` : ''}${task.error ? `  ${task.error.code}: ${task.error.message}` : ''}`);
+    const show = (label: string, data: JsonBytes | null) => {
+      if (data === null) return;
+      const text = typeof data === 'string' ? data : `<${Buffer.from(data.base64, 'base64').length} bytes, not UTF-8>`;
+      if (text) console.log(`  ${label}: ${text.length > 400 ? `${text.slice(0, 400)}...` : text.trimEnd()}`);
+    };
+    show('stdout', task.stdout);
+    show('stderr', task.stderr);
+    for (const f of task.files) show(`file ${f.path}`, f.data);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP);
+    return command ? 0 : 2;
+  }
+  const options = COMMANDS[command];
+  if (!options) throw new UsageError(`unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(', ')})`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...options }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+  const values = parsed.values as Values;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const dataDir = (values.data as string | undefined) ?? process.env.DEWGRID_DATA ?? '.dewgrid';
+  const server = ((values.server as string | undefined) ?? process.env.DEWGRID_SERVER ?? 'http://localhost:8787').replace(/\/$/, '');
+  if (!/^https?:\/\/[^/]+/.test(server)) throw new UsageError(`--server must be an http(s) URL, got "${server}"`);
+  const keyFile = (values.key as string | undefined) ?? keyPath(dataDir, 'demo');
+  switch (command) {
+    case 'keygen': {
+      if (parsed.positionals.length) throw new UsageError(`keygen takes no arguments, got: ${parsed.positionals.join(' ')}`);
+      const name = (values.name as string | undefined) ?? 'demo';
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new UsageError(`--name must be 1-64 characters of A-Z a-z 0-9 _ -, got "${name}"`);
+      const key = await createKey(dataDir, name, { force: Boolean(values.force) }).catch((error: Error) => {
+        throw new UsageError(error.message);
+      });
+      console.log(values.json ? JSON.stringify({ keyId: key.keyId, file: keyPath(dataDir, name) }) : `Key ${key.keyId} written to ${keyPath(dataDir, name)} and pinned in ${join(dataDir, 'trust.json')}.`);
+      return 0;
+    }
+    case 'publish':
+      await publish(parsed.positionals, values, server, keyFile);
+      return 0;
+    case 'status':
+      await status(parsed.positionals, values, server);
+      return 0;
+    case 'results':
+      await results(parsed.positionals, values, server);
+      return 0;
+  }
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`dewgrid: ${error.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`dewgrid: ${error.message}\n`);
+    process.exit(1);
+  },
+);
