@@ -1,0 +1,59 @@
+/**
+ * `npm start`: builds the page, starts the task server, makes the demo project's key on first
+ * run, and publishes a demo batch when there is no unfinished one.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'vite';
+import { startServer } from '../server/main.ts';
+import { createKey, keyPath, readKey } from '../server/keys.ts';
+import { buildBatch, publishBatch } from '../server/publish.ts';
+import { DEMO_IMAGE, demoTiles } from '../demo/tiles.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
+const staticDir = join(root, 'dist');
+export const DEMO_BATCH_NAME = 'Mandelbrot demo';
+
+console.log('Building the page...');
+await build({ root, logLevel: 'warn' });
+
+const keyFile = keyPath(dataDir, 'demo');
+if (!existsSync(keyFile)) {
+  const key = await createKey(dataDir, 'demo', { projectName: 'Dewgrid demo project' });
+  console.log(`Made the demo project's signing key ${key.keyId} (${keyFile}).`);
+}
+const key = await readKey(keyFile);
+
+const { server, url } = await startServer({ ...process.env, DEWGRID_DATA: dataDir, DEWGRID_STATIC: staticDir });
+const unfinished = server.store
+  .batchIds()
+  .map((id) => server.store.batchStatus(id, Date.now())!)
+  .find((b) => b.name === DEMO_BATCH_NAME && b.counts.queued + b.counts.running > 0);
+let batchId = unfinished?.batchId;
+if (!batchId) {
+  const request = await buildBatch(
+    {
+      name: DEMO_BATCH_NAME,
+      module: new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm'))),
+      tasks: demoTiles().map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
+      limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
+      redundancy: 1,
+      expiresInMs: 7 * 24 * 3600 * 1000,
+    },
+    key,
+  );
+  batchId = (await publishBatch(url, request)).batchId;
+  console.log(`Published the demo batch ${batchId}: ${request.tasks.length} tiles of a ${DEMO_IMAGE.width}x${DEMO_IMAGE.height} Mandelbrot picture.`);
+} else {
+  console.log(`The demo batch ${batchId} still has work; not publishing another.`);
+}
+
+const pageUrl = url.replace('127.0.0.1', 'localhost');
+console.log(`
+Dewgrid is running: open ${pageUrl} and press Start.
+  Watch the batch:   npx dewgrid status ${batchId}
+  Its results:       npx dewgrid results ${batchId} --json
+  Data folder:       ${dataDir}
+Stop with Ctrl+C.`);
