@@ -100,6 +100,12 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     else if (status >= 500) message = 'internal error';
     return fail(reply, status, message);
   });
+  // Every API body is JSON; Fastify would otherwise parse text/plain into a string.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'POST') return;
+    const type = request.headers['content-type'] ?? '';
+    if (!/^application\/json\s*(;|$)/i.test(type)) return fail(reply, 415, `the body must be application/json, not ${type || 'untyped'}`);
+  });
   app.setNotFoundHandler((request, reply) => fail(reply, 404, `no route ${request.method} ${request.url.split('?')[0]}`));
 
   /** Validates a body against a protocol schema, or answers 400 naming the field. */

@@ -1,0 +1,89 @@
+// Acceptance (issue #2): open the page in Chromium, press Start, the demo batch completes, the
+// picture is whole, and `dewgrid results BATCH --json` shows every task done.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { TEST_DIST } from '../global-setup.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+import { DEMO_IMAGE, demoTiles } from '../../demo/tiles.ts';
+import type { BatchResults } from '../../src/protocol/index.ts';
+
+let server: TestServer;
+let browser: Browser;
+let dataDir: string;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-demo-'));
+  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function waitForBatch(batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = (await (await fetch(`${server.url}/api/batches/${batchId}`)).json()) as { counts: Record<string, number> };
+    if (done(status.counts)) return status;
+    if (Date.now() > deadline) throw new Error(`batch ${batchId} did not finish: ${JSON.stringify(status.counts)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('demo project end to end', () => {
+  it('renders the whole picture in the browser and the CLI shows every task done', async () => {
+    const tiles = demoTiles();
+    const request = await buildBatch(
+      {
+        name: 'Mandelbrot demo',
+        module: new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))),
+        tasks: tiles.map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
+        limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
+        redundancy: 1,
+        expiresInMs: 3600_000,
+      },
+      server.key,
+    );
+    const { batchId } = await publishBatch(server.url, request);
+
+    const page = await browser.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(batchId, (c) => c.done === tiles.length);
+
+    // The picture: every tile drawn, every pixel opaque (undrawn canvas pixels are transparent).
+    await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), tiles.length);
+    const picture = await page.evaluate(() => {
+      const canvas = document.querySelector('canvas')!;
+      const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let transparent = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] !== 255) transparent++;
+      return { width: canvas.width, height: canvas.height, transparent };
+    });
+    expect(picture).toEqual({ width: DEMO_IMAGE.width, height: DEMO_IMAGE.height, transparent: 0 });
+    expect(await page.evaluate(() => window.dewgrid!.status().counts.done)).toBe(tiles.length);
+    expect(pageErrors).toEqual([]);
+
+    const cli = execFileSync(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', server.url], { encoding: 'utf8' });
+    const results = JSON.parse(cli) as BatchResults;
+    expect(results.batchId).toBe(batchId);
+    expect(results.tasks).toHaveLength(tiles.length);
+    for (const task of results.tasks) {
+      expect(task.state, task.taskId).toBe('done');
+      expect(task.exitCode, task.taskId).toBe(0);
+    }
+    await page.close();
+  });
+});

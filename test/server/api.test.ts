@@ -1,0 +1,218 @@
+// The task server's API: the happy path, leases, redundancy, and every kind of bad input getting
+// the right 4xx while changing nothing.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type DewgridServer } from '../../server/app.ts';
+import { API, generateKeyPair, keyIdOf, sha256Hex, signTask, toBase64 } from '../../src/protocol/index.ts';
+import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
+
+let dataDir: string;
+let server: DewgridServer;
+let key: SigningKey;
+let clock: number;
+
+beforeEach(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-api-'));
+  key = await writeKey(dataDir);
+  clock = Date.now();
+  server = await createServer({ dataDir, now: () => clock, bodyLimit: 64 * 1024, publishBodyLimit: 1024 * 1024 });
+});
+
+afterEach(async () => {
+  await server.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function call(method: 'GET' | 'POST', url: string, payload?: unknown, headers: Record<string, string> = {}) {
+  const response = await server.app.inject({
+    method,
+    url,
+    headers: payload === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    payload: typeof payload === 'string' || payload === undefined ? payload : JSON.stringify(payload),
+  });
+  return { status: response.statusCode, body: response.body ? JSON.parse(response.body) : null, headers: response.headers };
+}
+
+async function publish(batchId: string, count: number, overrides = {}) {
+  const response = await call('POST', API.batches, await publishRequest(key, batchId, count, overrides));
+  expect(response.status, JSON.stringify(response.body)).toBe(201);
+  return response.body;
+}
+
+async function lease(deviceId: string, max = 1) {
+  const response = await call('POST', API.work, { deviceId, engines: ['wasi-preview1'], max });
+  expect(response.status).toBe(200);
+  return response.body.leases as { leaseId: string; expiresAt: number; task: { manifest: { taskId: string } } }[];
+}
+
+/** Everything observable about a batch, to show a rejected request changed nothing. */
+async function snapshot(batchId: string) {
+  return { status: (await call('GET', API.batch(batchId))).body, results: (await call('GET', API.batchResults(batchId))).body };
+}
+
+describe('happy path', () => {
+  it('publish -> lease -> result -> done, with results readable', async () => {
+    await publish('b1', 2);
+    const [l1, l2] = await lease('dev1', 2);
+    expect(l1 && l2).toBeTruthy();
+    expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ running: 2, queued: 0 });
+    expect((await call('POST', API.results, resultFor(l1!, 'dev1', 'hello'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, resultFor(l2!, 'dev1', 'world'))).body).toEqual({ status: 'accepted' });
+    const results = (await call('GET', API.batchResults('b1'))).body;
+    expect(results.tasks.map((t: { state: string; stdout: string }) => [t.state, t.stdout])).toEqual([
+      ['done', 'hello'],
+      ['done', 'world'],
+    ]);
+    expect(await lease('dev2')).toEqual([]);
+  });
+
+  it('serves blobs by hash with immutable caching', async () => {
+    await publish('b1', 1);
+    const hash = await sha256Hex(TINY_MODULE);
+    const response = await server.app.inject({ method: 'GET', url: API.blob(hash) });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/wasm');
+    expect(response.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    expect(new Uint8Array(response.rawPayload)).toEqual(TINY_MODULE);
+  });
+
+  it('reissues a lapsed lease to the next device that asks', async () => {
+    await publish('b1', 1);
+    const [first] = await lease('dev1');
+    expect(await lease('dev2')).toEqual([]); // redundancy 1: leased out
+    clock = first!.expiresAt + 1;
+    const [second] = await lease('dev2');
+    expect(second?.task.manifest.taskId).toBe(first!.task.manifest.taskId);
+  });
+
+  it('needs R distinct devices for redundancy R', async () => {
+    await publish('b1', 1, { redundancy: 2 });
+    const [a] = await lease('dev1');
+    expect(await lease('dev1')).toEqual([]); // never the same task twice to one device
+    const [b] = await lease('dev2');
+    await call('POST', API.results, resultFor(a!, 'dev1'));
+    expect((await call('GET', API.batch('b1'))).body.counts.done).toBe(0);
+    await call('POST', API.results, resultFor(b!, 'dev2'));
+    expect((await call('GET', API.batch('b1'))).body.counts.done).toBe(1);
+  });
+
+  it('fails a task after three errors and requeues it before that', async () => {
+    await publish('b1', 1);
+    for (const device of ['d1', 'd2', 'd3']) {
+      const [l] = await lease(device);
+      expect(l, device).toBeTruthy();
+      await call('POST', API.results, resultFor(l!, device, '', { code: 'trap', message: 'unreachable' }));
+    }
+    const status = (await call('GET', API.batch('b1'))).body;
+    expect(status.counts.failed).toBe(1);
+    const results = (await call('GET', API.batchResults('b1'))).body;
+    expect(results.tasks[0].error).toEqual({ code: 'trap', message: 'unreachable' });
+  });
+
+  it('records refusals with their reason and shows them in status', async () => {
+    await publish('b1', 1);
+    const [l] = await lease('dev1');
+    const refusal = { leaseId: l!.leaseId, taskId: l!.task.manifest.taskId, deviceId: 'dev1', reason: 'module-hash-mismatch', detail: 'expected X, got Y' };
+    expect((await call('POST', API.refusals, refusal)).status).toBe(200);
+    const status = (await call('GET', API.batch('b1'))).body;
+    expect(status.refusals).toMatchObject([{ taskId: 'b1-0', reason: 'module-hash-mismatch', deviceId: 'dev1' }]);
+    expect(await lease('dev1')).toEqual([]); // never offered again to the device that refused it
+    expect(await lease('dev2')).toHaveLength(1);
+  });
+
+  it('marks tasks whose manifest expired', async () => {
+    await publish('b1', 1, { expiresAt: clock + 1000 });
+    clock += 2000;
+    expect(await lease('dev1')).toEqual([]);
+    expect((await call('GET', API.batch('b1'))).body.counts.expired).toBe(1);
+  });
+});
+
+describe('bad input gets the right 4xx and changes nothing', () => {
+  it('every case', async () => {
+    await publish('b1', 2);
+    const [l] = await lease('dev1');
+    const other = (await lease('dev2'))[0]!;
+    await call('POST', API.results, resultFor(l!, 'dev1', 'first'));
+    const before = await snapshot('b1');
+
+    const cases: [string, () => Promise<{ status: number; body: { error: string; message: string } }>, number, RegExp][] = [
+      ['malformed JSON', () => call('POST', API.work, '{"deviceId": '), 400, /JSON/i],
+      ['wrong content type', () => call('POST', API.work, 'deviceId=x', { 'content-type': 'text/plain' }), 415, /application\/json/],
+      ['wrong types', () => call('POST', API.work, { deviceId: 7, engines: ['wasi-preview1'], max: 1 }), 400, /deviceId/],
+      ['unknown engine', () => call('POST', API.work, { deviceId: 'x', engines: ['dos'], max: 1 }), 400, /engines/],
+      ['extra field', () => call('POST', API.work, { deviceId: 'x', engines: ['wasi-preview1'], max: 1, admin: true }), 400, /admin/],
+      ['oversized body', () => call('POST', API.results, { ...resultFor(other, 'dev2'), stdout: 'A'.repeat(100_000) }), 413, /larger/],
+      ['unknown blob hash', () => call('GET', API.blob('0'.repeat(64))), 404, /no blob/],
+      ['malformed blob hash', () => call('GET', API.blob('xyz')), 400, /SHA-256/],
+      ['result for an unknown lease', () => call('POST', API.results, { ...resultFor(other, 'dev2'), leaseId: 'nope' }), 404, /no lease/],
+      ['result for another device\'s lease', () => call('POST', API.results, resultFor(other, 'dev1')), 403, /another device/],
+      ['result naming another task', () => call('POST', API.results, { ...resultFor(other, 'dev2'), taskId: 'b1-0' }), 403, /another task/],
+      ['a different result for an answered lease', () => call('POST', API.results, resultFor(l!, 'dev1', 'second')), 409, /different result/],
+      ['unknown batch', () => call('GET', API.batch('nope')), 404, /no batch/],
+      ['unknown route', () => call('GET', '/api/nothing'), 404, /no route/],
+    ];
+    for (const [name, send, status, message] of cases) {
+      const response = await send();
+      expect(response.status, name).toBe(status);
+      expect(response.body.message, name).toMatch(message);
+      expect(typeof response.body.error, name).toBe('string');
+      expect(await snapshot('b1'), `${name} changed state`).toEqual(before);
+    }
+
+    // The identical result again is a no-op, so clients may retry freely.
+    expect((await call('POST', API.results, resultFor(l!, 'dev1', 'first'))).body).toEqual({ status: 'duplicate' });
+    expect(await snapshot('b1')).toEqual(before);
+
+    // An expired lease.
+    clock = other.expiresAt + 1;
+    const expired = await call('POST', API.results, resultFor(other, 'dev2'));
+    expect(expired.status).toBe(410);
+    expect(expired.body.message).toMatch(/expired/);
+    // Only the clock moved: the lapsed lease makes its task queued again; no result was stored.
+    const after = (await call('GET', API.batchResults('b1'))).body;
+    const withoutState = (r: { tasks: { state: string }[] }) => r.tasks.map(({ state: _, ...rest }) => rest);
+    expect(withoutState(after)).toEqual(withoutState(before.results));
+    expect(after.tasks[1].state).toBe('queued');
+  });
+
+  it('refuses to publish tasks signed by an unknown key, bad blobs, or a clashing batch id', async () => {
+    const stranger = await generateKeyPair();
+    const strangerKey = { keyId: await keyIdOf(stranger.publicKey), ...stranger };
+    const byStranger = await publishRequest(strangerKey, 'b2', 1);
+    let response = await call('POST', API.batches, byStranger);
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/tasks\.0: refused \(unknown-key\)/);
+
+    const good = await publishRequest(key, 'b3', 1);
+    const hash = Object.keys(good.blobs)[0]!;
+    response = await call('POST', API.batches, { ...good, blobs: { [hash]: toBase64(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 1])) } });
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/hash to/);
+
+    response = await call('POST', API.batches, { ...good, blobs: {} });
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/neither sent nor stored/);
+
+    const tampered = structuredClone(good);
+    tampered.tasks[0]!.manifest.args = ['evil'];
+    response = await call('POST', API.batches, tampered);
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/bad-signature/);
+
+    expect((await call('GET', API.batches)).body).toEqual([]);
+    expect((await call('POST', API.batches, good)).status).toBe(201);
+    expect((await call('POST', API.batches, good)).status).toBe(200); // the same batch again: idempotent
+    const clash = await publishRequest(key, 'b3', 2);
+    expect((await call('POST', API.batches, clash)).status).toBe(409);
+
+    const other = await signTask(await manifestFor(key, 'b4', 0, { taskId: 'b3-0' }), key.secretKey);
+    response = await call('POST', API.batches, { batch: { batchId: 'b4', name: 'x' }, tasks: [other], blobs: {} });
+    expect(response.status).toBe(409);
+    expect(response.body.message).toMatch(/another batch/);
+    expect((await call('GET', API.batches)).body).toHaveLength(1);
+  });
+});
