@@ -1,0 +1,241 @@
+/**
+ * File descriptors. The base class answers every operation with the errno a descriptor of no
+ * particular kind gives; each subclass overrides only what it supports (browser_wasi_shim's habit).
+ */
+import {
+  ERRNO_BADF,
+  ERRNO_FBIG,
+  ERRNO_INVAL,
+  ERRNO_ISDIR,
+  ERRNO_NOSPC,
+  ERRNO_SPIPE,
+  FDFLAGS_APPEND,
+  FILETYPE_CHARACTER_DEVICE,
+  RIGHTS_ALL,
+  RIGHTS_DIRECTORY,
+  RIGHTS_STDIO,
+  WHENCE_CUR,
+  WHENCE_END,
+  WHENCE_SET,
+} from './constants.ts';
+import { DirInode, FileInode, WasiError, type Inode } from './fs.ts';
+
+export interface Stat {
+  filetype: number;
+  ino: bigint;
+  nlink: bigint;
+  size: bigint;
+  atim: bigint;
+  mtim: bigint;
+  ctim: bigint;
+}
+
+/** Counts bytes held by files the program writes, against the task's output cap. */
+export class ByteBudget {
+  used = 0;
+  constructor(readonly cap: number) {}
+  /** Reserves `delta` more bytes (negative frees), or throws NOSPC past the cap. */
+  change(delta: number): void {
+    if (delta > 0 && this.used + delta > this.cap) throw new WasiError(this.used === 0 && delta > this.cap ? ERRNO_FBIG : ERRNO_NOSPC);
+    this.used += delta;
+  }
+}
+
+export abstract class Fd {
+  fdflags = 0;
+  rightsBase: bigint;
+  rightsInheriting: bigint;
+  constructor(rightsBase: bigint, rightsInheriting: bigint) {
+    this.rightsBase = rightsBase;
+    this.rightsInheriting = rightsInheriting;
+  }
+  abstract readonly filetype: number;
+  read(_into: Uint8Array): number {
+    throw new WasiError(ERRNO_BADF);
+  }
+  write(_data: Uint8Array): number {
+    throw new WasiError(ERRNO_BADF);
+  }
+  pread(_into: Uint8Array, _offset: number): number {
+    throw new WasiError(ERRNO_SPIPE);
+  }
+  pwrite(_data: Uint8Array, _offset: number): number {
+    throw new WasiError(ERRNO_SPIPE);
+  }
+  seek(_offset: bigint, _whence: number): bigint {
+    throw new WasiError(ERRNO_SPIPE);
+  }
+  stat(): Stat {
+    return { filetype: this.filetype, ino: 0n, nlink: 1n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
+  }
+  setSize(_size: bigint): void {
+    throw new WasiError(ERRNO_INVAL);
+  }
+  allocate(_offset: bigint, _len: bigint): void {
+    throw new WasiError(ERRNO_INVAL);
+  }
+  /** The inode behind the descriptor, for filestat_set_times and friends. */
+  inode(): Inode | null {
+    return null;
+  }
+  /** Nothing ever needs flushing in memory; a descriptor of any kind syncs at once. */
+  sync(): void {}
+}
+
+/** fd 0: the task's stdin bytes, read once from start to end. */
+export class StdinFd extends Fd {
+  readonly filetype = FILETYPE_CHARACTER_DEVICE;
+  private position = 0;
+  constructor(private readonly data: Uint8Array) {
+    super(RIGHTS_STDIO, 0n);
+  }
+  override read(into: Uint8Array): number {
+    const n = Math.min(into.length, this.data.length - this.position);
+    into.set(this.data.subarray(this.position, this.position + n));
+    this.position += n;
+    return n;
+  }
+}
+
+/** fd 1 and 2: captured output, kept up to a cap; what is past the cap is counted, not kept. */
+export class OutputFd extends Fd {
+  readonly filetype = FILETYPE_CHARACTER_DEVICE;
+  private chunks: Uint8Array[] = [];
+  private kept = 0;
+  truncated = false;
+  constructor(private readonly cap: number) {
+    super(RIGHTS_STDIO, 0n);
+  }
+  override write(data: Uint8Array): number {
+    const room = this.cap - this.kept;
+    if (data.length > room) this.truncated = true;
+    const keep = data.subarray(0, Math.max(0, room));
+    if (keep.length > 0) {
+      this.chunks.push(keep.slice());
+      this.kept += keep.length;
+    }
+    // The program is told everything was written: a capped stream must not make it retry forever.
+    return data.length;
+  }
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.kept);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    this.chunks = [out];
+    return out;
+  }
+}
+
+export class FileFd extends Fd {
+  readonly filetype;
+  position = 0n;
+  constructor(
+    readonly file: FileInode,
+    rightsBase: bigint,
+    rightsInheriting: bigint,
+    fdflags: number,
+    private readonly budget: ByteBudget,
+    private readonly now: () => bigint,
+  ) {
+    super(rightsBase, rightsInheriting);
+    this.filetype = file.filetype;
+    this.fdflags = fdflags;
+  }
+  override inode(): Inode {
+    return this.file;
+  }
+  override read(into: Uint8Array): number {
+    const n = this.file.read(Number(this.position), into);
+    this.position += BigInt(n);
+    return n;
+  }
+  override pread(into: Uint8Array, offset: number): number {
+    return this.file.read(offset, into);
+  }
+  override write(data: Uint8Array): number {
+    if (this.fdflags & FDFLAGS_APPEND) this.position = this.file.size();
+    const n = this.pwrite(data, Number(this.position), true);
+    this.position += BigInt(n);
+    return n;
+  }
+  override pwrite(data: Uint8Array, offset: number, fromWrite = false): number {
+    // POSIX: pwrite on an O_APPEND descriptor appends on Linux; uvwasi follows the host (Linux).
+    const at = !fromWrite && this.fdflags & FDFLAGS_APPEND ? this.file.length : offset;
+    const end = at + data.length;
+    if (end > Number.MAX_SAFE_INTEGER) throw new WasiError(ERRNO_FBIG);
+    this.budget.change(Math.max(0, end - this.file.length));
+    this.file.write(at, data);
+    this.file.times.mtim = this.file.times.ctim = this.now();
+    return data.length;
+  }
+  override seek(offset: bigint, whence: number): bigint {
+    let base: bigint;
+    if (whence === WHENCE_SET) base = 0n;
+    else if (whence === WHENCE_CUR) base = this.position;
+    else if (whence === WHENCE_END) base = this.file.size();
+    else throw new WasiError(ERRNO_INVAL);
+    const next = base + offset;
+    if (next < 0n) throw new WasiError(ERRNO_INVAL);
+    this.position = next;
+    return next;
+  }
+  override stat(): Stat {
+    return { filetype: this.filetype, ino: this.file.ino, nlink: this.file.nlink, size: this.file.size(), ...this.file.times };
+  }
+  override setSize(size: bigint): void {
+    if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new WasiError(ERRNO_FBIG);
+    const length = Number(size);
+    this.budget.change(length - this.file.length);
+    this.file.resize(length);
+    this.file.times.mtim = this.file.times.ctim = this.now();
+  }
+  override allocate(offset: bigint, len: bigint): void {
+    const end = offset + len;
+    if (end > this.file.size()) this.setSize(end);
+  }
+}
+
+export class DirFd extends Fd {
+  readonly filetype;
+  constructor(
+    readonly dir: DirInode,
+    /** The guest path a preopen was given under; null for directories opened by path_open. */
+    readonly preopenName: string | null,
+    rightsBase: bigint = RIGHTS_DIRECTORY,
+    rightsInheriting: bigint = RIGHTS_ALL,
+  ) {
+    super(rightsBase, rightsInheriting);
+    this.filetype = dir.filetype;
+  }
+  override inode(): Inode {
+    return this.dir;
+  }
+  override read(): number {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override write(): number {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override pread(): number {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override pwrite(): number {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override seek(): bigint {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override setSize(): void {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override allocate(): void {
+    throw new WasiError(ERRNO_ISDIR);
+  }
+  override stat(): Stat {
+    return { filetype: this.filetype, ino: this.dir.ino, nlink: this.dir.nlink, size: this.dir.size(), ...this.dir.times };
+  }
+}
+

@@ -1,0 +1,514 @@
+/**
+ * The wasi_snapshot_preview1 import table. Each function follows its witx signature; pointers
+ * are offsets into the instance's memory, re-read on every call because memory can grow.
+ * Errors are thrown as WasiError inside and returned as errno at the boundary.
+ */
+import * as C from './constants.ts';
+import { ByteBudget, DirFd, FileFd, type Fd, type Stat } from './fd.ts';
+import { DirInode, FileInode, MemoryFs, SymlinkInode, WasiError, type Inode } from './fs.ts';
+
+export class ProcExit {
+  constructor(readonly code: number) {}
+}
+
+export interface SyscallContext {
+  memory(): WebAssembly.Memory;
+  fs: MemoryFs;
+  fds: Map<number, Fd>;
+  args: Uint8Array[];
+  env: Uint8Array[];
+  budget: ByteBudget;
+  /** Realtime clock in ns. */
+  realtime(): bigint;
+  /** Monotonic clock in ns. */
+  monotonic(): bigint;
+  /** Sleeps the thread for `ns` nanoseconds (Atomics.wait, never a busy loop). */
+  sleep(ns: bigint): void;
+  randomFill(into: Uint8Array<ArrayBuffer>): void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const MAX_IOVS = 1024;
+
+export function createSyscalls(ctx: SyscallContext): Record<string, (...args: never[]) => number | void> {
+  const view = () => new DataView(ctx.memory().buffer);
+  const bytes = (ptr: number, len: number) => {
+    const buffer = ctx.memory().buffer;
+    if (ptr < 0 || len < 0 || ptr + len > buffer.byteLength) throw new WasiError(C.ERRNO_FAULT);
+    return new Uint8Array(buffer, ptr, len);
+  };
+  const fdOf = (fd: number): Fd => {
+    const found = ctx.fds.get(fd);
+    if (!found) throw new WasiError(C.ERRNO_BADF);
+    return found;
+  };
+  const dirOf = (fd: number): DirFd => {
+    const found = fdOf(fd);
+    if (!(found instanceof DirFd)) throw new WasiError(C.ERRNO_NOTDIR);
+    return found;
+  };
+  const need = (fd: Fd, rights: bigint) => {
+    if ((fd.rightsBase & rights) !== rights) throw new WasiError(C.ERRNO_NOTCAPABLE);
+  };
+  const pathAt = (ptr: number, len: number): string => {
+    try {
+      return decoder.decode(bytes(ptr, len));
+    } catch (error) {
+      if (error instanceof WasiError) throw error;
+      throw new WasiError(C.ERRNO_INVAL); // not UTF-8: uvwasi cannot name such a path either
+    }
+  };
+  const iovecs = (ptr: number, count: number): Uint8Array[] => {
+    if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
+    const v = view();
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < count; i++) out.push(bytes(v.getUint32(ptr + i * 8, true), v.getUint32(ptr + i * 8 + 4, true)));
+    return out;
+  };
+  const writeStat = (ptr: number, stat: Stat) => {
+    const v = view();
+    bytes(ptr, 64).fill(0);
+    v.setBigUint64(ptr, 0n, true); // dev
+    v.setBigUint64(ptr + 8, stat.ino, true);
+    v.setUint8(ptr + 16, stat.filetype);
+    v.setBigUint64(ptr + 24, stat.nlink, true);
+    v.setBigUint64(ptr + 32, stat.size, true);
+    v.setBigUint64(ptr + 40, stat.atim, true);
+    v.setBigUint64(ptr + 48, stat.mtim, true);
+    v.setBigUint64(ptr + 56, stat.ctim, true);
+  };
+  const statOf = (inode: Inode): Stat => ({ filetype: inode.filetype, ino: inode.ino, nlink: inode.nlink, size: inode.size(), ...inode.times });
+  const setTimes = (inode: Inode, atim: bigint, mtim: bigint, flags: number) => {
+    if ((flags & C.FSTFLAGS_ATIM && flags & C.FSTFLAGS_ATIM_NOW) || (flags & C.FSTFLAGS_MTIM && flags & C.FSTFLAGS_MTIM_NOW)) {
+      throw new WasiError(C.ERRNO_INVAL);
+    }
+    const now = ctx.realtime();
+    if (flags & C.FSTFLAGS_ATIM) inode.times.atim = atim;
+    else if (flags & C.FSTFLAGS_ATIM_NOW) inode.times.atim = now;
+    if (flags & C.FSTFLAGS_MTIM) inode.times.mtim = mtim;
+    else if (flags & C.FSTFLAGS_MTIM_NOW) inode.times.mtim = now;
+    inode.times.ctim = now;
+  };
+  const writeStrings = (list: Uint8Array[], ptrsPtr: number, bufPtr: number) => {
+    const v = view();
+    let at = bufPtr;
+    list.forEach((item, i) => {
+      v.setUint32(ptrsPtr + i * 4, at, true);
+      bytes(at, item.length + 1).set([...item, 0]);
+      at += item.length + 1;
+    });
+  };
+  const sizes = (list: Uint8Array[], countPtr: number, sizePtr: number) => {
+    const v = view();
+    v.setUint32(countPtr, list.length, true);
+    v.setUint32(sizePtr, list.reduce((n, s) => n + s.length + 1, 0), true);
+  };
+  const lowestFreeFd = () => {
+    let fd = 3;
+    while (ctx.fds.has(fd)) fd++;
+    return fd;
+  };
+  const freeFile = (inode: Inode) => {
+    // Bytes of a file whose last link goes count against the budget no longer.
+    if (inode instanceof FileInode && inode.nlink === 0n) ctx.budget.change(-inode.length);
+  };
+
+  const table: Record<string, (...args: never[]) => void> = {
+    args_get: (argv: number, buf: number) => writeStrings(ctx.args, argv, buf),
+    args_sizes_get: (count: number, size: number) => sizes(ctx.args, count, size),
+    environ_get: (environ: number, buf: number) => writeStrings(ctx.env, environ, buf),
+    environ_sizes_get: (count: number, size: number) => sizes(ctx.env, count, size),
+
+    clock_res_get(id: number, resPtr: number) {
+      if (id < 0 || id > 3) throw new WasiError(C.ERRNO_INVAL);
+      view().setBigUint64(resPtr, 1000n, true);
+    },
+    clock_time_get(id: number, _precision: bigint, timePtr: number) {
+      if (id === C.CLOCKID_REALTIME) view().setBigUint64(timePtr, ctx.realtime(), true);
+      else if (id >= 1 && id <= 3) view().setBigUint64(timePtr, ctx.monotonic(), true);
+      else throw new WasiError(C.ERRNO_INVAL);
+    },
+
+    fd_advise(fd: number, _offset: bigint, _len: bigint, advice: number) {
+      const f = fdOf(fd);
+      if (advice > 5) throw new WasiError(C.ERRNO_INVAL);
+      if (f instanceof DirFd) throw new WasiError(C.ERRNO_BADF);
+      if (!(f instanceof FileFd)) throw new WasiError(C.ERRNO_SPIPE);
+    },
+    fd_allocate(fd: number, offset: bigint, len: bigint) {
+      const f = fdOf(fd);
+      need(f, C.RIGHTS_FD_ALLOCATE);
+      f.allocate(offset, len);
+    },
+    fd_close(fd: number) {
+      fdOf(fd);
+      ctx.fds.delete(fd);
+    },
+    fd_datasync: (fd: number) => fdOf(fd).sync(),
+    fd_sync: (fd: number) => fdOf(fd).sync(),
+    fd_fdstat_get(fd: number, ptr: number) {
+      const f = fdOf(fd);
+      const v = view();
+      bytes(ptr, 24).fill(0);
+      v.setUint8(ptr, f.filetype);
+      v.setUint16(ptr + 2, f.fdflags, true);
+      v.setBigUint64(ptr + 8, f.rightsBase, true);
+      v.setBigUint64(ptr + 16, f.rightsInheriting, true);
+    },
+    fd_fdstat_set_flags(fd: number, flags: number) {
+      const f = fdOf(fd);
+      if (flags & ~0x1f) throw new WasiError(C.ERRNO_INVAL);
+      f.fdflags = flags;
+    },
+    fd_fdstat_set_rights(fd: number, base: bigint, inheriting: bigint) {
+      const f = fdOf(fd);
+      // Rights may only shrink.
+      if ((base & ~f.rightsBase) !== 0n || (inheriting & ~f.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
+      f.rightsBase = base;
+      f.rightsInheriting = inheriting;
+    },
+    fd_filestat_get: (fd: number, ptr: number) => writeStat(ptr, fdOf(fd).stat()),
+    fd_filestat_set_size(fd: number, size: bigint) {
+      const f = fdOf(fd);
+      need(f, C.RIGHTS_FD_FILESTAT_SET_SIZE);
+      f.setSize(size);
+    },
+    fd_filestat_set_times(fd: number, atim: bigint, mtim: bigint, flags: number) {
+      const inode = fdOf(fd).inode();
+      if (!inode) return; // stdio: nothing to stamp
+      setTimes(inode, atim, mtim, flags);
+    },
+    fd_pread(fd: number, iovs: number, count: number, offset: bigint, nreadPtr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, C.RIGHTS_FD_READ);
+      let total = 0;
+      for (const iov of iovecs(iovs, count)) {
+        const n = f.pread(iov, Number(offset) + total);
+        total += n;
+        if (n < iov.length) break;
+      }
+      view().setUint32(nreadPtr, total, true);
+    },
+    fd_pwrite(fd: number, iovs: number, count: number, offset: bigint, nwrittenPtr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, C.RIGHTS_FD_WRITE);
+      let total = 0;
+      for (const iov of iovecs(iovs, count)) total += f.pwrite(iov, Number(offset) + total);
+      view().setUint32(nwrittenPtr, total, true);
+    },
+    fd_read(fd: number, iovs: number, count: number, nreadPtr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, C.RIGHTS_FD_READ);
+      let total = 0;
+      for (const iov of iovecs(iovs, count)) {
+        const n = f.read(iov);
+        total += n;
+        if (n < iov.length) break;
+      }
+      view().setUint32(nreadPtr, total, true);
+    },
+    fd_write(fd: number, iovs: number, count: number, nwrittenPtr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, C.RIGHTS_FD_WRITE);
+      let total = 0;
+      for (const iov of iovecs(iovs, count)) total += f.write(iov);
+      view().setUint32(nwrittenPtr, total, true);
+    },
+    fd_prestat_get(fd: number, ptr: number) {
+      const f = fdOf(fd);
+      if (!(f instanceof DirFd) || f.preopenName === null) throw new WasiError(C.ERRNO_BADF);
+      const v = view();
+      v.setUint8(ptr, C.PREOPENTYPE_DIR);
+      v.setUint32(ptr + 4, encoder.encode(f.preopenName).length, true);
+    },
+    fd_prestat_dir_name(fd: number, ptr: number, len: number) {
+      const f = fdOf(fd);
+      if (!(f instanceof DirFd) || f.preopenName === null) throw new WasiError(C.ERRNO_BADF);
+      const name = encoder.encode(f.preopenName);
+      if (len < name.length) throw new WasiError(C.ERRNO_NAMETOOLONG);
+      bytes(ptr, name.length).set(name);
+    },
+    fd_readdir(fd: number, buf: number, bufLen: number, cookie: bigint, bufusedPtr: number) {
+      const f = fdOf(fd);
+      if (!(f instanceof DirFd)) throw new WasiError(C.ERRNO_NOTDIR);
+      const dir = f.dir;
+      const entries: [string, Inode][] = [
+        ['.', dir],
+        ['..', dir.parent ?? dir],
+        ...dir.sortedNames().map((name): [string, Inode] => [name, dir.entries.get(name)!]),
+      ];
+      const out = bytes(buf, bufLen);
+      let used = 0;
+      for (let i = Number(cookie); i < entries.length && used < bufLen; i++) {
+        const [name, inode] = entries[i]!;
+        const nameBytes = encoder.encode(name);
+        // dirent: d_next u64, d_ino u64, d_namlen u32, d_type u8 (3 bytes padding), then the name.
+        const entry = new Uint8Array(24 + nameBytes.length);
+        const ev = new DataView(entry.buffer);
+        ev.setBigUint64(0, BigInt(i + 1), true);
+        ev.setBigUint64(8, inode.ino, true);
+        ev.setUint32(16, nameBytes.length, true);
+        ev.setUint8(20, inode.filetype);
+        entry.set(nameBytes, 24);
+        // A last entry that does not fit is cut short: the caller sees a full buffer and asks again with a bigger one.
+        const n = Math.min(entry.length, bufLen - used);
+        out.set(entry.subarray(0, n), used);
+        used += n;
+      }
+      view().setUint32(bufusedPtr, used, true);
+    },
+    fd_renumber(from: number, to: number) {
+      const f = fdOf(from);
+      fdOf(to);
+      ctx.fds.set(to, f);
+      ctx.fds.delete(from);
+    },
+    fd_seek(fd: number, offset: bigint, whence: number, newOffsetPtr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, whence === C.WHENCE_CUR && offset === 0n ? C.RIGHTS_FD_TELL : C.RIGHTS_FD_SEEK);
+      view().setBigUint64(newOffsetPtr, f.seek(offset, whence), true);
+    },
+    fd_tell(fd: number, ptr: number) {
+      const f = fdOf(fd);
+      if (f instanceof FileFd) need(f, C.RIGHTS_FD_TELL);
+      view().setBigUint64(ptr, f.seek(0n, C.WHENCE_CUR), true);
+    },
+
+    path_create_directory(fd: number, pathPtr: number, pathLen: number) {
+      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      if (inode) throw new WasiError(C.ERRNO_EXIST);
+      parent.entries.set(name, new DirInode(ctx.realtime(), parent));
+      parent.times.mtim = parent.times.ctim = ctx.realtime();
+    },
+    path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, ptr: number) {
+      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      if (!inode) throw new WasiError(C.ERRNO_NOENT);
+      writeStat(ptr, statOf(inode));
+    },
+    path_filestat_set_times(fd: number, flags: number, pathPtr: number, pathLen: number, atim: bigint, mtim: bigint, fstFlags: number) {
+      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      if (!inode) throw new WasiError(C.ERRNO_NOENT);
+      setTimes(inode, atim, mtim, fstFlags);
+    },
+    path_link(oldFd: number, oldFlags: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number) {
+      const source = ctx.fs.resolve(dirOf(oldFd).dir, pathAt(oldPtr, oldLen), (oldFlags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      if (!source.inode) throw new WasiError(C.ERRNO_NOENT);
+      if (source.inode instanceof DirInode) throw new WasiError(C.ERRNO_PERM); // Linux: no hard links to directories
+      const target = ctx.fs.resolve(dirOf(newFd).dir, pathAt(newPtr, newLen), false);
+      if (target.inode) throw new WasiError(C.ERRNO_EXIST);
+      target.parent.entries.set(target.name, source.inode);
+      source.inode.nlink++;
+      source.inode.times.ctim = ctx.realtime();
+    },
+    path_open(
+      fd: number,
+      dirflags: number,
+      pathPtr: number,
+      pathLen: number,
+      oflags: number,
+      rightsBase: bigint,
+      rightsInheriting: bigint,
+      fdflags: number,
+      openedFdPtr: number,
+    ) {
+      const dir = dirOf(fd);
+      const path = pathAt(pathPtr, pathLen);
+      const follow = (dirflags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0;
+      let { parent, name, inode } = ctx.fs.resolve(dir.dir, path, follow);
+      if (inode && oflags & C.OFLAGS_CREAT && oflags & C.OFLAGS_EXCL) throw new WasiError(C.ERRNO_EXIST);
+      if (inode instanceof SymlinkInode) throw new WasiError(C.ERRNO_LOOP); // O_NOFOLLOW on a link
+      const wantsWrite = (rightsBase & (C.RIGHTS_FD_WRITE | C.RIGHTS_FD_ALLOCATE | C.RIGHTS_FD_FILESTAT_SET_SIZE)) !== 0n;
+      if (!inode) {
+        if (!(oflags & C.OFLAGS_CREAT)) throw new WasiError(C.ERRNO_NOENT);
+        if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_INVAL);
+        if (path.endsWith('/')) throw new WasiError(C.ERRNO_ISDIR);
+        inode = new FileInode(ctx.realtime());
+        parent.entries.set(name, inode);
+        parent.times.mtim = parent.times.ctim = ctx.realtime();
+      }
+      // Rights are what was asked for, within what the directory may hand down.
+      const base = rightsBase & dir.rightsInheriting;
+      const inheriting = rightsInheriting & dir.rightsInheriting;
+      let opened: Fd;
+      if (inode instanceof DirInode) {
+        if (oflags & C.OFLAGS_TRUNC || (wantsWrite && (rightsBase & C.RIGHTS_FD_WRITE) !== 0n && !(oflags & C.OFLAGS_DIRECTORY))) {
+          throw new WasiError(C.ERRNO_ISDIR);
+        }
+        opened = new DirFd(inode, null, base & C.RIGHTS_DIRECTORY, inheriting);
+      } else {
+        if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
+        const file = inode as FileInode;
+        if (oflags & C.OFLAGS_TRUNC) {
+          ctx.budget.change(-file.length);
+          file.resize(0);
+          file.times.mtim = file.times.ctim = ctx.realtime();
+        }
+        opened = new FileFd(file, base & C.RIGHTS_REGULAR_FILE, inheriting, fdflags & 0x1f, ctx.budget, ctx.realtime);
+      }
+      const newFd = lowestFreeFd();
+      ctx.fds.set(newFd, opened);
+      view().setUint32(openedFdPtr, newFd, true);
+    },
+    path_readlink(fd: number, pathPtr: number, pathLen: number, buf: number, bufLen: number, bufusedPtr: number) {
+      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      if (!inode) throw new WasiError(C.ERRNO_NOENT);
+      if (!(inode instanceof SymlinkInode)) throw new WasiError(C.ERRNO_INVAL);
+      const target = encoder.encode(inode.target);
+      const n = Math.min(target.length, bufLen);
+      bytes(buf, n).set(target.subarray(0, n));
+      view().setUint32(bufusedPtr, n, true);
+    },
+    path_remove_directory(fd: number, pathPtr: number, pathLen: number) {
+      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      if (!inode) throw new WasiError(C.ERRNO_NOENT);
+      if (!(inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
+      if (name === '.' || inode === dirOf(fd).dir) throw new WasiError(C.ERRNO_INVAL);
+      if (inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
+      parent.entries.delete(name);
+      inode.nlink = 0n;
+      parent.times.mtim = parent.times.ctim = ctx.realtime();
+    },
+    path_rename(oldFd: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number) {
+      const from = ctx.fs.resolve(dirOf(oldFd).dir, pathAt(oldPtr, oldLen), false);
+      const to = ctx.fs.resolve(dirOf(newFd).dir, pathAt(newPtr, newLen), false);
+      if (!from.inode) throw new WasiError(C.ERRNO_NOENT);
+      if (from.name === '.' || to.name === '.') throw new WasiError(C.ERRNO_INVAL);
+      if (from.inode === to.inode) return;
+      if (from.inode instanceof DirInode) {
+        if (to.inode && !(to.inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
+        if (to.inode instanceof DirInode && to.inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
+        if (ctx.fs.isWithin(to.parent, from.inode)) throw new WasiError(C.ERRNO_INVAL); // into itself
+        from.inode.parent = to.parent;
+      } else if (to.inode instanceof DirInode) {
+        throw new WasiError(C.ERRNO_ISDIR);
+      }
+      if (to.inode) {
+        to.inode.nlink--;
+        freeFile(to.inode);
+      }
+      from.parent.entries.delete(from.name);
+      to.parent.entries.set(to.name, from.inode);
+      const now = ctx.realtime();
+      from.parent.times.mtim = to.parent.times.mtim = now;
+      from.inode.times.ctim = now;
+    },
+    path_symlink(oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number) {
+      const target = pathAt(oldPtr, oldLen);
+      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(newPtr, newLen), false);
+      if (inode) throw new WasiError(C.ERRNO_EXIST);
+      // uvwasi refuses absolute link targets: they would point outside the sandbox's view.
+      if (target.startsWith('/')) throw new WasiError(C.ERRNO_NOTCAPABLE);
+      parent.entries.set(name, new SymlinkInode(ctx.realtime(), target));
+    },
+    path_unlink_file(fd: number, pathPtr: number, pathLen: number) {
+      const path = pathAt(pathPtr, pathLen);
+      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, path, false);
+      if (!inode) throw new WasiError(C.ERRNO_NOENT);
+      if (inode instanceof DirInode) throw new WasiError(C.ERRNO_ISDIR);
+      if (path.endsWith('/')) throw new WasiError(C.ERRNO_NOTDIR);
+      parent.entries.delete(name);
+      inode.nlink--;
+      freeFile(inode);
+      parent.times.mtim = parent.times.ctim = ctx.realtime();
+    },
+
+    poll_oneoff(inPtr: number, outPtr: number, count: number, neventsPtr: number) {
+      if (count === 0) throw new WasiError(C.ERRNO_INVAL);
+      const v = view();
+      const events: { userdata: bigint; error: number; type: number; nbytes: bigint }[] = [];
+      let sleepNs: bigint | null = null;
+      const clocks: { userdata: bigint; ns: bigint }[] = [];
+      for (let i = 0; i < count; i++) {
+        const sub = inPtr + i * 48;
+        const userdata = v.getBigUint64(sub, true);
+        const tag = v.getUint8(sub + 8);
+        if (tag === C.EVENTTYPE_CLOCK) {
+          const id = v.getUint32(sub + 16, true);
+          const timeout = v.getBigUint64(sub + 24, true);
+          const flags = v.getUint16(sub + 40, true);
+          if (id > 3) {
+            events.push({ userdata, error: C.ERRNO_INVAL, type: tag, nbytes: 0n });
+            continue;
+          }
+          const now = id === C.CLOCKID_REALTIME ? ctx.realtime() : ctx.monotonic();
+          const ns = flags & C.SUBCLOCKFLAGS_SUBSCRIPTION_CLOCK_ABSTIME ? (timeout > now ? timeout - now : 0n) : timeout;
+          clocks.push({ userdata, ns });
+        } else if (tag === C.EVENTTYPE_FD_READ || tag === C.EVENTTYPE_FD_WRITE) {
+          const fd = ctx.fds.get(v.getUint32(sub + 16, true));
+          // Every descriptor here is always ready: reads never block on in-memory bytes.
+          let nbytes = 0n;
+          if (fd instanceof FileFd && tag === C.EVENTTYPE_FD_READ) nbytes = fd.file.size() > fd.position ? fd.file.size() - fd.position : 0n;
+          events.push({ userdata, error: fd ? C.ERRNO_SUCCESS : C.ERRNO_BADF, type: tag, nbytes });
+        } else {
+          throw new WasiError(C.ERRNO_INVAL);
+        }
+      }
+      if (events.length === 0 && clocks.length > 0) {
+        // Only clocks: sleep until the earliest fires; it is the one event reported.
+        const first = clocks.reduce((a, b) => (b.ns < a.ns ? b : a));
+        sleepNs = first.ns;
+        ctx.sleep(sleepNs);
+        for (const c of clocks) if (c.ns <= sleepNs) events.push({ userdata: c.userdata, error: C.ERRNO_SUCCESS, type: C.EVENTTYPE_CLOCK, nbytes: 0n });
+      }
+      for (const [i, e] of events.entries()) {
+        const at = outPtr + i * 32;
+        bytes(at, 32).fill(0);
+        v.setBigUint64(at, e.userdata, true);
+        v.setUint16(at + 8, e.error, true);
+        v.setUint8(at + 10, e.type);
+        v.setBigUint64(at + 16, e.nbytes, true);
+      }
+      v.setUint32(neventsPtr, events.length, true);
+    },
+    proc_exit(code: number) {
+      throw new ProcExit(code);
+    },
+    proc_raise() {
+      throw new WasiError(C.ERRNO_NOSYS);
+    },
+    sched_yield() {},
+    random_get(buf: number, len: number) {
+      const out = bytes(buf, len);
+      // getRandomValues fills at most 65536 bytes a call.
+      for (let at = 0; at < len; at += 65536) {
+        const chunk = new Uint8Array(Math.min(65536, len - at));
+        ctx.randomFill(chunk);
+        out.set(chunk, at);
+      }
+    },
+    // No network: a bad descriptor is BADF, any other descriptor is not a socket.
+    sock_accept: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
+    sock_recv: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
+    sock_send: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
+    sock_shutdown: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
+  };
+
+  const exported: Record<string, (...args: never[]) => number | void> = {};
+  for (const name of C.PREVIEW1_FUNCTIONS) {
+    const call = table[name];
+    if (!call) {
+      exported[name] = () => C.ERRNO_NOSYS;
+      continue;
+    }
+    if (name === 'proc_exit') {
+      exported[name] = call as (...args: never[]) => void;
+      continue;
+    }
+    exported[name] = (...args: never[]) => {
+      try {
+        call(...args);
+        return C.ERRNO_SUCCESS;
+      } catch (error) {
+        if (error instanceof WasiError) return error.errno;
+        if (error instanceof RangeError) return C.ERRNO_FAULT; // a pointer outside memory
+        throw error;
+      }
+    };
+  }
+  return exported;
+}
+
+function fail(errno: number): never {
+  throw new WasiError(errno);
+}
