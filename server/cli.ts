@@ -288,14 +288,13 @@ async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
+// exitCode, not exit(): exit() would cut off stdout still queued for a pipe.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    process.exitCode = code;
+  },
   (error: Error) => {
-    if (error instanceof UsageError) {
-      process.stderr.write(`dewgrid: ${error.message}\n`);
-      process.exit(2);
-    }
     process.stderr.write(`dewgrid: ${error.message}\n`);
-    process.exit(1);
+    process.exitCode = error instanceof UsageError ? 2 : 1;
   },
 );

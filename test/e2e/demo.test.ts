@@ -1,7 +1,8 @@
 // Acceptance (issue #2): open the page in Chromium, press Start, the demo batch completes, the
 // picture is whole, and `dewgrid results BATCH --json` shows every task done.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,8 +77,9 @@ describe('demo project end to end', () => {
     expect(await page.evaluate(() => window.dewgrid!.status().counts.done)).toBe(tiles.length);
     expect(pageErrors).toEqual([]);
 
-    const cli = execFileSync(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', server.url], { encoding: 'utf8' });
-    const results = JSON.parse(cli) as BatchResults;
+    // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
+    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', server.url], { maxBuffer: 256 * 2 ** 20 });
+    const results = JSON.parse(cli.stdout) as BatchResults;
     expect(results.batchId).toBe(batchId);
     expect(results.tasks).toHaveLength(tiles.length);
     for (const task of results.tasks) {
