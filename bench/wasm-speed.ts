@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { join, extname } from 'node:path';
 import { build } from 'vite';
 import { launchChromium } from '../test/helpers/browser.ts';
-import { runUnderNodeWasi } from '../test/wasi/node-wasi-runner.ts';
+import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
 import { median, fmt } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -46,10 +46,10 @@ export async function benchWasmSpeed(rounds = 3): Promise<WasmSpeedReport> {
 
   // Node's WASI: same jobs, same order, same number of rounds.
   const nodeMs: number[] = [];
+  const module = await WebAssembly.compile(wasm);
   for (let r = 0; r < rounds; r++) {
     for (const job of jobs) {
-      const started = performance.now();
-      const result = await runUnderNodeWasi(wasm, {
+      const result = await runUnderNodeWasi(module, {
         args: job.args,
         env: job.env,
         stdin: job.stdin,
@@ -59,7 +59,7 @@ export async function benchWasmSpeed(rounds = 3): Promise<WasmSpeedReport> {
         maxStderrBytes: job.limits.outputBytes,
         maxOutputFileBytes: job.limits.outputBytes,
       });
-      nodeMs.push(performance.now() - started);
+      nodeMs.push(result.runMs); // instantiate + run, as the worker's runMs
       if (result.exitCode !== 0) throw new Error(`node run exited ${result.exitCode}`);
     }
   }

@@ -13,6 +13,7 @@ import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoTiles } from '../../demo/tiles.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
+import type { DewgridApi } from '../../src/app/main.tsx';
 
 let server: TestServer;
 let browser: Browser;
@@ -74,7 +75,7 @@ describe('demo project end to end', () => {
       return { width: canvas.width, height: canvas.height, transparent };
     });
     expect(picture).toEqual({ width: DEMO_IMAGE.width, height: DEMO_IMAGE.height, transparent: 0 });
-    expect(await page.evaluate(() => window.dewgrid!.status().counts.done)).toBe(tiles.length);
+    expect(await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.status().counts.done)).toBe(tiles.length);
     expect(pageErrors).toEqual([]);
 
     // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.

@@ -233,11 +233,8 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       const f = fdOf(fd);
       if (!(f instanceof DirFd)) throw new WasiError(C.ERRNO_NOTDIR);
       const dir = f.dir;
-      const entries: [string, Inode][] = [
-        ['.', dir],
-        ['..', dir.parent ?? dir],
-        ...dir.sortedNames().map((name): [string, Inode] => [name, dir.entries.get(name)!]),
-      ];
+      // No "." or "..": uvwasi (libuv's scandir) leaves them out, and programs must not rely on them.
+      const entries = dir.sortedNames().map((name): [string, Inode] => [name, dir.entries.get(name)!]);
       const out = bytes(buf, bufLen);
       let used = 0;
       for (let i = Number(cookie); i < entries.length && used < bufLen; i++) {

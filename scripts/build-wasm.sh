@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Rebuilds every committed .wasm from its source. Tests never need this: the built files are committed.
+# Needs Debian's clang lld wasi-libc libclang-rt-14-dev-wasm32.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CC=${CC:-clang}
+build() { "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -o "$2" "$1"; echo "built $2 ($(stat -c %s "$2") bytes)"; }
+build demo/fractal/fractal.c demo/fractal/fractal.wasm
+for src in test/fixtures/wasi/*.c; do build "$src" "${src%.c}.wasm"; done
