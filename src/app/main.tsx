@@ -1,16 +1,8 @@
 import { render } from 'preact';
 import { App } from './components/App.tsx';
 import { boot } from './boot.ts';
-import type { Limits, Status } from '../scheduler/controller.ts';
+import type { DewgridApi } from './api.ts';
 import './style.css';
-
-/** The automation surface for kiosk and lab operators (README: "Automating a donor page"). */
-export interface DewgridApi {
-  start(): void;
-  stop(): void;
-  status(): Status;
-  setLimits(limits: Partial<Limits>): Limits;
-}
 
 declare global {
   interface Window {

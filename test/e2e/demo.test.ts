@@ -13,7 +13,7 @@ import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoTiles } from '../../demo/tiles.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
-import type { DewgridApi } from '../../src/app/main.tsx';
+import type { DewgridApi } from '../../src/app/api.ts';
 
 let server: TestServer;
 let browser: Browser;
