@@ -1,0 +1,21 @@
+/** A donor page in Chromium: open, start, wait for a batch on the server. */
+import type { Browser, Page } from 'playwright-core';
+
+export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await page.waitForSelector('html[data-ready="true"]');
+  return { page, errors };
+}
+
+export async function waitForBatch(serverUrl: string, batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = (await (await fetch(`${serverUrl}/api/batches/${batchId}`)).json()) as { counts: Record<string, number>; refusals: { reason: string; taskId: string }[] };
+    if (done(status.counts)) return status;
+    if (Date.now() > deadline) throw new Error(`batch ${batchId} did not finish: ${JSON.stringify(status.counts)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
