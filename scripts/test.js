@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: makes sure a browser is there for the browser tests, then runs every test once.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 
 const candidates = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
 const hasBrowser = () => (process.env.CHROMIUM_PATH ? existsSync(process.env.CHROMIUM_PATH) : candidates.some((p) => existsSync(p)));
@@ -27,5 +27,23 @@ if (!hasBrowser()) {
   }
 }
 
-const vitest = spawnSync(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', ...process.argv.slice(2)], { stdio: 'inherit' });
+// Types first: each environment's tsconfig keeps page, worker and server code apart.
+const typecheck = spawnSync('npm', ['run', '--silent', 'typecheck'], { stdio: 'inherit' });
+if (typecheck.status !== 0) {
+  console.error('npm test: the typecheck failed (npm run typecheck).');
+  process.exit(typecheck.status ?? 1);
+}
+
+const report = '.tmp/vitest-report.json';
+rmSync(report, { force: true });
+const vitest = spawnSync(
+  process.execPath,
+  ['node_modules/vitest/vitest.mjs', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
+);
+// A plain closing line that any CI can read, whatever the runner prints.
+if (existsSync(report)) {
+  const { numPassedTests, numFailedTests, numPendingTests } = JSON.parse(readFileSync(report, 'utf8'));
+  console.log(`\n${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests} skipped`);
+}
 process.exit(vitest.status ?? 1);
