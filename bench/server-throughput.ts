@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API, sha256Hex, signTask, toBase64, type PublishRequest, type TaskManifest } from '../src/protocol/index.ts';
-import { startTestServer } from '../test/helpers/server.ts';
+import { spawn } from 'node:child_process';
+import { writeKey } from '../test/helpers/server.ts';
 import { quantile, fmt } from './stats.ts';
 
 export interface ThroughputReport {
@@ -29,7 +30,22 @@ async function post(base: string, path: string, body: unknown): Promise<unknown>
 
 export async function benchServerThroughput(clients = 32, cycles = 20000): Promise<ThroughputReport> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-'));
-  const server = await startTestServer({ dataDir });
+  const key = await writeKey(dataDir);
+  // The server in its own process, as deployed: the simulated clients here do not share its event loop.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+    env: { ...process.env, PORT: '0', DEWGRID_DATA: dataDir, DEWGRID_STATIC: join(dataDir, 'no-static') },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk;
+      const match = /on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`the server exited with ${code}`)));
+  });
+  const server = { url, key };
   try {
     const moduleHash = await sha256Hex(MODULE);
     const now = Date.now();
@@ -72,7 +88,8 @@ export async function benchServerThroughput(clients = 32, cycles = 20000): Promi
     const seconds = (performance.now() - started) / 1000;
     return { clients, cycles: latencies.length, seconds, cyclesPerSecond: latencies.length / seconds, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) };
   } finally {
-    await server.close();
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

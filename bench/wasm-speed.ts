@@ -25,13 +25,14 @@ export interface WasmSpeedReport {
 
 function tileJobs(): { args: string[]; env: [string, string][] }[] {
   const jobs = [];
-  for (let ty = 0; ty < 480; ty += 160) {
-    for (let tx = 0; tx < 640; tx += 160) jobs.push({ args: ['fractal', '640', '480', String(tx), String(ty), '80', '80'], env: [] as [string, string][] });
+  // 160x160 tiles at 4000 iterations: tens of milliseconds each, so timer noise does not decide the ratio.
+  for (let ty = 0; ty < 720; ty += 240) {
+    for (let tx = 0; tx < 960; tx += 320) jobs.push({ args: ['fractal', '960', '720', String(tx), String(ty), '160', '160', '4000'], env: [] as [string, string][] });
   }
   return jobs;
 }
 
-export async function benchWasmSpeed(rounds = 3): Promise<WasmSpeedReport> {
+export async function benchWasmSpeed(rounds = 5): Promise<WasmSpeedReport> {
   const wasm = new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm')));
   const jobs = tileJobs().map((j) => ({
     taskId: 'bench',
@@ -100,7 +101,7 @@ export async function benchWasmSpeed(rounds = 3): Promise<WasmSpeedReport> {
 }
 
 export function printWasmSpeed(r: WasmSpeedReport): void {
-  console.log(`\n(a) Demo module (fractal, 80x80 tiles), browser worker vs Node's WASI: ${r.tiles} tiles x ${r.rounds} rounds`);
+  console.log(`\n(a) Demo module (fractal, 160x160 tiles, 4000 iterations), browser worker vs Node's WASI: ${r.tiles} tiles x ${r.rounds} rounds`);
   console.log(`    browser worker median ${fmt(r.browserMedianMs)} ms/tile; node:wasi median ${fmt(r.nodeMedianMs)} ms/tile`);
   console.log(`    ratio browser/node = ${fmt(r.ratio, 2)} (1.00 = same speed; below 1 = browser faster)`);
 }

@@ -1,18 +1,39 @@
-/** Starts the task server: PORT (8787), HOST (127.0.0.1), DEWGRID_DATA (./.dewgrid), DEWGRID_STATIC (dist). */
-import { createServer } from './app.ts';
+/**
+ * Starts the task server: PORT (8787), HOST (127.0.0.1), DEWGRID_DATA (./.dewgrid),
+ * DEWGRID_STATIC (dist). Run it with `npx tsx server/main.ts`; `npm start` calls startServer.
+ */
+import { pathToFileURL } from 'node:url';
+import { createServer, type DewgridServer } from './app.ts';
 
-export async function startServer(env: NodeJS.ProcessEnv = process.env) {
+export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise<{ server: DewgridServer; url: string }> {
   const port = Number(env.PORT ?? 8787);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got ${env.PORT}`);
+  if (!/^\d+$/.test(env.PORT ?? '8787') || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
   const server = await createServer({ dataDir: env.DEWGRID_DATA ?? '.dewgrid', staticDir: env.DEWGRID_STATIC ?? 'dist', logger: false });
   const url = await server.app.listen({ port, host: env.HOST ?? '127.0.0.1' });
-  const shutdown = () => void server.close().then(() => process.exit(0));
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    console.log(`${signal}: closing the task server.`);
+    server.close().then(
+      () => process.exit(0),
+      (error: Error) => {
+        console.error(`could not close cleanly: ${error.message}`);
+        process.exit(1);
+      },
+    );
+  };
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
   return { server, url };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const { url } = await startServer();
-  console.log(`Dewgrid task server on ${url}`);
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  try {
+    const { url } = await startServer();
+    console.log(`Dewgrid task server on ${url}`);
+  } catch (error) {
+    console.error(`dewgrid server: ${(error as Error).message}`);
+    process.exit(1);
+  }
 }

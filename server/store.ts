@@ -5,8 +5,9 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import type { BatchStatus, RefusalReason, ResultSubmission, SignedTask, TaskState } from '../src/protocol/index.ts';
+import type { BatchStatus, RefusalReason, RefusalReport, ResultSubmission, SignedTask, TaskState } from '../src/protocol/index.ts';
 import { TASK_STATES } from '../src/protocol/index.ts';
+import { HttpError } from './errors.ts';
 
 const MIGRATIONS: string[] = [
   // 1: batches, tasks, leases, results, refusals
@@ -31,7 +32,11 @@ const MIGRATIONS: string[] = [
      refusals INTEGER NOT NULL DEFAULT 0,
      canonical_lease TEXT
    );
-   CREATE INDEX tasks_by_state ON tasks(state, batch_id, seq);
+   -- Tasks are inserted batch by batch, in order, so rowid order is "oldest batch first, then
+   -- task order": the lease query walks this index and stops after a few rows.
+   CREATE INDEX tasks_by_state ON tasks(state);
+   CREATE INDEX tasks_by_expiry ON tasks(state, expires_at);
+   CREATE INDEX tasks_by_batch ON tasks(batch_id, seq);
    CREATE TABLE leases (
      lease_id TEXT PRIMARY KEY,
      task_id TEXT NOT NULL REFERENCES tasks(task_id),
@@ -75,14 +80,8 @@ export const MAX_REFUSALS = 3;
 /** A lease lasts the task's wall time plus this margin for fetching and posting. */
 export const LEASE_MARGIN_MS = 60_000;
 
-export class StoreError extends Error {
-  constructor(
-    readonly status: 400 | 403 | 404 | 409 | 410,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A request the store refuses; the status says why (see docs/protocol.md, POST /api/results). */
+export class StoreError extends HttpError {}
 
 export interface StoredResult {
   leaseId: string;
@@ -176,13 +175,13 @@ export class Store {
   lease(deviceId: string, engines: string[], max: number, now: number): { leaseId: string; expiresAt: number; envelope: string }[] {
     const enginesJson = JSON.stringify(engines);
     const candidates = this.db.prepare(
-      `SELECT t.task_id, t.envelope, t.wall_time_ms FROM tasks t JOIN batches b ON b.batch_id = t.batch_id
+      `SELECT t.task_id, t.envelope, t.wall_time_ms FROM tasks t INDEXED BY tasks_by_state
        WHERE t.state = 'queued' AND t.expires_at > @now
          AND t.engine IN (SELECT value FROM json_each(@engines))
          AND t.results + (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) < t.redundancy
          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = @device
                          AND (l.status != 'live' OR l.expires_at > @now))
-       ORDER BY b.created_at, b.rowid, t.seq
+       ORDER BY t.rowid
        LIMIT @max`,
     );
     const insert = this.db.prepare('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?)');
@@ -257,16 +256,26 @@ export class Store {
     })();
   }
 
-  recordRefusal(report: { leaseId: string; taskId: string; deviceId: string; reason: string; detail: string }, now: number): void {
-    this.db.transaction(() => {
+  /**
+   * Records a refusal and releases its lease; the device is never offered the task again.
+   * The identical report again is a no-op ('duplicate'), so clients may retry.
+   */
+  recordRefusal(report: RefusalReport, now: number): 'recorded' | 'duplicate' {
+    return this.db.transaction(() => {
       const lease = this.answerableLease(report.leaseId, report.taskId, report.deviceId);
-      if (lease.status !== 'live') throw new StoreError(409, `lease ${report.leaseId} was already ${lease.status}`);
+      if (lease.status === 'refused') {
+        const earlier = this.db.prepare('SELECT reason, detail FROM refusals WHERE lease_id = ?').get(report.leaseId) as { reason: string; detail: string } | undefined;
+        if (earlier?.reason === report.reason && earlier.detail === report.detail) return 'duplicate';
+        throw new StoreError(409, `lease ${report.leaseId} was already refused for another reason`);
+      }
+      if (lease.status !== 'live') throw new StoreError(409, `lease ${report.leaseId} already has a result`);
       this.db.prepare(`UPDATE leases SET status = 'refused' WHERE lease_id = ?`).run(report.leaseId);
       this.db
         .prepare('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(report.taskId, report.leaseId, report.deviceId, report.reason, report.detail, now);
       const { refusals } = this.db.prepare('UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ? RETURNING refusals').get(report.taskId) as { refusals: number };
       if (refusals >= MAX_REFUSALS) this.db.prepare(`UPDATE tasks SET state = 'refused' WHERE task_id = ? AND state = 'queued'`).run(report.taskId);
+      return 'recorded';
     })();
   }
 

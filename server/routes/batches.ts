@@ -1,0 +1,119 @@
+/**
+ * What project owners call: publish a batch (all or nothing) and read its status and results.
+ * A published task has passed the same envelope checks a client makes, so the server never
+ * stores a task its own clients would refuse.
+ */
+import type { FastifyInstance } from 'fastify';
+import { createHash } from 'node:crypto';
+import {
+  API,
+  canonicalJson,
+  decodeUtf8OrNull,
+  PublishRequest,
+  verifyEnvelope,
+  type BatchResults,
+  type BatchStatus,
+  type JsonBytes,
+  type TaskResultView,
+} from '../../src/protocol/index.ts';
+import type { BlobStore } from '../blobs.ts';
+import { bodyOf, HttpError } from '../errors.ts';
+import { trustedKeys } from '../keys.ts';
+import type { Store } from '../store.ts';
+
+export interface BatchRouteOptions {
+  dataDir: string;
+  now: () => number;
+  /** Body limit for publishing (modules travel in it), bytes. */
+  publishBodyLimit: number;
+}
+
+/** Bytes as JSON: UTF-8 text where they are valid UTF-8, else `{ base64 }`. */
+export function jsonBytes(bytes: Uint8Array): JsonBytes {
+  return decodeUtf8OrNull(bytes) ?? { base64: Buffer.from(bytes).toString('base64') };
+}
+
+export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore, options: BatchRouteOptions): void {
+  const { now } = options;
+
+  app.post(API.batches, { bodyLimit: options.publishBodyLimit }, async (request, reply): Promise<BatchStatus> => {
+    const publish = bodyOf(PublishRequest, request.body);
+    const { batchId, name } = publish.batch;
+    const keys = await trustedKeys(options.dataDir);
+    const taskIds = new Set<string>();
+    const needed = new Map<string, number>(); // sha256 -> size, as the manifests name them
+    for (const [index, task] of publish.tasks.entries()) {
+      const verdict = await verifyEnvelope(task, keys, now());
+      if (!verdict.ok) throw new HttpError(400, `tasks.${index}: refused (${verdict.reason}): ${verdict.detail}`);
+      const m = task.manifest;
+      if (m.batchId !== batchId) throw new HttpError(400, `tasks.${index}: batchId ${m.batchId} is not the batch's ${batchId}`);
+      if (taskIds.has(m.taskId)) throw new HttpError(400, `tasks.${index}: task id ${m.taskId} appears twice`);
+      taskIds.add(m.taskId);
+      for (const [where, ref] of [['module', m.module], ['stdin', m.stdin], ...m.files.map((f, i) => [`files.${i}`, f.blob] as const)] as const) {
+        if (!ref) continue;
+        const size = needed.get(ref.sha256);
+        if (size !== undefined && size !== ref.size) {
+          throw new HttpError(400, `tasks.${index}.manifest.${where}: blob ${ref.sha256} is named with sizes ${size} and ${ref.size}`);
+        }
+        needed.set(ref.sha256, ref.size);
+      }
+    }
+    const incoming = new Map<string, Buffer>();
+    for (const [sha256, base64] of Object.entries(publish.blobs)) {
+      const bytes = Buffer.from(base64, 'base64');
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (actual !== sha256) throw new HttpError(400, `blobs.${sha256}: the bytes hash to ${actual}`);
+      const size = needed.get(sha256);
+      if (size === undefined) throw new HttpError(400, `blobs.${sha256}: no task names this blob`);
+      if (size !== bytes.length) throw new HttpError(400, `blobs.${sha256}: ${bytes.length} bytes, but the tasks say ${size}`);
+      incoming.set(sha256, bytes);
+    }
+    for (const sha256 of needed.keys()) {
+      if (!incoming.has(sha256) && !blobs.has(sha256)) throw new HttpError(400, `blob ${sha256} is named by a task but was neither sent nor stored`);
+    }
+    // No await from here on: the checks below and the insert see the same database.
+    const digest = createHash('sha256').update(canonicalJson(publish.tasks)).digest('hex');
+    const existing = store.batchDigest(batchId);
+    if (existing !== null) {
+      if (existing !== digest) throw new HttpError(409, `batch ${batchId} already exists with other tasks`);
+      return reply.code(200).send(store.batchStatus(batchId, now()));
+    }
+    const taken = store.existingTaskIds([...taskIds]);
+    if (taken.length > 0) throw new HttpError(409, `task id ${taken[0]} already belongs to another batch`);
+    // Blobs first: an orphan blob is harmless, a task without its blob is not.
+    for (const [sha256, bytes] of incoming) blobs.write(sha256, bytes);
+    store.addBatch(batchId, name, digest, publish.tasks, now());
+    return reply.code(201).send(store.batchStatus(batchId, now()));
+  });
+
+  app.get(API.batches, async (): Promise<BatchStatus[]> => store.batchIds().map((id) => store.batchStatus(id, now())!));
+
+  app.get<{ Params: { batchId: string } }>(API.batch(':batchId'), async (request): Promise<BatchStatus> => {
+    const status = store.batchStatus(request.params.batchId, now());
+    if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
+    return status;
+  });
+
+  app.get<{ Params: { batchId: string } }>(API.batchResults(':batchId'), async (request): Promise<BatchResults> => {
+    const status = store.batchStatus(request.params.batchId, now());
+    if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
+    const tasks = store.tasks(status.batchId, now()).map(
+      (t): TaskResultView => ({
+        taskId: t.taskId,
+        name: t.envelope.manifest.name,
+        state: t.state,
+        args: t.envelope.manifest.args,
+        exitCode: t.canonical?.exitCode ?? null,
+        stdout: t.canonical ? jsonBytes(t.canonical.stdout) : null,
+        stderr: t.canonical ? jsonBytes(t.canonical.stderr) : null,
+        files: (t.canonical?.files ?? []).map((f) => ({ path: f.path, data: jsonBytes(Buffer.from(f.data, 'base64')) })),
+        truncated: t.canonical?.truncated ?? null,
+        error: t.canonical ? null : t.lastError,
+        refusals: t.refusals,
+        results: t.results,
+        redundancy: t.redundancy,
+      }),
+    );
+    return { batchId: status.batchId, name: status.name, tasks };
+  });
+}
