@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
-import { API, REFUSAL_TEXT, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
+import { API, parse, PublishRequest, REFUSAL_TEXT, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
 import { createKey, keyPath, readKey } from './keys.ts';
 import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
@@ -60,7 +60,7 @@ type Values = Record<string, string | boolean | string[] | undefined>;
 function integer(values: Values, flag: string, fallback: number, min: number, max: number): number {
   const text = values[flag];
   if (text === undefined) return fallback;
-  const n = Number(text);
+  const n = typeof text === 'string' && /^\d{1,12}$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
   return n;
 }
@@ -74,12 +74,17 @@ function readHostFile(path: string, flag: string): Uint8Array {
   }
 }
 
+/** An absolute guest path as the manifest schema wants it; a trailing slash is dropped. */
 function guestPath(path: string, flag: string): string {
   if (!path.startsWith('/')) throw new UsageError(`${flag}: guest path "${path}" must be absolute`);
-  const normal = posix.normalize(path);
-  if (normal !== path.replace(/\/+$/, '') && !(path === '/' && normal === '/')) throw new UsageError(`${flag}: guest path "${path}" must not hold . or .. or repeated slashes`);
-  return normal;
+  const trimmed = path.length > 1 ? path.replace(/\/+$/, '') || '/' : path;
+  if (trimmed !== '/' && !/^(\/(?!\.\.?(\/|$))[^/\0]+)+$/.test(trimmed)) {
+    throw new UsageError(`${flag}: guest path "${path}" must not hold ., .. or empty segments`);
+  }
+  return trimmed;
 }
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 function underPreopen(path: string, preopens: string[]): boolean {
   return preopens.some((p) => p === '/' || path === p || path.startsWith(`${p}/`));
@@ -123,6 +128,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
     const host = spec.slice(0, at);
     const guest = guestPath(spec.slice(at + 1), '--dir');
     if (!existsSync(host) || !statSync(host).isDirectory()) throw new UsageError(`--dir ${host}: no such folder`);
+    if (preopens.includes(guest)) throw new UsageError(`--dir: guest path ${guest} given twice`);
     preopens.push(guest);
     for (const file of listFiles(host)) {
       const rel = relative(host, file).split(sep).join('/');
@@ -133,9 +139,19 @@ async function publish(positionals: string[], values: Values, server: string, ke
     const at = spec.indexOf('=');
     if (at <= 0) throw new UsageError(`--file "${spec}" must be GUEST=HOST`);
     const guest = guestPath(spec.slice(0, at), '--file');
+    if (guest === '/') throw new UsageError(`--file "${spec}": / is a folder, not a file path`);
     files.push({ path: guest, data: readHostFile(spec.slice(at + 1), '--file') });
     if (!underPreopen(guest, preopens)) preopens.push(posix.dirname(guest));
   }
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (seen.has(file.path)) throw new UsageError(`guest path ${file.path} is given twice (by --file or --dir)`);
+    seen.add(file.path);
+  }
+  if (typeof values.batch === 'string' && !/^[A-Za-z0-9_-]{1,50}$/.test(values.batch)) {
+    throw new UsageError(`--batch must be 1-50 characters of A-Z a-z 0-9 _ -, got "${values.batch}"`);
+  }
+  if (typeof values.name === 'string' && values.name.length > 200) throw new UsageError('--name must be at most 200 characters');
   const argv0 = typeof values.argv0 === 'string' ? values.argv0 : basename(modulePath).replace(/\.wasm$/, '');
   const args = (values.arg as string[] | undefined) ?? [];
   const tasks: TaskSpec[] = Array.from({ length: count }, (_, i) => ({
@@ -160,6 +176,9 @@ async function publish(positionals: string[], values: Values, server: string, ke
     },
     key,
   );
+  // The server checks all of this too; checking here makes a bad flag a usage error, not a server error.
+  const checked = parse(PublishRequest, request);
+  if (!checked.ok) throw new UsageError(`the batch would be refused: ${checked.message}`);
   if (!values.json) process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${server}...\n`);
   const status = await publishBatch(server, request);
   const taskIds = request.tasks.map((t) => t.manifest.taskId);
@@ -187,7 +206,8 @@ function countsLine(status: BatchStatus): string {
 }
 
 async function status(positionals: string[], values: Values, server: string): Promise<void> {
-  const [batchId] = positionals;
+  const [batchId, ...extra] = positionals;
+  if (extra.length) throw new UsageError(`status takes at most one batch id, got also: ${extra.join(' ')}`);
   if (!batchId) {
     const all = await getJson<BatchStatus[]>(server + API.batches);
     if (values.json) return void console.log(JSON.stringify(all, null, 2));
@@ -195,7 +215,7 @@ async function status(positionals: string[], values: Values, server: string): Pr
     for (const b of all) console.log(`${b.batchId}  ${b.name}  ${countsLine(b) || 'empty'}${b.refusals.length ? `  (${b.refusals.length} refusals)` : ''}`);
     return;
   }
-  const b = await getJson<BatchStatus>(server + API.batch(batchId));
+  const b = await getJson<BatchStatus>(server + API.batch(encodeURIComponent(batchId)));
   if (values.json) return void console.log(JSON.stringify(b, null, 2));
   console.log(`Batch ${b.batchId} (${b.name}): ${countsLine(b) || 'empty'}`);
   for (const r of b.refusals) console.log(`  refused ${r.taskId} on device ${r.deviceId}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
@@ -206,23 +226,32 @@ function bytesOf(data: JsonBytes): Buffer {
 }
 
 async function results(positionals: string[], values: Values, server: string): Promise<void> {
-  const [batchId] = positionals;
+  const [batchId, ...extra] = positionals;
   if (!batchId) throw new UsageError('results needs a batch id: dewgrid results BATCH');
-  const r = await getJson<BatchResults>(server + API.batchResults(batchId));
+  if (extra.length) throw new UsageError(`results takes one batch id, got also: ${extra.join(' ')}`);
+  const r = await getJson<BatchResults>(server + API.batchResults(encodeURIComponent(batchId)));
   if (typeof values.out === 'string') {
     const root = resolve(values.out);
+    // Plan every write first: one bad name from the server writes nothing at all.
+    const writes: { path: string; data: Uint8Array | string }[] = [];
     for (const task of r.tasks) {
+      if (!ID.test(task.taskId)) throw new Error(`refusing to write results for task id "${task.taskId}": not a plain id`);
       const dir = join(root, task.taskId);
-      mkdirSync(join(dir, 'files'), { recursive: true });
-      if (task.stdout !== null) writeFileSync(join(dir, 'stdout'), bytesOf(task.stdout));
-      if (task.stderr !== null) writeFileSync(join(dir, 'stderr'), bytesOf(task.stderr));
-      writeFileSync(join(dir, 'exit-code'), `${task.exitCode ?? ''}\n`);
+      const filesDir = join(dir, 'files');
+      writes.push({ path: join(dir, 'stdout'), data: task.stdout === null ? '' : bytesOf(task.stdout) });
+      writes.push({ path: join(dir, 'stderr'), data: task.stderr === null ? '' : bytesOf(task.stderr) });
+      writes.push({ path: join(dir, 'exit-code'), data: task.exitCode === null ? '' : `${task.exitCode}\n` });
       for (const file of task.files) {
-        const target = resolve(dir, 'files', `.${file.path}`);
-        if (!target.startsWith(join(dir, 'files') + sep)) throw new Error(`refusing to write ${file.path}: it would land outside ${dir}`);
-        mkdirSync(dirname(target), { recursive: true });
-        writeFileSync(target, bytesOf(file.data));
+        const target = resolve(filesDir, `.${file.path}`);
+        if (!file.path.startsWith('/') || !target.startsWith(filesDir + sep)) {
+          throw new Error(`refusing to write ${task.taskId} output file ${JSON.stringify(file.path)}: it would land outside ${filesDir}`);
+        }
+        writes.push({ path: target, data: bytesOf(file.data) });
       }
+    }
+    for (const w of writes) {
+      mkdirSync(dirname(w.path), { recursive: true });
+      writeFileSync(w.path, w.data);
     }
     if (!values.json) console.log(`Wrote ${r.tasks.length} task result${r.tasks.length === 1 ? '' : 's'} under ${root}`);
   }
@@ -243,9 +272,13 @@ async function results(positionals: string[], values: Values, server: string): P
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
+  if (!command) {
+    process.stderr.write(`dewgrid: no command given\n\n${HELP}\n`);
+    return 2;
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP);
-    return command ? 0 : 2;
+    return 0;
   }
   const options = COMMANDS[command];
   if (!options) throw new UsageError(`unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(', ')})`);

@@ -33,8 +33,15 @@ export function Controls({ controller, status }: { controller: Controller; statu
         </select>
       </label>
       <p class="state" role="status">
-        {status.running ? `Running: ${status.counts.running} task${status.counts.running === 1 ? '' : 's'} now` : 'Stopped'}
+        {stateText(status)}
       </p>
     </section>
   );
+}
+
+function stateText(status: Status): string {
+  if (!status.running) return 'Stopped. Nothing runs until you press Start.';
+  const { running, queued } = status.counts;
+  if (running === 0 && queued === 0) return 'Waiting for work from the project.';
+  return `Running ${running} task${running === 1 ? '' : 's'}${queued ? `, ${queued} waiting` : ''}.`;
 }

@@ -12,7 +12,7 @@ export function Counters({ counts }: { counts: Counts }) {
   return (
     <dl class="counters" aria-label="Task counts">
       {LABELS.map(([key, label]) => (
-        <div key={key} class={`counter ${key}`} data-count={key}>
+        <div key={key} class={`counter ${key}${counts[key] > 0 ? ' nonzero' : ''}`} data-count={key}>
           <dt>{label}</dt>
           <dd>{counts[key]}</dd>
         </div>

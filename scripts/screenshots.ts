@@ -1,0 +1,51 @@
+/**
+ * Takes the README's screenshots from the running app: the demo batch computed in Chromium,
+ * at desktop and phone sizes. Run: node --import tsx scripts/screenshots.ts
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'vite';
+import { launchChromium } from '../test/helpers/browser.ts';
+import { startTestServer } from '../test/helpers/server.ts';
+import { waitForBatch } from '../test/helpers/donor.ts';
+import { buildBatch, publishBatch } from '../server/publish.ts';
+import { demoTiles } from '../demo/tiles.ts';
+
+const outDir = join(tmpdir(), 'dewgrid-screenshots-dist');
+await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-screenshots-'));
+const server = await startTestServer({ dataDir, staticDir: outDir });
+const browser = await launchChromium();
+try {
+  for (const [name, viewport] of [
+    ['desktop', { width: 1280, height: 1100 }],
+    ['phone', { width: 390, height: 844 }],
+  ] as const) {
+    const request = await buildBatch(
+      {
+        name: 'Mandelbrot demo',
+        module: new Uint8Array(readFileSync('demo/fractal/fractal.wasm')),
+        tasks: demoTiles().map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
+        limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
+        redundancy: 1,
+        expiresInMs: 3600_000,
+      },
+      server.key,
+    );
+    const { batchId } = await publishBatch(server.url, request);
+    const page = await browser.newPage({ viewport, deviceScaleFactor: name === 'phone' ? 2 : 1, isMobile: name === 'phone' });
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(server.url, batchId, (c) => c.done === request.tasks.length);
+    await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), request.tasks.length);
+    await page.screenshot({ path: `docs/screenshots/${name}.png`, fullPage: name === 'phone' });
+    console.log(`docs/screenshots/${name}.png`);
+    await page.close();
+  }
+} finally {
+  await browser.close();
+  await server.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}
