@@ -103,8 +103,21 @@ export class TaskPreparer {
     return compiled;
   }
 
+  /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
+  private readonly loading = new Map<string, Promise<Uint8Array>>();
+
+  private verifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
+    const key = `${ref.sha256}:${ref.size}:${kind}`;
+    let load = this.loading.get(key);
+    if (!load) {
+      load = this.loadVerifiedBlob(ref, kind).finally(() => this.loading.delete(key));
+      this.loading.set(key, load);
+    }
+    return load;
+  }
+
   /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
-  private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
+  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
     const cached = await this.cache.get(ref.sha256);
     if (cached && cached.length === ref.size) return cached;
     const fetched = await this.server.fetchBlob(ref.sha256);

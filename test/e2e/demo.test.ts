@@ -44,22 +44,21 @@ async function waitForBatch(batchId: string, done: (counts: Record<string, numbe
 describe('demo project end to end', () => {
   it('renders the whole picture in the browser and the CLI shows every task done', async () => {
     const tiles = demoTiles();
-    const request = await buildBatch(
-      {
+    const spec = {
         name: 'Mandelbrot demo',
         module: new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))),
         tasks: tiles.map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
         limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
         redundancy: 1,
         expiresInMs: 3600_000,
-      },
-      server.key,
-    );
-    const { batchId } = await publishBatch(server.url, request);
+    };
+    const { batchId } = await publishBatch(server.url, await buildBatch(spec, server.key));
 
     const page = await browser.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    const blobFetches: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/api/blobs/') && blobFetches.push(r.url())));
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
@@ -77,6 +76,8 @@ describe('demo project end to end', () => {
     expect(picture).toEqual({ width: DEMO_IMAGE.width, height: DEMO_IMAGE.height, transparent: 0 });
     expect(await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.status().counts.done)).toBe(tiles.length);
     expect(pageErrors).toEqual([]);
+    // 108 tasks, one module: fetched once, compiled once.
+    expect(blobFetches).toHaveLength(1);
 
     // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
     const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', server.url], { maxBuffer: 256 * 2 ** 20 });
@@ -87,6 +88,15 @@ describe('demo project end to end', () => {
       expect(task.state, task.taskId).toBe('done');
       expect(task.exitCode, task.taskId).toBe(0);
     }
+
+    // After a reload the module comes from IndexedDB: a new batch with the same module fetches no bytes.
+    const again = await publishBatch(server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, server.key));
+    blobFetches.length = 0;
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(again.batchId, (c) => c.done === 4);
+    expect(blobFetches).toEqual([]);
     await page.close();
   });
 });
