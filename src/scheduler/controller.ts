@@ -153,6 +153,8 @@ export class Controller {
     if (!this.running) return;
     while (this.active.size < this.limits.workers && this.queue.length > 0) {
       const lease = this.queue.shift()!;
+      // A lease that lapsed while it waited (say, across a long stop) has been or will be given to another device.
+      if (lease.expiresAt <= Date.now()) continue;
       void this.runLease(this.freeSlot(), lease);
     }
     const free = this.limits.workers - this.active.size;
