@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
-import { API, parse, PublishRequest, REFUSAL_TEXT, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
+import { API, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
 import { createKey, keyPath, readKey } from './keys.ts';
 import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
@@ -199,9 +199,8 @@ async function getJson<T>(url: string): Promise<T> {
 }
 
 function countsLine(status: BatchStatus): string {
-  return Object.entries(status.counts)
-    .filter(([, n]) => n > 0)
-    .map(([state, n]) => `${n} ${state}`)
+  return TASK_STATES.filter((state) => (status.counts[state] ?? 0) > 0)
+    .map((state) => `${status.counts[state]} ${state}`)
     .join(', ');
 }
 
@@ -286,7 +285,8 @@ async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...options }, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message.split('\n')[0]!);
+    // One line: parseArgs's hints ("To specify an option argument starting with a dash use '--arg=-XYZ'") are worth keeping.
+    throw new UsageError((error as Error).message.trim().replace(/\s*\n\s*/g, ' '));
   }
   const values = parsed.values as Values;
   if (values.help) {

@@ -1,7 +1,7 @@
 // The task server's API: the happy path, leases, redundancy, and every kind of bad input getting
 // the right 4xx while changing nothing.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
@@ -40,6 +40,10 @@ async function publish(batchId: string, count: number, overrides = {}) {
   const response = await call('POST', API.batches, await publishRequest(key, batchId, count, overrides));
   expect(response.status, JSON.stringify(response.body)).toBe(201);
   return response.body;
+}
+
+function refusalFor(lease: { leaseId: string; task: { manifest: { taskId: string } } }, deviceId: string, reason = 'module-hash-mismatch', detail = 'expected X, got Y') {
+  return { leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId, reason, detail };
 }
 
 async function lease(deviceId: string, max = 1) {
@@ -153,6 +157,18 @@ describe('bad input gets the right 4xx and changes nothing', () => {
       ['result naming another task', () => call('POST', API.results, { ...resultFor(other, 'dev2'), taskId: 'b1-0' }), 403, /another task/],
       ['a different result for an answered lease', () => call('POST', API.results, resultFor(l!, 'dev1', 'second')), 409, /different result/],
       ['unknown batch', () => call('GET', API.batch('nope')), 404, /no batch/],
+      ['results of an unknown batch', () => call('GET', API.batchResults('nope')), 404, /no batch/],
+      ['an undecodable URL', () => call('GET', '/api/batches/%E0%A4%A'), 400, /not a valid url/],
+      ['an empty JSON body', () => call('POST', API.work, ''), 400, /empty/],
+      ['a __proto__ key', () => call('POST', API.work, '{"__proto__": {"admin": true}}'), 400, /__proto__/],
+      ['a body that is not an object', () => call('POST', API.work, 'null'), 400, /^body: /],
+      ['a bad value deep in a result', () => call('POST', API.results, { ...resultFor(other, 'dev2'), truncated: { stdout: 'no', stderr: false, files: false } }), 400, /^body\.truncated\.stdout: /],
+      ['an output file escaping its folder', () => call('POST', API.results, { ...resultFor(other, 'dev2'), files: [{ path: '/out/../../etc/passwd', data: '' }] }), 400, /^body\.files\.0\.path: /],
+      ['missing-blobs with a bad hash', () => call('POST', API.missingBlobs, { hashes: ['ABC'] }), 400, /^body\.hashes\.0: /],
+      ['a refusal for an unknown lease', () => call('POST', API.refusals, refusalFor({ ...other, leaseId: 'nope' }, 'dev2')), 404, /no lease/],
+      ['a refusal for another device\'s lease', () => call('POST', API.refusals, refusalFor(other, 'dev1')), 403, /another device/],
+      ['a refusal for an answered lease', () => call('POST', API.refusals, refusalFor(l!, 'dev1')), 409, /already has a result/],
+      ['a refusal with an unknown reason', () => call('POST', API.refusals, { ...refusalFor(other, 'dev2'), reason: 'boredom' }), 400, /^body\.reason: /],
       ['unknown route', () => call('GET', '/api/nothing'), 404, /no route/],
     ];
     for (const [name, send, status, message] of cases) {
@@ -214,5 +230,172 @@ describe('bad input gets the right 4xx and changes nothing', () => {
     expect(response.status).toBe(409);
     expect(response.body.message).toMatch(/another batch/);
     expect((await call('GET', API.batches)).body).toHaveLength(1);
+  });
+});
+
+describe('publishing', () => {
+  it('names the field a schema failure is in, and the blob whose size is wrong', async () => {
+    const bad = await publishRequest(key, 'b1', 2);
+    (bad.tasks[1]!.manifest.limits as { wallTimeMs: number }).wallTimeMs = 0;
+    let response = await call('POST', API.batches, bad);
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/^body\.tasks\.1\.manifest\.limits\.wallTimeMs: /);
+
+    const wrongSize = await publishRequest(key, 'b1', 1, { module: { sha256: await sha256Hex(TINY_MODULE), size: TINY_MODULE.length + 1 } });
+    response = await call('POST', API.batches, wrongSize);
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/8 bytes, but the tasks say 9/);
+
+    const expired = await publishRequest(key, 'b1', 1, { expiresAt: clock - 1 });
+    response = await call('POST', API.batches, expired);
+    expect(response.status).toBe(400);
+    expect(response.body.message).toMatch(/tasks\.0: refused \(expired-task\)/);
+
+    const tooBig = await publishRequest(key, 'b1', 1);
+    response = await call('POST', API.batches, { ...tooBig, batch: { batchId: 'b1', name: 'x'.repeat(2 * 1024 * 1024) } });
+    expect(response.status).toBe(413);
+    expect(response.body).toMatchObject({ error: 'payload-too-large' });
+
+    // Nothing was stored by any of these: no batch, no blob.
+    expect((await call('GET', API.batches)).body).toEqual([]);
+    const hash = await sha256Hex(TINY_MODULE);
+    expect((await call('POST', API.missingBlobs, { hashes: [hash, hash] })).body).toEqual({ missing: [hash] });
+  });
+
+  it('stores blobs once, under blobs/<2 hex>/<hash>, and reports them present afterwards', async () => {
+    const status = await publish('b1', 3);
+    expect(status).toMatchObject({ batchId: 'b1', name: 'test', counts: { queued: 3, running: 0, done: 0 }, refusals: [] });
+    const hash = await sha256Hex(TINY_MODULE);
+    expect(existsSync(join(dataDir, 'blobs', hash.slice(0, 2), hash))).toBe(true);
+    expect((await call('POST', API.missingBlobs, { hashes: [hash, 'f'.repeat(64)] })).body).toEqual({ missing: ['f'.repeat(64)] });
+    // A second batch may lean on the stored blob without sending it.
+    const second = await publishRequest(key, 'b2', 1);
+    expect((await call('POST', API.batches, { ...second, blobs: {} })).status).toBe(201);
+  });
+
+  it('serves blob bytes as they are on disk, with the hash as ETag; clients do the verifying', async () => {
+    await publish('b1', 1);
+    const hash = await sha256Hex(TINY_MODULE);
+    writeFileSync(join(dataDir, 'blobs', hash.slice(0, 2), hash), 'tampered');
+    const response = await server.app.inject({ method: 'GET', url: API.blob(hash) });
+    expect(response.statusCode).toBe(200);
+    expect(response.body).toBe('tampered');
+    expect(response.headers['content-type']).toBe('application/octet-stream');
+    expect(response.headers.etag).toBe(`"${hash}"`);
+  });
+
+  it('keeps its state across a restart', async () => {
+    await publish('b1', 2);
+    const [l] = await lease('dev1');
+    await call('POST', API.results, resultFor(l!, 'dev1', 'kept'));
+    await server.close();
+    server = await createServer({ dataDir, now: () => clock });
+    expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ done: 1, queued: 1 });
+    expect((await call('GET', API.batchResults('b1'))).body.tasks[0].stdout).toBe('kept');
+    expect(server.store.db.pragma('user_version', { simple: true })).toBe(1);
+    expect(server.store.db.pragma('journal_mode', { simple: true })).toBe('wal');
+  });
+});
+
+describe('leasing', () => {
+  it('hands out the oldest batch first, tasks in order, and never more than R at once', async () => {
+    await publish('old', 2);
+    clock += 1;
+    await publish('new', 1, { redundancy: 2 });
+    const first = await lease('dev1', 64);
+    expect(first.map((l) => l.task.manifest.taskId)).toEqual(['old-0', 'old-1', 'new-0']);
+    expect(first[0]!.expiresAt).toBe(clock + 10_000 + 60_000); // wallTimeMs + 60 s
+    expect((await lease('dev2', 64)).map((l) => l.task.manifest.taskId)).toEqual(['new-0']);
+    expect(await lease('dev3', 64)).toEqual([]); // new-0 has its 2 devices
+    expect((await call('GET', API.batch('new'))).body.counts).toMatchObject({ running: 1, queued: 0 });
+  });
+
+  it('keeps results whole: non-UTF-8 output as base64, files, exit codes, truncation', async () => {
+    await publish('b1', 1);
+    const [l] = await lease('dev1');
+    const result = {
+      ...resultFor(l!, 'dev1'),
+      exitCode: 3,
+      stderr: toBase64(new Uint8Array([0xff, 0xfe, 0])),
+      files: [{ path: '/out/a.txt', data: toBase64(new TextEncoder().encode('A')) }],
+      truncated: { stdout: true, stderr: false, files: false },
+    };
+    expect((await call('POST', API.results, result)).body).toEqual({ status: 'accepted' });
+    const [task] = (await call('GET', API.batchResults('b1'))).body.tasks;
+    expect(task).toMatchObject({
+      taskId: 'b1-0',
+      state: 'done',
+      exitCode: 3,
+      stdout: 'ok',
+      stderr: { base64: toBase64(new Uint8Array([0xff, 0xfe, 0])) },
+      files: [{ path: '/out/a.txt', data: 'A' }],
+      truncated: { stdout: true, stderr: false, files: false },
+      error: null,
+      results: 1,
+      redundancy: 1,
+      args: ['test', '0'],
+    });
+  });
+
+  it('does not count a late answer to a finished task, and still takes the result', async () => {
+    await publish('b1', 1, { redundancy: 1 });
+    const [a] = await lease('dev1');
+    clock = a!.expiresAt; // lapsed: reissued to dev2
+    const [b] = await lease('dev2');
+    expect((await call('POST', API.results, resultFor(a!, 'dev1'))).status).toBe(410);
+    expect((await call('POST', API.results, resultFor(b!, 'dev2', 'second'))).body).toEqual({ status: 'accepted' });
+    expect((await call('GET', API.batchResults('b1'))).body.tasks[0]).toMatchObject({ state: 'done', stdout: 'second', results: 1 });
+  });
+});
+
+describe('refusals', () => {
+  it('a task refused by three devices is refused; retries of a report change nothing', async () => {
+    await publish('b1', 1);
+    for (const device of ['d1', 'd2', 'd3']) {
+      const [l] = await lease(device);
+      expect(l, device).toBeTruthy();
+      expect((await call('POST', API.refusals, refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'recorded' });
+      const before = await snapshot('b1');
+      expect((await call('POST', API.refusals, refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'duplicate' });
+      const other = await call('POST', API.refusals, refusalFor(l!, device, 'unknown-key'));
+      expect(other.status).toBe(409);
+      const late = await call('POST', API.results, resultFor(l!, device));
+      expect(late.status).toBe(409);
+      expect(await snapshot('b1')).toEqual(before);
+    }
+    const status = (await call('GET', API.batch('b1'))).body;
+    expect(status.counts).toMatchObject({ refused: 1, queued: 0, running: 0 });
+    expect(status.refusals.map((r: { deviceId: string; reason: string; at: number }) => [r.deviceId, r.reason, r.at])).toEqual([
+      ['d1', 'bad-signature', clock],
+      ['d2', 'bad-signature', clock],
+      ['d3', 'bad-signature', clock],
+    ]);
+    expect(await lease('d4')).toEqual([]);
+    expect((await call('GET', API.batchResults('b1'))).body.tasks[0].refusals).toHaveLength(3);
+  });
+});
+
+describe('headers and the site', () => {
+  it('sends cross-origin isolation headers everywhere, the trust file uncached, index.html uncached', async () => {
+    const staticDir = join(dataDir, 'site');
+    mkdirSync(staticDir);
+    writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
+    await server.close();
+    server = await createServer({ dataDir, staticDir, now: () => clock });
+    const isolated = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'cross-origin-resource-policy': 'same-origin' };
+
+    const page = await server.app.inject({ method: 'GET', url: '/' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<title>Dewgrid</title>');
+    expect(page.headers).toMatchObject({ ...isolated, 'cache-control': 'no-cache' });
+
+    const trust = await server.app.inject({ method: 'GET', url: API.trust });
+    expect(trust.statusCode).toBe(200);
+    expect(trust.headers).toMatchObject({ ...isolated, 'cache-control': 'no-cache' });
+    expect(JSON.parse(trust.body).keys[key.keyId]).toBe(toBase64(key.publicKey));
+
+    for (const url of [API.batches, '/nothing', API.blob('0'.repeat(64)), '/api/batches/%E0%A4%A']) {
+      expect((await server.app.inject({ method: 'GET', url })).headers, url).toMatchObject(isolated);
+    }
   });
 });

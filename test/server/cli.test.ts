@@ -1,0 +1,251 @@
+// The `dewgrid` CLI as a project owner runs it: a child process (`node server/bin/dewgrid.js`)
+// against a task server started in this process on a random loopback port.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type DewgridServer } from '../../server/app.ts';
+import { API, REFUSAL_TEXT, sha256Hex, toBase64, type TaskManifest, type WorkResponse } from '../../src/protocol/index.ts';
+import { TINY_MODULE } from '../helpers/tasks.ts';
+
+let work: string;
+let dataDir: string;
+let server: DewgridServer;
+let url: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'dewgrid-cli-'));
+  dataDir = join(work, 'data');
+  server = await createServer({ dataDir });
+  url = await server.app.listen({ port: 0, host: '127.0.0.1' });
+  // Inputs a project owner would have on disk.
+  writeFileSync(join(work, 'count.wasm'), TINY_MODULE);
+  writeFileSync(join(work, 'not-wasm.wasm'), 'hello');
+  writeFileSync(join(work, 'stdin.txt'), 'the quick brown fox\n');
+  writeFileSync(join(work, 'opts.txt'), 'verbose=1\n');
+  mkdirSync(join(work, 'corpus', 'deep'), { recursive: true });
+  writeFileSync(join(work, 'corpus', 'a.txt'), 'A');
+  writeFileSync(join(work, 'corpus', 'deep', 'b.bin'), new Uint8Array([0xff, 0]));
+});
+
+afterAll(async () => {
+  await server.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with this test's server and data folder unless the arguments name others. */
+function dewgrid(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['server/bin/dewgrid.js', ...args],
+      { cwd: process.cwd(), env: { ...process.env, DEWGRID_SERVER: url, DEWGRID_DATA: dataDir }, maxBuffer: 16 * 2 ** 20 },
+      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+function manifests(batchId: string): TaskManifest[] {
+  return server.store.tasks(batchId, Date.now()).map((t) => t.envelope.manifest);
+}
+
+async function inject(path: string, payload: unknown) {
+  const response = await server.app.inject({ method: 'POST', url: path, payload: payload as object });
+  return { status: response.statusCode, body: JSON.parse(response.body) };
+}
+
+describe('dewgrid CLI', () => {
+  let keyId: string;
+
+  it('keygen makes a key (0600), pins it in trust.json, and will not overwrite without --force', async () => {
+    const made = await dewgrid('keygen');
+    expect(made.code, made.stderr).toBe(0);
+    keyId = /\b([0-9a-f]{16})\b/.exec(made.stdout)![1]!;
+    const file = join(dataDir, 'keys', 'demo.json');
+    const key = JSON.parse(readFileSync(file, 'utf8'));
+    expect(key.keyId).toBe(keyId);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const trust = JSON.parse(readFileSync(join(dataDir, 'trust.json'), 'utf8'));
+    expect(trust).toEqual({ projectName: 'demo', keys: { [keyId]: key.publicKey } });
+
+    const again = await dewgrid('keygen');
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already exists \(use --force/);
+    expect(JSON.parse(readFileSync(file, 'utf8')).keyId).toBe(keyId);
+
+    const other = await dewgrid('keygen', '--name', 'second', '--json');
+    expect(other.code, other.stderr).toBe(0);
+    const second = JSON.parse(other.stdout) as { keyId: string };
+    expect(Object.keys(JSON.parse(readFileSync(join(dataDir, 'trust.json'), 'utf8')).keys).sort()).toEqual([keyId, second.keyId].sort());
+  });
+
+  it('publish signs one task per index with args, env, stdin, files, folders and limits', async () => {
+    const run = await dewgrid(
+      'publish', join(work, 'count.wasm'),
+      '--arg=--index={i}', '--arg', 'plain',
+      '--env', 'MODE=fast', '--env', 'TASK={i}-of-3',
+      '--stdin', join(work, 'stdin.txt'),
+      '--dir', `${join(work, 'corpus')}:/data/`,
+      '--file', `/etc/app/opts.txt=${join(work, 'opts.txt')}`,
+      '--file', `/data/extra.txt=${join(work, 'opts.txt')}`,
+      '--count', '3', '--redundancy', '2', '--timeout', '5', '--memory', '32', '--output-limit', '1', '--expires', '2',
+      '--name', 'CLI test', '--batch', 'cli1', '--json',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const printed = JSON.parse(run.stdout);
+    expect(printed).toEqual({ batchId: 'cli1', tasks: ['cli1-0', 'cli1-1', 'cli1-2'] });
+
+    const ms = manifests('cli1');
+    expect(ms.map((m) => m.args)).toEqual([0, 1, 2].map((i) => ['count', `--index=${i}`, 'plain']));
+    expect(ms.map((m) => m.env)).toEqual([0, 1, 2].map((i) => [['MODE', 'fast'], ['TASK', `${i}-of-3`]]));
+    const m = ms[0]!;
+    expect(m).toMatchObject({
+      keyId,
+      name: 'CLI test',
+      engine: 'wasi-preview1',
+      module: { sha256: await sha256Hex(TINY_MODULE), size: TINY_MODULE.length },
+      stdin: { sha256: await sha256Hex(new TextEncoder().encode('the quick brown fox\n')), size: 20 },
+      limits: { memoryBytes: 32 * 2 ** 20, wallTimeMs: 5000, outputBytes: 2 ** 20 },
+      redundancy: 2,
+      preopens: ['/data', '/etc/app'],
+    });
+    expect(m.expiresAt - m.issuedAt).toBe(2 * 3600 * 1000);
+    expect(m.files.map((f) => [f.path, f.blob.size])).toEqual([
+      ['/data/a.txt', 1],
+      ['/data/deep/b.bin', 2],
+      ['/etc/app/opts.txt', 10],
+      ['/data/extra.txt', 10],
+    ]);
+  });
+
+  it('publish without --json: default argv0, --argv0, and / as a guest folder', async () => {
+    const run = await dewgrid('publish', join(work, 'count.wasm'), '--argv0', 'counter', '--dir', `${join(work, 'corpus')}:/`, '--file', `/etc/opts.txt=${join(work, 'opts.txt')}`, '--batch', 'cli2');
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/Published batch cli2: 1 task, signed by key [0-9a-f]{16}/);
+    const [m] = manifests('cli2');
+    expect(m).toMatchObject({ args: ['counter'], name: 'counter', preopens: ['/'], redundancy: 1 });
+    expect(m!.limits).toEqual({ memoryBytes: 256 * 2 ** 20, wallTimeMs: 300_000, outputBytes: 16 * 2 ** 20 });
+    expect(m!.files.map((f) => f.path)).toEqual(['/a.txt', '/deep/b.bin', '/etc/opts.txt']);
+    // The second publish of the same blobs sent none of them again (all already stored).
+    expect((await inject(API.missingBlobs, { hashes: [m!.module.sha256, m!.files[0]!.blob.sha256] })).body).toEqual({ missing: [] });
+  });
+
+  it('status and results show what devices did, in plain words and as JSON or files', async () => {
+    // Two devices answer tasks 0 and 1 (redundancy 2); the first refuses task 2. (Each also leases cli2-0.)
+    const lease = async (deviceId: string) =>
+      (await inject(API.work, { deviceId, engines: ['wasi-preview1'], max: 64 })).body as WorkResponse;
+    const base = { exitCode: 0, stderr: '', truncated: { stdout: false, stderr: false, files: false }, error: null, timings: { fetchMs: 1, compileMs: 1, runMs: 1 } };
+    for (const deviceId of ['dev1', 'dev2']) {
+      const { leases } = await lease(deviceId);
+      const mine = leases.filter((l) => l.task.manifest.batchId === 'cli1');
+      expect(mine.map((l) => l.task.manifest.taskId)).toEqual(['cli1-0', 'cli1-1', 'cli1-2']);
+      for (const l of mine.slice(0, 2)) {
+        const index = l.task.manifest.taskId.endsWith('0') ? 0 : 1;
+        const result = {
+          ...base,
+          leaseId: l.leaseId,
+          taskId: l.task.manifest.taskId,
+          deviceId,
+          stdout: index === 0 ? toBase64(new TextEncoder().encode('hello 0\n')) : toBase64(new Uint8Array([0xc3, 0x28])),
+          files: index === 0 ? [{ path: '/out/report.txt', data: toBase64(new TextEncoder().encode('report')) }] : [],
+          exitCode: index,
+        };
+        expect((await inject(API.results, result)).status).toBe(200);
+      }
+      if (deviceId === 'dev1') {
+        const l = mine[2]!;
+        const refusal = { leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' };
+        expect((await inject(API.refusals, refusal)).status).toBe(200);
+      }
+    }
+
+    const one = await dewgrid('status', 'cli1');
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/Batch cli1 \(CLI test\): 1 running, 2 done/);
+    expect(one.stdout).toContain(`refused cli1-2 on device dev1: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+
+    const all = await dewgrid('status');
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^cli1 {2}CLI test {2}1 running, 2 done {2}\(1 refusals\)$/), expect.stringMatching(/^cli2 {2}counter {2}1 running$/)]);
+    const allJson = await dewgrid('status', '--json');
+    expect(JSON.parse(allJson.stdout).map((b: { batchId: string }) => b.batchId)).toEqual(['cli1', 'cli2']);
+
+    const json = await dewgrid('results', 'cli1', '--json');
+    expect(json.code, json.stderr).toBe(0);
+    const results = JSON.parse(json.stdout);
+    expect(results.batchId).toBe('cli1');
+    expect(results.tasks.map((t: Record<string, unknown>) => ({ taskId: t.taskId, state: t.state, exitCode: t.exitCode, stdout: t.stdout, stderr: t.stderr, files: t.files, error: t.error }))).toEqual([
+      { taskId: 'cli1-0', state: 'done', exitCode: 0, stdout: 'hello 0\n', stderr: '', files: [{ path: '/out/report.txt', data: 'report' }], error: null },
+      { taskId: 'cli1-1', state: 'done', exitCode: 1, stdout: { base64: toBase64(new Uint8Array([0xc3, 0x28])) }, stderr: '', files: [], error: null },
+      { taskId: 'cli1-2', state: 'running', exitCode: null, stdout: null, stderr: null, files: [], error: null },
+    ]);
+    expect(results.tasks[2].refusals).toMatchObject([{ reason: 'module-hash-mismatch', deviceId: 'dev1' }]);
+
+    const out = join(work, 'out');
+    const written = await dewgrid('results', 'cli1', '--out', out);
+    expect(written.code, written.stderr).toBe(0);
+    expect(readFileSync(join(out, 'cli1-0', 'stdout'), 'utf8')).toBe('hello 0\n');
+    expect(readFileSync(join(out, 'cli1-0', 'exit-code'), 'utf8')).toBe('0\n');
+    expect(readFileSync(join(out, 'cli1-0', 'files', 'out', 'report.txt'), 'utf8')).toBe('report');
+    expect([...readFileSync(join(out, 'cli1-1', 'stdout'))]).toEqual([0xc3, 0x28]);
+    expect(readFileSync(join(out, 'cli1-1', 'exit-code'), 'utf8')).toBe('1\n');
+    expect(readFileSync(join(out, 'cli1-2', 'exit-code'), 'utf8')).toBe('');
+
+    const text = await dewgrid('results', 'cli1');
+    expect(text.stdout).toMatch(/cli1-0 {2}done {2}exit 0\n {2}stdout: hello 0\n {2}file \/out\/report.txt: report/);
+    expect(text.stdout).toMatch(/cli1-1 {2}done {2}exit 1\n {2}stdout: <2 bytes, not UTF-8>/);
+  });
+
+  it('usage problems exit 2 with one line naming the problem; server problems exit 1 with its message', async () => {
+    const wasm = join(work, 'count.wasm');
+    const cases: [string[], number, RegExp][] = [
+      [[], 2, /no command given/],
+      [['frobnicate'], 2, /unknown command "frobnicate"/],
+      [['publish', wasm, '--bogus'], 2, /Unknown option '--bogus'/],
+      [['publish', wasm, '--arg', '-x'], 2, /argument is ambiguous.*use '--arg=-XYZ'/],
+      [['publish'], 2, /publish needs a module/],
+      [['publish', join(work, 'missing.wasm')], 2, /missing\.wasm: no such file/],
+      [['publish', join(work, 'not-wasm.wasm'), '--key', join(work, 'nope.json')], 2, /not-wasm\.wasm is not a WebAssembly module/],
+      [['publish', wasm, '--count', 'abc'], 2, /--count must be a whole number from 1 to 100000, got "abc"/],
+      [['publish', wasm, '--redundancy', '17'], 2, /--redundancy must be a whole number from 1 to 16/],
+      [['publish', wasm, '--env', 'NOVALUE'], 2, /--env "NOVALUE" must be NAME=VALUE/],
+      [['publish', wasm, '--file', `relative.txt=${join(work, 'opts.txt')}`], 2, /guest path "relative.txt" must be absolute/],
+      [['publish', wasm, '--file', `/a/../b=${join(work, 'opts.txt')}`], 2, /must not hold \., \.\. or empty segments/],
+      [['publish', wasm, '--file', `/x=${join(work, 'nothing.txt')}`], 2, /--file .*nothing\.txt: no such file/],
+      [['publish', wasm, '--dir', `${join(work, 'nowhere')}:/data`], 2, /--dir .*nowhere: no such folder/],
+      [['publish', wasm, '--stdin', join(work, 'corpus')], 2, /--stdin .*corpus: is a folder/],
+      [['publish', wasm, '--batch', 'has space'], 2, /--batch must be/],
+      [['publish', wasm, '--arg', 'x'.repeat(5000)], 2, /the batch would be refused: tasks\.0\.manifest\.args\.1: /],
+      [['publish', wasm, '--key', join(work, 'nope.json')], 2, /cannot read key file .*nope\.json: no such file/],
+      [['results'], 2, /results needs a batch id/],
+      [['status', 'a', 'b'], 2, /status takes at most one batch id/],
+      [['status', '--server', 'ftp://x'], 2, /--server must be an http\(s\) URL/],
+      [['status', 'nope'], 1, /404 no batch nope/],
+      [['status', '--server', 'http://127.0.0.1:1'], 1, /cannot reach http:\/\/127\.0\.0\.1:1/],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => dewgrid(...args)));
+    for (const [index, [args, code, message]] of cases.entries()) {
+      const run = runs[index]!;
+      const label = `dewgrid ${args.join(' ').slice(0, 80)}`;
+      expect(run.code, `${label}: ${run.stderr}`).toBe(code);
+      expect(run.stderr, label).toMatch(message);
+      if (args.length > 0) expect(run.stderr.trim().split('\n'), label).toHaveLength(1);
+      expect(run.stdout, label).toBe('');
+    }
+    // None of them published anything.
+    expect(server.store.batchIds()).toEqual(['cli1', 'cli2']);
+  });
+
+  it('--help prints the usage and exits 0', async () => {
+    const run = await dewgrid('publish', '--help');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/dewgrid publish MODULE\.wasm/);
+  });
+});
