@@ -3,6 +3,7 @@
  * Every body is validated with the shared protocol schemas; every error is `{ error, message }`;
  * a rejected request changes nothing.
  */
+import { MAX_RESULT_BODY_BYTES } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ export interface ServerOptions {
   publishBodyLimit?: number;
   /** Body limit everywhere else, bytes. Default 8 MiB. */
   bodyLimit?: number;
+  /** Body limit for results, bytes: big enough for a task's outputs at their caps. */
+  resultBodyLimit?: number;
 }
 
 export interface DewgridServer {
@@ -77,7 +80,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   installErrorHandler(app);
   installJsonParser(app);
 
-  deviceRoutes(app, store, now);
+  deviceRoutes(app, store, now, options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES);
   blobRoutes(app, blobs);
   batchRoutes(app, store, blobs, { dataDir: options.dataDir, now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
   await siteRoutes(app, { dataDir: options.dataDir, staticDir: options.staticDir });

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
-import { API, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
+import { API, MAX_OUTPUT_BYTES, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
 import { createKey, keyPath, readKey } from './keys.ts';
 import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
@@ -112,7 +112,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
   const redundancy = integer(values, 'redundancy', 1, 1, 16);
   const timeout = integer(values, 'timeout', 300, 1, 86400);
   const memory = integer(values, 'memory', 256, 1, 4096);
-  const outputLimit = integer(values, 'output-limit', 16, 1, 256);
+  const outputLimit = integer(values, 'output-limit', 16, 1, MAX_OUTPUT_BYTES / 2 ** 20);
   const expires = integer(values, 'expires', 168, 1, 24 * 365);
   const env = ((values.env as string[] | undefined) ?? []).map((pair): [string, string] => {
     const at = pair.indexOf('=');

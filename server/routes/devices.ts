@@ -8,14 +8,15 @@ import { API, canonicalJson, RefusalReport, ResultSubmission, WorkRequest, type 
 import { bodyOf } from '../errors.ts';
 import type { Store } from '../store.ts';
 
-export function deviceRoutes(app: FastifyInstance, store: Store, now: () => number): void {
+/** @param resultBodyLimit results carry a task's outputs, so they may be larger than other bodies. */
+export function deviceRoutes(app: FastifyInstance, store: Store, now: () => number, resultBodyLimit: number): void {
   app.post(API.work, async (request): Promise<WorkResponse> => {
     const work = bodyOf(WorkRequest, request.body);
     const leases = store.lease(work.deviceId, work.engines, work.max, now());
     return { leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })) };
   });
 
-  app.post(API.results, async (request) => {
+  app.post(API.results, { bodyLimit: resultBodyLimit }, async (request) => {
     const result = bodyOf(ResultSubmission, request.body);
     // The same result posted again hashes the same, whatever its key order or whitespace.
     const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');

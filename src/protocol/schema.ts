@@ -27,13 +27,18 @@ const GuestPath = v.pipe(
 export const BlobRef = v.strictObject({ sha256: Sha256Hex, size: Count(2 ** 31) });
 export type BlobRef = v.InferOutput<typeof BlobRef>;
 
+/** The most a task may write to each of stdout, stderr and its output files together. */
+export const MAX_OUTPUT_BYTES = 16 * 2 ** 20;
+/** A result body at those caps: three outputs in base64 (4/3), plus room for the JSON around them. */
+export const MAX_RESULT_BODY_BYTES = Math.ceil((3 * MAX_OUTPUT_BYTES * 4) / 3) + 2 ** 20;
+
 export const TaskLimits = v.strictObject({
   /** Cap on the module's linear memory, bytes. */
   memoryBytes: Count(4 * 2 ** 30),
   /** Wall-clock time for one run, ms; the worker is terminated past it. */
   wallTimeMs: v.pipe(Millis, v.minValue(1), v.maxValue(24 * 3600 * 1000)),
   /** Cap on each of stdout, stderr, and the output files together, bytes. */
-  outputBytes: Count(256 * 2 ** 20),
+  outputBytes: Count(MAX_OUTPUT_BYTES),
 });
 export type TaskLimits = v.InferOutput<typeof TaskLimits>;
 

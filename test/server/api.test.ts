@@ -18,7 +18,7 @@ beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-api-'));
   key = await writeKey(dataDir);
   clock = Date.now();
-  server = await createServer({ dataDir, now: () => clock, bodyLimit: 64 * 1024, publishBodyLimit: 1024 * 1024 });
+  server = await createServer({ dataDir, now: () => clock, bodyLimit: 64 * 1024, resultBodyLimit: 64 * 1024, publishBodyLimit: 1024 * 1024 });
 });
 
 afterEach(async () => {
