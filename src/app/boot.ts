@@ -1,6 +1,7 @@
 /** Puts the client together: storage, identity, trust, controller. */
 import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache } from '../storage/blob-cache.ts';
+import { WorkStore } from '../storage/work-store.ts';
 import { Controller } from '../scheduler/controller.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import { keyIdOf } from '../protocol/signing.ts';
@@ -19,9 +20,31 @@ export async function boot(): Promise<Client> {
     deviceId = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
     await db.put('meta', deviceId, 'deviceId');
   }
-  const { config, keys } = await server.fetchTrust();
+  const { config, keys } = await trustedConfig(server, db);
   // A key listed under the wrong id is dropped: ids are derived from the key, never trusted as given.
   for (const [keyId, publicKey] of keys) if ((await keyIdOf(publicKey)) !== keyId) keys.delete(keyId);
-  const controller = new Controller(server, new BlobCache(db), keys, deviceId, config.projectName);
+  const controller = new Controller(server, new BlobCache(db), new WorkStore(db), keys, deviceId, config.projectName);
+  await controller.restore();
+  // Results waiting in the outbox go out as soon as there is a chance they arrive.
+  addEventListener('online', () => void controller.flushOutbox());
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') void controller.flushOutbox();
+  });
   return { controller, trust: config };
+}
+
+/**
+ * The pinned keys: fetched from deploy configuration and remembered, so a reload without a
+ * network still knows whom to trust. A fetched copy always replaces the remembered one.
+ */
+async function trustedConfig(server: TaskServer, db: Awaited<ReturnType<typeof openDewgridDB>>) {
+  try {
+    const fetched = await server.fetchTrust();
+    await db.put('meta', fetched.config, 'trust');
+    return fetched;
+  } catch (error) {
+    const remembered = (await db.get('meta', 'trust')) as TrustConfig | undefined;
+    if (!remembered) throw error;
+    return { config: remembered, keys: TaskServer.keysOf(remembered) };
+  }
 }

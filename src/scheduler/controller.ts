@@ -11,6 +11,8 @@ import { TaskPreparer, type ReadyTask } from './prepare.ts';
 import { TaskServer } from './server-api.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
+import type { WorkStore } from '../storage/work-store.ts';
+import type { OutboxEntry } from '../storage/db.ts';
 
 export interface Limits {
   /** Share of each worker's core a run may use, 0.1 to 1. */
@@ -22,6 +24,8 @@ export interface Limits {
 export interface Counts {
   running: number;
   queued: number;
+  /** Results kept on this device until the server has them. */
+  unsent: number;
   done: number;
   failed: number;
   refused: number;
@@ -57,13 +61,19 @@ type Listener<K extends keyof ControllerEvents> = (value: ControllerEvents[K]) =
 
 /** How long to wait before asking again when the server has no work or cannot be reached. */
 const IDLE_POLL_MS = 3000;
-const RESULT_RETRY_MS = [500, 2000, 5000, 15000];
+/** Work held ahead of the running tasks, so computing goes on through a network outage. */
+const BUFFER_MS = 2 * 60 * 1000;
+const MAX_BUFFERED_TASKS = 32;
+/** Waits between posting attempts of one result; the last repeats. */
+const RESULT_RETRY_MS = [1000, 2000, 5000, 15000, 60000];
 
 export class Controller {
   private readonly slots: WorkerSlot[] = [];
   private readonly queue: Lease[] = [];
   private readonly active = new Map<WorkerSlot, Lease>();
-  private readonly counts: Counts = { running: 0, queued: 0, done: 0, failed: 0, refused: 0 };
+  private readonly counts: Counts = { running: 0, queued: 0, unsent: 0, done: 0, failed: 0, refused: 0 };
+  private flushing: Promise<void> | null = null;
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly listeners: { [K in keyof ControllerEvents]: Set<Listener<K>> } = {
     status: new Set(),
     log: new Set(),
@@ -74,10 +84,13 @@ export class Controller {
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private limits: Limits;
   private readonly preparer: TaskPreparer;
+  /** Moving average of run times, to turn BUFFER_MS into a number of tasks. */
+  private averageRunMs = 5000;
 
   constructor(
     private readonly server: TaskServer,
     cache: BlobCache,
+    private readonly work: WorkStore,
     trustedKeys: ReadonlyMap<string, Uint8Array>,
     private readonly deviceId: string,
     private readonly project: string,
@@ -85,6 +98,20 @@ export class Controller {
   ) {
     this.preparer = new TaskPreparer(server, cache, trustedKeys);
     this.limits = { cpu: 1, workers: this.maxWorkers };
+  }
+
+  /**
+   * Picks up what an earlier session left: held leases run first, unsent results are sent, and a
+   * donor who had pressed Start (and not Stop) is running again after a reload or a crash.
+   */
+  async restore(): Promise<void> {
+    const leases = await this.work.leases();
+    this.queue.push(...leases);
+    this.counts.unsent = (await this.work.outbox()).length;
+    if (leases.length) this.log('info', `Picked up ${leases.length} task${leases.length === 1 ? '' : 's'} left from last time.`);
+    this.changed();
+    void this.flushOutbox();
+    if (await this.work.wasRunning()) this.start();
   }
 
   on<K extends keyof ControllerEvents>(event: K, listener: Listener<K>): () => void {
@@ -117,6 +144,7 @@ export class Controller {
   start(): void {
     if (this.running) return;
     this.running = true;
+    void this.work.setRunning(true);
     this.log('info', `Started: up to ${this.limits.workers} task${this.limits.workers === 1 ? '' : 's'} at once, ${Math.round(this.limits.cpu * 100)}% CPU each.`);
     this.changed();
     this.pump();
@@ -126,6 +154,7 @@ export class Controller {
   stop(): void {
     if (!this.running) return;
     this.running = false;
+    void this.work.setRunning(false);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     for (const slot of [...this.active.keys()]) slot.cancel('stopped by the user');
@@ -157,8 +186,10 @@ export class Controller {
       if (lease.expiresAt <= Date.now()) continue;
       void this.runLease(this.freeSlot(), lease);
     }
-    const free = this.limits.workers - this.active.size;
-    if (free > 0 && !this.fetching && !this.idleTimer) void this.fetchWork(free);
+    const held = this.active.size + this.queue.length;
+    const buffered = Math.min(MAX_BUFFERED_TASKS, Math.max(this.limits.workers, Math.ceil(BUFFER_MS / this.averageRunMs)));
+    const wanted = Math.min(64, this.limits.workers + buffered - held);
+    if (wanted > 0 && !this.fetching && !this.idleTimer) void this.fetchWork(wanted);
     this.changed();
   }
 
@@ -182,7 +213,13 @@ export class Controller {
     } finally {
       this.fetching = false;
     }
-    this.queue.push(...leases);
+    if (leases.length) {
+      // Held durably before anything runs: a reload or a crash picks them up again.
+      await this.work.addLeases(leases);
+      this.queue.push(...leases);
+      // Fetch and verify their modules and inputs now, while the network is there.
+      for (const lease of leases) void this.preparer.prefetch(lease).catch(() => undefined);
+    }
     if (leases.length === 0 && this.running) {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = null;
@@ -201,6 +238,7 @@ export class Controller {
       if (prepared.kind === 'refused') {
         this.counts.refused++;
         this.log('refused', `Refused ${name}: ${REFUSAL_TEXT[prepared.reason]} (${prepared.detail}).`);
+        await this.work.dropLease(lease.leaseId);
         await this.server
           .reportRefusal({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId, reason: prepared.reason, detail: prepared.detail })
           .catch((error: Error) => this.log('error', `Could not report the refusal: ${error.message}`));
@@ -214,6 +252,7 @@ export class Controller {
       if (!this.running) throw new RunCancelled('stopped');
       const outcome = await slot.run(jobOf(prepared, this.limits.cpu), prepared.manifest.limits.wallTimeMs);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
+      if (!outcome.error) this.averageRunMs = 0.8 * this.averageRunMs + 0.2 * Math.max(1, outcome.runMs);
       await this.throttleGap(outcome.runMs);
     } catch (error) {
       if (error instanceof RunCancelled) {
@@ -260,28 +299,58 @@ export class Controller {
       this.log('done', `${name} finished in ${Math.round(outcome.runMs)} ms with exit code ${outcome.exitCode}.`);
       this.emit('completed', { manifest, outcome });
     }
-    await this.deliver(submission);
+    await this.work.finish(submission);
+    this.counts.unsent++;
+    void this.flushOutbox();
   }
 
-  private async deliver(submission: ResultSubmission): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.server.submitResult(submission);
-        return;
-      } catch (error) {
-        const status = (error as { status?: number }).status ?? 0;
-        // 4xx other than 408/429: the server has ruled on this result; retrying cannot change it.
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-          this.log('error', `The server did not take the result of ${submission.taskId}: ${(error as Error).message}`);
-          return;
-        }
-        const wait = RESULT_RETRY_MS[Math.min(attempt, RESULT_RETRY_MS.length - 1)]!;
-        if (attempt >= 8) {
-          this.log('error', `Gave up posting the result of ${submission.taskId}: ${(error as Error).message}`);
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, wait));
+  /**
+   * Posts every result in the outbox that is due. One flush at a time; called on start, after
+   * each result, when the network comes back and when the page becomes visible.
+   */
+  flushOutbox(): Promise<void> {
+    if (!this.flushing) {
+      this.flushing = this.flushDue().finally(() => {
+        this.flushing = null;
+      });
+    }
+    return this.flushing;
+  }
+
+  private async flushDue(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    let entries = await this.work.outbox();
+    for (const entry of entries) {
+      if (entry.nextAttemptAt > Date.now()) continue;
+      if (!(await this.post(entry))) break; // the server is unreachable: the rest would fail the same way
+    }
+    entries = await this.work.outbox();
+    this.counts.unsent = entries.length;
+    this.changed();
+    if (entries.length) {
+      const next = Math.min(...entries.map((e) => e.nextAttemptAt));
+      this.flushTimer = setTimeout(() => void this.flushOutbox(), Math.max(250, next - Date.now()));
+    }
+  }
+
+  /** Posts one result; false when the server could not be reached (it stays in the outbox). */
+  private async post(entry: OutboxEntry): Promise<boolean> {
+    try {
+      await this.server.submitResult(entry.submission);
+      await this.work.delivered(entry.leaseId);
+      return true;
+    } catch (error) {
+      const status = (error as { status?: number }).status ?? 0;
+      // A 4xx other than 408/429 is the server's ruling on this result: posting again cannot change it.
+      if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        this.log('error', `The server did not take the result of ${entry.submission.taskId}: ${(error as Error).message}`);
+        await this.work.delivered(entry.leaseId);
+        return true;
       }
+      const wait = RESULT_RETRY_MS[Math.min(entry.attempts, RESULT_RETRY_MS.length - 1)]!;
+      await this.work.retryLater(entry, Date.now() + wait);
+      return false;
     }
   }
 }

@@ -91,6 +91,16 @@ export class TaskPreparer {
     }
   }
 
+  /** Loads and verifies a lease's blobs into the cache ahead of its run; refusals wait for prepare(). */
+  async prefetch(lease: Lease): Promise<void> {
+    const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
+    if (!verdict.ok || verdict.value.manifest.module.size > MAX_MODULE_BYTES) return;
+    const m = verdict.value.manifest;
+    await this.verifiedBlob(m.module, 'module');
+    if (m.stdin) await this.verifiedBlob(m.stdin, 'input');
+    for (const file of m.files) await this.verifiedBlob(file.blob, 'input');
+  }
+
   private compile(sha256: string, bytes: Uint8Array | null): Promise<WebAssembly.Module> {
     let compiled = this.compiled.get(sha256);
     if (!compiled) {

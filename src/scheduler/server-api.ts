@@ -64,12 +64,21 @@ export class TaskServer {
     const response = await fetch(this.base + API.trust, { cache: 'no-cache' });
     if (!response.ok) throw new ServerError(`trust configuration: ${response.status}`, response.status);
     const config = (await response.json()) as TrustConfig;
+    return { config, keys: TaskServer.keysOf(config) };
+  }
+
+  /** keyId -> public key for each well-formed entry. @throws ServerError when there is none. */
+  static keysOf(config: TrustConfig): Map<string, Uint8Array> {
     const keys = new Map<string, Uint8Array>();
     for (const [keyId, publicKey] of Object.entries(config.keys ?? {})) {
-      const bytes = fromBase64(publicKey);
-      if (bytes.length === 32 && /^[0-9a-f]{16}$/.test(keyId)) keys.set(keyId, bytes);
+      try {
+        const bytes = fromBase64(publicKey);
+        if (bytes.length === 32 && /^[0-9a-f]{16}$/.test(keyId)) keys.set(keyId, bytes);
+      } catch {
+        // a malformed entry pins nothing
+      }
     }
     if (keys.size === 0) throw new ServerError('trust configuration names no valid project key', 0);
-    return { config, keys };
+    return keys;
   }
 }

@@ -3,9 +3,10 @@
  * Every store the client keeps is declared here and nowhere else.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 1;
+export const DB_VERSION = 2;
 
 export interface StoredBlob {
   sha256: string;
@@ -15,11 +16,32 @@ export interface StoredBlob {
   lastUsed: number;
 }
 
+/** A lease this device holds, kept so a reload or a crash does not lose the work. */
+export interface StoredLease {
+  leaseId: string;
+  lease: Lease;
+  /** When it was taken; the queue runs oldest first. */
+  addedAt: number;
+}
+
+/** A result waiting to reach the server. Written before the first post; removed once the server has it. */
+export interface OutboxEntry {
+  leaseId: string;
+  submission: ResultSubmission;
+  attempts: number;
+  /** ms since epoch; not posted again before this. */
+  nextAttemptAt: number;
+}
+
 export interface DewgridDB extends DBSchema {
   /** Verified module and input bytes, by SHA-256. Only bytes that matched a signed hash go in. */
   blobs: { key: string; value: StoredBlob; indexes: { lastUsed: number } };
   /** Small settings and identity values (device id, limits). */
   meta: { key: string; value: unknown };
+  /** Leases taken and not yet finished (run or refused). */
+  leases: { key: string; value: StoredLease; indexes: { addedAt: number } };
+  /** Results not yet accepted by the server. */
+  outbox: { key: string; value: OutboxEntry };
 }
 
 /** Takes a database at any older version to DB_VERSION; each step runs once, in order. */
@@ -28,6 +50,10 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number): void {
     const blobs = db.createObjectStore('blobs', { keyPath: 'sha256' });
     blobs.createIndex('lastUsed', 'lastUsed');
     db.createObjectStore('meta');
+  }
+  if (oldVersion < 2) {
+    db.createObjectStore('leases', { keyPath: 'leaseId' }).createIndex('addedAt', 'addedAt');
+    db.createObjectStore('outbox', { keyPath: 'leaseId' });
   }
 }
 

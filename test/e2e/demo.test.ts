@@ -94,7 +94,8 @@ describe('demo project end to end', () => {
     blobFetches.length = 0;
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    // Start is remembered until Stop: the reloaded page carries on by itself.
+    await page.getByRole('button', { name: 'Stop' }).waitFor();
     await waitForBatch(again.batchId, (c) => c.done === 4);
     expect(blobFetches).toEqual([]);
     await page.close();

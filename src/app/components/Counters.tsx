@@ -3,6 +3,7 @@ import type { Counts } from '../../scheduler/controller.ts';
 const LABELS: [keyof Counts, string][] = [
   ['running', 'Running'],
   ['queued', 'Queued'],
+  ['unsent', 'Waiting to send'],
   ['done', 'Done'],
   ['failed', 'Failed'],
   ['refused', 'Refused'],

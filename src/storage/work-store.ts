@@ -1,0 +1,66 @@
+/**
+ * The client's durable work: leases it holds and results the server has not confirmed.
+ * Must hold: a result is in the outbox before it is first posted, and its lease leaves the
+ * lease store in the same transaction, so a crash between the two can neither lose the
+ * result nor run the task again.
+ */
+import type { IDBPDatabase } from 'idb';
+import type { Lease, ResultSubmission } from '../protocol/schema.ts';
+import type { DewgridDB, OutboxEntry } from './db.ts';
+
+export class WorkStore {
+  constructor(private readonly db: IDBPDatabase<DewgridDB>) {}
+
+  async addLeases(leases: Lease[]): Promise<void> {
+    const tx = this.db.transaction('leases', 'readwrite');
+    const now = Date.now();
+    await Promise.all([...leases.map((lease, i) => tx.store.put({ leaseId: lease.leaseId, lease, addedAt: now + i })), tx.done]);
+  }
+
+  /** Held leases, oldest first; lapsed ones are dropped (the server gives them to someone else). */
+  async leases(now = Date.now()): Promise<Lease[]> {
+    const all = await this.db.getAllFromIndex('leases', 'addedAt');
+    const lapsed = all.filter((s) => s.lease.expiresAt <= now);
+    if (lapsed.length) {
+      const tx = this.db.transaction('leases', 'readwrite');
+      await Promise.all([...lapsed.map((s) => tx.store.delete(s.leaseId)), tx.done]);
+    }
+    return all.filter((s) => s.lease.expiresAt > now).map((s) => s.lease);
+  }
+
+  /** A lease that ended without a result (refused): forget it. */
+  async dropLease(leaseId: string): Promise<void> {
+    await this.db.delete('leases', leaseId);
+  }
+
+  /** Moves a finished lease's result into the outbox, atomically. */
+  async finish(submission: ResultSubmission): Promise<void> {
+    const tx = this.db.transaction(['leases', 'outbox'], 'readwrite');
+    await Promise.all([
+      tx.objectStore('outbox').put({ leaseId: submission.leaseId, submission, attempts: 0, nextAttemptAt: 0 }),
+      tx.objectStore('leases').delete(submission.leaseId),
+      tx.done,
+    ]);
+  }
+
+  async outbox(): Promise<OutboxEntry[]> {
+    return this.db.getAll('outbox');
+  }
+
+  async delivered(leaseId: string): Promise<void> {
+    await this.db.delete('outbox', leaseId);
+  }
+
+  async retryLater(entry: OutboxEntry, nextAttemptAt: number): Promise<void> {
+    await this.db.put('outbox', { ...entry, attempts: entry.attempts + 1, nextAttemptAt });
+  }
+
+  /** Whether the donor left the client running: Start is remembered until Stop. */
+  async setRunning(running: boolean): Promise<void> {
+    await this.db.put('meta', running, 'running');
+  }
+
+  async wasRunning(): Promise<boolean> {
+    return (await this.db.get('meta', 'running')) === true;
+  }
+}
