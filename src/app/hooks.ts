@@ -9,7 +9,7 @@ export function useStatus(controller: Controller): Status {
 
 /** The newest `limit` log entries, newest first. */
 export function useLog(controller: Controller, limit = 200): LogEntry[] {
-  const [entries, setEntries] = useState<LogEntry[]>([]);
+  const [entries, setEntries] = useState<LogEntry[]>(() => controller.recentLog().slice(0, limit));
   useEffect(() => controller.on('log', (entry) => setEntries((old) => [entry, ...old].slice(0, limit))), [controller, limit]);
   return entries;
 }

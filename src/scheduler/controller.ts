@@ -123,8 +123,18 @@ export class Controller {
     for (const listener of this.listeners[event]) listener(value);
   }
 
+  /** The newest entries, newest first, for views that open after they were logged. */
+  private readonly logEntries: LogEntry[] = [];
+
   private log(level: LogLevel, text: string): void {
-    this.emit('log', { at: Date.now(), level, text });
+    const entry = { at: Date.now(), level, text };
+    this.logEntries.unshift(entry);
+    this.logEntries.length = Math.min(this.logEntries.length, 200);
+    this.emit('log', entry);
+  }
+
+  recentLog(): LogEntry[] {
+    return [...this.logEntries];
   }
 
   status(): Status {

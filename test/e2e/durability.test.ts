@@ -1,0 +1,100 @@
+// Results a device paid for are never lost or counted twice: offline running with an outbox,
+// and a page closed in the middle of a task.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { waitForBatch } from '../helpers/donor.ts';
+import { TEST_DIST } from '../global-setup.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+import type { DewgridApi } from '../../src/app/api.ts';
+import type { BatchResults } from '../../src/protocol/index.ts';
+
+let server: TestServer;
+let browser: Browser;
+let dataDir: string;
+const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-durability-'));
+  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+type Win = { dewgrid: DewgridApi };
+const status = (page: import('playwright-core').Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
+
+/** Tasks of a known cost: the same tile at the corner of the demo view that lies inside the set, where every pixel runs to `maxIter`. */
+async function publishTiles(name: string, count: number, maxIter: string) {
+  const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '900', '680', '40', '40', maxIter], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
+  return publishBatch(
+    server.url,
+    await buildBatch({ name, module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+  );
+}
+
+/** Every task done, each with exactly one stored result. */
+async function expectExactlyOnce(batchId: string, count: number) {
+  const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+  expect(results.tasks).toHaveLength(count);
+  for (const task of results.tasks) {
+    expect(task.state, task.taskId).toBe('done');
+    expect(task.results, task.taskId).toBe(1);
+  }
+}
+
+describe('no lost results', () => {
+  it('keeps running offline from its buffer, holds results in the outbox, and sends them all when back online', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    const { batchId } = await publishTiles('offline', 10, '100000');
+    await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
+    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    // Wait until the whole batch is held on the device, then cut the network.
+    await page.waitForFunction(() => {
+      const s = (window as unknown as Win).dewgrid.status();
+      return s.counts.queued + s.counts.running >= 8;
+    });
+    await context.setOffline(true);
+    const doneAtCut = (await (await fetch(`${server.url}/api/batches/${batchId}`)).json()).counts.done as number;
+    await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 3, null, { timeout: 60_000 });
+    const offline = await status(page);
+    expect(offline.counts.unsent).toBeGreaterThanOrEqual(3);
+    expect((await (await fetch(`${server.url}/api/batches/${batchId}`)).json()).counts.done).toBeLessThanOrEqual(doneAtCut + 1);
+    await context.setOffline(false);
+    await waitForBatch(server.url, batchId, (c) => c.done === 10, 90_000);
+    await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent === 0);
+    await expectExactlyOnce(batchId, 10);
+    await context.close();
+  });
+
+  it('picks up a task cut off by closing the page, and the server counts it once', async () => {
+    const context = await browser.newContext();
+    let page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    const { batchId } = await publishTiles('closed', 2, '600000');
+    await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
+    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
+    await page.close(); // mid-task: the worker dies with the page
+    page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.waitForFunction(() => document.body.textContent?.includes('left from last time'));
+    await waitForBatch(server.url, batchId, (c) => c.done === 2, 120_000);
+    await expectExactlyOnce(batchId, 2);
+    await context.close();
+  });
+});
