@@ -26,9 +26,9 @@ export async function boot(): Promise<Client> {
   const controller = new Controller(server, new BlobCache(db), new WorkStore(db), keys, deviceId, config.projectName);
   await controller.restore();
   // Results waiting in the outbox go out as soon as there is a chance they arrive.
-  addEventListener('online', () => void controller.flushOutbox());
+  addEventListener('online', () => controller.networkMayBeBack());
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible') void controller.flushOutbox();
+    if (document.visibilityState === 'visible') controller.networkMayBeBack();
   });
   return { controller, trust: config };
 }

@@ -2,6 +2,8 @@ import { render } from 'preact';
 import { App } from './components/App.tsx';
 import { boot } from './boot.ts';
 import type { DewgridApi } from './api.ts';
+import { registerServiceWorker } from './service-worker.ts';
+import { showUpdate } from './components/UpdateBanner.tsx';
 import './style.css';
 
 declare global {
@@ -20,6 +22,7 @@ boot().then(
       setLimits: (limits) => controller.setLimits(limits),
     };
     render(<App controller={controller} trust={trust} />, root);
+    registerServiceWorker(controller, (offer) => showUpdate(offer));
     document.documentElement.dataset.ready = 'true';
   },
   (error: Error) => {

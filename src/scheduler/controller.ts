@@ -73,6 +73,9 @@ export class Controller {
   private readonly active = new Map<WorkerSlot, Lease>();
   private readonly counts: Counts = { running: 0, queued: 0, unsent: 0, done: 0, failed: 0, refused: 0 };
   private flushing: Promise<void> | null = null;
+  /** Leases whose inputs could not be fetched yet; they go back to the queue when the network may be back. */
+  private readonly deferred: Lease[] = [];
+  private deferredTimer: ReturnType<typeof setTimeout> | null = null;
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly listeners: { [K in keyof ControllerEvents]: Set<Listener<K>> } = {
     status: new Set(),
@@ -80,6 +83,7 @@ export class Controller {
     completed: new Set(),
   };
   private running = false;
+  private draining = false;
   private fetching = false;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private limits: Limits;
@@ -141,7 +145,7 @@ export class Controller {
     return {
       running: this.running,
       limits: { ...this.limits },
-      counts: { ...this.counts, running: this.active.size, queued: this.queue.length },
+      counts: { ...this.counts, running: this.active.size, queued: this.queue.length + this.deferred.length },
       deviceId: this.deviceId,
       project: this.project,
     };
@@ -172,6 +176,37 @@ export class Controller {
     this.changed();
   }
 
+  /** The network may be back (the browser says so, or the page became visible): retry what waited on it. */
+  networkMayBeBack(): void {
+    if (this.deferredTimer) clearTimeout(this.deferredTimer);
+    this.deferredTimer = null;
+    this.queue.push(...this.deferred.splice(0));
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    void this.flushOutbox();
+    this.pump();
+  }
+
+  private retryDeferredSoon(): void {
+    this.deferredTimer ??= setTimeout(() => {
+      this.deferredTimer = null;
+      this.queue.push(...this.deferred.splice(0));
+      this.pump();
+    }, IDLE_POLL_MS);
+  }
+
+  /**
+   * Lets the running tasks finish and deliver, starting no new ones; Start stays remembered, so
+   * the page that loads next (a new version) carries on. Resolves when nothing is running.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    while (this.active.size > 0 || this.fetching) await new Promise((resolve) => setTimeout(resolve, 100));
+    await this.flushOutbox();
+  }
+
   /** @throws RangeError naming the bad value; nothing changes then. */
   setLimits(limits: Partial<Limits>): Limits {
     const next = { ...this.limits, ...limits };
@@ -189,14 +224,14 @@ export class Controller {
 
   /** Fills free worker slots from the local queue, asking the server when the queue is empty. */
   private pump(): void {
-    if (!this.running) return;
+    if (!this.running || this.draining) return;
     while (this.active.size < this.limits.workers && this.queue.length > 0) {
       const lease = this.queue.shift()!;
       // A lease that lapsed while it waited (say, across a long stop) has been or will be given to another device.
       if (lease.expiresAt <= Date.now()) continue;
       void this.runLease(this.freeSlot(), lease);
     }
-    const held = this.active.size + this.queue.length;
+    const held = this.active.size + this.queue.length + this.deferred.length;
     const buffered = Math.min(MAX_BUFFERED_TASKS, Math.max(this.limits.workers, Math.ceil(BUFFER_MS / this.averageRunMs)));
     const wanted = Math.min(64, this.limits.workers + buffered - held);
     if (wanted > 0 && !this.fetching && !this.idleTimer) void this.fetchWork(wanted);
@@ -267,6 +302,11 @@ export class Controller {
     } catch (error) {
       if (error instanceof RunCancelled) {
         this.queue.unshift(lease); // run again first on the next start, while the lease lasts
+      } else if (isTransient(error)) {
+        // Its inputs could not be fetched (no network, server down): keep it and try again later.
+        this.deferred.push(lease);
+        this.log('info', `Waiting for the network to fetch what ${name} needs.`);
+        this.retryDeferredSoon();
       } else {
         this.counts.failed++;
         this.log('error', `Could not run ${name}: ${(error as Error).message}`);
@@ -378,6 +418,13 @@ function jobOf(task: ReadyTask, cpu: number): WorkerJob {
     limits: { memoryBytes: m.limits.memoryBytes, outputBytes: m.limits.outputBytes },
     cpu,
   };
+}
+
+/** A failure of the network or the server, as opposed to a verdict on the task. */
+function isTransient(error: unknown): boolean {
+  if (error instanceof TypeError) return true; // fetch() could not reach the server
+  const status = (error as { status?: number }).status;
+  return status === 0 || status === 408 || status === 429 || (typeof status === 'number' && status >= 500);
 }
 
 function round(ms: number): number {

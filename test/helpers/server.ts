@@ -1,11 +1,12 @@
 /**
- * A task server on a random loopback port with its own data folder and signing key, for tests
- * and benchmarks. Uses the same createServer as `npm start`.
+ * A task server on a loopback port with its own data folder and signing key, for tests and
+ * benchmarks. Uses the same createServer as `npm start`. stop() and start() take it down and
+ * bring it back on the same port and data, as a crash and restart (or a network outage) would.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, keyIdOf, toBase64 } from '../../src/protocol/index.ts';
-import { createServer } from '../../server/app.ts';
+import { createServer, type DewgridServer } from '../../server/app.ts';
 
 export interface SigningKey {
   keyId: string;
@@ -17,7 +18,10 @@ export interface TestServer {
   url: string;
   dataDir: string;
   key: SigningKey;
-  app: Awaited<ReturnType<typeof createServer>>;
+  /** The running server (replaced by start()). */
+  app: DewgridServer;
+  stop(): Promise<void>;
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,7 +41,31 @@ export async function writeKey(dataDir: string, name = 'demo', pin = true): Prom
 
 export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number }): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
-  const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false });
-  const address = await app.app.listen({ port: options.port ?? 0, host: '127.0.0.1' });
-  return { url: address, dataDir: options.dataDir, key, app, close: () => app.close() };
+  const listen = async (port: number) => {
+    const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false });
+    const url = await app.app.listen({ port, host: '127.0.0.1' });
+    return { app, url };
+  };
+  let { app, url } = await listen(options.port ?? 0);
+  const port = Number(new URL(url).port);
+  let up = true;
+  const server: TestServer = {
+    url,
+    dataDir: options.dataDir,
+    key,
+    app,
+    async stop() {
+      if (!up) return;
+      up = false;
+      await server.app.close();
+    },
+    async start() {
+      if (up) return;
+      ({ app, url } = await listen(port));
+      server.app = app;
+      up = true;
+    },
+    close: () => server.stop(),
+  };
+  return server;
 }

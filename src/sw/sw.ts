@@ -1,0 +1,49 @@
+/**
+ * The service worker: precaches the app shell (page, scripts, styles, the worker runtime) so
+ * the page and the installed PWA open without a network, and posts waiting results by
+ * Background Sync where the browser has it.
+ */
+import { clientsClaim } from 'workbox-core';
+import { cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute } from 'workbox-precaching';
+import { NavigationRoute, registerRoute } from 'workbox-routing';
+import { openDewgridDB } from '../storage/db.ts';
+import { WorkStore } from '../storage/work-store.ts';
+import { API } from '../protocol/api.ts';
+
+declare const self: ServiceWorkerGlobalScope & { __WB_MANIFEST: (string | { url: string; revision: string | null })[] };
+
+export const OUTBOX_SYNC_TAG = 'dewgrid-outbox';
+
+precacheAndRoute(self.__WB_MANIFEST);
+cleanupOutdatedCaches();
+// Every navigation gets the shell; the API and blobs always go to the network.
+registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/trust\.json$/] }));
+// The first version takes the page at once; later versions wait until the page says so (workbox-window).
+clientsClaim();
+
+self.addEventListener('message', (event) => {
+  if ((event.data as { type?: string } | null)?.type === 'SKIP_WAITING') void self.skipWaiting();
+});
+
+interface SyncEvent extends ExtendableEvent {
+  tag: string;
+}
+
+self.addEventListener('sync', (event) => {
+  const sync = event as SyncEvent;
+  if (sync.tag === OUTBOX_SYNC_TAG) sync.waitUntil(postOutbox());
+});
+
+/** Posts waiting results with no page open. A failure leaves them for the next sync or page. */
+async function postOutbox(): Promise<void> {
+  const work = new WorkStore(await openDewgridDB());
+  for (const entry of await work.outbox()) {
+    const response = await fetch(API.results, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry.submission) });
+    // 2xx: stored (or already stored). Any other 4xx but 408/429 is the server's final word on it.
+    if (response.ok || (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429)) {
+      await work.delivered(entry.leaseId);
+    } else {
+      throw new Error(`result ${entry.leaseId}: ${response.status}`); // the browser retries the sync later
+    }
+  }
+}
