@@ -216,11 +216,14 @@ export class Store {
         throw new StoreError(409, `lease ${result.leaseId} already has a different result`);
       }
       if (lease.status === 'refused') throw new StoreError(409, `lease ${result.leaseId} was refused by this device`);
-      if (lease.expires_at <= now) throw new StoreError(410, `lease ${result.leaseId} expired at ${new Date(lease.expires_at).toISOString()}`);
       const task = this.db.prepare('SELECT state, results, errors, redundancy FROM tasks WHERE task_id = ?').get(result.taskId) as
         | { state: string; results: number; errors: number; redundancy: number }
         | undefined;
       if (!task) throw new StoreError(404, `no task ${result.taskId}`);
+      // A late result is still welcome while the task needs results: the device paid for it.
+      if (lease.expires_at <= now && task.state !== 'queued') {
+        throw new StoreError(410, `lease ${result.leaseId} expired at ${new Date(lease.expires_at).toISOString()} and task ${result.taskId} is ${task.state}`);
+      }
       this.db
         .prepare(
           `INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at)
@@ -260,6 +263,19 @@ export class Store {
    * Records a refusal and releases its lease; the device is never offered the task again.
    * The identical report again is a no-op ('duplicate'), so clients may retry.
    */
+  /** More time for a live lease whose task still needs it; returns the new expiry. */
+  renewLease(renewal: { leaseId: string; taskId: string; deviceId: string }, now: number): number {
+    return this.db.transaction(() => {
+      const lease = this.answerableLease(renewal.leaseId, renewal.taskId, renewal.deviceId);
+      if (lease.status !== 'live') throw new StoreError(409, `lease ${renewal.leaseId} is ${lease.status}`);
+      const task = this.db.prepare('SELECT state, wall_time_ms FROM tasks WHERE task_id = ?').get(renewal.taskId) as { state: string; wall_time_ms: number };
+      if (task.state !== 'queued') throw new StoreError(410, `task ${renewal.taskId} is ${task.state}`);
+      const expiresAt = now + task.wall_time_ms + LEASE_MARGIN_MS;
+      this.db.prepare('UPDATE leases SET expires_at = ? WHERE lease_id = ?').run(expiresAt, renewal.leaseId);
+      return expiresAt;
+    })();
+  }
+
   recordRefusal(report: RefusalReport, now: number): 'recorded' | 'duplicate' {
     return this.db.transaction(() => {
       const lease = this.answerableLease(report.leaseId, report.taskId, report.deviceId);

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { createHash } from 'node:crypto';
-import { API, canonicalJson, RefusalReport, ResultSubmission, WorkRequest, type SignedTask, type WorkResponse } from '../../src/protocol/index.ts';
+import { API, canonicalJson, LeaseRenewal, RefusalReport, ResultSubmission, WorkRequest, type SignedTask, type WorkResponse } from '../../src/protocol/index.ts';
 import { bodyOf } from '../errors.ts';
 import type { Store } from '../store.ts';
 
@@ -14,6 +14,11 @@ export function deviceRoutes(app: FastifyInstance, store: Store, now: () => numb
     const work = bodyOf(WorkRequest, request.body);
     const leases = store.lease(work.deviceId, work.engines, work.max, now());
     return { leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })) };
+  });
+
+  app.post(API.renew, async (request) => {
+    const renewal = bodyOf(LeaseRenewal, request.body);
+    return { expiresAt: store.renewLease(renewal, now()) };
   });
 
   app.post(API.results, { bodyLimit: resultBodyLimit }, async (request) => {

@@ -3,6 +3,7 @@ export const API = {
   work: '/api/work', // POST WorkRequest -> WorkResponse
   results: '/api/results', // POST ResultSubmission -> { status: 'accepted' | 'duplicate' }
   refusals: '/api/refusals', // POST RefusalReport -> { status: 'recorded' }
+  renew: '/api/leases/renew', // POST LeaseRenewal -> { expiresAt }
   blob: (sha256: string) => `/api/blobs/${sha256}`, // GET bytes, immutable
   missingBlobs: '/api/blobs/missing', // POST { hashes } -> { missing }
   batches: '/api/batches', // GET -> BatchStatus[]; POST PublishRequest -> BatchStatus

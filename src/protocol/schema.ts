@@ -126,6 +126,10 @@ export const ResultSubmission = v.strictObject({
 });
 export type ResultSubmission = v.InferOutput<typeof ResultSubmission>;
 
+/** Asks for more time on a lease whose task is still running. */
+export const LeaseRenewal = v.strictObject({ leaseId: Id, taskId: Id, deviceId: Id });
+export type LeaseRenewal = v.InferOutput<typeof LeaseRenewal>;
+
 export const RefusalReport = v.strictObject({
   leaseId: Id,
   taskId: Id,

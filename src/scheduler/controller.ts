@@ -295,7 +295,8 @@ export class Controller {
         return;
       }
       if (!this.running) throw new RunCancelled('stopped');
-      const outcome = await slot.run(jobOf(prepared, this.limits.cpu), prepared.manifest.limits.wallTimeMs);
+      const stopRenewing = this.keepLeaseAlive(lease);
+      const outcome = await slot.run(jobOf(prepared, this.limits.cpu), prepared.manifest.limits.wallTimeMs).finally(stopRenewing);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
       if (!outcome.error) this.averageRunMs = 0.8 * this.averageRunMs + 0.2 * Math.max(1, outcome.runMs);
       await this.throttleGap(outcome.runMs);
@@ -315,6 +316,25 @@ export class Controller {
       this.active.delete(slot);
       this.pump();
     }
+  }
+
+  /**
+   * Renews a running task's lease well before it lapses, so a long task is not handed to
+   * another device meanwhile. Offline, renewal fails quietly: the server takes a late result
+   * anyway while the task still needs one.
+   */
+  private keepLeaseAlive(lease: Lease): () => void {
+    const period = Math.min(60_000, Math.max(5_000, (lease.expiresAt - Date.now()) / 3));
+    const timer = setInterval(() => {
+      this.server
+        .renewLease({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId })
+        .then((expiresAt) => {
+          lease.expiresAt = expiresAt;
+          return this.work.updateLease(lease);
+        })
+        .catch(() => undefined);
+    }, period);
+    return () => clearInterval(timer);
   }
 
   /**

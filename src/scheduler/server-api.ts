@@ -1,7 +1,7 @@
 /** The client's calls to the task server. Every response is validated before it is used. */
 import { API, type TrustConfig } from '../protocol/api.ts';
 import { fromBase64 } from '../protocol/bytes.ts';
-import { parse, WorkResponse, type Lease, type RefusalReport, type ResultSubmission, type WorkRequest } from '../protocol/schema.ts';
+import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type ResultSubmission, type WorkRequest } from '../protocol/schema.ts';
 
 export class ServerError extends Error {
   constructor(
@@ -47,6 +47,13 @@ export class TaskServer {
   async submitResult(result: ResultSubmission): Promise<'accepted' | 'duplicate'> {
     const body = (await postJson(this.base, API.results, result)) as { status?: string } | null;
     return body?.status === 'duplicate' ? 'duplicate' : 'accepted';
+  }
+
+  /** More time for a running task's lease; resolves to the new expiry. */
+  async renewLease(renewal: LeaseRenewal): Promise<number> {
+    const body = (await postJson(this.base, API.renew, renewal)) as { expiresAt?: unknown } | null;
+    if (typeof body?.expiresAt !== 'number') throw new ServerError('renewal: no expiresAt in the answer', 0);
+    return body.expiresAt;
   }
 
   async reportRefusal(report: RefusalReport): Promise<void> {

@@ -28,6 +28,14 @@ export class WorkStore {
     return all.filter((s) => s.lease.expiresAt > now).map((s) => s.lease);
   }
 
+  /** Records a renewed lease's new expiry, if it is still held. */
+  async updateLease(lease: Lease): Promise<void> {
+    const tx = this.db.transaction('leases', 'readwrite');
+    const stored = await tx.store.get(lease.leaseId);
+    if (stored) await tx.store.put({ ...stored, lease });
+    await tx.done;
+  }
+
   /** A lease that ended without a result (refused): forget it. */
   async dropLease(leaseId: string): Promise<void> {
     await this.db.delete('leases', leaseId);

@@ -183,16 +183,36 @@ describe('bad input gets the right 4xx and changes nothing', () => {
     expect((await call('POST', API.results, resultFor(l!, 'dev1', 'first'))).body).toEqual({ status: 'duplicate' });
     expect(await snapshot('b1')).toEqual(before);
 
-    // An expired lease.
+    // An expired lease whose task another device has since finished: 410, nothing stored.
     clock = other.expiresAt + 1;
+    const [reissued] = await lease('dev3');
+    expect(reissued?.task.manifest.taskId).toBe(other.task.manifest.taskId);
+    expect((await call('POST', API.results, resultFor(reissued!, 'dev3', 'from dev3'))).status).toBe(200);
+    const settled = await snapshot('b1');
     const expired = await call('POST', API.results, resultFor(other, 'dev2'));
     expect(expired.status).toBe(410);
-    expect(expired.body.message).toMatch(/expired/);
-    // Only the clock moved: the lapsed lease makes its task queued again; no result was stored.
-    const after = (await call('GET', API.batchResults('b1'))).body;
-    const withoutState = (r: { tasks: { state: string }[] }) => r.tasks.map(({ state: _, ...rest }) => rest);
-    expect(withoutState(after)).toEqual(withoutState(before.results));
-    expect(after.tasks[1].state).toBe('queued');
+    expect(expired.body.message).toMatch(/expired .* is done/);
+    expect(await snapshot('b1')).toEqual(settled);
+  });
+
+  it('takes a late result while the task still needs it, and renews live leases', async () => {
+    await publish('b1', 2);
+    const [first, second] = await lease('dev1', 2);
+    // Renewal moves the expiry forward from now; it is refused for someone else's lease.
+    clock += 30_000;
+    const renewed = await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: 'dev1' });
+    expect(renewed.status).toBe(200);
+    expect(renewed.body.expiresAt).toBe(first!.expiresAt + 30_000);
+    expect((await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: 'dev2' })).status).toBe(403);
+    // The other lease lapses; its result arrives late but the task still needs it: accepted, counted once.
+    clock = second!.expiresAt + 1;
+    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: 'dev1' })).status).toBe(200);
+    clock += 10 * 60_000;
+    expect((await call('POST', API.results, resultFor(second!, 'dev1', 'late'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, resultFor(second!, 'dev1', 'late'))).body).toEqual({ status: 'duplicate' });
+    const results = (await call('GET', API.batchResults('b1'))).body;
+    expect(results.tasks[1]).toMatchObject({ state: 'done', stdout: 'late', results: 1 });
+    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: 'dev1' })).status).toBe(409);
   });
 
   it('refuses to publish tasks signed by an unknown key, bad blobs, or a clashing batch id', async () => {
@@ -337,14 +357,16 @@ describe('leasing', () => {
     });
   });
 
-  it('does not count a late answer to a finished task, and still takes the result', async () => {
+  it('takes the first of two answers to a reissued task and does not count the second', async () => {
     await publish('b1', 1, { redundancy: 1 });
     const [a] = await lease('dev1');
     clock = a!.expiresAt; // lapsed: reissued to dev2
     const [b] = await lease('dev2');
-    expect((await call('POST', API.results, resultFor(a!, 'dev1'))).status).toBe(410);
+    // dev1's late result arrives first: the task still needed it.
+    expect((await call('POST', API.results, resultFor(a!, 'dev1', 'first'))).body).toEqual({ status: 'accepted' });
+    // dev2's lease is live, so its answer is kept, but it changes nothing.
     expect((await call('POST', API.results, resultFor(b!, 'dev2', 'second'))).body).toEqual({ status: 'accepted' });
-    expect((await call('GET', API.batchResults('b1'))).body.tasks[0]).toMatchObject({ state: 'done', stdout: 'second', results: 1 });
+    expect((await call('GET', API.batchResults('b1'))).body.tasks[0]).toMatchObject({ state: 'done', stdout: 'first', results: 1 });
   });
 });
 
