@@ -5,8 +5,8 @@ import * as C from '../../worker/wasi/constants.ts';
 
 type Table = Record<string, (...args: (number | bigint)[]) => number>;
 
-function setup(partial: Partial<WasiOptions> = {}) {
-  const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [], preopens: ['/sandbox'], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16, ...partial });
+function setup(partial: Partial<WasiOptions> = {}, hooks: { onSyscall?: () => void } = {}) {
+  const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [], preopens: ['/sandbox'], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16, ...partial }, hooks);
   const memory = new WebAssembly.Memory({ initial: 1 });
   // start() binds the memory; a fake instance whose _start does nothing gives us the bound table.
   wasi.start({ exports: { memory, _start: () => {} } } as unknown as WebAssembly.Instance);
@@ -18,22 +18,49 @@ function setup(partial: Partial<WasiOptions> = {}) {
     bytes.set(b, at);
     return b.length;
   };
-  return { wasi, table, bytes, view, putString };
+  /** Opens `path` under fd 3 and returns the new fd (or throws with the errno). */
+  const open = (path: string, oflags = 0, rights = C.RIGHTS_FD_READ | C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK | C.RIGHTS_FD_TELL, fdflags = 0) => {
+    const len = putString(100, path);
+    const errno = table.path_open!(3, 0, 100, len, oflags, rights, 0n, fdflags, 200);
+    if (errno !== C.ERRNO_SUCCESS) throw new Error(`path_open ${path}: errno ${errno}`);
+    return view.getUint32(200, true);
+  };
+  /** Writes `data` with one iovec at 300.., returns the errno. */
+  const write = (fd: number, data: string) => {
+    const len = putString(400, data);
+    view.setUint32(300, 400, true);
+    view.setUint32(304, len, true);
+    return table.fd_write!(fd, 300, 1, 308);
+  };
+  return { wasi, table, bytes, view, putString, open, write, memory };
 }
 
 describe('WASI import table', () => {
-  it('defines every preview1 function; unsupported ones answer NOSYS', () => {
+  it('defines every preview1 function; the one not implemented answers NOSYS; proc_raise NOTSUP', () => {
     const { table } = setup();
     for (const name of C.PREVIEW1_FUNCTIONS) expect(typeof table[name], name).toBe('function');
-    expect(table.proc_raise!(1)).toBe(C.ERRNO_NOSYS);
+    expect(Object.keys(table).sort()).toEqual([...C.PREVIEW1_FUNCTIONS].sort());
+    expect(table.fd_fdstat_set_rights!(3, 0n, 0n)).toBe(C.ERRNO_NOSYS);
+    expect(table.proc_raise!(1)).toBe(C.ERRNO_NOTSUP);
+  });
+
+  it('links any module importing preview1 names, whatever subset it uses', async () => {
+    const { wasi } = setup();
+    const module = new WebAssembly.Module(
+      // (module (import "wasi_snapshot_preview1" "fd_fdstat_set_rights" (func (param i32 i64 i64) (result i32))))
+      new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 127, 126, 126, 1, 127, 2, 47, 1, 22, ...new TextEncoder().encode('wasi_snapshot_preview1'), 20, ...new TextEncoder().encode('fd_fdstat_set_rights'), 0, 0]),
+    );
+    expect(() => new WebAssembly.Instance(module, wasi.imports)).not.toThrow();
   });
 
   it('answers BADF for an unknown fd and NOTDIR for path calls on a file fd', () => {
     const { table } = setup();
     expect(table.fd_close!(99)).toBe(C.ERRNO_BADF);
     expect(table.fd_write!(99, 0, 0, 0)).toBe(C.ERRNO_BADF);
-    expect(table.fd_prestat_get!(1, 0)).toBe(C.ERRNO_BADF);
+    expect(table.fd_prestat_get!(9, 0)).toBe(C.ERRNO_BADF);
+    expect(table.fd_prestat_get!(1, 0)).toBe(C.ERRNO_INVAL); // open but not a preopen, as uvwasi
     expect(table.path_create_directory!(1, 0, 1)).toBe(C.ERRNO_NOTDIR);
+    expect(table.fd_renumber!(3, 50)).toBe(C.ERRNO_BADF);
   });
 
   it('never lets a path climb above its directory fd', () => {
@@ -42,8 +69,58 @@ describe('WASI import table', () => {
     expect(table.path_open!(3, 0, 100, len, 0, C.RIGHTS_FD_READ, 0n, 0, 200)).toBe(C.ERRNO_NOTCAPABLE);
     const abs = putString(100, '/secret.txt');
     expect(table.path_open!(3, 0, 100, abs, 0, C.RIGHTS_FD_READ, 0n, 0, 200)).toBe(C.ERRNO_NOTCAPABLE);
-    const inside = putString(100, 'a/../b');
-    expect(table.path_create_directory!(3, 100, inside)).toBe(C.ERRNO_NOENT); // "a" does not exist
+    const deep = putString(100, 'a/../../secret.txt');
+    expect(table.path_filestat_get!(3, 0, 100, deep, 300)).toBe(C.ERRNO_NOTCAPABLE);
+    // Folded lexically as uvwasi does: "a" need not exist.
+    const inside = putString(100, 'a/..//./b');
+    expect(table.path_create_directory!(3, 100, inside)).toBe(C.ERRNO_SUCCESS);
+    const b = putString(100, 'b');
+    expect(table.path_filestat_get!(3, 0, 100, b, 300)).toBe(C.ERRNO_SUCCESS);
+    // A symlink may not lead out either: refused when made.
+    const target = putString(500, '../../secret.txt');
+    const link = putString(100, 'b/link');
+    expect(table.path_symlink!(500, target, 3, 100, link)).toBe(C.ERRNO_NOTCAPABLE);
+    const ok = putString(500, '../b');
+    expect(table.path_symlink!(500, ok, 3, 100, link)).toBe(C.ERRNO_SUCCESS);
+    const through = putString(100, 'b/link/link/link');
+    expect(table.path_filestat_get!(3, C.LOOKUPFLAGS_SYMLINK_FOLLOW, 100, through, 300)).toBe(C.ERRNO_SUCCESS);
+    const empty = putString(100, '');
+    expect(table.path_filestat_get!(3, 0, 100, empty, 300)).toBe(C.ERRNO_INVAL);
+  });
+
+  it('checks rights before the kind of descriptor: a directory fd cannot read, write or seek', () => {
+    const { table, open } = setup({ files: [{ path: '/sandbox/f', data: new Uint8Array(4) }] });
+    expect(table.fd_read!(3, 0, 0, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    expect(table.fd_write!(3, 0, 0, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    expect(table.fd_seek!(3, 0n, C.WHENCE_SET, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    const fd = open('f', 0, C.RIGHTS_FD_READ);
+    expect(table.fd_readdir!(fd, 0, 100, 0n, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    expect(table.fd_write!(fd, 0, 0, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    expect(table.fd_filestat_get!(fd, 16)).toBe(C.ERRNO_NOTCAPABLE);
+    expect(table.path_open!(3, 0, 0, 0, C.OFLAGS_DIRECTORY, 0n, 0n, 0, 200)).toBe(C.ERRNO_INVAL); // empty path
+  });
+
+  it('path_open: DIRECTORY on a file, EXCL, TRUNC, APPEND', () => {
+    const { table, view, open, write, putString } = setup({ files: [{ path: '/sandbox/f', data: new TextEncoder().encode('abc') }] });
+    const f = putString(100, 'f');
+    expect(table.path_open!(3, 0, 100, f, C.OFLAGS_DIRECTORY, C.RIGHTS_FD_READ, 0n, 0, 200)).toBe(C.ERRNO_NOTDIR);
+    expect(table.path_open!(3, 0, 100, f, C.OFLAGS_CREAT | C.OFLAGS_EXCL, C.RIGHTS_FD_READ, 0n, 0, 200)).toBe(C.ERRNO_EXIST);
+    const fd = open('f', 0, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_TELL | C.RIGHTS_FD_FILESTAT_GET, C.FDFLAGS_APPEND);
+    expect(write(fd, 'de')).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_tell!(fd, 16)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(16, true)).toBe(5n);
+    expect(table.fd_fdstat_get!(fd, 16)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getUint16(18, true)).toBe(C.FDFLAGS_APPEND);
+    const t = open('f', C.OFLAGS_TRUNC, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_FILESTAT_GET);
+    expect(table.fd_filestat_get!(t, 16)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getUint8(16 + 16)).toBe(C.FILETYPE_REGULAR_FILE);
+    expect(view.getBigUint64(16 + 32, true)).toBe(0n);
+    // ino is stable per node: the same through both descriptors, and path_filestat_get.
+    const ino = view.getBigUint64(16 + 8, true);
+    expect(table.path_filestat_get!(3, 0, 100, f, 16)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(16 + 8, true)).toBe(ino);
+    expect(table.fd_close!(t)).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_close!(t)).toBe(C.ERRNO_BADF);
   });
 
   it('sockets: BADF for a bad fd, NOTSOCK for any other', () => {
@@ -55,39 +132,124 @@ describe('WASI import table', () => {
   });
 
   it('caps stdout and reports the truncation; the program is told all was written', () => {
-    const { wasi, table, view, putString } = setup();
-    const len = putString(64, 'hello, world');
-    view.setUint32(0, 64, true);
-    view.setUint32(4, len, true);
-    expect(table.fd_write!(1, 0, 1, 16)).toBe(C.ERRNO_SUCCESS);
-    expect(view.getUint32(16, true)).toBe(12);
+    const { wasi, table, view, write } = setup();
+    expect(write(1, 'hello, world')).toBe(C.ERRNO_SUCCESS);
+    expect(view.getUint32(308, true)).toBe(12);
+    expect(write(2, 'exactly8')).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_write!(2, 0, 0, 308)).toBe(C.ERRNO_SUCCESS); // nothing more: not truncated
     const result = wasi.start({ exports: { memory: new WebAssembly.Memory({ initial: 1 }), _start: () => {} } } as unknown as WebAssembly.Instance);
     expect(new TextDecoder().decode(result.stdout)).toBe('hello, w');
     expect(result.truncated).toEqual({ stdout: true, stderr: false });
   });
 
-  it('fails file writes past the output budget with NOSPC', () => {
-    const { table, view, putString } = setup();
-    const name = putString(100, 'big.bin');
-    expect(table.path_open!(3, 0, 100, name, C.OFLAGS_CREAT, C.RIGHTS_FD_WRITE, 0n, 0, 200)).toBe(C.ERRNO_SUCCESS);
-    const fd = view.getUint32(200, true);
-    view.setUint32(0, 300, true);
-    view.setUint32(4, 12, true);
-    expect(table.fd_write!(fd, 0, 1, 16)).toBe(C.ERRNO_SUCCESS); // 12 of 16 bytes
-    expect(table.fd_write!(fd, 0, 1, 16)).toBe(C.ERRNO_NOSPC); // 24 > 16
+  it('fails file writes past the output budget: NOSPC for all files together, FBIG for one alone', () => {
+    const { wasi, table, open, write } = setup({ files: [{ path: '/sandbox/input', data: new Uint8Array(100) }] });
+    const a = open('a.bin', C.OFLAGS_CREAT);
+    expect(write(a, '0123456789ab')).toBe(C.ERRNO_SUCCESS); // 12 of 16 bytes
+    const b = open('b.bin', C.OFLAGS_CREAT, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_FILESTAT_SET_SIZE);
+    expect(write(b, '01234')).toBe(C.ERRNO_NOSPC); // 17 > 16
+    expect(write(a, '0123456789ab')).toBe(C.ERRNO_FBIG); // a alone would hold 24
+    expect(table.fd_filestat_set_size!(b, 100n)).toBe(C.ERRNO_FBIG);
+    // Input bytes do not count; deleting a file frees its bytes.
+    const input = open('input', 0, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK);
+    expect(write(input, 'xy')).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_close!(a)).toBe(C.ERRNO_SUCCESS);
+    const name = new TextEncoder().encode('a.bin');
+    new Uint8Array((wasi as unknown as { memory: WebAssembly.Memory }).memory.buffer).set(name, 600);
+    expect(table.path_unlink_file!(3, 600, name.length)).toBe(C.ERRNO_SUCCESS);
+    expect(write(b, '0123456789abcdef')).toBe(C.ERRNO_SUCCESS);
   });
 
-  it('lays out dirents as the witx says and continues from a cookie', () => {
+  it('reports as output only files that are new or changed, sorted by path', () => {
+    const { wasi, open, write } = setup({ files: [{ path: '/sandbox/same', data: new Uint8Array([1]) }, { path: '/sandbox/changed', data: new Uint8Array([1]) }] });
+    write(open('z', C.OFLAGS_CREAT), 'z');
+    write(open('changed'), 'x');
+    open('same', C.OFLAGS_TRUNC);
+    write(open('same'), '\x01');
+    const result = wasi.start({ exports: { memory: new WebAssembly.Memory({ initial: 1 }), _start: () => {} } } as unknown as WebAssembly.Instance);
+    expect(result.files.map((f) => f.path)).toEqual(['/sandbox/changed', '/sandbox/z']);
+  });
+
+  it('lays out dirents as the witx says, without "." and ".." (as uvwasi), and continues from a cookie', () => {
     const { table, view, bytes } = setup({ files: [{ path: '/sandbox/b', data: new Uint8Array(0) }, { path: '/sandbox/a', data: new Uint8Array(3) }] });
-    expect(table.fd_readdir!(3, 1000, 200, 0n, 0)).toBe(C.ERRNO_SUCCESS);
-    expect(view.getUint32(0, true)).toBe(2 * (24 + 1));
-    expect(view.getBigUint64(1000, true)).toBe(1n); // d_next
-    expect(view.getUint32(1016, true)).toBe(1); // d_namlen
-    expect(view.getUint8(1020)).toBe(C.FILETYPE_REGULAR_FILE);
-    expect(String.fromCharCode(bytes[1024]!)).toBe('a');
-    expect(table.fd_readdir!(3, 1000, 200, 1n, 0)).toBe(C.ERRNO_SUCCESS);
-    expect(String.fromCharCode(bytes[1024]!)).toBe('b');
-    expect(view.getUint32(0, true)).toBe(25);
+    const read = (cookie: bigint, len = 200) => {
+      bytes.fill(0xee, 1000, 1400);
+      expect(table.fd_readdir!(3, 1000, len, cookie, 0)).toBe(C.ERRNO_SUCCESS);
+      const used = view.getUint32(0, true);
+      const out: [bigint, bigint, number, string][] = [];
+      for (let at = 1000; at + 24 <= 1000 + used; ) {
+        const namlen = view.getUint32(at + 16, true);
+        out.push([view.getBigUint64(at, true), view.getBigUint64(at + 8, true), view.getUint8(at + 20), new TextDecoder().decode(bytes.subarray(at + 24, at + 24 + namlen))]);
+        at += 24 + namlen;
+      }
+      return { used, out };
+    };
+    const all = read(0n);
+    expect(all.used).toBe(24 + 1 + 24 + 1);
+    expect(all.out.map(([next, , type, name]) => [next, type, name])).toEqual([
+      [1n, C.FILETYPE_REGULAR_FILE, 'a'],
+      [2n, C.FILETYPE_REGULAR_FILE, 'b'],
+    ]);
+    expect(bytes[1000 + all.used]).toBe(0xee); // nothing written past bufused
+    expect(new Set(all.out.map(([, ino]) => ino)).size).toBe(2);
+    // From a cookie: the rest only.
+    expect(read(1n).out.map(([, , , name]) => name)).toEqual(['b']);
+    expect(read(2n).used).toBe(0);
+    // A buffer too small for the next entry comes back full, the entry cut short.
+    const cut = read(0n, 30);
+    expect(cut.used).toBe(30);
+    expect(view.getBigUint64(1000, true)).toBe(1n);
+  });
+
+  it('re-reads memory on every call: works after memory.grow', () => {
+    const { table, memory, wasi } = setup();
+    memory.grow(1);
+    expect(table.args_sizes_get!(65536 + 100, 65536 + 104)).toBe(C.ERRNO_SUCCESS);
+    const view = new DataView(memory.buffer);
+    expect([view.getUint32(65536 + 100, true), view.getUint32(65536 + 104, true)]).toEqual([1, 2]);
+    expect(wasi).toBeDefined();
+  });
+
+  it('poll_oneoff on a clock really sleeps, then reports the event', () => {
+    const { table, view } = setup();
+    expect(table.clock_time_get!(C.CLOCKID_MONOTONIC, 1n, 0)).toBe(C.ERRNO_SUCCESS);
+    const before = view.getBigUint64(0, true);
+    // subscription at 100: userdata 7, tag clock, clock id monotonic, timeout 10 s, relative
+    view.setBigUint64(100, 7n, true);
+    view.setUint8(108, C.EVENTTYPE_CLOCK);
+    view.setUint32(116, C.CLOCKID_MONOTONIC, true);
+    view.setBigUint64(124, 50_000_000n, true); // 50 ms
+    view.setUint16(140, 0, true);
+    const started = performance.now();
+    expect(table.poll_oneoff!(100, 200, 1, 300)).toBe(C.ERRNO_SUCCESS);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(49);
+    expect(view.getUint32(300, true)).toBe(1);
+    expect(view.getBigUint64(200, true)).toBe(7n);
+    expect(view.getUint16(208, true)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getUint8(210)).toBe(C.EVENTTYPE_CLOCK);
+    expect(table.clock_time_get!(C.CLOCKID_MONOTONIC, 1n, 0)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(0, true) - before).toBeGreaterThanOrEqual(49_000_000n);
+    expect(table.poll_oneoff!(100, 200, 0, 300)).toBe(C.ERRNO_INVAL);
+    expect(table.clock_time_get!(9, 1n, 0)).toBe(C.ERRNO_INVAL);
+  });
+
+  it('calls onSyscall at the start of every syscall', () => {
+    let calls = 0;
+    const { table } = setup({}, { onSyscall: () => calls++ });
+    const before = calls;
+    table.sched_yield!();
+    table.fd_close!(99);
+    table.fd_fdstat_set_rights!(3, 0n, 0n);
+    expect(calls - before).toBe(3);
+  });
+
+  it('proc_exit ends start() with the code; a trap propagates', () => {
+    const { wasi, table } = setup();
+    const memory = new WebAssembly.Memory({ initial: 1 });
+    const exited = wasi.start({ exports: { memory, _start: () => table.proc_exit!(42) } } as unknown as WebAssembly.Instance);
+    expect(exited.exitCode).toBe(42);
+    const trap = new WebAssembly.RuntimeError('unreachable');
+    expect(() => wasi.start({ exports: { memory, _start: () => { throw trap; } } } as unknown as WebAssembly.Instance)).toThrow(trap);
   });
 
   it('reports a pointer outside memory as FAULT', () => {

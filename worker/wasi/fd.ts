@@ -1,13 +1,15 @@
 /**
  * File descriptors. The base class answers every operation with the errno a descriptor of no
- * particular kind gives; each subclass overrides only what it supports (browser_wasi_shim's habit).
+ * particular kind gives (BADF for reading and writing bytes, SPIPE for offsets, NOTSUP for the
+ * rest); each subclass overrides only what it supports (browser_wasi_shim's habit).
  */
 import {
   ERRNO_BADF,
   ERRNO_FBIG,
   ERRNO_INVAL,
-  ERRNO_ISDIR,
   ERRNO_NOSPC,
+  ERRNO_ISDIR,
+  ERRNO_NOTSUP,
   ERRNO_SPIPE,
   FDFLAGS_APPEND,
   FILETYPE_CHARACTER_DEVICE,
@@ -30,14 +32,30 @@ export interface Stat {
   ctim: bigint;
 }
 
-/** Counts bytes held by files the program writes, against the task's output cap. */
+/**
+ * Counts the bytes the program's files hold beyond the input files, against the task's output cap
+ * (maxOutputFileBytes). Input bytes are not counted; deleting or truncating them frees room.
+ */
 export class ByteBudget {
   used = 0;
   constructor(readonly cap: number) {}
-  /** Reserves `delta` more bytes (negative frees), or throws NOSPC past the cap. */
-  change(delta: number): void {
-    if (delta > 0 && this.used + delta > this.cap) throw new WasiError(this.used === 0 && delta > this.cap ? ERRNO_FBIG : ERRNO_NOSPC);
+  /**
+   * Resizes `file` to `length` bytes in the books.
+   * @throws WasiError FBIG when the file alone would grow past the cap, NOSPC when all files together would
+   */
+  resize(file: FileInode, length: number): void {
+    const delta = length - file.length;
+    if (delta <= 0) {
+      this.used += delta;
+      return;
+    }
+    if (length > Number.MAX_SAFE_INTEGER || length - file.baseline > this.cap) throw new WasiError(ERRNO_FBIG);
+    if (this.used + delta > this.cap) throw new WasiError(ERRNO_NOSPC);
     this.used += delta;
+  }
+  /** Frees the bytes of a file whose last link went. */
+  free(file: FileInode): void {
+    this.used -= file.length;
   }
 }
 
@@ -69,14 +87,18 @@ export abstract class Fd {
     return { filetype: this.filetype, ino: 0n, nlink: 1n, size: 0n, atim: 0n, mtim: 0n, ctim: 0n };
   }
   setSize(_size: bigint): void {
-    throw new WasiError(ERRNO_INVAL);
+    throw new WasiError(ERRNO_NOTSUP);
   }
   allocate(_offset: bigint, _len: bigint): void {
-    throw new WasiError(ERRNO_INVAL);
+    throw new WasiError(ERRNO_NOTSUP);
   }
   /** The inode behind the descriptor, for filestat_set_times and friends. */
   inode(): Inode | null {
     return null;
+  }
+  /** Bytes a read could return now, for poll_oneoff's fd_read events. */
+  readable(): number {
+    return 0;
   }
   /** Nothing ever needs flushing in memory; a descriptor of any kind syncs at once. */
   sync(): void {}
@@ -88,6 +110,9 @@ export class StdinFd extends Fd {
   private position = 0;
   constructor(private readonly data: Uint8Array) {
     super(RIGHTS_STDIO, 0n);
+  }
+  override readable(): number {
+    return this.data.length - this.position;
   }
   override read(into: Uint8Array): number {
     const n = Math.min(into.length, this.data.length - this.position);
@@ -129,7 +154,8 @@ export class OutputFd extends Fd {
   }
 }
 
-export class FileFd extends Fd {
+/** A regular file opened by path_open. */
+export class OpenFile extends Fd {
   readonly filetype;
   position = 0n;
   constructor(
@@ -146,6 +172,9 @@ export class FileFd extends Fd {
   }
   override inode(): Inode {
     return this.file;
+  }
+  override readable(): number {
+    return Math.max(0, this.file.length - Number(this.position));
   }
   override read(into: Uint8Array): number {
     const n = this.file.read(Number(this.position), into);
@@ -165,8 +194,7 @@ export class FileFd extends Fd {
     // POSIX: pwrite on an O_APPEND descriptor appends on Linux; uvwasi follows the host (Linux).
     const at = !fromWrite && this.fdflags & FDFLAGS_APPEND ? this.file.length : offset;
     const end = at + data.length;
-    if (end > Number.MAX_SAFE_INTEGER) throw new WasiError(ERRNO_FBIG);
-    this.budget.change(Math.max(0, end - this.file.length));
+    if (end > this.file.length) this.budget.resize(this.file, end);
     this.file.write(at, data);
     this.file.times.mtim = this.file.times.ctim = this.now();
     return data.length;
@@ -186,9 +214,8 @@ export class FileFd extends Fd {
     return { filetype: this.filetype, ino: this.file.ino, nlink: this.file.nlink, size: this.file.size(), ...this.file.times };
   }
   override setSize(size: bigint): void {
-    if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new WasiError(ERRNO_FBIG);
-    const length = Number(size);
-    this.budget.change(length - this.file.length);
+    const length = size > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(size);
+    this.budget.resize(this.file, length);
     this.file.resize(length);
     this.file.times.mtim = this.file.times.ctim = this.now();
   }
@@ -198,12 +225,11 @@ export class FileFd extends Fd {
   }
 }
 
-export class DirFd extends Fd {
+/** A directory opened by path_open: it takes path_* calls and fd_readdir, no bytes. */
+export class OpenDirectory extends Fd {
   readonly filetype;
   constructor(
     readonly dir: DirInode,
-    /** The guest path a preopen was given under; null for directories opened by path_open. */
-    readonly preopenName: string | null,
     rightsBase: bigint = RIGHTS_DIRECTORY,
     rightsInheriting: bigint = RIGHTS_ALL,
   ) {
@@ -239,3 +265,13 @@ export class DirFd extends Fd {
   }
 }
 
+/** A directory handed to the program before start (fd 3, 4, ...), found by wasi-libc through fd_prestat_get. */
+export class PreopenDirectory extends OpenDirectory {
+  constructor(
+    dir: DirInode,
+    /** The guest path it was given under, e.g. "/data" or "/". */
+    readonly name: string,
+  ) {
+    super(dir, RIGHTS_DIRECTORY, RIGHTS_ALL);
+  }
+}

@@ -46,10 +46,13 @@ export class FileInode extends InodeBase {
   /** Bytes [0, length) are the file; the buffer may be larger, to grow without copying each write. */
   private buffer: Uint8Array;
   length: number;
+  /** Size the file came with (an input file), 0 for one the program created: its growth past this counts as output. */
+  readonly baseline: number;
   constructor(now: bigint, data: Uint8Array = new Uint8Array(0)) {
     super(now);
     this.buffer = data.slice();
     this.length = data.length;
+    this.baseline = data.length;
   }
   size(): bigint {
     return BigInt(this.length);
@@ -158,51 +161,39 @@ export class MemoryFs {
   }
 
   /**
-   * Resolves `path` relative to `start`, never climbing above it.
+   * Resolves `path` relative to `start`, never climbing above it. Like uvwasi, "." and ".." are
+   * folded lexically before the walk ("missing/../a" names "a"); symlinks are followed by
+   * splicing their target into the path, so a link can never lead out of `start` either.
    * @param followLast follow a symlink in the last component (LOOKUPFLAGS_SYMLINK_FOLLOW)
-   * @throws WasiError NOTCAPABLE for absolute paths or escapes, NOENT/NOTDIR for missing or non-directory components
+   * @throws WasiError INVAL for an empty path (uvwasi), NOTCAPABLE for absolute paths or escapes,
+   *   NOENT/NOTDIR for missing or non-directory components, LOOP after 32 links
    */
   resolve(start: DirInode, path: string, followLast: boolean, hops = 0): Resolved {
-    if (path.length === 0) throw new WasiError(ERRNO_NOENT);
+    if (path.length === 0) throw new WasiError(ERRNO_INVAL);
     if (new TextEncoder().encode(path).length > MAX_PATH_BYTES) throw new WasiError(ERRNO_NAMETOOLONG);
-    if (path.startsWith('/')) throw new WasiError(ERRNO_NOTCAPABLE);
-    const stack: DirInode[] = [start];
-    const parts = path.split('/');
-    const trailingSlash = parts.length > 1 && parts[parts.length - 1] === '';
-    const names = parts.filter((p) => p !== '' && p !== '.');
-    const top = () => stack[stack.length - 1]!;
+    const names = normalizeRelative(path);
+    const trailingSlash = path.endsWith('/');
+    let dir = start;
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const last = i === names.length - 1;
-      if (name === '..') {
-        if (stack.length === 1) throw new WasiError(ERRNO_NOTCAPABLE);
-        stack.pop();
-        if (last) return { parent: stack.length > 1 ? stack[stack.length - 2]! : top(), name: '.', inode: top() };
-        continue;
-      }
-      const inode = top().entries.get(name) ?? null;
+      const inode = dir.entries.get(name) ?? null;
       if (inode instanceof SymlinkInode && (!last || followLast || trailingSlash)) {
         if (hops >= MAX_SYMLINK_HOPS) throw new WasiError(ERRNO_LOOP);
-        // Resolve the link's target from the directory holding it, then the rest of the path from there.
-        const rest = names.slice(i + 1).join('/');
-        const linkDir = top();
-        const base = this.resolve(linkDir, inode.target, true, hops + 1);
-        if (!rest) return trailingSlash && !(base.inode instanceof DirInode) ? fail(ERRNO_NOTDIR) : base;
-        if (!(base.inode instanceof DirInode)) throw new WasiError(base.inode ? ERRNO_NOTDIR : ERRNO_NOENT);
-        // A link may not be a way out of `start`: only links that stay inside it are followed.
-        if (!this.isWithin(base.inode, start)) throw new WasiError(ERRNO_NOTCAPABLE);
-        return this.resolve(base.inode, rest + (trailingSlash ? '/' : ''), followLast, hops + 1);
+        if (inode.target.startsWith('/')) throw new WasiError(ERRNO_NOTCAPABLE);
+        const spliced = [...names.slice(0, i), inode.target, ...names.slice(i + 1)].join('/');
+        return this.resolve(start, spliced + (trailingSlash ? '/' : ''), followLast, hops + 1);
       }
       if (last) {
         if (trailingSlash && inode && !(inode instanceof DirInode)) throw new WasiError(ERRNO_NOTDIR);
-        return { parent: top(), name, inode };
+        return { parent: dir, name, inode };
       }
       if (!inode) throw new WasiError(ERRNO_NOENT);
       if (!(inode instanceof DirInode)) throw new WasiError(ERRNO_NOTDIR);
-      stack.push(inode);
+      dir = inode;
     }
     // The path named the start directory itself ("." or "a/..").
-    return { parent: top(), name: '.', inode: top() };
+    return { parent: start, name: '.', inode: start };
   }
 
   isWithin(dir: DirInode, ancestor: DirInode): boolean {
@@ -225,6 +216,17 @@ export class MemoryFs {
   }
 }
 
-function fail(errno: number): never {
-  throw new WasiError(errno);
+/**
+ * Splits a relative path into names with "", "." and ".." folded away.
+ * @throws WasiError NOTCAPABLE when the path is absolute or ".." climbs above its start
+ */
+export function normalizeRelative(path: string): string[] {
+  if (path.startsWith('/')) throw new WasiError(ERRNO_NOTCAPABLE);
+  const names: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part !== '..') names.push(part);
+    else if (names.pop() === undefined) throw new WasiError(ERRNO_NOTCAPABLE);
+  }
+  return names;
 }

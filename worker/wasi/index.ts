@@ -4,8 +4,8 @@
  */
 import { createSyscalls, ProcExit } from './syscalls.ts';
 import { MemoryFs, WasiError } from './fs.ts';
-import { ByteBudget, DirFd, OutputFd, StdinFd, type Fd } from './fd.ts';
-import { RIGHTS_ALL, RIGHTS_DIRECTORY } from './constants.ts';
+import { ByteBudget, OutputFd, PreopenDirectory, StdinFd, type Fd } from './fd.ts';
+import { ERRNO_NOSYS } from './constants.ts';
 
 export interface WasiFile {
   /** Absolute guest path, e.g. "/data/in.txt". */
@@ -24,7 +24,10 @@ export interface WasiOptions {
   preopens: string[];
   maxStdoutBytes: number;
   maxStderrBytes: number;
-  /** Bytes the program's files may hold beyond the input files; writes past it fail with NOSPC. */
+  /**
+   * Bytes the program's files may hold beyond the input files; writes past it fail with NOSPC, or
+   * FBIG when one file alone would grow past it.
+   */
   maxOutputFileBytes: number;
 }
 
@@ -37,6 +40,9 @@ export interface WasiResult {
   truncated: { stdout: boolean; stderr: boolean };
 }
 
+/** The import table: every wasi_snapshot_preview1 function, each returning an errno (proc_exit throws). */
+export type WasiImports = { wasi_snapshot_preview1: Record<string, (...args: any[]) => any> };
+
 export interface WasiHooks {
   /** Called at the start of every syscall: where throttling and pausing take hold. */
   onSyscall?: () => void;
@@ -44,17 +50,35 @@ export interface WasiHooks {
 
 const encoder = new TextEncoder();
 
+/**
+ * Sleeps the thread: Atomics.wait on a cell of worker-local shared memory, never a busy loop.
+ * A shared WebAssembly.Memory can be made without cross-origin isolation (only sending one to
+ * another agent needs it), so this works on every page. Atomics.wait is not allowed on a
+ * browser's main thread: the shim runs in workers there.
+ */
+let sleepCell: Int32Array | null = null;
+function sleep(ns: bigint): void {
+  sleepCell ??= new Int32Array(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer, 0, 1);
+  Atomics.wait(sleepCell, 0, 0, Number(ns) / 1e6);
+}
+
 export class Wasi {
-  readonly imports: { wasi_snapshot_preview1: Record<string, (...args: never[]) => number | void> };
+  readonly imports: WasiImports;
   private memory: WebAssembly.Memory | null = null;
   private readonly fs: MemoryFs;
   private readonly stdout: OutputFd;
   private readonly stderr: OutputFd;
   private readonly inputs = new Map<string, Uint8Array>();
-  private readonly napCell = new Int32Array(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer, 0, 1);
+  private lastMonotonic = 0n;
 
   constructor(options: WasiOptions, hooks: WasiHooks = {}) {
-    const realtime = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+    const realtime = () => BigInt(Date.now()) * 1_000_000n;
+    // performance.now is coarse in browsers (5 to 100 us): each read advances at least 1 ns, so the clock strictly increases.
+    const monotonic = () => {
+      const now = BigInt(Math.round(performance.now() * 1e6));
+      this.lastMonotonic = now > this.lastMonotonic ? now : this.lastMonotonic + 1n;
+      return this.lastMonotonic;
+    };
     this.fs = new MemoryFs(realtime);
     for (const file of options.files) {
       this.fs.writeFile(file.path, file.data);
@@ -66,11 +90,11 @@ export class Wasi {
     this.stderr = new OutputFd(options.maxStderrBytes);
     fds.set(1, this.stdout);
     fds.set(2, this.stderr);
-    options.preopens.forEach((path, i) => fds.set(3 + i, new DirFd(this.fs.mkdirp(path), path, RIGHTS_DIRECTORY, RIGHTS_ALL)));
+    options.preopens.forEach((path, i) => fds.set(3 + i, new PreopenDirectory(this.fs.mkdirp(path), path)));
 
     const table = createSyscalls({
       memory: () => {
-        if (!this.memory) throw new WasiError(52);
+        if (!this.memory) throw new WasiError(ERRNO_NOSYS); // called before start()
         return this.memory;
       },
       fs: this.fs,
@@ -79,8 +103,8 @@ export class Wasi {
       env: options.env.map(([k, v]) => encoder.encode(`${k}=${v}`)),
       budget: new ByteBudget(options.maxOutputFileBytes),
       realtime,
-      monotonic: () => BigInt(Math.round(performance.now() * 1e6)),
-      sleep: (ns) => void Atomics.wait(this.napCell, 0, 0, Number(ns) / 1e6),
+      monotonic,
+      sleep,
       randomFill: (into) => void crypto.getRandomValues(into),
     });
     const onSyscall = hooks.onSyscall;
@@ -89,9 +113,9 @@ export class Wasi {
         ? Object.fromEntries(
             Object.entries(table).map(([name, call]) => [
               name,
-              (...args: never[]) => {
+              (...args: any[]) => {
                 onSyscall();
-                return call(...args);
+                return call(...(args as never[]));
               },
             ]),
           )
@@ -99,7 +123,11 @@ export class Wasi {
     };
   }
 
-  /** Runs `_start`; returns when the program exits. Traps propagate (WebAssembly.RuntimeError). */
+  /**
+   * Runs `_start` of an instance created with `imports`; returns when the program exits (proc_exit,
+   * or 0 when _start returns). Traps propagate (WebAssembly.RuntimeError).
+   * @throws TypeError when the instance exports no memory or no _start
+   */
   start(instance: WebAssembly.Instance): WasiResult {
     const { memory, _start } = instance.exports;
     if (!(memory instanceof WebAssembly.Memory)) throw new TypeError('the module does not export its memory as "memory"');

@@ -4,9 +4,10 @@
  * Errors are thrown as WasiError inside and returned as errno at the boundary.
  */
 import * as C from './constants.ts';
-import { ByteBudget, DirFd, FileFd, type Fd, type Stat } from './fd.ts';
-import { DirInode, FileInode, MemoryFs, SymlinkInode, WasiError, type Inode } from './fs.ts';
+import { ByteBudget, OpenDirectory, OpenFile, PreopenDirectory, type Fd, type Stat } from './fd.ts';
+import { DirInode, FileInode, MemoryFs, normalizeRelative, SymlinkInode, WasiError, type Inode } from './fs.ts';
 
+/** Thrown by proc_exit through the program's frames; only Wasi.start catches it. Not an Error: no stack to build. */
 export class ProcExit {
   constructor(readonly code: number) {}
 }
@@ -22,7 +23,7 @@ export interface SyscallContext {
   realtime(): bigint;
   /** Monotonic clock in ns. */
   monotonic(): bigint;
-  /** Sleeps the thread for `ns` nanoseconds (Atomics.wait, never a busy loop). */
+  /** Blocks the thread for `ns` nanoseconds (poll_oneoff on clocks only): Atomics.wait, never a busy loop. */
   sleep(ns: bigint): void;
   randomFill(into: Uint8Array<ArrayBuffer>): void;
 }
@@ -43,9 +44,15 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     if (!found) throw new WasiError(C.ERRNO_BADF);
     return found;
   };
-  const dirOf = (fd: number): DirFd => {
+  const dirOf = (fd: number): OpenDirectory => {
     const found = fdOf(fd);
-    if (!(found instanceof DirFd)) throw new WasiError(C.ERRNO_NOTDIR);
+    if (!(found instanceof OpenDirectory)) throw new WasiError(C.ERRNO_NOTDIR);
+    return found;
+  };
+  /** The descriptor, if it holds `rights` (uvwasi checks rights before anything else). */
+  const fdWith = (fd: number, rights: bigint): Fd => {
+    const found = fdOf(fd);
+    need(found, rights);
     return found;
   };
   const need = (fd: Fd, rights: bigint) => {
@@ -104,6 +111,12 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     v.setUint32(countPtr, list.length, true);
     v.setUint32(sizePtr, list.reduce((n, s) => n + s.length + 1, 0), true);
   };
+  /** BADF for a closed fd, INVAL for an open one that is not a preopen (uvwasi; wasi-libc stops its scan at BADF). */
+  const preopenOf = (fd: number): PreopenDirectory => {
+    const found = fdOf(fd);
+    if (!(found instanceof PreopenDirectory)) throw new WasiError(C.ERRNO_INVAL);
+    return found;
+  };
   const lowestFreeFd = () => {
     let fd = 3;
     while (ctx.fds.has(fd)) fd++;
@@ -111,7 +124,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
   };
   const freeFile = (inode: Inode) => {
     // Bytes of a file whose last link goes count against the budget no longer.
-    if (inode instanceof FileInode && inode.nlink === 0n) ctx.budget.change(-inode.length);
+    if (inode instanceof FileInode && inode.nlink === 0n) ctx.budget.free(inode);
   };
 
   const table: Record<string, (...args: never[]) => void> = {
@@ -131,16 +144,11 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     },
 
     fd_advise(fd: number, _offset: bigint, _len: bigint, advice: number) {
-      const f = fdOf(fd);
-      if (advice > 5) throw new WasiError(C.ERRNO_INVAL);
-      if (f instanceof DirFd) throw new WasiError(C.ERRNO_BADF);
-      if (!(f instanceof FileFd)) throw new WasiError(C.ERRNO_SPIPE);
+      const f = fdWith(fd, C.RIGHTS_FD_ADVISE);
+      if (advice > C.ADVICE_NOREUSE) throw new WasiError(C.ERRNO_INVAL);
+      if (!(f instanceof OpenFile)) throw new WasiError(C.ERRNO_SPIPE);
     },
-    fd_allocate(fd: number, offset: bigint, len: bigint) {
-      const f = fdOf(fd);
-      need(f, C.RIGHTS_FD_ALLOCATE);
-      f.allocate(offset, len);
-    },
+    fd_allocate: (fd: number, offset: bigint, len: bigint) => fdWith(fd, C.RIGHTS_FD_ALLOCATE).allocate(offset, len),
     fd_close(fd: number) {
       fdOf(fd);
       ctx.fds.delete(fd);
@@ -157,31 +165,19 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       v.setBigUint64(ptr + 16, f.rightsInheriting, true);
     },
     fd_fdstat_set_flags(fd: number, flags: number) {
-      const f = fdOf(fd);
+      const f = fdWith(fd, C.RIGHTS_FD_FDSTAT_SET_FLAGS);
       if (flags & ~0x1f) throw new WasiError(C.ERRNO_INVAL);
       f.fdflags = flags;
     },
-    fd_fdstat_set_rights(fd: number, base: bigint, inheriting: bigint) {
-      const f = fdOf(fd);
-      // Rights may only shrink.
-      if ((base & ~f.rightsBase) !== 0n || (inheriting & ~f.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
-      f.rightsBase = base;
-      f.rightsInheriting = inheriting;
-    },
-    fd_filestat_get: (fd: number, ptr: number) => writeStat(ptr, fdOf(fd).stat()),
-    fd_filestat_set_size(fd: number, size: bigint) {
-      const f = fdOf(fd);
-      need(f, C.RIGHTS_FD_FILESTAT_SET_SIZE);
-      f.setSize(size);
-    },
+    fd_filestat_get: (fd: number, ptr: number) => writeStat(ptr, fdWith(fd, C.RIGHTS_FD_FILESTAT_GET).stat()),
+    fd_filestat_set_size: (fd: number, size: bigint) => fdWith(fd, C.RIGHTS_FD_FILESTAT_SET_SIZE).setSize(size),
     fd_filestat_set_times(fd: number, atim: bigint, mtim: bigint, flags: number) {
-      const inode = fdOf(fd).inode();
-      if (!inode) return; // stdio: nothing to stamp
+      const inode = fdWith(fd, C.RIGHTS_FD_FILESTAT_SET_TIMES).inode();
+      if (!inode) throw new WasiError(C.ERRNO_NOTSUP);
       setTimes(inode, atim, mtim, flags);
     },
     fd_pread(fd: number, iovs: number, count: number, offset: bigint, nreadPtr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, C.RIGHTS_FD_READ);
+      const f = fdWith(fd, C.RIGHTS_FD_READ);
       let total = 0;
       for (const iov of iovecs(iovs, count)) {
         const n = f.pread(iov, Number(offset) + total);
@@ -191,15 +187,13 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       view().setUint32(nreadPtr, total, true);
     },
     fd_pwrite(fd: number, iovs: number, count: number, offset: bigint, nwrittenPtr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, C.RIGHTS_FD_WRITE);
+      const f = fdWith(fd, C.RIGHTS_FD_WRITE);
       let total = 0;
       for (const iov of iovecs(iovs, count)) total += f.pwrite(iov, Number(offset) + total);
       view().setUint32(nwrittenPtr, total, true);
     },
     fd_read(fd: number, iovs: number, count: number, nreadPtr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, C.RIGHTS_FD_READ);
+      const f = fdWith(fd, C.RIGHTS_FD_READ);
       let total = 0;
       for (const iov of iovecs(iovs, count)) {
         const n = f.read(iov);
@@ -209,46 +203,44 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       view().setUint32(nreadPtr, total, true);
     },
     fd_write(fd: number, iovs: number, count: number, nwrittenPtr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, C.RIGHTS_FD_WRITE);
+      const f = fdWith(fd, C.RIGHTS_FD_WRITE);
       let total = 0;
       for (const iov of iovecs(iovs, count)) total += f.write(iov);
       view().setUint32(nwrittenPtr, total, true);
     },
     fd_prestat_get(fd: number, ptr: number) {
-      const f = fdOf(fd);
-      if (!(f instanceof DirFd) || f.preopenName === null) throw new WasiError(C.ERRNO_BADF);
+      const f = preopenOf(fd);
       const v = view();
       v.setUint8(ptr, C.PREOPENTYPE_DIR);
-      v.setUint32(ptr + 4, encoder.encode(f.preopenName).length, true);
+      v.setUint32(ptr + 4, encoder.encode(f.name).length, true);
     },
     fd_prestat_dir_name(fd: number, ptr: number, len: number) {
-      const f = fdOf(fd);
-      if (!(f instanceof DirFd) || f.preopenName === null) throw new WasiError(C.ERRNO_BADF);
-      const name = encoder.encode(f.preopenName);
+      const name = encoder.encode(preopenOf(fd).name);
       if (len < name.length) throw new WasiError(C.ERRNO_NAMETOOLONG);
       bytes(ptr, name.length).set(name);
     },
     fd_readdir(fd: number, buf: number, bufLen: number, cookie: bigint, bufusedPtr: number) {
-      const f = fdOf(fd);
-      if (!(f instanceof DirFd)) throw new WasiError(C.ERRNO_NOTDIR);
+      const f = fdWith(fd, C.RIGHTS_FD_READDIR);
+      if (!(f instanceof OpenDirectory)) throw new WasiError(C.ERRNO_NOTDIR);
       const dir = f.dir;
-      // No "." or "..": uvwasi (libuv's scandir) leaves them out, and programs must not rely on them.
-      const entries = dir.sortedNames().map((name): [string, Inode] => [name, dir.entries.get(name)!]);
+      // The cookie is an index into the names in sorted order; an entry's d_next is the next index.
+      // No "." or "..": uvwasi (libuv's scandir) leaves them out, and programs must read the same
+      // listing here as under the reference runtime.
+      const entries: [string, Inode][] = dir.sortedNames().map((name) => [name, dir.entries.get(name)!]);
       const out = bytes(buf, bufLen);
       let used = 0;
       for (let i = Number(cookie); i < entries.length && used < bufLen; i++) {
         const [name, inode] = entries[i]!;
         const nameBytes = encoder.encode(name);
-        // dirent: d_next u64, d_ino u64, d_namlen u32, d_type u8 (3 bytes padding), then the name.
-        const entry = new Uint8Array(24 + nameBytes.length);
+        // dirent: d_next u64 @0, d_ino u64 @8, d_namlen u32 @16, d_type u8 @20 (3 bytes padding), then the name (not NUL-terminated).
+        const entry = new Uint8Array(C.SIZEOF_DIRENT + nameBytes.length);
         const ev = new DataView(entry.buffer);
         ev.setBigUint64(0, BigInt(i + 1), true);
         ev.setBigUint64(8, inode.ino, true);
         ev.setUint32(16, nameBytes.length, true);
         ev.setUint8(20, inode.filetype);
-        entry.set(nameBytes, 24);
-        // A last entry that does not fit is cut short: the caller sees a full buffer and asks again with a bigger one.
+        entry.set(nameBytes, C.SIZEOF_DIRENT);
+        // witx: a last entry that does not fit is cut short; a full buffer tells the caller to ask again with a bigger one.
         const n = Math.min(entry.length, bufLen - used);
         out.set(entry.subarray(0, n), used);
         used += n;
@@ -262,14 +254,11 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       ctx.fds.delete(from);
     },
     fd_seek(fd: number, offset: bigint, whence: number, newOffsetPtr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, whence === C.WHENCE_CUR && offset === 0n ? C.RIGHTS_FD_TELL : C.RIGHTS_FD_SEEK);
+      const f = fdWith(fd, whence === C.WHENCE_CUR && offset === 0n ? C.RIGHTS_FD_TELL : C.RIGHTS_FD_SEEK);
       view().setBigUint64(newOffsetPtr, f.seek(offset, whence), true);
     },
     fd_tell(fd: number, ptr: number) {
-      const f = fdOf(fd);
-      if (f instanceof FileFd) need(f, C.RIGHTS_FD_TELL);
-      view().setBigUint64(ptr, f.seek(0n, C.WHENCE_CUR), true);
+      view().setBigUint64(ptr, fdWith(fd, C.RIGHTS_FD_TELL).seek(0n, C.WHENCE_CUR), true);
     },
 
     path_create_directory(fd: number, pathPtr: number, pathLen: number) {
@@ -332,16 +321,16 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
         if (oflags & C.OFLAGS_TRUNC || (wantsWrite && (rightsBase & C.RIGHTS_FD_WRITE) !== 0n && !(oflags & C.OFLAGS_DIRECTORY))) {
           throw new WasiError(C.ERRNO_ISDIR);
         }
-        opened = new DirFd(inode, null, base & C.RIGHTS_DIRECTORY, inheriting);
+        opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting);
       } else {
         if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
         const file = inode as FileInode;
         if (oflags & C.OFLAGS_TRUNC) {
-          ctx.budget.change(-file.length);
+          ctx.budget.resize(file, 0);
           file.resize(0);
           file.times.mtim = file.times.ctim = ctx.realtime();
         }
-        opened = new FileFd(file, base & C.RIGHTS_REGULAR_FILE, inheriting, fdflags & 0x1f, ctx.budget, ctx.realtime);
+        opened = new OpenFile(file, base & C.RIGHTS_REGULAR_FILE, inheriting, fdflags & 0x1f, ctx.budget, ctx.realtime);
       }
       const newFd = lowestFreeFd();
       ctx.fds.set(newFd, opened);
@@ -360,8 +349,8 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (!(inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
-      if (name === '.' || inode === dirOf(fd).dir) throw new WasiError(C.ERRNO_INVAL);
       if (inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
+      if (name === '.') throw new WasiError(C.ERRNO_BUSY); // the fd's own directory
       parent.entries.delete(name);
       inode.nlink = 0n;
       parent.times.mtim = parent.times.ctim = ctx.realtime();
@@ -392,10 +381,11 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     },
     path_symlink(oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number) {
       const target = pathAt(oldPtr, oldLen);
-      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(newPtr, newLen), false);
+      const linkPath = pathAt(newPtr, newLen);
+      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, linkPath, false);
       if (inode) throw new WasiError(C.ERRNO_EXIST);
-      // uvwasi refuses absolute link targets: they would point outside the sandbox's view.
-      if (target.startsWith('/')) throw new WasiError(C.ERRNO_NOTCAPABLE);
+      // As uvwasi: a target that is absolute, or climbs above the fd's directory from where the link sits, is refused.
+      normalizeRelative([...normalizeRelative(linkPath).slice(0, -1), target].join('/'));
       parent.entries.set(name, new SymlinkInode(ctx.realtime(), target));
     },
     path_unlink_file(fd: number, pathPtr: number, pathLen: number) {
@@ -414,7 +404,6 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (count === 0) throw new WasiError(C.ERRNO_INVAL);
       const v = view();
       const events: { userdata: bigint; error: number; type: number; nbytes: bigint }[] = [];
-      let sleepNs: bigint | null = null;
       const clocks: { userdata: bigint; ns: bigint }[] = [];
       for (let i = 0; i < count; i++) {
         const sub = inPtr + i * 48;
@@ -435,16 +424,16 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
           const fd = ctx.fds.get(v.getUint32(sub + 16, true));
           // Every descriptor here is always ready: reads never block on in-memory bytes.
           let nbytes = 0n;
-          if (fd instanceof FileFd && tag === C.EVENTTYPE_FD_READ) nbytes = fd.file.size() > fd.position ? fd.file.size() - fd.position : 0n;
+          if (fd && tag === C.EVENTTYPE_FD_READ) nbytes = BigInt(fd.readable());
           events.push({ userdata, error: fd ? C.ERRNO_SUCCESS : C.ERRNO_BADF, type: tag, nbytes });
         } else {
           throw new WasiError(C.ERRNO_INVAL);
         }
       }
       if (events.length === 0 && clocks.length > 0) {
-        // Only clocks: sleep until the earliest fires; it is the one event reported.
-        const first = clocks.reduce((a, b) => (b.ns < a.ns ? b : a));
-        sleepNs = first.ns;
+        // Only clocks: really sleep until the earliest fires. The worker stays stoppable: the page
+        // cancels a run by terminating the worker, which ends a wait too.
+        const sleepNs = clocks.reduce((a, b) => (b.ns < a.ns ? b : a)).ns;
         ctx.sleep(sleepNs);
         for (const c of clocks) if (c.ns <= sleepNs) events.push({ userdata: c.userdata, error: C.ERRNO_SUCCESS, type: C.EVENTTYPE_CLOCK, nbytes: 0n });
       }
@@ -462,7 +451,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       throw new ProcExit(code);
     },
     proc_raise() {
-      throw new WasiError(C.ERRNO_NOSYS);
+      throw new WasiError(C.ERRNO_NOTSUP); // no signals
     },
     sched_yield() {},
     random_get(buf: number, len: number) {
