@@ -1,6 +1,6 @@
 /** Puts the client together: storage, identity, trust, controller. */
 import { openDewgridDB } from '../storage/db.ts';
-import { BlobCache } from '../storage/blob-cache.ts';
+import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { Controller } from '../scheduler/controller.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
@@ -23,7 +23,13 @@ export async function boot(): Promise<Client> {
   const { config, keys } = await trustedConfig(server, db);
   // A key listed under the wrong id is dropped: ids are derived from the key, never trusted as given.
   for (const [keyId, publicKey] of keys) if ((await keyIdOf(publicKey)) !== keyId) keys.delete(keyId);
-  const controller = new Controller(server, new BlobCache(db), new WorkStore(db), keys, deviceId, config.projectName);
+  // Ask the browser not to evict our data under storage pressure: queued work and unsent results live there.
+  void navigator.storage?.persist?.().catch(() => false);
+  const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
+  let warn: (message: string) => void = () => undefined;
+  const cache = new BlobCache(db, budget ?? DEFAULT_BLOB_BUDGET_BYTES, (message) => warn(message));
+  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName);
+  warn = (message) => controller.notice(message);
   await controller.restore();
   // Results waiting in the outbox go out as soon as there is a chance they arrive.
   addEventListener('online', () => controller.networkMayBeBack());

@@ -137,6 +137,11 @@ export class Controller {
     this.emit('log', entry);
   }
 
+  /** Something the donor should know that is not about one task (storage, cache). */
+  notice(text: string): void {
+    this.log('info', text);
+  }
+
   recentLog(): LogEntry[] {
     return [...this.logEntries];
   }
