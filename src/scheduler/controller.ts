@@ -109,6 +109,14 @@ export class Controller {
    * donor who had pressed Start (and not Stop) is running again after a reload or a crash.
    */
   async restore(): Promise<void> {
+    const saved = await this.work.savedLimits();
+    if (saved) {
+      try {
+        this.setLimits({ cpu: saved.cpu, workers: Math.min(saved.workers, this.maxWorkers) });
+      } catch {
+        // limits saved by an older version that no longer fit: keep the defaults
+      }
+    }
     const leases = await this.work.leases();
     this.queue.push(...leases);
     this.counts.unsent = (await this.work.outbox()).length;
@@ -222,6 +230,7 @@ export class Controller {
       throw new RangeError(`workers must be a whole number from 1 to ${this.maxWorkers}, got ${String(limits.workers)}`);
     }
     this.limits = next;
+    void this.work.setLimits(next);
     this.changed();
     this.pump();
     return { ...next };

@@ -68,6 +68,15 @@ export class WorkStore {
     await this.db.put('meta', running, 'running');
   }
 
+  /** The donor's limits, kept across reloads (null before any were set). */
+  async setLimits(limits: { cpu: number; workers: number }): Promise<void> {
+    await this.db.put('meta', limits, 'limits');
+  }
+
+  async savedLimits(): Promise<{ cpu: number; workers: number } | null> {
+    return ((await this.db.get('meta', 'limits')) as { cpu: number; workers: number } | undefined) ?? null;
+  }
+
   async wasRunning(): Promise<boolean> {
     return (await this.db.get('meta', 'running')) === true;
   }
