@@ -42,7 +42,7 @@ export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
       const started = Date.now();
       await page.reload();
       await page
-        .waitForFunction(() => (window as unknown as { dewgrid?: { status(): { counts: { running: number } } } }).dewgrid?.status().counts.running >= 1, null, { polling: 5, timeout: 10_000 })
+        .waitForFunction(() => ((window as unknown as { dewgrid?: { status(): { counts: { running: number } } } }).dewgrid?.status().counts.running ?? 0) >= 1, null, { polling: 5, timeout: 10_000 })
         .catch(async (error: Error) => {
           const log = await page.evaluate(() => [...document.querySelectorAll('.activity li')].slice(0, 6).map((l) => l.textContent));
           throw new Error(`${error.message}\nactivity: ${log.join(' | ')}`);
