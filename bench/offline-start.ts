@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { build } from 'vite';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
+import { waitForAsync } from '../test/helpers/donor.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { fmt, median, quantile } from './stats.ts';
 
@@ -28,7 +29,7 @@ export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
     const page = await context.newPage();
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.waitForFunction(async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null);
+    await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     // Long tasks (seconds each), so the one running when the page reloads is still there to pick up.
     const tasks = Array.from({ length: 4 }, () => ({ args: ['fractal', '960', '720', '900', '680', '40', '40', '600000'], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
     await publishBatch(server.url, await buildBatch({ name: 'offline bench', module: new Uint8Array(readFileSync('demo/fractal/fractal.wasm')), tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));

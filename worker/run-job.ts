@@ -28,7 +28,11 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       maxStderrBytes: job.limits.outputBytes,
       maxOutputFileBytes: job.limits.outputBytes,
     },
-    { onSyscall: job.cpu < 1 ? () => dutyCycle.tick() : undefined },
+    {
+      onSyscall: job.cpu < 1 ? () => dutyCycle.tick() : undefined,
+      // postMessage from inside a synchronous run is fine: the page receives it while this worker computes.
+      onCheckpoint: job.checkpoints ? (file) => job.checkpoints!.postMessage(file, [file.data.buffer as ArrayBuffer]) : undefined,
+    },
   );
 
   let instance: WebAssembly.Instance;

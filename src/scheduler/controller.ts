@@ -310,7 +310,18 @@ export class Controller {
       }
       if (!this.running) throw new RunCancelled('stopped');
       const stopRenewing = this.keepLeaseAlive(lease);
-      const outcome = await slot.run(jobOf(prepared, this.limits.cpu), prepared.manifest.limits.wallTimeMs).finally(stopRenewing);
+      const job = jobOf(prepared, this.limits.cpu);
+      // A run cut off earlier resumes from the checkpoint files it left (docs/protocol.md, "Checkpoints").
+      const checkpoint = await this.work.checkpoint(lease.leaseId);
+      if (checkpoint.length) {
+        job.files = [...job.files.filter((f) => !checkpoint.some((c) => c.path === f.path)), ...checkpoint];
+        this.log('info', `Resuming ${name} from its checkpoint.`);
+      }
+      const saving: Promise<void>[] = [];
+      const outcome = await slot
+        .run(job, prepared.manifest.limits.wallTimeMs, (file) => void saving.push(this.work.saveCheckpoint(lease.leaseId, file)))
+        .finally(stopRenewing);
+      await Promise.allSettled(saving);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
       if (!outcome.error) this.averageRunMs = 0.8 * this.averageRunMs + 0.2 * Math.max(1, outcome.runMs);
       await this.throttleGap(outcome.runMs);

@@ -30,9 +30,15 @@ export class WorkerSlot {
    * Runs a job; a run still going after `wallTimeMs` ends with a 'timeout' outcome and a new worker.
    * @throws RunCancelled when cancel() is called during the run.
    */
-  run(job: WorkerJob, wallTimeMs: number): Promise<WorkerOutcome> {
+  run(job: WorkerJob, wallTimeMs: number, onCheckpoint?: (file: { path: string; data: Uint8Array }) => void): Promise<WorkerOutcome> {
     const started = performance.now();
-    return new Promise<WorkerOutcome>((resolve, reject) => {
+    let channel: MessageChannel | null = null;
+    if (onCheckpoint) {
+      channel = new MessageChannel();
+      channel.port1.onmessage = (event: MessageEvent<{ path: string; data: Uint8Array }>) => onCheckpoint(event.data);
+      job = { ...job, checkpoints: channel.port2 };
+    }
+    const run = new Promise<WorkerOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.cancelCurrent = null;
         this.restart();
@@ -42,7 +48,7 @@ export class WorkerSlot {
         clearTimeout(timer);
         reject(error);
       };
-      this.api.run(job).then(
+      this.api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
           clearTimeout(timer);
           this.cancelCurrent = null;
@@ -55,6 +61,8 @@ export class WorkerSlot {
         },
       );
     });
+    // Checkpoints posted just before the run ended arrive before the port is closed: same task queue order.
+    return run.finally(() => setTimeout(() => channel?.port1.close(), 0));
   }
 
   /** Ends the current run, if any, by terminating the worker; a fresh worker takes its place. */

@@ -6,7 +6,7 @@ import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 
 export interface StoredBlob {
   sha256: string;
@@ -33,6 +33,12 @@ export interface OutboxEntry {
   nextAttemptAt: number;
 }
 
+/** Checkpoint files a running task settled, so a cut-off run resumes from them (docs/protocol.md). */
+export interface StoredCheckpoint {
+  leaseId: string;
+  files: Record<string, Uint8Array>;
+}
+
 export interface DewgridDB extends DBSchema {
   /** Verified module and input bytes, by SHA-256. Only bytes that matched a signed hash go in. */
   blobs: { key: string; value: StoredBlob; indexes: { lastUsed: number } };
@@ -42,6 +48,8 @@ export interface DewgridDB extends DBSchema {
   leases: { key: string; value: StoredLease; indexes: { addedAt: number } };
   /** Results not yet accepted by the server. */
   outbox: { key: string; value: OutboxEntry };
+  /** Checkpoints of held leases. */
+  checkpoints: { key: string; value: StoredCheckpoint };
 }
 
 /** Takes a database at any older version to DB_VERSION; each step runs once, in order. */
@@ -54,6 +62,9 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number): void {
   if (oldVersion < 2) {
     db.createObjectStore('leases', { keyPath: 'leaseId' }).createIndex('addedAt', 'addedAt');
     db.createObjectStore('outbox', { keyPath: 'leaseId' });
+  }
+  if (oldVersion < 3) {
+    db.createObjectStore('checkpoints', { keyPath: 'leaseId' });
   }
 }
 

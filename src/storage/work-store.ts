@@ -36,19 +36,38 @@ export class WorkStore {
     await tx.done;
   }
 
-  /** A lease that ended without a result (refused): forget it. */
+  /** A lease that ended without a result (refused): forget it and its checkpoint. */
   async dropLease(leaseId: string): Promise<void> {
-    await this.db.delete('leases', leaseId);
+    const tx = this.db.transaction(['leases', 'checkpoints'], 'readwrite');
+    await Promise.all([tx.objectStore('leases').delete(leaseId), tx.objectStore('checkpoints').delete(leaseId), tx.done]);
   }
 
-  /** Moves a finished lease's result into the outbox, atomically. */
+  /** Moves a finished lease's result into the outbox and forgets its checkpoint, atomically. */
   async finish(submission: ResultSubmission): Promise<void> {
-    const tx = this.db.transaction(['leases', 'outbox'], 'readwrite');
+    const tx = this.db.transaction(['leases', 'outbox', 'checkpoints'], 'readwrite');
     await Promise.all([
       tx.objectStore('outbox').put({ leaseId: submission.leaseId, submission, attempts: 0, nextAttemptAt: 0 }),
       tx.objectStore('leases').delete(submission.leaseId),
+      tx.objectStore('checkpoints').delete(submission.leaseId),
       tx.done,
     ]);
+  }
+
+  /** Keeps a checkpoint file of a held lease (the newest bytes per path win). */
+  async saveCheckpoint(leaseId: string, file: { path: string; data: Uint8Array }): Promise<void> {
+    const tx = this.db.transaction(['leases', 'checkpoints'], 'readwrite');
+    // Only for a lease still held: a checkpoint arriving after the result would outlive its task.
+    if (await tx.objectStore('leases').getKey(leaseId)) {
+      const stored = (await tx.objectStore('checkpoints').get(leaseId)) ?? { leaseId, files: {} };
+      stored.files[file.path] = file.data;
+      await tx.objectStore('checkpoints').put(stored);
+    }
+    await tx.done;
+  }
+
+  async checkpoint(leaseId: string): Promise<{ path: string; data: Uint8Array }[]> {
+    const stored = await this.db.get('checkpoints', leaseId);
+    return Object.entries(stored?.files ?? {}).map(([path, data]) => ({ path, data }));
   }
 
   async outbox(): Promise<OutboxEntry[]> {

@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { waitForAsync, waitForBatch } from '../helpers/donor.ts';
 import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
+import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
 
 let server: TestServer;
 let browser: Browser;
@@ -104,7 +105,7 @@ describe('no lost results', () => {
     const page = await context.newPage();
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.waitForFunction(async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null);
+    await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     const { batchId } = await publishTiles('offline-reload', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
@@ -155,6 +156,52 @@ describe('no lost results', () => {
     await page.waitForFunction(() => document.body.textContent?.includes('left from last time'));
     await waitForBatch(server.url, batchId, (c) => c.done === 2, 120_000);
     await expectExactlyOnce(batchId, 2);
+    await context.close();
+  });
+
+  it('resumes a cut-off task from its checkpoint folder; stdout matches an uninterrupted run', async () => {
+    const wasm = new Uint8Array(readFileSync(new URL('../fixtures/wasi/checkpointed.wasm', import.meta.url)));
+    const args = ['checkpointed', '20', '100000000'];
+    const { batchId } = await publishBatch(
+      server.url,
+      await buildBatch({ name: 'checkpointed', module: wasm, tasks: [{ args, env: [], stdin: null, files: [], preopens: ['/checkpoint'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+    );
+    const context = await browser.newContext();
+    let page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    // Wait until the client holds a checkpoint a few steps in, then cut the run off.
+    await waitForAsync(
+      page,
+      () =>
+        new Promise<boolean>((resolve) => {
+          const open = indexedDB.open('dewgrid');
+          open.onsuccess = () => {
+            const all = open.result.transaction('checkpoints').objectStore('checkpoints').getAll();
+            all.onsuccess = () => {
+              const state = all.result[0]?.files['/checkpoint/state'] as Uint8Array | undefined;
+              open.result.close();
+              resolve(state !== undefined && Number(new TextDecoder().decode(state).split(' ')[0]) >= 3);
+            };
+          };
+        }),
+      null,
+      60_000,
+    );
+    await page.close();
+    page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await waitForBatch(server.url, batchId, (c) => c.done === 1, 120_000);
+    const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+    const task = results.tasks[0]!;
+    const reference = await runUnderNodeWasi(wasm, { args, env: [], stdin: new Uint8Array(0), files: [], preopens: ['/checkpoint'], maxStdoutBytes: 2 ** 20, maxStderrBytes: 2 ** 20, maxOutputFileBytes: 2 ** 20 });
+    expect(task.stdout).toBe(new TextDecoder().decode(reference.stdout));
+    expect(task.stderr).toMatch(/^resumed at step ([3-9]|1\d)\n$/);
+    expect(task.files).toEqual([]); // checkpoint files are the client's, not results
+    expect(await page.locator('.activity li').allTextContents()).toContainEqual(expect.stringMatching(/Resuming checkpointed .* from its checkpoint/));
+    await expectExactlyOnce(batchId, 1);
     await context.close();
   });
 });

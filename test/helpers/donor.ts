@@ -19,3 +19,15 @@ export async function waitForBatch(serverUrl: string, batchId: string, done: (co
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * Polls an async predicate in the page until it is truthy. (page.waitForFunction does not await
+ * a promise its predicate returns: a pending promise counts as truthy.)
+ */
+export async function waitForAsync<A>(page: Page, predicate: (arg: A) => Promise<unknown>, arg: A, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await page.evaluate(predicate as (arg: unknown) => Promise<unknown>, arg as unknown))) {
+    if (Date.now() > deadline) throw new Error(`waitForAsync: still false after ${timeoutMs} ms: ${predicate.toString().slice(0, 200)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -46,7 +46,15 @@ export type WasiImports = { wasi_snapshot_preview1: Record<string, (...args: any
 export interface WasiHooks {
   /** Called at the start of every syscall: where throttling and pausing take hold. */
   onSyscall?: () => void;
+  /**
+   * Called when the program closes or syncs a file under CHECKPOINT_DIR, with its bytes then, so
+   * the client can keep them and a cut-off run can resume (docs/protocol.md, "Checkpoints").
+   */
+  onCheckpoint?: (file: WasiFile) => void;
 }
+
+/** The checkpoint folder: files here are kept by the client across cut-off runs, and are not outputs. */
+export const CHECKPOINT_DIR = '/checkpoint';
 
 const encoder = new TextEncoder();
 
@@ -92,7 +100,14 @@ export class Wasi {
     fds.set(2, this.stderr);
     options.preopens.forEach((path, i) => fds.set(3 + i, new PreopenDirectory(this.fs.mkdirp(path), path)));
 
+    const onCheckpoint = hooks.onCheckpoint;
     const table = createSyscalls({
+      fileSettled: onCheckpoint
+        ? (file) => {
+            const path = this.fs.files().find((f) => f.inode === file)?.path;
+            if (path?.startsWith(`${CHECKPOINT_DIR}/`)) onCheckpoint({ path, data: file.bytes().slice() });
+          }
+        : undefined,
       memory: () => {
         if (!this.memory) throw new WasiError(ERRNO_NOSYS); // called before start()
         return this.memory;
@@ -152,6 +167,7 @@ export class Wasi {
   private outputFiles(): WasiFile[] {
     const out: WasiFile[] = [];
     for (const { path, inode } of this.fs.files()) {
+      if (path.startsWith(`${CHECKPOINT_DIR}/`)) continue; // kept by the client, not a result
       const data = inode.bytes();
       const input = this.inputs.get(path);
       if (input && sameBytes(input, data)) continue;

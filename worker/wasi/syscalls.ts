@@ -13,6 +13,8 @@ export class ProcExit {
 }
 
 export interface SyscallContext {
+  /** A file the program closed or synced: where checkpoints are saved (see Wasi's onFileSettled). */
+  fileSettled?(file: FileInode): void;
   memory(): WebAssembly.Memory;
   fs: MemoryFs;
   fds: Map<number, Fd>;
@@ -150,11 +152,20 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     },
     fd_allocate: (fd: number, offset: bigint, len: bigint) => fdWith(fd, C.RIGHTS_FD_ALLOCATE).allocate(offset, len),
     fd_close(fd: number) {
-      fdOf(fd);
+      const f = fdOf(fd);
       ctx.fds.delete(fd);
+      if (f instanceof OpenFile) ctx.fileSettled?.(f.file);
     },
-    fd_datasync: (fd: number) => fdOf(fd).sync(),
-    fd_sync: (fd: number) => fdOf(fd).sync(),
+    fd_datasync(fd: number) {
+      const f = fdOf(fd);
+      f.sync();
+      if (f instanceof OpenFile) ctx.fileSettled?.(f.file);
+    },
+    fd_sync(fd: number) {
+      const f = fdOf(fd);
+      f.sync();
+      if (f instanceof OpenFile) ctx.fileSettled?.(f.file);
+    },
     fd_fdstat_get(fd: number, ptr: number) {
       const f = fdOf(fd);
       const v = view();
