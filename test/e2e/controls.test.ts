@@ -1,32 +1,16 @@
 // window.dewgrid, the automation surface (README): limits are checked, stop stops and keeps
 // the cut-short task, start resumes it, the Start button and the API agree.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
-import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
-let server: TestServer;
-let browser: Browser;
-let dataDir: string;
+const env = useServerAndBrowser('controls');
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-controls-'));
-  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
-  browser = await launchChromium();
-});
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+
 
 type Win = { dewgrid: DewgridApi };
 
@@ -45,10 +29,10 @@ describe('window.dewgrid', () => {
         redundancy: 1,
         expiresInMs: 3600_000,
       },
-      server.key,
+      env.server.key,
     );
-    const { batchId } = await publishBatch(server.url, request);
-    const { page, errors } = await openDonorPage(browser, server.url);
+    const { batchId } = await publishBatch(env.server.url, request);
+    const { page, errors } = await openDonorPage(env.browser, env.server.url);
 
     const limitErrors = await page.evaluate(() => {
       const api = (window as unknown as Win).dewgrid;
@@ -77,11 +61,11 @@ describe('window.dewgrid', () => {
     expect(stopped.counts.running).toBe(0);
     expect(stopped.counts.queued).toBeGreaterThanOrEqual(1); // the cut-short task is kept
     expect(await page.getByRole('button', { name: 'Start' }).isVisible()).toBe(true);
-    const before = await (await fetch(`${server.url}/api/batches/${batchId}`)).json();
+    const before = await (await fetch(`${env.server.url}/api/batches/${batchId}`)).json();
     expect(before.counts.done).toBe(0);
 
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(server.url, batchId, (c) => c.done === 2, 120_000);
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 2, 120_000);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -1,40 +1,24 @@
 // Acceptance (issue #2): open the page in Chromium, press Start, the demo batch completes, the
 // picture is whole, and `dewgrid results BATCH --json` shows every task done.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { TEST_DIST } from '../global-setup.ts';
+import { readFileSync } from 'node:fs';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoTiles } from '../../demo/tiles.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
-let server: TestServer;
-let browser: Browser;
-let dataDir: string;
+const env = useServerAndBrowser('demo');
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-demo-'));
-  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
-  browser = await launchChromium();
-});
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+
 
 async function waitForBatch(batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = (await (await fetch(`${server.url}/api/batches/${batchId}`)).json()) as { counts: Record<string, number> };
+    const status = (await (await fetch(`${env.server.url}/api/batches/${batchId}`)).json()) as { counts: Record<string, number> };
     if (done(status.counts)) return status;
     if (Date.now() > deadline) throw new Error(`batch ${batchId} did not finish: ${JSON.stringify(status.counts)}`);
     await new Promise((r) => setTimeout(r, 250));
@@ -42,7 +26,7 @@ async function waitForBatch(batchId: string, done: (counts: Record<string, numbe
 }
 
 describe('demo project end to end', () => {
-  it('renders the whole picture in the browser and the CLI shows every task done', async () => {
+  it('renders the whole picture in the env.browser and the CLI shows every task done', async () => {
     const tiles = demoTiles();
     const spec = {
         name: 'Mandelbrot demo',
@@ -52,14 +36,14 @@ describe('demo project end to end', () => {
         redundancy: 1,
         expiresInMs: 3600_000,
     };
-    const { batchId } = await publishBatch(server.url, await buildBatch(spec, server.key));
+    const { batchId } = await publishBatch(env.server.url, await buildBatch(spec, env.server.key));
 
-    const page = await browser.newPage();
+    const page = await env.browser.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
     const blobFetches: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && blobFetches.push(r.url())));
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
     await waitForBatch(batchId, (c) => c.done === tiles.length);
@@ -79,8 +63,8 @@ describe('demo project end to end', () => {
     // 108 tasks, one module: fetched once, compiled once.
     expect(blobFetches).toHaveLength(1);
 
-    // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
-    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', server.url], { maxBuffer: 256 * 2 ** 20 });
+    // Asynchronously: the env.server runs in this process, so a synchronous child would deadlock it.
+    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url], { maxBuffer: 256 * 2 ** 20 });
     const results = JSON.parse(cli.stdout) as BatchResults;
     expect(results.batchId).toBe(batchId);
     expect(results.tasks).toHaveLength(tiles.length);
@@ -90,7 +74,7 @@ describe('demo project end to end', () => {
     }
 
     // After a reload the module comes from IndexedDB: a new batch with the same module fetches no bytes.
-    const again = await publishBatch(server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, server.key));
+    const again = await publishBatch(env.server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, env.server.key));
     blobFetches.length = 0;
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');

@@ -1,40 +1,24 @@
 // Results a device paid for are never lost or counted twice: offline running with an outbox,
 // and a page closed in the middle of a task.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { waitForAsync, waitForBatch } from '../helpers/donor.ts';
-import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
 
-let server: TestServer;
-let browser: Browser;
-let dataDir: string;
+const env = useServerAndBrowser('durability');
+
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-durability-'));
-  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
-  browser = await launchChromium();
-});
 
-// A failed test must not leave the server down for the next one.
+// A failed test must not leave the env.server down for the next one.
 afterEach(async () => {
-  await server.start();
+  await env.server.start();
 });
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
 
 type Win = { dewgrid: DewgridApi };
 const status = (page: import('playwright-core').Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
@@ -43,29 +27,29 @@ const status = (page: import('playwright-core').Page) => page.evaluate(() => (wi
 async function publishTiles(name: string, count: number, maxIter: string) {
   const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '900', '680', '40', '40', maxIter], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
   return publishBatch(
-    server.url,
-    await buildBatch({ name, module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+    env.server.url,
+    await buildBatch({ name, module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
   );
 }
 
 /**
- * The network goes away: the browser is offline and the server is unreachable. (Chromium's
- * offline emulation does not cover requests a service worker passes through, so the server
+ * The network goes away: the env.browser is offline and the env.server is unreachable. (Chromium's
+ * offline emulation does not cover requests a service worker passes through, so the env.server
  * goes down too.)
  */
 async function goOffline(context: import('playwright-core').BrowserContext) {
   await context.setOffline(true);
-  await server.stop();
+  await env.server.stop();
 }
 
 async function goOnline(context: import('playwright-core').BrowserContext) {
-  await server.start();
+  await env.server.start();
   await context.setOffline(false);
 }
 
 /** Every task done, each with exactly one stored result. */
 async function expectExactlyOnce(batchId: string, count: number) {
-  const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+  const results = (await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
   expect(results.tasks).toHaveLength(count);
   for (const task of results.tasks) {
     expect(task.state, task.taskId).toBe('done');
@@ -75,9 +59,9 @@ async function expectExactlyOnce(batchId: string, count: number) {
 
 describe('no lost results', () => {
   it('keeps running offline from its buffer, holds results in the outbox, and sends them all when back online', async () => {
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('offline', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
@@ -94,16 +78,16 @@ describe('no lost results', () => {
     expect(offline.counts.unsent).toBeGreaterThanOrEqual(3);
     expect(offline.counts.done).toBeGreaterThanOrEqual(doneAtCut + 3); // computed offline, waiting to be sent
     await goOnline(context);
-    await waitForBatch(server.url, batchId, (c) => c.done === 10, 90_000);
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 10, 90_000);
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent === 0);
     await expectExactlyOnce(batchId, 10);
     await context.close();
   });
 
   it('reloads while offline from the service worker and carries on; every result arrives once back online', async () => {
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     const { batchId } = await publishTiles('offline-reload', 10, '100000');
@@ -119,31 +103,31 @@ describe('no lost results', () => {
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 2, null, { timeout: 60_000 });
     expect((await status(page)).running).toBe(true);
     await goOnline(context);
-    await waitForBatch(server.url, batchId, (c) => c.done === 10, 90_000);
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 10, 90_000);
     await expectExactlyOnce(batchId, 10);
     await context.close();
   });
 
-  it('loses nothing when the server restarts in the middle of a batch', async () => {
-    const context = await browser.newContext();
+  it('loses nothing when the env.server restarts in the middle of a batch', async () => {
+    const context = await env.browser.newContext();
     const page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('restart', 8, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
-    await waitForBatch(server.url, batchId, (c) => (c.done ?? 0) >= 2);
-    await server.stop();
+    await waitForBatch(env.server.url, batchId, (c) => (c.done ?? 0) >= 2);
+    await env.server.stop();
     await page.waitForTimeout(1500);
-    await server.start();
-    await waitForBatch(server.url, batchId, (c) => c.done === 8, 90_000);
+    await env.server.start();
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 8, 90_000);
     await expectExactlyOnce(batchId, 8);
     await context.close();
   });
 
-  it('picks up a task cut off by closing the page, and the server counts it once', async () => {
-    const context = await browser.newContext();
+  it('picks up a task cut off by closing the page, and the env.server counts it once', async () => {
+    const context = await env.browser.newContext();
     let page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('closed', 2, '600000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
@@ -151,10 +135,10 @@ describe('no lost results', () => {
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
     await page.close(); // mid-task: the worker dies with the page
     page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.waitForFunction(() => document.body.textContent?.includes('left from last time'));
-    await waitForBatch(server.url, batchId, (c) => c.done === 2, 120_000);
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 2, 120_000);
     await expectExactlyOnce(batchId, 2);
     await context.close();
   });
@@ -163,12 +147,12 @@ describe('no lost results', () => {
     const wasm = new Uint8Array(readFileSync(new URL('../fixtures/wasi/checkpointed.wasm', import.meta.url)));
     const args = ['checkpointed', '20', '100000000'];
     const { batchId } = await publishBatch(
-      server.url,
-      await buildBatch({ name: 'checkpointed', module: wasm, tasks: [{ args, env: [], stdin: null, files: [], preopens: ['/checkpoint'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+      env.server.url,
+      await buildBatch({ name: 'checkpointed', module: wasm, tasks: [{ args, env: [], stdin: null, files: [], preopens: ['/checkpoint'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
     );
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     let page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     // Wait until the client holds a checkpoint a few steps in, then cut the run off.
@@ -191,10 +175,10 @@ describe('no lost results', () => {
     );
     await page.close();
     page = await context.newPage();
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await waitForBatch(server.url, batchId, (c) => c.done === 1, 120_000);
-    const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 1, 120_000);
+    const results = (await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
     const task = results.tasks[0]!;
     const reference = await runUnderNodeWasi(wasm, { args, env: [], stdin: new Uint8Array(0), files: [], preopens: ['/checkpoint'], maxStdoutBytes: 2 ** 20, maxStderrBytes: 2 ** 20, maxOutputFileBytes: 2 ** 20 });
     expect(task.stdout).toBe(new TextDecoder().decode(reference.stdout));

@@ -1,35 +1,20 @@
 // Acceptance (issue #2): a tampered module (one byte changed on the server's disk) and a task
 // signed by another key are refused before compiling; the refusal shows in the page and in
 // `dewgrid status`; honest work still completes.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
-import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { generateKeyPair, keyIdOf, sha256Hex } from '../../src/protocol/index.ts';
 
-let server: TestServer;
-let browser: Browser;
-let dataDir: string;
+const env = useServerAndBrowser('refusals');
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-refusals-'));
-  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
-  browser = await launchChromium();
-});
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+
 
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 const wordfreq = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.wasm', import.meta.url)));
@@ -45,23 +30,23 @@ const spec = (module: Uint8Array, name: string, args: string[][]) => ({
 describe('refusals', () => {
   it('refuses a tampered module and a foreign signature before compiling, and honest tasks complete', async () => {
     // Tampered: published honestly, then one byte flipped on the server's disk.
-    const tampered = await publishBatch(server.url, await buildBatch(spec(fractal, 'tampered', [['fractal', '8', '8', '0', '0', '8', '8']]), server.key));
-    const blobPath = server.app.blobs.path(await sha256Hex(fractal));
+    const tampered = await publishBatch(env.server.url, await buildBatch(spec(fractal, 'tampered', [['fractal', '8', '8', '0', '0', '8', '8']]), env.server.key));
+    const blobPath = env.server.app.blobs.path(await sha256Hex(fractal));
     const onDisk = readFileSync(blobPath);
     onDisk[onDisk.length - 10]! ^= 0xff;
     writeFileSync(blobPath, onDisk);
 
-    // Foreign: signed by a key the client does not pin, slipped straight into the store (a compromised server).
+    // Foreign: signed by a key the client does not pin, slipped straight into the store (a compromised env.server).
     const stranger = await generateKeyPair();
     const strangerKey = { keyId: await keyIdOf(stranger.publicKey), ...stranger };
     const foreign = await buildBatch({ ...spec(wordfreq, 'foreign', [['wordfreq', '/tmp', '/tmp/r']]), batchId: 'foreign' }, strangerKey);
-    server.app.blobs.write(await sha256Hex(wordfreq), wordfreq);
-    server.app.store.addBatch('foreign', 'foreign', 'x', foreign.tasks, Date.now());
+    env.server.app.blobs.write(await sha256Hex(wordfreq), wordfreq);
+    env.server.app.store.addBatch('foreign', 'foreign', 'x', foreign.tasks, Date.now());
 
     // Honest work, with another module, in the same run.
-    const honest = await publishBatch(server.url, await buildBatch(spec(wordfreq, 'honest', [['wordfreq', '/tmp', '/tmp/a'], ['wordfreq', '/tmp', '/tmp/b']]), server.key));
+    const honest = await publishBatch(env.server.url, await buildBatch(spec(wordfreq, 'honest', [['wordfreq', '/tmp', '/tmp/a'], ['wordfreq', '/tmp', '/tmp/b']]), env.server.key));
 
-    const page = await browser.newPage();
+    const page = await env.browser.newPage();
     // Count compilations in the page: refused modules must never reach WebAssembly.compile.
     await page.addInitScript(() => {
       const compile = WebAssembly.compile;
@@ -71,13 +56,13 @@ describe('refusals', () => {
         return compile(bytes);
       };
     });
-    await page.goto(server.url);
+    await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
 
-    await waitForBatch(server.url, honest.batchId, (c) => c.done === 2);
-    const tamperedStatus = await waitForBatch(server.url, tampered.batchId, () => true);
-    const foreignStatus = await waitForBatch(server.url, 'foreign', () => true);
+    await waitForBatch(env.server.url, honest.batchId, (c) => c.done === 2);
+    const tamperedStatus = await waitForBatch(env.server.url, tampered.batchId, () => true);
+    const foreignStatus = await waitForBatch(env.server.url, 'foreign', () => true);
     await page.waitForFunction(() => document.querySelectorAll('li[data-level="refused"]').length >= 2);
 
     expect(tamperedStatus.refusals.map((r) => r.reason)).toEqual(['module-hash-mismatch']);
@@ -91,7 +76,7 @@ describe('refusals', () => {
     expect(log.join('\n')).toMatch(/signed by a key this client does not trust/);
     expect(await page.locator('[data-count="refused"] dd').textContent()).toBe('2');
 
-    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', tampered.batchId, '--server', server.url]);
+    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', tampered.batchId, '--server', env.server.url]);
     expect(stdout).toMatch(/module-hash-mismatch: the module's bytes do not match the hash the project signed/);
     await page.close();
   });

@@ -1,38 +1,24 @@
 // Storage that behaves: corrupted cached bytes are noticed and fetched again; the module cache
 // stays under its budget by evicting the least recently used, and the queue survives.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { Page } from 'playwright-core';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { waitForBatch } from '../helpers/donor.ts';
-import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { sha256Hex } from '../../src/protocol/index.ts';
 
-let server: TestServer;
-let browser: Browser;
-let dataDir: string;
+const env = useServerAndBrowser('storage');
+
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 const wordfreq = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.wasm', import.meta.url)));
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-storage-'));
-  server = await startTestServer({ dataDir, staticDir: TEST_DIST });
-  browser = await launchChromium();
-});
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
 
 async function publish(module: Uint8Array, args: string[], count: number) {
   const tasks = Array.from({ length: count }, () => ({ args, env: [] as [string, string][], stdin: null, files: [], preopens: ['/tmp'] }));
-  return publishBatch(server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
 }
 
 /** Runs a raw IndexedDB request against the client's database, from the page. */
@@ -53,18 +39,18 @@ function idb<T>(page: Page, fn: string, arg: unknown): Promise<T> {
 }
 
 async function openClient(page: Page) {
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await page.waitForSelector('html[data-ready="true"]');
 }
 
 describe('storage', () => {
   it('drops a cached module whose bytes were corrupted, fetches it again, verifies and runs it', async () => {
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const page = await context.newPage();
     await openClient(page);
     const first = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(server.url, first.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
 
     const hash = await sha256Hex(fractal);
@@ -78,14 +64,14 @@ describe('storage', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(server.url, second.batchId, (c) => c.done === 2);
-    expect(fetched).toEqual([`${server.url}/api/blobs/${hash}`]);
+    await waitForBatch(env.server.url, second.batchId, (c) => c.done === 2);
+    expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
     await context.close();
   });
 
   it('evicts the least recently used module to stay in budget, and the queue survives', async () => {
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const page = await context.newPage();
     await openClient(page);
     // A budget that holds one of the two modules, not both.
@@ -96,8 +82,8 @@ describe('storage', () => {
     const a = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 3);
     const b = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 3);
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(server.url, a.batchId, (c) => c.done === 3);
-    await waitForBatch(server.url, b.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server.url, a.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server.url, b.batchId, (c) => c.done === 3);
     const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.size })));`, null);
     expect(cached.reduce((n, c) => n + c.size, 0)).toBeLessThanOrEqual(budget);
     expect(cached.map((c) => c.sha256)).toEqual([await sha256Hex(wordfreq)]); // the older one went
