@@ -59,6 +59,14 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       runMs: performance.now() - started,
     };
   } catch (error) {
+    // A trap with memory near its cap is the cap's doing: an allocation found no room and the program
+    // gave up. "Near": within the larger of 1 MiB and an eighth of the cap, as one failed malloc may
+    // have asked for that much more.
+    const slack = Math.max(2 ** 20, job.limits.memoryBytes / 8);
+    const reachedCap = memory instanceof WebAssembly.Memory && memory.buffer.byteLength + slack > job.limits.memoryBytes;
+    if (error instanceof WebAssembly.RuntimeError && reachedCap) {
+      return failure('memory-limit', `the task reached its memory limit of ${job.limits.memoryBytes} bytes (${error.message})`);
+    }
     if (error instanceof WebAssembly.RuntimeError) return failure('trap', error.message);
     if (error instanceof RangeError) return failure('trap', error.message); // e.g. stack overflow in the engine
     return failure('internal', describe(error));

@@ -7,6 +7,7 @@ import type { BlobCache } from '../storage/blob-cache.ts';
 import { ENGINES, type BlobRef, type Lease, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
 import { verifyBlob, verifyEnvelope } from '../protocol/verify.ts';
 import type { TaskServer } from './server-api.ts';
+import { capMemory } from './memory-cap.ts';
 
 export interface ReadyTask {
   kind: 'ready';
@@ -34,6 +35,15 @@ export type Prepared = ReadyTask | RefusedTask | FailedTask;
 
 /** The largest module this client accepts, whatever a task says. */
 export const MAX_MODULE_BYTES = 64 * 2 ** 20;
+
+class MemoryLimitError extends Error {
+  override name = 'MemoryLimitError';
+}
+
+/** Compiled modules are per (module, memory cap): the cap is written into the module's bytes. */
+function compiledKey(manifest: TaskManifest): string {
+  return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}`;
+}
 
 class Refusal extends Error {
   constructor(
@@ -71,7 +81,7 @@ export class TaskPreparer {
     let stdin: Uint8Array;
     let files: { path: string; data: Uint8Array }[];
     try {
-      if (!this.compiled.has(manifest.module.sha256)) moduleBytes = await this.verifiedBlob(manifest.module, 'module');
+      if (!this.compiled.has(compiledKey(manifest))) moduleBytes = await this.verifiedBlob(manifest.module, 'module');
       stdin = manifest.stdin ? await this.verifiedBlob(manifest.stdin, 'input') : new Uint8Array(0);
       files = [];
       for (const file of manifest.files) files.push({ path: file.path, data: await this.verifiedBlob(file.blob, 'input') });
@@ -83,11 +93,12 @@ export class TaskPreparer {
 
     const compileStarted = performance.now();
     try {
-      const module = await this.compile(manifest.module.sha256, moduleBytes);
+      const module = await this.compile(manifest, moduleBytes);
       return { kind: 'ready', manifest, module, stdin, files, fetchMs, compileMs: performance.now() - compileStarted };
     } catch (error) {
       const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      return { kind: 'failed', manifest, code: 'invalid-module', message, fetchMs, compileMs: performance.now() - compileStarted };
+      const code = error instanceof MemoryLimitError ? 'memory-limit' : 'invalid-module';
+      return { kind: 'failed', manifest, code, message, fetchMs, compileMs: performance.now() - compileStarted };
     }
   }
 
@@ -101,14 +112,17 @@ export class TaskPreparer {
     for (const file of m.files) await this.verifiedBlob(file.blob, 'input');
   }
 
-  private compile(sha256: string, bytes: Uint8Array | null): Promise<WebAssembly.Module> {
-    let compiled = this.compiled.get(sha256);
+  /** Compiles the module with its memory capped at the task's limit; one compile per (module, cap). */
+  private compile(manifest: TaskManifest, bytes: Uint8Array | null): Promise<WebAssembly.Module> {
+    const key = compiledKey(manifest);
+    let compiled = this.compiled.get(key);
     if (!compiled) {
-      if (!bytes) throw new Error(`module ${sha256} is neither compiled nor fetched`);
-      compiled = WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+      if (!bytes) throw new Error(`module ${manifest.module.sha256} is neither compiled nor fetched`);
+      const capped = capMemory(bytes, manifest.limits.memoryBytes);
+      compiled = capped.ok ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>) : Promise.reject(new MemoryLimitError(capped.message));
       // A module that fails to compile is not remembered: the error is reported for each task.
-      compiled.catch(() => this.compiled.delete(sha256));
-      this.compiled.set(sha256, compiled);
+      compiled.catch(() => this.compiled.delete(key));
+      this.compiled.set(key, compiled);
     }
     return compiled;
   }
