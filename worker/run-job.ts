@@ -3,6 +3,7 @@
  * browser, and in Node for tests and benchmarks: it uses no DOM and no Node API.
  */
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../src/protocol/worker-api.ts';
+import { toBase64 } from '../src/protocol/bytes.ts';
 import type { RunErrorCode } from '../src/protocol/schema.ts';
 import { Wasi } from './wasi/index.ts';
 import { DutyCycle } from './duty-cycle.ts';
@@ -39,6 +40,13 @@ export function runJob(job: WorkerJob): WorkerOutcome {
   try {
     instance = new WebAssembly.Instance(job.module, wasi.imports as WebAssembly.Imports);
   } catch (error) {
+    // Name what is missing rather than the engine's "Import #0" wording.
+    const provided = wasi.imports as Record<string, Record<string, unknown>>;
+    const missing = WebAssembly.Module.imports(job.module).filter((i) => provided[i.module]?.[i.name] === undefined);
+    if (missing.length) {
+      const names = missing.map((i) => `${i.module}.${i.name} (${i.kind})`).join(', ');
+      return failure('link', `the module imports ${names}, which a WASI preview1 host does not provide`);
+    }
     return failure('link', describe(error));
   }
   // Growth past the cap while running is checked by the sandbox work (issue #4); the initial size is checked here.
@@ -57,6 +65,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       truncated: { ...result.truncated, files: outputFileBytes > job.limits.outputBytes },
       error: null,
       runMs: performance.now() - started,
+      base64: { stdout: toBase64(result.stdout), stderr: toBase64(result.stderr), files: result.files.map((f) => toBase64(f.data)) },
     };
   } catch (error) {
     // A trap with memory near its cap is the cap's doing: an allocation found no room and the program

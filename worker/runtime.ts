@@ -9,8 +9,9 @@ import { runJob } from './run-job.ts';
 const api: WorkerApi = {
   async run(job: WorkerJob): Promise<WorkerOutcome> {
     const outcome = runJob(job);
-    const buffers = [outcome.stdout.buffer, outcome.stderr.buffer, ...outcome.files.map((f) => f.data.buffer)];
-    return Comlink.transfer(outcome, buffers as ArrayBuffer[]);
+    // Each buffer once: a transfer list naming a buffer twice is a DataCloneError (stdout and stderr share one when empty).
+    const buffers = new Set([outcome.stdout.buffer, outcome.stderr.buffer, ...outcome.files.map((f) => f.data.buffer)]);
+    return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);
   },
 };
 

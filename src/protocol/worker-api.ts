@@ -30,6 +30,8 @@ export interface WorkerOutcome {
   truncated: { stdout: boolean; stderr: boolean; files: boolean };
   error: { code: RunErrorCode; message: string } | null;
   runMs: number;
+  /** The outputs already base64-encoded for the result, by the worker: encoding megabytes on the page would block it. */
+  base64: { stdout: string; stderr: string; files: string[] };
 }
 
 export interface WorkerApi {
@@ -47,5 +49,6 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     truncated: { stdout: false, stderr: false, files: false },
     error: { code, message },
     runMs,
+    base64: { stdout: '', stderr: '', files: [] },
   };
 }

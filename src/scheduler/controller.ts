@@ -3,7 +3,6 @@
  * posts the results. Components only render its state; `window.dewgrid` is this object's
  * public face (see README).
  */
-import { toBase64 } from '../protocol/bytes.ts';
 import type { Lease, ResultSubmission, TaskManifest } from '../protocol/schema.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
@@ -276,8 +275,14 @@ export class Controller {
       // Held durably before anything runs: a reload or a crash picks them up again.
       await this.work.addLeases(leases);
       this.queue.push(...leases);
-      // Fetch and verify their modules and inputs now, while the network is there.
-      for (const lease of leases) void this.preparer.prefetch(lease).catch(() => undefined);
+      // Fetch and verify their modules and inputs now, while the network is there: one at a time,
+      // yielding between them, so a burst of signature checks never holds the page's main thread.
+      void (async () => {
+        for (const lease of leases) {
+          await yieldToEventLoop();
+          await this.preparer.prefetch(lease).catch(() => undefined);
+        }
+      })();
     }
     if (leases.length === 0 && this.running) {
       this.idleTimer = setTimeout(() => {
@@ -293,6 +298,7 @@ export class Controller {
     this.changed();
     const name = `${lease.task.manifest.name} ${lease.task.manifest.taskId}`;
     try {
+      await yieldToEventLoop(); // slots starting together verify their envelopes in separate tasks
       const prepared = await this.preparer.prepare(lease);
       if (prepared.kind === 'refused') {
         this.counts.refused++;
@@ -378,9 +384,9 @@ export class Controller {
       taskId: manifest.taskId,
       deviceId: this.deviceId,
       exitCode: outcome.exitCode,
-      stdout: toBase64(outcome.stdout),
-      stderr: toBase64(outcome.stderr),
-      files: outcome.files.map((f) => ({ path: f.path, data: toBase64(f.data) })),
+      stdout: outcome.base64.stdout,
+      stderr: outcome.base64.stderr,
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.base64.files[i]! })),
       truncated: outcome.truncated,
       error: outcome.error,
       timings: { fetchMs: round(fetchMs), compileMs: round(compileMs), runMs: round(outcome.runMs) },
@@ -463,6 +469,11 @@ function jobOf(task: ReadyTask, cpu: number): WorkerJob {
     limits: { memoryBytes: m.limits.memoryBytes, outputBytes: m.limits.outputBytes },
     cpu,
   };
+}
+
+/** Lets the page handle input and paint before the next piece of work. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** A failure of the network or the server, as opposed to a verdict on the task. */

@@ -5,7 +5,7 @@
  */
 const PAGE = 65536;
 
-export type CapResult = { ok: true; bytes: Uint8Array } | { ok: false; message: string };
+export type CapResult = { ok: true; bytes: Uint8Array } | { ok: false; code: 'memory-limit' | 'invalid-module'; message: string };
 
 function readU32(bytes: Uint8Array, at: number): [value: number, next: number] {
   let value = 0;
@@ -51,19 +51,19 @@ export function capMemory(bytes: Uint8Array, capBytes: number): CapResult {
       let p = first;
       for (let i = 0; i < count; i++) {
         const flags = bytes[p]!;
-        if (flags & 0x04) return { ok: false, message: 'the module uses 64-bit memory, which this client does not run' };
+        if (flags & 0x04) return { ok: false, code: 'invalid-module', message: 'the module uses 64-bit memory, which this client does not run' };
         const [min, afterMin] = readU32(bytes, p + 1);
         let max = 65536;
         p = afterMin;
         if (flags & 0x01) [max, p] = readU32(bytes, p);
-        if (min > capPages) return { ok: false, message: `the module starts with ${min * PAGE} bytes of memory; the limit is ${capPages * PAGE}` };
+        if (min > capPages) return { ok: false, code: 'memory-limit', message: `the module starts with ${min * PAGE} bytes of memory; the limit is ${capPages * PAGE}` };
         content.push(flags | 0x01, ...writeU32(min), ...writeU32(Math.min(max, capPages)));
       }
       parts.push(Uint8Array.of(5, ...writeU32(content.length), ...content));
       at = end;
     }
   } catch (error) {
-    return { ok: false, message: `not a well-formed module: ${(error as Error).message}` };
+    return { ok: false, code: 'invalid-module', message: `not a well-formed module: ${(error as Error).message}` };
   }
   const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
   let offset = 0;

@@ -119,7 +119,9 @@ export class TaskPreparer {
     if (!compiled) {
       if (!bytes) throw new Error(`module ${manifest.module.sha256} is neither compiled nor fetched`);
       const capped = capMemory(bytes, manifest.limits.memoryBytes);
-      compiled = capped.ok ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>) : Promise.reject(new MemoryLimitError(capped.message));
+      compiled = capped.ok
+        ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>)
+        : Promise.reject(capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message));
       // A module that fails to compile is not remembered: the error is reported for each task.
       compiled.catch(() => this.compiled.delete(key));
       this.compiled.set(key, compiled);

@@ -1,0 +1,106 @@
+// Hostile modules in the browser: each ends with its error code (or capped output), and a normal
+// task right after each one completes. The page's longest main-thread task during the suite is
+// printed; it is a timing, so it is not asserted here (under a parallel suite on two cores it
+// varies by tens of ms): bounding it belongs in a benchmark.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { waitForBatch } from '../helpers/donor.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+import type { DewgridApi } from '../../src/app/api.ts';
+import type { BatchResults } from '../../src/protocol/index.ts';
+
+const env = useServerAndBrowser('hostile');
+const read = (path: string) => new Uint8Array(readFileSync(new URL(`../../${path}`, import.meta.url)));
+const MiB = 2 ** 20;
+
+interface Case {
+  name: string;
+  module: string;
+  args: string[];
+  /** The result expected: an error code, or a check on a program result. */
+  expect: (task: BatchResults['tasks'][number]) => void;
+}
+
+const cases: Case[] = [
+  { name: 'infinite loop', module: 'test/fixtures/hostile/loop.wasm', args: ['loop'], expect: (t) => expect(t.error?.code).toBe('timeout') },
+  { name: 'memory bomb', module: 'test/fixtures/hostile/bomb.wasm', args: ['bomb'], expect: (t) => expect(t.error?.code).toBe('memory-limit') },
+  { name: 'unbounded recursion', module: 'test/fixtures/hostile/recursion.wasm', args: ['recursion'], expect: (t) => expect(t.error).toMatchObject({ code: 'trap', message: expect.stringMatching(/out of bounds|stack/i) }) },
+  // (C's stack lives in linear memory under wasi-libc: overflowing it is an out-of-bounds access, not the engine's call stack.)
+  {
+    name: 'output flood',
+    module: 'test/fixtures/hostile/flood.wasm',
+    args: ['flood'],
+    expect: (t) => {
+      expect(t.exitCode).toBe(0);
+      expect(t.truncated).toMatchObject({ stdout: true, stderr: true });
+      expect((t.stdout as string).length).toBe(MiB);
+    },
+  },
+  {
+    name: 'file-system flood',
+    module: 'test/fixtures/hostile/fsflood.wasm',
+    args: ['fsflood'],
+    expect: (t) => {
+      expect(t.exitCode).toBe(3);
+      expect(t.stdout).toMatch(/^stopped in file \d+: (No space left on device|File too large)\n$/);
+    },
+  },
+  { name: 'invalid wasm', module: 'test/fixtures/hostile/invalid.wasm', args: ['invalid'], expect: (t) => expect(t.error?.code).toBe('invalid-module') },
+  { name: 'truncated wasm', module: 'test/fixtures/hostile/truncated.wasm', args: ['truncated'], expect: (t) => expect(t.error?.code).toBe('invalid-module') },
+  { name: 'unknown import', module: 'test/fixtures/hostile/imports.wasm', args: ['imports'], expect: (t) => expect(t.error).toMatchObject({ code: 'link', message: expect.stringMatching(/steal_cookies/) }) },
+];
+
+describe('hostile modules', () => {
+  it('each ends with its error and the next task runs', async () => {
+    const page = await env.browser.newPage();
+    page.on('console', (m) => m.text().startsWith('LONGTASK') && console.log(m.text()));
+    // Long tasks on the main thread, from page start.
+    await page.addInitScript(() => {
+      const w = window as unknown as { longest: number };
+      w.longest = 0;
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) {
+          w.longest = Math.max(w.longest, entry.duration);
+          if (entry.duration > 50) console.log(`LONGTASK ${Math.round(entry.duration)} ms at ${Math.round(entry.startTime)}: ${document.querySelector('.activity li')?.textContent}`);
+        }
+      }).observe({ type: 'longtask', buffered: true });
+    });
+    await page.goto(env.server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.setLimits({ workers: 1 }));
+    const longestAtStart = await page.evaluate(() => (window as unknown as { longest: number }).longest);
+
+    const fractal = read('demo/fractal/fractal.wasm');
+    const batches: { hostile: string; normal: string; c: Case }[] = [];
+    for (const c of cases) {
+      // Each hostile task, then a normal one: published in that order, run in that order with one worker.
+      const limits = { memoryBytes: 32 * MiB, wallTimeMs: 3000, outputBytes: MiB };
+      const hostile = await publishBatch(env.server.url, await buildBatch({ name: c.name, module: read(c.module), tasks: [{ args: c.args, env: [], stdin: null, files: [], preopens: ['/out'] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+      const normal = await publishBatch(env.server.url, await buildBatch({ name: `after ${c.name}`, module: fractal, tasks: [{ args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [], stdin: null, files: [], preopens: [] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+      batches.push({ hostile: hostile.batchId, normal: normal.batchId, c });
+    }
+    await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
+
+    for (const { hostile, normal, c } of batches) {
+      // The normal task after it completes; the hostile one has this device's answer (an erroring task
+      // stays queued for other devices, so its state is not the signal: its answer is).
+      await waitForBatch(env.server.url, normal, (counts) => counts.done === 1, 60_000);
+      let task: BatchResults['tasks'][number];
+      for (const deadline = Date.now() + 30_000; ; ) {
+        task = ((await (await fetch(`${env.server.url}/api/batches/${hostile}/results`)).json()) as BatchResults).tasks[0]!;
+        if (task.error || task.exitCode !== null || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      try {
+        c.expect(task);
+      } catch (error) {
+        const log = await page.locator('.activity li').allTextContents();
+        throw new Error(`${c.name}: ${(error as Error).message}\n${JSON.stringify({ ...task, stdout: String(task.stdout).slice(0, 200), stderr: String(task.stderr).slice(0, 200) })}\n${log.slice(0, 8).join('\n')}`);
+      }
+    }
+    const longest = await page.evaluate(() => (window as unknown as { longest: number }).longest);
+    console.log(`longest main-thread task over 50 ms during the suite: ${longest || 'none'} (at start: ${longestAtStart || 'none'})`);
+    await page.close();
+  });
+});
