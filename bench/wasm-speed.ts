@@ -43,6 +43,7 @@ export async function benchWasmSpeed(rounds = 5): Promise<WasmSpeedReport> {
     preopens: [],
     limits: { memoryBytes: 256 * 2 ** 20, outputBytes: 16 * 2 ** 20 },
     cpu: 1,
+    deterministic: false,
   }));
 
   // Node's WASI: same jobs, same order, same number of rounds.

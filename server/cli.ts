@@ -17,7 +17,8 @@ Usage:
   dewgrid keygen [--name NAME] [--force]
   dewgrid publish MODULE.wasm [--arg A]... [--env K=V]... [--stdin FILE] [--file GUEST=HOST]...
                   [--dir HOST:GUEST]... [--count N] [--redundancy R] [--timeout SECONDS] [--memory MB]
-                  [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID] [--argv0 NAME] [--json]
+                  [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID] [--argv0 NAME]
+                  [--deterministic] [--json]
   dewgrid status [BATCH] [--json]
   dewgrid results BATCH [--json] [--out DIR]
 
@@ -50,6 +51,7 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     name: { type: 'string' },
     batch: { type: 'string' },
     argv0: { type: 'string' },
+    deterministic: { type: 'boolean' },
   },
   status: {},
   results: { out: { type: 'string' } },
@@ -172,6 +174,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
       tasks,
       limits: { memoryBytes: memory * 2 ** 20, wallTimeMs: timeout * 1000, outputBytes: outputLimit * 2 ** 20 },
       redundancy,
+      deterministic: values.deterministic === true ? true : undefined,
       expiresInMs: expires * 3600 * 1000,
     },
     key,

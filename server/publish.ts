@@ -32,6 +32,8 @@ export interface BatchSpec {
   tasks: TaskSpec[];
   limits: TaskManifest['limits'];
   redundancy: number;
+  /** Virtual clocks and seeded randomness; absent means "when redundancy > 1". */
+  deterministic?: boolean;
   /** How long the tasks stay valid, ms. */
   expiresInMs: number;
 }
@@ -69,6 +71,7 @@ export async function buildBatch(spec: BatchSpec, key: SigningKey, now = Date.no
       preopens: task.preopens,
       limits: spec.limits,
       redundancy: spec.redundancy,
+      ...(spec.deterministic === undefined ? {} : { deterministic: spec.deterministic }),
     };
     tasks.push(await signTask(manifest, key.secretKey));
   }

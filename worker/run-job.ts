@@ -28,6 +28,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       maxStdoutBytes: job.limits.outputBytes,
       maxStderrBytes: job.limits.outputBytes,
       maxOutputFileBytes: job.limits.outputBytes,
+      deterministic: job.deterministic ? { seed: job.taskId } : undefined,
     },
     {
       onSyscall: job.cpu < 1 ? () => dutyCycle.tick() : undefined,

@@ -65,8 +65,18 @@ export const TaskManifest = v.strictObject({
   limits: TaskLimits,
   /** How many distinct devices must return a result. */
   redundancy: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(16)),
+  /**
+   * Run with virtual clocks and seeded randomness so every device produces the same bytes.
+   * Absent: on when redundancy > 1 (see isDeterministic).
+   */
+  deterministic: v.optional(v.boolean()),
 });
 export type TaskManifest = v.InferOutput<typeof TaskManifest>;
+
+/** Whether a task runs deterministically: as its manifest says, else whenever results are compared (redundancy > 1). */
+export function isDeterministic(manifest: TaskManifest): boolean {
+  return manifest.deterministic ?? manifest.redundancy > 1;
+}
 
 /** A manifest with its ed25519 signature (base64) over signingBytes(manifest). */
 export const SignedTask = v.strictObject({ manifest: TaskManifest, signature: Base64 });

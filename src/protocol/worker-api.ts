@@ -17,6 +17,8 @@ export interface WorkerJob {
   limits: { memoryBytes: number; outputBytes: number };
   /** Share of a core the run may use, 0.1 to 1; enforced at syscalls by napping. */
   cpu: number;
+  /** Virtual clocks and randomness seeded by the task id (docs/protocol.md, "Deterministic runs"). */
+  deterministic: boolean;
   /** Where the worker sends each checkpoint file the program settles ({ path, data }), if the page keeps them. */
   checkpoints?: MessagePort;
 }

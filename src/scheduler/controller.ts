@@ -3,7 +3,7 @@
  * posts the results. Components only render its state; `window.dewgrid` is this object's
  * public face (see README).
  */
-import type { Lease, ResultSubmission, TaskManifest } from '../protocol/schema.ts';
+import { isDeterministic, type Lease, type ResultSubmission, type TaskManifest } from '../protocol/schema.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
 import { TaskPreparer, type ReadyTask } from './prepare.ts';
@@ -468,6 +468,7 @@ function jobOf(task: ReadyTask, cpu: number): WorkerJob {
     preopens: m.preopens,
     limits: { memoryBytes: m.limits.memoryBytes, outputBytes: m.limits.outputBytes },
     cpu,
+    deterministic: isDeterministic(m),
   };
 }
 

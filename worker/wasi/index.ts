@@ -6,6 +6,7 @@ import { createSyscalls, ProcExit } from './syscalls.ts';
 import { MemoryFs, WasiError } from './fs.ts';
 import { ByteBudget, OutputFd, PreopenDirectory, StdinFd, type Fd } from './fd.ts';
 import { ERRNO_NOSYS } from './constants.ts';
+import { SeededRandom, VirtualClock } from './deterministic.ts';
 
 export interface WasiFile {
   /** Absolute guest path, e.g. "/data/in.txt". */
@@ -29,6 +30,8 @@ export interface WasiOptions {
    * FBIG when one file alone would grow past it.
    */
   maxOutputFileBytes: number;
+  /** Deterministic run: virtual clocks and random bytes seeded by `seed` (the task id). */
+  deterministic?: { seed: string };
 }
 
 export interface WasiResult {
@@ -80,13 +83,17 @@ export class Wasi {
   private lastMonotonic = 0n;
 
   constructor(options: WasiOptions, hooks: WasiHooks = {}) {
-    const realtime = () => BigInt(Date.now()) * 1_000_000n;
+    const virtual = options.deterministic ? new VirtualClock() : null;
+    const seeded = options.deterministic ? new SeededRandom(options.deterministic.seed) : null;
+    const realtime = virtual ? () => virtual.realtime() : () => BigInt(Date.now()) * 1_000_000n;
     // performance.now is coarse in browsers (5 to 100 us): each read advances at least 1 ns, so the clock strictly increases.
-    const monotonic = () => {
-      const now = BigInt(Math.round(performance.now() * 1e6));
-      this.lastMonotonic = now > this.lastMonotonic ? now : this.lastMonotonic + 1n;
-      return this.lastMonotonic;
-    };
+    const monotonic = virtual
+      ? () => virtual.monotonic()
+      : () => {
+          const now = BigInt(Math.round(performance.now() * 1e6));
+          this.lastMonotonic = now > this.lastMonotonic ? now : this.lastMonotonic + 1n;
+          return this.lastMonotonic;
+        };
     this.fs = new MemoryFs(realtime);
     for (const file of options.files) {
       this.fs.writeFile(file.path, file.data);
@@ -119,8 +126,8 @@ export class Wasi {
       budget: new ByteBudget(options.maxOutputFileBytes),
       realtime,
       monotonic,
-      sleep,
-      randomFill: (into) => void crypto.getRandomValues(into),
+      sleep: virtual ? (ns) => virtual.sleep(ns) : sleep,
+      randomFill: seeded ? (into) => seeded.fill(into) : (into) => void crypto.getRandomValues(into),
     });
     const onSyscall = hooks.onSyscall;
     this.imports = {
