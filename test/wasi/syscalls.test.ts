@@ -36,12 +36,15 @@ function setup(partial: Partial<WasiOptions> = {}, hooks: { onSyscall?: () => vo
 }
 
 describe('WASI import table', () => {
-  it('defines every preview1 function; the one not implemented answers NOSYS; proc_raise NOTSUP', () => {
-    const { table } = setup();
+  it('defines every preview1 function; proc_raise answers NOTSUP; rights only shrink', () => {
+    const { table, view } = setup();
     for (const name of C.PREVIEW1_FUNCTIONS) expect(typeof table[name], name).toBe('function');
     expect(Object.keys(table).sort()).toEqual([...C.PREVIEW1_FUNCTIONS].sort());
-    expect(table.fd_fdstat_set_rights!(3, 0n, 0n)).toBe(C.ERRNO_NOSYS);
     expect(table.proc_raise!(1)).toBe(C.ERRNO_NOTSUP);
+    expect(table.fd_fdstat_set_rights!(3, C.RIGHTS_FD_READDIR, 0n)).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_fdstat_get!(3, 0)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(8, true)).toBe(C.RIGHTS_FD_READDIR);
+    expect(table.fd_fdstat_set_rights!(3, C.RIGHTS_FD_READDIR | C.RIGHTS_FD_READ, 0n)).toBe(C.ERRNO_NOTCAPABLE);
   });
 
   it('links any module importing preview1 names, whatever subset it uses', async () => {

@@ -180,6 +180,13 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (flags & ~0x1f) throw new WasiError(C.ERRNO_INVAL);
       f.fdflags = flags;
     },
+    fd_fdstat_set_rights(fd: number, base: bigint, inheriting: bigint) {
+      const f = fdOf(fd);
+      // Rights may only shrink (witx: "can only remove rights").
+      if ((base & ~f.rightsBase) !== 0n || (inheriting & ~f.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
+      f.rightsBase = base;
+      f.rightsInheriting = inheriting;
+    },
     fd_filestat_get: (fd: number, ptr: number) => writeStat(ptr, fdWith(fd, C.RIGHTS_FD_FILESTAT_GET).stat()),
     fd_filestat_set_size: (fd: number, size: bigint) => fdWith(fd, C.RIGHTS_FD_FILESTAT_SET_SIZE).setSize(size),
     fd_filestat_set_times(fd: number, atim: bigint, mtim: bigint, flags: number) {
