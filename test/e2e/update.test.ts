@@ -57,7 +57,7 @@ describe('updates', () => {
     appendFileSync(join(staticDir, 'sw.js'), '\n// next version\n');
     await page.evaluate(async () => void (await (await navigator.serviceWorker.ready).update()));
     await page.getByRole('button', { name: 'Update' }).click();
-    expect(await page.getByText('Finishing the running tasks, then updating').isVisible()).toBe(true);
+    await page.getByText('Finishing the running tasks, then updating').waitFor({ timeout: 5000 });
 
     // The page reloads only after the task's result reached the server.
     const reloaded = page.waitForEvent('load', { timeout: 60_000 });
