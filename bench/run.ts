@@ -3,8 +3,10 @@ import { cpus, totalmem } from 'node:os';
 import { benchWasmSpeed, printWasmSpeed } from './wasm-speed.ts';
 import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
 import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
+import { benchStartLatency, printStartLatency } from './start-latency.ts';
 
 console.log(`Dewgrid benchmarks — node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
 printWasmSpeed(await benchWasmSpeed());
 printServerThroughput(await benchServerThroughput());
 printOfflineStart(await benchOfflineStart());
+printStartLatency(await benchStartLatency());

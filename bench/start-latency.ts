@@ -1,0 +1,99 @@
+/**
+ * (d) Task start latency in the browser client: from taking a lease to the program running,
+ * i.e. the client's reported fetchMs + compileMs (verify, fetch or cache read, hash check,
+ * compile). Three cases, each over many tasks:
+ *  - cold: a module this device has never seen (fetched, verified, cached, compiled);
+ *  - warm: the same module again in the same session (compiled module reused: nothing fetched);
+ *  - reloaded: after a page reload (module bytes from IndexedDB, re-hashed, compiled once more).
+ * Distinct "new" modules are the demo module with a custom section naming a variant: same code,
+ * another hash.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'vite';
+import type { Page } from 'playwright-core';
+import { launchChromium } from '../test/helpers/browser.ts';
+import { startTestServer, type TestServer } from '../test/helpers/server.ts';
+import { waitForBatch } from '../test/helpers/donor.ts';
+import { buildBatch, publishBatch } from '../server/publish.ts';
+import { fmt, median, quantile } from './stats.ts';
+
+export interface StartLatencyReport {
+  cold: { median: number; p95: number; n: number };
+  warm: { median: number; p95: number; n: number };
+  reloaded: { median: number; p95: number; n: number };
+}
+
+/** The module with a custom section appended: a valid module with a different hash. */
+function variant(bytes: Uint8Array, n: number): Uint8Array {
+  const name = new TextEncoder().encode(`dewgrid-bench-${n}`);
+  const payload = [name.length, ...name];
+  return new Uint8Array([...bytes, 0, payload.length, ...payload]);
+}
+
+async function publishTasks(server: TestServer, module: Uint8Array, count: number): Promise<string> {
+  const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '8', '8', '0', '0', '8', '8'], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
+  const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'latency', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  return batchId;
+}
+
+function startTimes(server: TestServer, batchId: string): number[] {
+  const rows = server.app.store.db
+    .prepare('SELECT r.timings FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ? ORDER BY r.received_at')
+    .all(batchId) as { timings: string }[];
+  return rows.map((r) => {
+    const t = JSON.parse(r.timings) as { fetchMs: number; compileMs: number };
+    return t.fetchMs + t.compileMs;
+  });
+}
+
+const summary = (values: number[]) => ({ median: median(values), p95: quantile(values, 0.95), n: values.length });
+
+export async function benchStartLatency(samples = 15): Promise<StartLatencyReport> {
+  const outDir = join(tmpdir(), 'dewgrid-bench-latency-dist');
+  await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true, sourcemap: false } });
+  const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-latency-'));
+  const server = await startTestServer({ dataDir, staticDir: outDir });
+  const browser = await launchChromium();
+  const fractal = new Uint8Array(readFileSync('demo/fractal/fractal.wasm'));
+  try {
+    const page: Page = await browser.newPage();
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void; start(): void } }).dewgrid.setLimits({ workers: 1 }));
+    await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
+
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      // One batch per new module: its first task is cold, the next ones warm.
+      const batchId = await publishTasks(server, variant(fractal, i), 3);
+      await waitForBatch(server.url, batchId, (c) => c.done === 3);
+      const [first, ...rest] = startTimes(server, batchId);
+      cold.push(first!);
+      warm.push(...rest);
+    }
+    const reloaded: number[] = [];
+    for (let i = 0; i < samples; i++) {
+      // A module already cached in IndexedDB by the loop above, in a fresh session.
+      await page.reload();
+      await page.waitForSelector('html[data-ready="true"]');
+      const batchId = await publishTasks(server, variant(fractal, i), 1);
+      await waitForBatch(server.url, batchId, (c) => c.done === 1);
+      reloaded.push(...startTimes(server, batchId));
+    }
+    return { cold: summary(cold), warm: summary(warm), reloaded: summary(reloaded) };
+  } finally {
+    await browser.close();
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+export function printStartLatency(r: StartLatencyReport): void {
+  console.log('\n(d) Task start latency in the browser: fetchMs + compileMs the client reports (module fetch or cache read, hash check, compile)');
+  for (const [name, s] of [['module not cached', r.cold], ['compiled this session', r.warm], ['cached, after reload', r.reloaded]] as const) {
+    console.log(`    ${name.padEnd(22)} median ${fmt(s.median)} ms, p95 ${fmt(s.p95)} ms (n=${s.n})`);
+  }
+}
