@@ -1,7 +1,7 @@
 /**
- * (d) Task start latency in the browser client: from taking a lease to the program running,
- * i.e. the client's reported fetchMs + compileMs (verify, fetch or cache read, hash check,
- * compile). Three cases, each over many tasks:
+ * (d) Task start latency in the browser client: the fetchMs + compileMs it reports for each task
+ * (module bytes from the network or IndexedDB, size and hash check, memory cap, compile). The
+ * envelope's signature check (about 1 ms) comes before and is not included. Three cases:
  *  - cold: a module this device has never seen (fetched, verified, cached, compiled);
  *  - warm: the same module again in the same session (compiled module reused: nothing fetched);
  *  - reloaded: after a page reload (module bytes from IndexedDB, re-hashed, compiled once more).

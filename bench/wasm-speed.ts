@@ -1,7 +1,10 @@
 /**
- * (a) The demo module's speed in a browser worker (the client's own worker runtime, in Debian
- * Chromium) against the same module under Node's WASI (V8 in both). Reported as a ratio of
- * median tile times, so the machine's speed cancels out.
+ * A module's speed in a browser worker (the client's own worker runtime, in Debian Chromium)
+ * against the same module under Node's WASI (V8 in both), as a ratio of median run times, so the
+ * machine's speed cancels out.
+ *  (a) the demo module: compute-bound fractal tiles;
+ *  (e) a syscall-heavy program: tiny unbuffered writes, seeks, reads and clock reads, where the
+ *      WASI layer (our shim against uvwasi) decides the speed.
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -10,59 +13,36 @@ import { join, extname } from 'node:path';
 import { build } from 'vite';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
+import type { WorkerJob } from '../src/protocol/worker-api.ts';
 import { median, fmt } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outDir = join(root, '.tmp/bench-browser');
 
-export interface WasmSpeedReport {
-  tiles: number;
-  rounds: number;
+export interface SpeedReport {
+  label: string;
+  runs: number;
   browserMedianMs: number;
   nodeMedianMs: number;
   ratio: number;
 }
 
-function tileJobs(): { args: string[]; env: [string, string][] }[] {
-  const jobs = [];
-  // 160x160 tiles at 4000 iterations: tens of milliseconds each, so timer noise does not decide the ratio.
-  for (let ty = 0; ty < 720; ty += 240) {
-    for (let tx = 0; tx < 960; tx += 320) jobs.push({ args: ['fractal', '960', '720', String(tx), String(ty), '160', '160', '4000'], env: [] as [string, string][] });
-  }
-  return jobs;
+type BenchJob = Omit<WorkerJob, 'module'>;
+
+function job(args: string[], preopens: string[] = []): BenchJob {
+  return { taskId: 'bench', args, env: [], stdin: new Uint8Array(0), files: [], preopens, limits: { memoryBytes: 256 * 2 ** 20, outputBytes: 16 * 2 ** 20 }, cpu: 1, deterministic: false };
 }
 
-export async function benchWasmSpeed(rounds = 5): Promise<WasmSpeedReport> {
-  const wasm = new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm')));
-  const jobs = tileJobs().map((j) => ({
-    taskId: 'bench',
-    args: j.args,
-    env: j.env,
-    stdin: new Uint8Array(0),
-    files: [],
-    preopens: [],
-    limits: { memoryBytes: 256 * 2 ** 20, outputBytes: 16 * 2 ** 20 },
-    cpu: 1,
-    deterministic: false,
-  }));
-
-  // Node's WASI: same jobs, same order, same number of rounds.
-  const nodeMs: number[] = [];
+/** Runs `jobs` `rounds` times under node:wasi and in the browser worker; medians of instantiate + run. */
+async function compare(label: string, wasmPath: string, jobs: BenchJob[], rounds: number): Promise<SpeedReport> {
+  const wasm = new Uint8Array(readFileSync(join(root, wasmPath)));
   const module = await WebAssembly.compile(wasm);
+  const nodeMs: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const job of jobs) {
-      const result = await runUnderNodeWasi(module, {
-        args: job.args,
-        env: job.env,
-        stdin: job.stdin,
-        files: [],
-        preopens: [],
-        maxStdoutBytes: job.limits.outputBytes,
-        maxStderrBytes: job.limits.outputBytes,
-        maxOutputFileBytes: job.limits.outputBytes,
-      });
-      nodeMs.push(result.runMs); // instantiate + run, as the worker's runMs
-      if (result.exitCode !== 0) throw new Error(`node run exited ${result.exitCode}`);
+    for (const j of jobs) {
+      const result = await runUnderNodeWasi(module, { args: j.args, env: j.env, stdin: j.stdin, files: [], preopens: j.preopens, maxStdoutBytes: j.limits.outputBytes, maxStderrBytes: j.limits.outputBytes, maxOutputFileBytes: j.limits.outputBytes });
+      if (result.exitCode !== 0) throw new Error(`${wasmPath} under node exited ${result.exitCode}`);
+      nodeMs.push(result.runMs);
     }
   }
 
@@ -90,19 +70,33 @@ export async function benchWasmSpeed(rounds = 5): Promise<WasmSpeedReport> {
         const run = (window as unknown as { runBench: (b: Uint8Array, j: unknown[], r: number) => Promise<{ runMs: number[] }> }).runBench;
         return run(new Uint8Array(bytes), jobs, rounds);
       },
-      { bytes: Array.from(wasm), jobs: jobs.map((j) => ({ ...j, stdin: new Uint8Array(0) })), rounds },
+      { bytes: Array.from(wasm), jobs, rounds },
     );
     const browserMedianMs = median(runMs);
     const nodeMedianMs = median(nodeMs);
-    return { tiles: jobs.length, rounds, browserMedianMs, nodeMedianMs, ratio: browserMedianMs / nodeMedianMs };
+    return { label, runs: runMs.length, browserMedianMs, nodeMedianMs, ratio: browserMedianMs / nodeMedianMs };
   } finally {
     await browser.close();
     server.close();
   }
 }
 
-export function printWasmSpeed(r: WasmSpeedReport): void {
-  console.log(`\n(a) Demo module (fractal, 160x160 tiles, 4000 iterations), browser worker vs Node's WASI: ${r.tiles} tiles x ${r.rounds} rounds`);
-  console.log(`    browser worker median ${fmt(r.browserMedianMs)} ms/tile; node:wasi median ${fmt(r.nodeMedianMs)} ms/tile`);
+/** (a) 160x160 tiles at 4000 iterations: tens of milliseconds each, so timer noise does not decide the ratio. */
+export function benchWasmSpeed(rounds = 5): Promise<SpeedReport> {
+  const jobs: BenchJob[] = [];
+  for (let ty = 0; ty < 720; ty += 240) {
+    for (let tx = 0; tx < 960; tx += 320) jobs.push(job(['fractal', '960', '720', String(tx), String(ty), '160', '160', '4000']));
+  }
+  return compare('(a) Demo module (fractal, 160x160 tiles, 4000 iterations)', 'demo/fractal/fractal.wasm', jobs, rounds);
+}
+
+/** (e) 20 000 one-byte writes, 2 500 seeks, reads and clock reads per run. */
+export function benchSyscallSpeed(rounds = 15): Promise<SpeedReport> {
+  return compare('(e) Syscall-heavy program (bench/fixtures/syscalls.c: ~27 500 syscalls a run)', 'bench/fixtures/syscalls.wasm', [job(['syscalls'], ['/work'])], rounds);
+}
+
+export function printSpeed(r: SpeedReport): void {
+  console.log(`\n${r.label}, browser worker vs Node's WASI: ${r.runs} runs each`);
+  console.log(`    browser worker median ${fmt(r.browserMedianMs)} ms/run; node:wasi median ${fmt(r.nodeMedianMs)} ms/run`);
   console.log(`    ratio browser/node = ${fmt(r.ratio, 2)} (1.00 = same speed; below 1 = browser faster)`);
 }

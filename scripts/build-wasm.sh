@@ -7,6 +7,7 @@ CC=${CC:-clang}
 build() { "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -o "$2" "$1"; echo "built $2 ($(stat -c %s "$2") bytes)"; }
 build demo/fractal/fractal.c demo/fractal/fractal.wasm
 for src in test/fixtures/wasi/*.c; do build "$src" "${src%.c}.wasm"; done
+build bench/fixtures/syscalls.c bench/fixtures/syscalls.wasm
 # Hostile modules for the sandbox tests: imports.c links against a function no host provides.
 for src in test/fixtures/hostile/{loop,bomb,recursion,flood,fsflood}.c; do build "$src" "${src%.c}.wasm"; done
 "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -Wl,--allow-undefined -o test/fixtures/hostile/imports.wasm test/fixtures/hostile/imports.c
