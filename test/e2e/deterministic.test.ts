@@ -1,0 +1,40 @@
+// Deterministic mode across devices: a task with redundancy 2 runs on two browser devices (two
+// contexts, each its own workers), and the two results it gets are the same to the byte, though
+// the program reads clocks, sleeps, draws random numbers, stamps files and lists a folder.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { waitForBatch } from '../helpers/donor.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+
+const env = useServerAndBrowser('deterministic');
+
+describe('deterministic runs in the browser', () => {
+  it('give byte-identical results on two devices', async () => {
+    const wasm = new Uint8Array(readFileSync(new URL('../fixtures/wasi/nondeterminism.wasm', import.meta.url)));
+    const { batchId } = await publishBatch(
+      env.server.url,
+      await buildBatch(
+        { name: 'deterministic', module: wasm, tasks: [{ args: ['nondeterminism'], env: [], stdin: null, files: [], preopens: ['/out'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 30_000, outputBytes: 2 ** 20 }, redundancy: 2, expiresInMs: 3600_000 },
+        env.server.key,
+      ),
+    );
+    const devices = await Promise.all([env.browser.newContext(), env.browser.newContext()]);
+    for (const context of devices) {
+      const page = await context.newPage();
+      await page.goto(env.server.url);
+      await page.waitForSelector('html[data-ready="true"]');
+      await page.getByRole('button', { name: 'Start' }).click();
+    }
+    await waitForBatch(env.server.url, batchId, (c) => c.done === 1);
+    const rows = env.server.app.store.db
+      .prepare('SELECT r.device_id, r.exit_code, r.stdout, r.stderr, r.files FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ?')
+      .all(batchId) as { device_id: string; exit_code: number; stdout: Buffer; stderr: Buffer; files: string }[];
+    expect(rows).toHaveLength(2);
+    expect(rows[0]!.device_id).not.toBe(rows[1]!.device_id);
+    const [a, b] = rows.map(({ device_id: _, ...rest }) => rest);
+    expect(b).toEqual(a);
+    expect(a!.stdout.toString()).toMatch(/^realtime 1577836800\./);
+    for (const context of devices) await context.close();
+  });
+});
