@@ -18,3 +18,6 @@ export interface TrustConfig {
   /** keyId -> base64 ed25519 public key */
   keys: Record<string, string>;
 }
+
+/** The guest folder a task preopens to have its files kept across cut-off runs (docs/protocol.md, "Checkpoints"). */
+export const CHECKPOINT_DIR = '/checkpoint';

@@ -3,6 +3,7 @@
  * posts the results. Components only render its state; `window.dewgrid` is this object's
  * public face (see README).
  */
+import { CHECKPOINT_DIR } from '../protocol/api.ts';
 import { isDeterministic, type Lease, type ResultSubmission, type TaskManifest } from '../protocol/schema.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
@@ -118,7 +119,7 @@ export class Controller {
     }
     const leases = await this.work.leases();
     this.queue.push(...leases);
-    this.counts.unsent = (await this.work.outbox()).length;
+    this.counts.unsent = (await this.work.outboxSchedule()).count;
     if (leases.length) this.log('info', `Picked up ${leases.length} task${leases.length === 1 ? '' : 's'} left from last time.`);
     this.changed();
     void this.flushOutbox();
@@ -195,7 +196,7 @@ export class Controller {
     this.queue.push(...this.deferred.splice(0));
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
-    void this.flushOutbox();
+    void this.flushOutbox(true);
     this.pump();
   }
 
@@ -315,18 +316,21 @@ export class Controller {
         return;
       }
       if (!this.running) throw new RunCancelled('stopped');
-      const stopRenewing = this.keepLeaseAlive(lease);
       const job = jobOf(prepared, this.limits.cpu);
-      // A run cut off earlier resumes from the checkpoint files it left (docs/protocol.md, "Checkpoints").
-      const checkpoint = await this.work.checkpoint(lease.leaseId);
-      if (checkpoint.length) {
-        job.files = [...job.files.filter((f) => !checkpoint.some((c) => c.path === f.path)), ...checkpoint];
-        this.log('info', `Resuming ${name} from its checkpoint.`);
-      }
+      // Checkpoints are kept only for tasks that ask for them by preopening the folder; a run cut
+      // off earlier resumes from the files it left (docs/protocol.md, "Checkpoints").
       const saving: Promise<void>[] = [];
-      const outcome = await slot
-        .run(job, prepared.manifest.limits.wallTimeMs, (file) => void saving.push(this.work.saveCheckpoint(lease.leaseId, file)))
-        .finally(stopRenewing);
+      let keepCheckpoint: ((file: { path: string; data: Uint8Array }) => void) | undefined;
+      if (prepared.manifest.preopens.includes(CHECKPOINT_DIR)) {
+        const checkpoint = await this.work.checkpoint(lease.leaseId);
+        if (checkpoint.length) {
+          job.files = [...job.files.filter((f) => !checkpoint.some((c) => c.path === f.path)), ...checkpoint];
+          this.log('info', `Resuming ${name} from its checkpoint.`);
+        }
+        keepCheckpoint = (file) => void saving.push(this.work.saveCheckpoint(lease.leaseId, file));
+      }
+      const stopRenewing = this.keepLeaseAlive(lease);
+      const outcome = await slot.run(job, prepared.manifest.limits.wallTimeMs, keepCheckpoint).finally(stopRenewing);
       await Promise.allSettled(saving);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
       if (!outcome.error) this.averageRunMs = 0.8 * this.averageRunMs + 0.2 * Math.max(1, outcome.runMs);
@@ -409,29 +413,28 @@ export class Controller {
    * Posts every result in the outbox that is due. One flush at a time; called on start, after
    * each result, when the network comes back and when the page becomes visible.
    */
-  flushOutbox(): Promise<void> {
+  flushOutbox(ignoreBackoff = false): Promise<void> {
     if (!this.flushing) {
-      this.flushing = this.flushDue().finally(() => {
+      this.flushing = this.flushDue(ignoreBackoff).finally(() => {
         this.flushing = null;
       });
     }
     return this.flushing;
   }
 
-  private async flushDue(): Promise<void> {
+  /** @param ignoreBackoff post every waiting result now (the network just came back), not only those due. */
+  private async flushDue(ignoreBackoff: boolean): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    let entries = await this.work.outbox();
-    for (const entry of entries) {
-      if (entry.nextAttemptAt > Date.now()) continue;
+    for (const entry of await this.work.dueResults(ignoreBackoff ? Infinity : Date.now())) {
       if (!(await this.post(entry))) break; // the server is unreachable: the rest would fail the same way
     }
-    entries = await this.work.outbox();
-    this.counts.unsent = entries.length;
+    // Read again, from keys only: results may have arrived while this flush was posting.
+    const { count, nextAttemptAt } = await this.work.outboxSchedule();
+    this.counts.unsent = count;
     this.changed();
-    if (entries.length) {
-      const next = Math.min(...entries.map((e) => e.nextAttemptAt));
-      this.flushTimer = setTimeout(() => void this.flushOutbox(), Math.max(250, next - Date.now()));
+    if (nextAttemptAt !== null) {
+      this.flushTimer = setTimeout(() => void this.flushOutbox(), Math.max(250, nextAttemptAt - Date.now()));
     }
   }
 

@@ -2,11 +2,11 @@
  * The client's IndexedDB: one schema type, one upgrade ladder (idb's habit).
  * Every store the client keeps is declared here and nowhere else.
  */
-import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import { openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
 import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 3;
+export const DB_VERSION = 4;
 
 export interface StoredBlob {
   sha256: string;
@@ -47,13 +47,13 @@ export interface DewgridDB extends DBSchema {
   /** Leases taken and not yet finished (run or refused). */
   leases: { key: string; value: StoredLease; indexes: { addedAt: number } };
   /** Results not yet accepted by the server. */
-  outbox: { key: string; value: OutboxEntry };
+  outbox: { key: string; value: OutboxEntry; indexes: { nextAttemptAt: number } };
   /** Checkpoints of held leases. */
   checkpoints: { key: string; value: StoredCheckpoint };
 }
 
 /** Takes a database at any older version to DB_VERSION; each step runs once, in order. */
-function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number): void {
+function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number, tx: IDBPTransaction<DewgridDB, StoreNames<DewgridDB>[], 'versionchange'>): void {
   if (oldVersion < 1) {
     const blobs = db.createObjectStore('blobs', { keyPath: 'sha256' });
     blobs.createIndex('lastUsed', 'lastUsed');
@@ -66,8 +66,12 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number): void {
   if (oldVersion < 3) {
     db.createObjectStore('checkpoints', { keyPath: 'leaseId' });
   }
+  if (oldVersion < 4) {
+    // When the next result is due, without reading every waiting result's bytes.
+    tx.objectStore('outbox').createIndex('nextAttemptAt', 'nextAttemptAt');
+  }
 }
 
 export function openDewgridDB(name = DB_NAME): Promise<IDBPDatabase<DewgridDB>> {
-  return openDB<DewgridDB>(name, DB_VERSION, { upgrade: (db, oldVersion) => upgrade(db, oldVersion) });
+  return openDB<DewgridDB>(name, DB_VERSION, { upgrade: (db, oldVersion, _newVersion, tx) => upgrade(db, oldVersion, tx) });
 }

@@ -74,6 +74,19 @@ export class WorkStore {
     return this.db.getAll('outbox');
   }
 
+  /** Results due now (nextAttemptAt <= now), oldest schedule first. */
+  async dueResults(now = Date.now()): Promise<OutboxEntry[]> {
+    return this.db.getAllFromIndex('outbox', 'nextAttemptAt', IDBKeyRange.upperBound(now));
+  }
+
+  /** How many results wait, and when the earliest is due: read from keys, not the results' bytes. */
+  async outboxSchedule(): Promise<{ count: number; nextAttemptAt: number | null }> {
+    const tx = this.db.transaction('outbox');
+    const [count, first] = await Promise.all([tx.store.count(), tx.store.index('nextAttemptAt').openKeyCursor()]);
+    await tx.done;
+    return { count, nextAttemptAt: first ? (first.key as number) : null };
+  }
+
   async delivered(leaseId: string): Promise<void> {
     await this.db.delete('outbox', leaseId);
   }

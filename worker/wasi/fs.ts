@@ -202,8 +202,15 @@ export class MemoryFs {
   }
 
   /** Every regular file with its absolute path, sorted by path. */
-  files(): { path: string; inode: FileInode }[] {
+  /** Every regular file under the directory at `under` (the whole tree by default), sorted by path. */
+  files(under = '/'): { path: string; inode: FileInode }[] {
     const out: { path: string; inode: FileInode }[] = [];
+    let start: DirInode = this.root;
+    for (const part of under.split('/').filter(Boolean)) {
+      const next = start.entries.get(part);
+      if (!(next instanceof DirInode)) return out;
+      start = next;
+    }
     const walk = (dir: DirInode, prefix: string) => {
       for (const name of dir.sortedNames()) {
         const inode = dir.entries.get(name)!;
@@ -211,7 +218,7 @@ export class MemoryFs {
         else if (inode instanceof DirInode) walk(inode, `${prefix}/${name}`);
       }
     };
-    walk(this.root, '');
+    walk(start, under === '/' ? '' : under.replace(/\/+$/, ''));
     return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 }

@@ -7,6 +7,9 @@ import { MemoryFs, WasiError } from './fs.ts';
 import { ByteBudget, OutputFd, PreopenDirectory, StdinFd, type Fd } from './fd.ts';
 import { ERRNO_NOSYS } from './constants.ts';
 import { SeededRandom, VirtualClock } from './deterministic.ts';
+import { sleepMs } from '../sleep.ts';
+import { CHECKPOINT_DIR } from '../../src/protocol/api.ts';
+import { bytesEqual } from '../../src/protocol/bytes.ts';
 
 export interface WasiFile {
   /** Absolute guest path, e.g. "/data/in.txt". */
@@ -56,22 +59,9 @@ export interface WasiHooks {
   onCheckpoint?: (file: WasiFile) => void;
 }
 
-/** The checkpoint folder: files here are kept by the client across cut-off runs, and are not outputs. */
-export const CHECKPOINT_DIR = '/checkpoint';
 
 const encoder = new TextEncoder();
 
-/**
- * Sleeps the thread: Atomics.wait on a cell of worker-local shared memory, never a busy loop.
- * A shared WebAssembly.Memory can be made without cross-origin isolation (only sending one to
- * another agent needs it), so this works on every page. Atomics.wait is not allowed on a
- * browser's main thread: the shim runs in workers there.
- */
-let sleepCell: Int32Array | null = null;
-function sleep(ns: bigint): void {
-  sleepCell ??= new Int32Array(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer, 0, 1);
-  Atomics.wait(sleepCell, 0, 0, Number(ns) / 1e6);
-}
 
 export class Wasi {
   readonly imports: WasiImports;
@@ -111,8 +101,9 @@ export class Wasi {
     const table = createSyscalls({
       fileSettled: onCheckpoint
         ? (file) => {
-            const path = this.fs.files().find((f) => f.inode === file)?.path;
-            if (path?.startsWith(`${CHECKPOINT_DIR}/`)) onCheckpoint({ path, data: file.bytes().slice() });
+            // Only the checkpoint folder is searched: this runs at every close and sync.
+            const path = this.fs.files(CHECKPOINT_DIR).find((f) => f.inode === file)?.path;
+            if (path) onCheckpoint({ path, data: file.bytes().slice() });
           }
         : undefined,
       memory: () => {
@@ -126,7 +117,7 @@ export class Wasi {
       budget: new ByteBudget(options.maxOutputFileBytes),
       realtime,
       monotonic,
-      sleep: virtual ? (ns) => virtual.sleep(ns) : sleep,
+      sleep: virtual ? (ns) => virtual.sleep(ns) : (ns) => sleepMs(Number(ns) / 1e6),
       randomFill: seeded ? (into) => seeded.fill(into) : (into) => void crypto.getRandomValues(into),
     });
     const onSyscall = hooks.onSyscall;
@@ -177,7 +168,7 @@ export class Wasi {
       if (path.startsWith(`${CHECKPOINT_DIR}/`)) continue; // kept by the client, not a result
       const data = inode.bytes();
       const input = this.inputs.get(path);
-      if (input && sameBytes(input, data)) continue;
+      if (input && bytesEqual(input, data)) continue;
       out.push({ path, data: data.slice() });
     }
     return out;
@@ -186,10 +177,4 @@ export class Wasi {
 
 function normalize(path: string): string {
   return `/${path.split('/').filter((p) => p && p !== '.').join('/')}`;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
