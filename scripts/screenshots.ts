@@ -10,7 +10,7 @@ import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
 import { waitForBatch } from '../test/helpers/donor.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
-import { demoTiles } from '../demo/tiles.ts';
+import { demoBatchSpec } from '../demo/tiles.ts';
 
 const outDir = join(tmpdir(), 'dewgrid-screenshots-dist');
 await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true } });
@@ -22,17 +22,7 @@ try {
     ['desktop', { width: 1280, height: 1100 }],
     ['phone', { width: 390, height: 844 }],
   ] as const) {
-    const request = await buildBatch(
-      {
-        name: 'Mandelbrot demo',
-        module: new Uint8Array(readFileSync('demo/fractal/fractal.wasm')),
-        tasks: demoTiles().map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
-        limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
-        redundancy: 1,
-        expiresInMs: 3600_000,
-      },
-      server.key,
-    );
+    const request = await buildBatch(demoBatchSpec(new Uint8Array(readFileSync('demo/fractal/fractal.wasm'))), server.key);
     const { batchId } = await publishBatch(server.url, request);
     const page = await browser.newPage({ viewport, deviceScaleFactor: name === 'phone' ? 2 : 1, isMobile: name === 'phone' });
     await page.goto(server.url);

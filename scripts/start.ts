@@ -9,12 +9,11 @@ import { build } from 'vite';
 import { startServer } from '../server/main.ts';
 import { createKey, keyPath, readKey } from '../server/keys.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
-import { DEMO_IMAGE, demoTiles } from '../demo/tiles.ts';
+import { DEMO_BATCH_NAME, DEMO_IMAGE, demoBatchSpec } from '../demo/tiles.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
 const staticDir = join(root, 'dist');
-export const DEMO_BATCH_NAME = 'Mandelbrot demo';
 
 console.log('Building the page...');
 await build({ root, logLevel: 'warn' });
@@ -33,17 +32,7 @@ const unfinished = server.store
   .find((b) => b.name === DEMO_BATCH_NAME && b.counts.queued + b.counts.running > 0);
 let batchId = unfinished?.batchId;
 if (!batchId) {
-  const request = await buildBatch(
-    {
-      name: DEMO_BATCH_NAME,
-      module: new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm'))),
-      tasks: demoTiles().map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
-      limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
-      redundancy: 1,
-      expiresInMs: 7 * 24 * 3600 * 1000,
-    },
-    key,
-  );
+  const request = await buildBatch(demoBatchSpec(new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm')))), key);
   batchId = (await publishBatch(url, request)).batchId;
   console.log(`Published the demo batch ${batchId}: ${request.tasks.length} tiles of a ${DEMO_IMAGE.width}x${DEMO_IMAGE.height} Mandelbrot picture.`);
 } else {

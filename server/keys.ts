@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { bytesEqual, ed, fromBase64, generateKeyPair, keyIdOf, toBase64, type TrustConfig } from '../src/protocol/index.ts';
+import { bytesEqual, ed, fromBase64, generateKeyPair, keyIdOf, pinnedKeys, toBase64, type TrustConfig } from '../src/protocol/index.ts';
 
 export interface SigningKey {
   keyId: string;
@@ -72,24 +72,15 @@ function writeAtomic(file: string, text: string, mode = 0o644): void {
   renameSync(temp, file);
 }
 
-/** The pinned keys, keyId -> public key; entries whose id does not match their key are dropped. */
+/** The keys trust.json pins (see pinnedKeys); an unreadable trust file pins nothing. */
 export async function trustedKeys(dataDir: string): Promise<Map<string, Uint8Array>> {
-  const keys = new Map<string, Uint8Array>();
   let trust: TrustConfig | null;
   try {
     trust = readTrust(dataDir);
   } catch {
-    trust = null; // an unreadable trust file pins nothing
+    trust = null;
   }
-  for (const [keyId, publicKey] of Object.entries(trust?.keys ?? {})) {
-    try {
-      const bytes = fromBase64(publicKey);
-      if (bytes.length === 32 && (await keyIdOf(bytes)) === keyId) keys.set(keyId, bytes);
-    } catch {
-      // a malformed entry pins nothing
-    }
-  }
-  return keys;
+  return pinnedKeys(trust);
 }
 
 /** Makes a key, writes it (mode 0600) and pins its public key in trust.json. */

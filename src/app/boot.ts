@@ -4,7 +4,7 @@ import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { Controller } from '../scheduler/controller.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
-import { keyIdOf } from '../protocol/signing.ts';
+import { pinnedKeys } from '../protocol/signing.ts';
 import type { TrustConfig } from '../protocol/api.ts';
 
 export interface Client {
@@ -20,9 +20,9 @@ export async function boot(): Promise<Client> {
     deviceId = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
     await db.put('meta', deviceId, 'deviceId');
   }
-  const { config, keys } = await trustedConfig(server, db);
-  // A key listed under the wrong id is dropped: ids are derived from the key, never trusted as given.
-  for (const [keyId, publicKey] of keys) if ((await keyIdOf(publicKey)) !== keyId) keys.delete(keyId);
+  const config = await trustedConfig(server, db);
+  const keys = await pinnedKeys(config);
+  if (keys.size === 0) throw new Error('The trust configuration names no valid project key, so no task could be verified.');
   // Ask the browser not to evict our data under storage pressure: queued work and unsent results live there.
   void navigator.storage?.persist?.().catch(() => false);
   const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
@@ -43,14 +43,14 @@ export async function boot(): Promise<Client> {
  * The pinned keys: fetched from deploy configuration and remembered, so a reload without a
  * network still knows whom to trust. A fetched copy always replaces the remembered one.
  */
-async function trustedConfig(server: TaskServer, db: Awaited<ReturnType<typeof openDewgridDB>>) {
+async function trustedConfig(server: TaskServer, db: Awaited<ReturnType<typeof openDewgridDB>>): Promise<TrustConfig> {
   try {
     const fetched = await server.fetchTrust();
-    await db.put('meta', fetched.config, 'trust');
+    await db.put('meta', fetched, 'trust');
     return fetched;
   } catch (error) {
     const remembered = (await db.get('meta', 'trust')) as TrustConfig | undefined;
     if (!remembered) throw error;
-    return { config: remembered, keys: TaskServer.keysOf(remembered) };
+    return remembered;
   }
 }

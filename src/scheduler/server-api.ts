@@ -1,6 +1,5 @@
 /** The client's calls to the task server. Every response is validated before it is used. */
 import { API, type TrustConfig } from '../protocol/api.ts';
-import { fromBase64 } from '../protocol/bytes.ts';
 import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type ResultSubmission, type WorkRequest } from '../protocol/schema.ts';
 
 export class ServerError extends Error {
@@ -68,26 +67,10 @@ export class TaskServer {
     return new Uint8Array(await response.arrayBuffer());
   }
 
-  /** The pinned project keys, from deploy configuration. */
-  async fetchTrust(): Promise<{ config: TrustConfig; keys: Map<string, Uint8Array> }> {
+  /** The trust configuration (the project keys to pin), from deploy configuration. */
+  async fetchTrust(): Promise<TrustConfig> {
     const response = await fetch(this.base + API.trust, { cache: 'no-cache' });
     if (!response.ok) throw new ServerError(`trust configuration: ${response.status}`, response.status);
-    const config = (await response.json()) as TrustConfig;
-    return { config, keys: TaskServer.keysOf(config) };
-  }
-
-  /** keyId -> public key for each well-formed entry. @throws ServerError when there is none. */
-  static keysOf(config: TrustConfig): Map<string, Uint8Array> {
-    const keys = new Map<string, Uint8Array>();
-    for (const [keyId, publicKey] of Object.entries(config.keys ?? {})) {
-      try {
-        const bytes = fromBase64(publicKey);
-        if (bytes.length === 32 && /^[0-9a-f]{16}$/.test(keyId)) keys.set(keyId, bytes);
-      } catch {
-        // a malformed entry pins nothing
-      }
-    }
-    if (keys.size === 0) throw new ServerError('trust configuration names no valid project key', 0);
-    return keys;
+    return (await response.json()) as TrustConfig;
   }
 }

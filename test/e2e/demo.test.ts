@@ -6,36 +6,18 @@ import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
-import { DEMO_IMAGE, demoTiles } from '../../demo/tiles.ts';
+import { DEMO_IMAGE, demoBatchSpec, demoTiles } from '../../demo/tiles.ts';
+import { waitForBatch } from '../helpers/donor.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
 const env = useServerAndBrowser('demo');
 
 
-
-
-async function waitForBatch(batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = (await (await fetch(`${env.server.url}/api/batches/${batchId}`)).json()) as { counts: Record<string, number> };
-    if (done(status.counts)) return status;
-    if (Date.now() > deadline) throw new Error(`batch ${batchId} did not finish: ${JSON.stringify(status.counts)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 describe('demo project end to end', () => {
-  it('renders the whole picture in the env.browser and the CLI shows every task done', async () => {
+  it('renders the whole picture in the browser and the CLI shows every task done', async () => {
     const tiles = demoTiles();
-    const spec = {
-        name: 'Mandelbrot demo',
-        module: new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))),
-        tasks: tiles.map((t) => ({ ...t, stdin: null, files: [], preopens: [] })),
-        limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
-        redundancy: 1,
-        expiresInMs: 3600_000,
-    };
+    const spec = demoBatchSpec(new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))));
     const { batchId } = await publishBatch(env.server.url, await buildBatch(spec, env.server.key));
 
     const page = await env.browser.newPage();
@@ -46,7 +28,7 @@ describe('demo project end to end', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(batchId, (c) => c.done === tiles.length);
+    await waitForBatch(env.server.url, batchId, (c) => c.done === tiles.length);
 
     // The picture: every tile drawn, every pixel opaque (undrawn canvas pixels are transparent).
     await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), tiles.length);
@@ -63,7 +45,7 @@ describe('demo project end to end', () => {
     // 108 tasks, one module: fetched once, compiled once.
     expect(blobFetches).toHaveLength(1);
 
-    // Asynchronously: the env.server runs in this process, so a synchronous child would deadlock it.
+    // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
     const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url], { maxBuffer: 256 * 2 ** 20 });
     const results = JSON.parse(cli.stdout) as BatchResults;
     expect(results.batchId).toBe(batchId);
@@ -80,7 +62,7 @@ describe('demo project end to end', () => {
     await page.waitForSelector('html[data-ready="true"]');
     // Start is remembered until Stop: the reloaded page carries on by itself.
     await page.getByRole('button', { name: 'Stop' }).waitFor();
-    await waitForBatch(again.batchId, (c) => c.done === 4);
+    await waitForBatch(env.server.url, again.batchId, (c) => c.done === 4);
     expect(blobFetches).toEqual([]);
     await page.close();
   });

@@ -14,7 +14,7 @@ const env = useServerAndBrowser('durability');
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 
 
-// A failed test must not leave the env.server down for the next one.
+// A failed test must not leave the server down for the next one.
 afterEach(async () => {
   await env.server.start();
 });
@@ -33,8 +33,8 @@ async function publishTiles(name: string, count: number, maxIter: string) {
 }
 
 /**
- * The network goes away: the env.browser is offline and the env.server is unreachable. (Chromium's
- * offline emulation does not cover requests a service worker passes through, so the env.server
+ * The network goes away: the browser is offline and the server is unreachable. (Chromium's
+ * offline emulation does not cover requests a service worker passes through, so the server
  * goes down too.)
  */
 async function goOffline(context: import('playwright-core').BrowserContext) {
@@ -108,7 +108,7 @@ describe('no lost results', () => {
     await context.close();
   });
 
-  it('loses nothing when the env.server restarts in the middle of a batch', async () => {
+  it('loses nothing when the server restarts in the middle of a batch', async () => {
     const context = await env.browser.newContext();
     const page = await context.newPage();
     await page.goto(env.server.url);
@@ -124,7 +124,7 @@ describe('no lost results', () => {
     await context.close();
   });
 
-  it('picks up a task cut off by closing the page, and the env.server counts it once', async () => {
+  it('picks up a task cut off by closing the page, and the server counts it once', async () => {
     const context = await env.browser.newContext();
     let page = await context.newPage();
     await page.goto(env.server.url);

@@ -36,7 +36,7 @@ describe('refusals', () => {
     onDisk[onDisk.length - 10]! ^= 0xff;
     writeFileSync(blobPath, onDisk);
 
-    // Foreign: signed by a key the client does not pin, slipped straight into the store (a compromised env.server).
+    // Foreign: signed by a key the client does not pin, slipped straight into the store (a compromised server).
     const stranger = await generateKeyPair();
     const strangerKey = { keyId: await keyIdOf(stranger.publicKey), ...stranger };
     const foreign = await buildBatch({ ...spec(wordfreq, 'foreign', [['wordfreq', '/tmp', '/tmp/r']]), batchId: 'foreign' }, strangerKey);

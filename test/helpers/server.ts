@@ -3,16 +3,10 @@
  * benchmarks. Uses the same createServer as `npm start`. stop() and start() take it down and
  * bring it back on the same port and data, as a crash and restart (or a network outage) would.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { generateKeyPair, keyIdOf, toBase64 } from '../../src/protocol/index.ts';
 import { createServer, type DewgridServer } from '../../server/app.ts';
+import { createKey, type SigningKey } from '../../server/keys.ts';
 
-export interface SigningKey {
-  keyId: string;
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-}
+export type { SigningKey };
 
 export interface TestServer {
   url: string;
@@ -25,18 +19,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Writes a key in the data folder's format and pins it in trust.json (as `dewgrid keygen` does). */
-export async function writeKey(dataDir: string, name = 'demo', pin = true): Promise<SigningKey> {
-  const { secretKey, publicKey } = await generateKeyPair();
-  const keyId = await keyIdOf(publicKey);
-  mkdirSync(join(dataDir, 'keys'), { recursive: true });
-  writeFileSync(
-    join(dataDir, 'keys', `${name}.json`),
-    JSON.stringify({ keyId, publicKey: toBase64(publicKey), secretKey: toBase64(secretKey) }),
-    { mode: 0o600 },
-  );
-  if (pin) writeFileSync(join(dataDir, 'trust.json'), JSON.stringify({ projectName: 'Dewgrid test project', keys: { [keyId]: toBase64(publicKey) } }));
-  return { keyId, secretKey, publicKey };
+/** A demo key in the data folder, pinned in its trust.json: what `dewgrid keygen` makes. */
+export function writeKey(dataDir: string): Promise<SigningKey> {
+  return createKey(dataDir, 'demo', { projectName: 'Dewgrid test project' });
 }
 
 export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number }): Promise<TestServer> {
