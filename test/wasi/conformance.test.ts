@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { Wasi, type WasiOptions, type WasiResult } from '../../worker/wasi/index.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
+import { compareStdout, conformancePrograms } from '../helpers/conformance.ts';
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/wasi/${name}`, import.meta.url)));
 const fractalWasm = () => new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
@@ -133,4 +134,24 @@ describe('demo fractal', () => {
       expect(decode(result.stderr)).toMatch(/^(usage|fractal): /);
     }
   });
+});
+
+describe('C, Rust and AssemblyScript conformance programs', () => {
+  for (const program of conformancePrograms()) {
+    it(`${program.language} ${program.name}: same stdout as node:wasi (known differences aside), same stderr, exit code and files`, async () => {
+      const opts = options(program.options);
+      const module = await WebAssembly.compile(program.wasm as Uint8Array<ArrayBuffer>);
+      const ours = runUnderShim(module, opts);
+      const reference = await runUnderNodeWasi(module, opts);
+      expect(compareStdout(program, decode(ours.stdout), decode(reference.stdout))).toEqual([]);
+      expect(decode(ours.stderr)).toBe(decode(reference.stderr));
+      expect(ours.exitCode).toBe(reference.exitCode);
+      expect(ours.files).toEqual(reference.files);
+      // Every known difference is still one: if uvwasi comes to agree, the entry must go.
+      for (const difference of program.differences) {
+        const line = decode(reference.stdout).split('\n').find((l) => difference.line.test(l));
+        expect(line, `uvwasi now agrees on ${difference.line}: drop the entry`).not.toBe(difference.ours);
+      }
+    });
+  }
 });

@@ -195,7 +195,8 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       setTimes(inode, atim, mtim, flags);
     },
     fd_pread(fd: number, iovs: number, count: number, offset: bigint, nreadPtr: number) {
-      const f = fdWith(fd, C.RIGHTS_FD_READ);
+      // Reading at an offset is a read and a seek: both rights (as uvwasi).
+      const f = fdWith(fd, C.RIGHTS_FD_READ | C.RIGHTS_FD_SEEK);
       let total = 0;
       for (const iov of iovecs(iovs, count)) {
         const n = f.pread(iov, Number(offset) + total);
@@ -205,7 +206,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       view().setUint32(nreadPtr, total, true);
     },
     fd_pwrite(fd: number, iovs: number, count: number, offset: bigint, nwrittenPtr: number) {
-      const f = fdWith(fd, C.RIGHTS_FD_WRITE);
+      const f = fdWith(fd, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK);
       let total = 0;
       for (const iov of iovecs(iovs, count)) total += f.pwrite(iov, Number(offset) + total);
       view().setUint32(nwrittenPtr, total, true);
@@ -317,6 +318,9 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       openedFdPtr: number,
     ) {
       const dir = dirOf(fd);
+      // A capability can only be handed down, never widened: asking for rights the directory may not
+      // pass on is NOTCAPABLE (as uvwasi), not a silent downgrade.
+      if (((rightsBase | rightsInheriting) & ~dir.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
       const path = pathAt(pathPtr, pathLen);
       const follow = (dirflags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0;
       let { parent, name, inode } = ctx.fs.resolve(dir.dir, path, follow);
@@ -331,9 +335,8 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
         parent.entries.set(name, inode);
         parent.times.mtim = parent.times.ctim = ctx.realtime();
       }
-      // Rights are what was asked for, within what the directory may hand down.
-      const base = rightsBase & dir.rightsInheriting;
-      const inheriting = rightsInheriting & dir.rightsInheriting;
+      const base = rightsBase;
+      const inheriting = rightsInheriting;
       let opened: Fd;
       if (inode instanceof DirInode) {
         if (oflags & C.OFLAGS_TRUNC || (wantsWrite && (rightsBase & C.RIGHTS_FD_WRITE) !== 0n && !(oflags & C.OFLAGS_DIRECTORY))) {
@@ -359,9 +362,10 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (!(inode instanceof SymlinkInode)) throw new WasiError(C.ERRNO_INVAL);
       const target = encoder.encode(inode.target);
-      const n = Math.min(target.length, bufLen);
-      bytes(buf, n).set(target.subarray(0, n));
-      view().setUint32(bufusedPtr, n, true);
+      // A buffer too small for the whole target is NOBUFS (as uvwasi), never a silently cut path.
+      if (target.length > bufLen) throw new WasiError(C.ERRNO_NOBUFS);
+      bytes(buf, target.length).set(target);
+      view().setUint32(bufusedPtr, target.length, true);
     },
     path_remove_directory(fd: number, pathPtr: number, pathLen: number) {
       const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
