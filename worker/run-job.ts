@@ -66,7 +66,11 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       truncated: { ...result.truncated, files: outputFileBytes > job.limits.outputBytes },
       error: null,
       runMs: performance.now() - started,
-      base64: { stdout: toBase64(result.stdout), stderr: toBase64(result.stderr), files: result.files.map((f) => toBase64(f.data)) },
+      encoded: {
+        stdout: new Blob([toBase64(result.stdout)]),
+        stderr: new Blob([toBase64(result.stderr)]),
+        files: result.files.map((f) => new Blob([toBase64(f.data)])),
+      },
     };
   } catch (error) {
     // A trap with memory near its cap is the cap's doing: an allocation found no room and the program

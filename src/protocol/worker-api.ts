@@ -32,8 +32,12 @@ export interface WorkerOutcome {
   truncated: { stdout: boolean; stderr: boolean; files: boolean };
   error: { code: RunErrorCode; message: string } | null;
   runMs: number;
-  /** The outputs already base64-encoded for the result, by the worker: encoding megabytes on the page would block it. */
-  base64: { stdout: string; stderr: string; files: string[] };
+  /**
+   * The outputs as base64 text in Blobs, made by the worker: encoding megabytes, or turning such
+   * strings into a request body, on the page would block it. A Blob crosses to the page, into
+   * IndexedDB and into a request body by reference.
+   */
+  encoded: { stdout: Blob; stderr: Blob; files: Blob[] };
 }
 
 export interface WorkerApi {
@@ -51,6 +55,6 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     truncated: { stdout: false, stderr: false, files: false },
     error: { code, message },
     runMs,
-    base64: { stdout: '', stderr: '', files: [] },
+    encoded: { stdout: new Blob(), stderr: new Blob(), files: [] },
   };
 }

@@ -4,7 +4,7 @@
  * public face (see README).
  */
 import { CHECKPOINT_DIR } from '../protocol/api.ts';
-import { isDeterministic, type Lease, type ResultSubmission, type TaskManifest } from '../protocol/schema.ts';
+import { isDeterministic, type Lease, type TaskManifest } from '../protocol/schema.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
 import { TaskPreparer, type ReadyTask } from './prepare.ts';
@@ -12,7 +12,7 @@ import { TaskServer } from './server-api.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import type { WorkStore } from '../storage/work-store.ts';
-import type { OutboxEntry } from '../storage/db.ts';
+import type { OutboxEntry, StoredSubmission } from '../storage/db.ts';
 
 export interface Limits {
   /** Share of each worker's core a run may use, 0.1 to 1. */
@@ -383,14 +383,14 @@ export class Controller {
   }
 
   private async finish(lease: Lease, manifest: TaskManifest, outcome: WorkerOutcome, fetchMs: number, compileMs: number): Promise<void> {
-    const submission: ResultSubmission = {
+    const submission: StoredSubmission = {
       leaseId: lease.leaseId,
       taskId: manifest.taskId,
       deviceId: this.deviceId,
       exitCode: outcome.exitCode,
-      stdout: outcome.base64.stdout,
-      stderr: outcome.base64.stderr,
-      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.base64.files[i]! })),
+      stdout: outcome.encoded.stdout,
+      stderr: outcome.encoded.stderr,
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.encoded.files[i]! })),
       truncated: outcome.truncated,
       error: outcome.error,
       timings: { fetchMs: round(fetchMs), compileMs: round(compileMs), runMs: round(outcome.runMs) },

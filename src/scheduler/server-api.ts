@@ -1,6 +1,8 @@
 /** The client's calls to the task server. Every response is validated before it is used. */
 import { API, type TrustConfig } from '../protocol/api.ts';
-import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type ResultSubmission, type WorkRequest } from '../protocol/schema.ts';
+import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type WorkRequest } from '../protocol/schema.ts';
+import type { StoredSubmission } from '../storage/db.ts';
+import { resultBody } from '../storage/result-body.ts';
 
 export class ServerError extends Error {
   constructor(
@@ -18,7 +20,7 @@ async function postJson(base: string, path: string, body: unknown): Promise<unkn
     headers: { 'content-type': 'application/json' },
     // A Blob, not the string: sending a multi-megabyte string body (through the service worker)
     // held the main thread for ~100 ms in Chromium; a Blob body is streamed without that.
-    body: new Blob([JSON.stringify(body)], { type: 'application/json' }),
+    body: body instanceof Blob ? body : new Blob([JSON.stringify(body)], { type: 'application/json' }),
   });
   const text = await response.text();
   let parsed: unknown = null;
@@ -45,8 +47,8 @@ export class TaskServer {
   }
 
   /** Resolves when the server has the result (accepted now, or already had it). */
-  async submitResult(result: ResultSubmission): Promise<'accepted' | 'duplicate'> {
-    const body = (await postJson(this.base, API.results, result)) as { status?: string } | null;
+  async submitResult(result: StoredSubmission): Promise<'accepted' | 'duplicate'> {
+    const body = (await postJson(this.base, API.results, resultBody(result))) as { status?: string } | null;
     return body?.status === 'duplicate' ? 'duplicate' : 'accepted';
   }
 

@@ -24,10 +24,20 @@ export interface StoredLease {
   addedAt: number;
 }
 
+/**
+ * A result as kept until the server has it: a ResultSubmission whose base64 outputs are Blobs (as
+ * the worker made them: see WorkerOutcome.encoded), or strings in entries older versions wrote.
+ */
+export type StoredSubmission = Omit<ResultSubmission, 'stdout' | 'stderr' | 'files'> & {
+  stdout: string | Blob;
+  stderr: string | Blob;
+  files: { path: string; data: string | Blob }[];
+};
+
 /** A result waiting to reach the server. Written before the first post; removed once the server has it. */
 export interface OutboxEntry {
   leaseId: string;
-  submission: ResultSubmission;
+  submission: StoredSubmission;
   attempts: number;
   /** ms since epoch; not posted again before this. */
   nextAttemptAt: number;

@@ -5,8 +5,8 @@
  * result nor run the task again.
  */
 import type { IDBPDatabase } from 'idb';
-import type { Lease, ResultSubmission } from '../protocol/schema.ts';
-import type { DewgridDB, OutboxEntry } from './db.ts';
+import type { Lease } from '../protocol/schema.ts';
+import type { DewgridDB, OutboxEntry, StoredSubmission } from './db.ts';
 
 export class WorkStore {
   constructor(private readonly db: IDBPDatabase<DewgridDB>) {}
@@ -43,7 +43,7 @@ export class WorkStore {
   }
 
   /** Moves a finished lease's result into the outbox and forgets its checkpoint, atomically. */
-  async finish(submission: ResultSubmission): Promise<void> {
+  async finish(submission: StoredSubmission): Promise<void> {
     const tx = this.db.transaction(['leases', 'outbox', 'checkpoints'], 'readwrite');
     await Promise.all([
       tx.objectStore('outbox').put({ leaseId: submission.leaseId, submission, attempts: 0, nextAttemptAt: 0 }),

@@ -8,6 +8,7 @@ import { cleanupOutdatedCaches, createHandlerBoundToURL, precacheAndRoute } from
 import { NavigationRoute, registerRoute } from 'workbox-routing';
 import { openDewgridDB } from '../storage/db.ts';
 import { WorkStore } from '../storage/work-store.ts';
+import { resultBody } from '../storage/result-body.ts';
 import { API } from '../protocol/api.ts';
 
 declare const self: ServiceWorkerGlobalScope & { __WB_MANIFEST: (string | { url: string; revision: string | null })[] };
@@ -38,7 +39,7 @@ self.addEventListener('sync', (event) => {
 async function postOutbox(): Promise<void> {
   const work = new WorkStore(await openDewgridDB());
   for (const entry of await work.outbox()) {
-    const response = await fetch(API.results, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry.submission) });
+    const response = await fetch(API.results, { method: 'POST', headers: { 'content-type': 'application/json' }, body: resultBody(entry.submission) });
     // 2xx: stored (or already stored). Any other 4xx but 408/429 is the server's final word on it.
     if (response.ok || (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429)) {
       await work.delivered(entry.leaseId);

@@ -1,7 +1,8 @@
-// Hostile modules in the browser: each ends with its error code (or capped output), and a normal
-// task right after each one completes. The page's longest main-thread task during the suite is
-// printed; it is a timing, so it is not asserted here (under a parallel suite on two cores it
-// varies by tens of ms): bounding it belongs in a benchmark.
+// Hostile modules in the browser: each ends with its error code (or capped output), a normal task
+// right after each one completes, and the page stays responsive throughout: no main-thread task
+// longer than 50 ms from the moment the suite starts (issue #4). The page keeps its per-task work
+// small for that: signatures are checked by WebCrypto off the main thread, outputs are base64-encoded
+// in the worker, and result bodies are assembled from parts instead of one JSON.stringify.
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
@@ -57,11 +58,13 @@ describe('hostile modules', () => {
     page.on('console', (m) => m.text().startsWith('LONGTASK') && console.log(m.text()));
     // Long tasks on the main thread, from page start.
     await page.addInitScript(() => {
-      const w = window as unknown as { longest: number };
+      const w = window as unknown as { longest: number; suiteStart: number };
       w.longest = 0;
+      w.suiteStart = Infinity;
       new PerformanceObserver((list) => {
         for (const entry of list.getEntries()) {
-          w.longest = Math.max(w.longest, entry.duration);
+          // Loading and first render are not the suite; everything from Start on is.
+          if (entry.startTime >= w.suiteStart) w.longest = Math.max(w.longest, entry.duration);
           if (entry.duration > 50) console.log(`LONGTASK ${Math.round(entry.duration)} ms at ${Math.round(entry.startTime)}: ${document.querySelector('.activity li')?.textContent}`);
         }
       }).observe({ type: 'longtask', buffered: true });
@@ -69,7 +72,6 @@ describe('hostile modules', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.setLimits({ workers: 1 }));
-    const longestAtStart = await page.evaluate(() => (window as unknown as { longest: number }).longest);
 
     const fractal = read('demo/fractal/fractal.wasm');
     const batches: { hostile: string; normal: string; c: Case }[] = [];
@@ -80,7 +82,10 @@ describe('hostile modules', () => {
       const normal = await publishBatch(env.server.url, await buildBatch({ name: `after ${c.name}`, module: fractal, tasks: [{ args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [], stdin: null, files: [], preopens: [] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
       batches.push({ hostile: hostile.batchId, normal: normal.batchId, c });
     }
-    await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
+    await page.evaluate(() => {
+      (window as unknown as { suiteStart: number }).suiteStart = performance.now();
+      (window as unknown as { dewgrid: DewgridApi }).dewgrid.start();
+    });
 
     for (const { hostile, normal, c } of batches) {
       // The normal task after it completes; the hostile one has this device's answer (an erroring task
@@ -100,7 +105,8 @@ describe('hostile modules', () => {
       }
     }
     const longest = await page.evaluate(() => (window as unknown as { longest: number }).longest);
-    console.log(`longest main-thread task over 50 ms during the suite: ${longest || 'none'} (at start: ${longestAtStart || 'none'})`);
+    // The Long Tasks API reports only tasks over 50 ms: 0 means none was.
+    expect(longest, 'longest main-thread task during the suite, ms').toBeLessThanOrEqual(50);
     await page.close();
   });
 });
