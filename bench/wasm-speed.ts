@@ -30,7 +30,7 @@ export interface SpeedReport {
 type BenchJob = Omit<WorkerJob, 'module'>;
 
 function job(args: string[], preopens: string[] = []): BenchJob {
-  return { taskId: 'bench', args, env: [], stdin: new Uint8Array(0), files: [], preopens, limits: { memoryBytes: 256 * 2 ** 20, outputBytes: 16 * 2 ** 20 }, cpu: 1, deterministic: false };
+  return { taskId: 'bench', engine: 'wasi-preview1', args, env: [], stdin: new Uint8Array(0), files: [], preopens, limits: { memoryBytes: 256 * 2 ** 20, outputBytes: 16 * 2 ** 20 }, cpu: 1, deterministic: false };
 }
 
 /** Runs `jobs` `rounds` times under node:wasi and in the browser worker; medians of instantiate + run. */

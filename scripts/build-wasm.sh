@@ -20,3 +20,5 @@ echo "built test/fixtures/conformance/rustconf.wasm"
 npx asc test/fixtures/conformance/asconf.ts --config node_modules/@assemblyscript/wasi-shim/asconfig.json -O3 --runtime stub \
   -o test/fixtures/conformance/asconf.wasm
 echo "built test/fixtures/conformance/asconf.wasm"
+# A WASIX program (imports from wasix_32v1, declared in its source): the @wasmer/sdk engine's fixture.
+build test/fixtures/wasix/wasixinfo.c test/fixtures/wasix/wasixinfo.wasm

@@ -31,6 +31,11 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Body limit for results, bytes: big enough for a task's outputs at their caps. */
   resultBodyLimit?: number;
+  /**
+   * Serve the page cross-origin isolated (COOP + COEP), as it must be to run WASIX tasks. Default
+   * true; false only to see how a client behaves on a host that cannot send those headers.
+   */
+  crossOriginIsolated?: boolean;
 }
 
 export interface DewgridServer {
@@ -45,15 +50,19 @@ export const DEFAULT_BODY_LIMIT = 8 * 2 ** 20;
 export const DEFAULT_PUBLISH_BODY_LIMIT = 256 * 2 ** 20;
 
 const COMMON_HEADERS = {
-  // Cross-origin isolation for the page (SharedArrayBuffer later); CORP so its own resources load under COEP.
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-embedder-policy': 'require-corp',
+  // CORP so the page's own resources load under COEP.
   'cross-origin-resource-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
+};
+/** Cross-origin isolation for the page: SharedArrayBuffer, which the WASIX engine's workers share. */
+const ISOLATION_HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
 };
 
 export async function createServer(options: ServerOptions): Promise<DewgridServer> {
   const now = options.now ?? Date.now;
+  const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
   const store = new Store(join(options.dataDir, 'dewgrid.sqlite'));
   const blobs = new BlobStore(join(options.dataDir, 'blobs'));
@@ -62,12 +71,12 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A URL that does not decode (`/api/batches/%E0%A4%A`) is answered before routing, so say it here.
     frameworkErrors(error, _request, reply) {
-      (reply as FastifyReply).headers(COMMON_HEADERS).code(400).send(errorBody(400, error.message));
+      (reply as FastifyReply).headers(headers).code(400).send(errorBody(400, error.message));
     },
   });
 
   app.addHook('onSend', async (_request, reply) => {
-    reply.headers(COMMON_HEADERS);
+    reply.headers(headers);
   });
   // Every API body is JSON; Fastify would otherwise parse text/plain into a string.
   app.addHook('onRequest', async (request, reply) => {

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
-import { API, MAX_OUTPUT_BYTES, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type JsonBytes } from '../src/protocol/index.ts';
+import { API, ENGINES, MAX_OUTPUT_BYTES, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type Engine, type JsonBytes } from '../src/protocol/index.ts';
 import { createKey, keyPath, readKey } from './keys.ts';
 import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
@@ -18,7 +18,7 @@ Usage:
   dewgrid publish MODULE.wasm [--arg A]... [--env K=V]... [--stdin FILE] [--file GUEST=HOST]...
                   [--dir HOST:GUEST]... [--count N] [--redundancy R] [--timeout SECONDS] [--memory MB]
                   [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID] [--argv0 NAME]
-                  [--deterministic] [--json]
+                  [--deterministic] [--engine wasi-preview1|wasix] [--json]
   dewgrid status [BATCH] [--json]
   dewgrid results BATCH [--json] [--out DIR]
 
@@ -52,6 +52,7 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     batch: { type: 'string' },
     argv0: { type: 'string' },
     deterministic: { type: 'boolean' },
+    engine: { type: 'string' },
   },
   status: {},
   results: { out: { type: 'string' } },
@@ -155,6 +156,8 @@ async function publish(positionals: string[], values: Values, server: string, ke
   }
   if (typeof values.name === 'string' && values.name.length > 200) throw new UsageError('--name must be at most 200 characters');
   const argv0 = typeof values.argv0 === 'string' ? values.argv0 : basename(modulePath).replace(/\.wasm$/, '');
+  const engine = values.engine ?? 'wasi-preview1';
+  if (!(ENGINES as readonly unknown[]).includes(engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${String(engine)}"`);
   const args = (values.arg as string[] | undefined) ?? [];
   const tasks: TaskSpec[] = Array.from({ length: count }, (_, i) => ({
     args: [argv0, ...args.map((a) => a.replaceAll('{i}', String(i)))],
@@ -175,6 +178,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
       limits: { memoryBytes: memory * 2 ** 20, wallTimeMs: timeout * 1000, outputBytes: outputLimit * 2 ** 20 },
       redundancy,
       deterministic: values.deterministic === true ? true : undefined,
+      engine: engine as Engine,
       expiresInMs: expires * 3600 * 1000,
     },
     key,

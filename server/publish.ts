@@ -10,6 +10,7 @@ import {
   toBase64,
   type BatchStatus,
   type BlobRef,
+  type Engine,
   type PublishRequest,
   type SignedTask,
   type TaskManifest,
@@ -34,6 +35,8 @@ export interface BatchSpec {
   redundancy: number;
   /** Virtual clocks and seeded randomness; absent means "when redundancy > 1". */
   deterministic?: boolean;
+  /** Default `wasi-preview1`. */
+  engine?: Engine;
   /** How long the tasks stay valid, ms. */
   expiresInMs: number;
 }
@@ -62,7 +65,7 @@ export async function buildBatch(spec: BatchSpec, key: SigningKey, now = Date.no
       name: spec.name,
       issuedAt: now,
       expiresAt: now + spec.expiresInMs,
-      engine: 'wasi-preview1',
+      engine: spec.engine ?? 'wasi-preview1',
       module,
       args: task.args,
       env: task.env,

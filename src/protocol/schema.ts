@@ -7,8 +7,12 @@ import * as v from 'valibot';
 
 export const PROTOCOL_VERSION = 1;
 
-/** Engines a task can ask for. Clients advertise the ones they can run. */
-export const ENGINES = ['wasi-preview1'] as const;
+/**
+ * Engines a task can ask for. Clients advertise the ones they can run; the server leases only those.
+ * `wasi-preview1`: our own shim (worker/wasi), everywhere. `wasix`: WASIX or threaded programs under
+ * @wasmer/sdk, only on cross-origin isolated pages (docs/protocol.md, "Engines").
+ */
+export const ENGINES = ['wasi-preview1', 'wasix'] as const;
 export type Engine = (typeof ENGINES)[number];
 
 const Sha256Hex = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, 'must be a lowercase SHA-256 hex digest'));

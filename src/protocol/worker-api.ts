@@ -2,13 +2,17 @@
  * The page <-> worker RPC (over Comlink). The worker implements WorkerApi; the page calls it.
  * Both sides import this file, and only this file, from each other's world.
  */
-import type { RunErrorCode } from './schema.ts';
+import type { Engine, RunErrorCode } from './schema.ts';
 
 /** One run of a verified task. Everything in it has already been checked against the signed manifest. */
 export interface WorkerJob {
   taskId: string;
+  /** Which runtime runs it: each engine has its own worker (worker/runtime.ts, worker/wasix/runtime.ts). */
+  engine: Engine;
   /** Compiled once on the page and shared: a WebAssembly.Module is cloneable to workers. */
   module: WebAssembly.Module;
+  /** For `wasix` only: the module's (memory-capped) bytes, which @wasmer/sdk takes instead of a compiled module. */
+  moduleBytes?: Uint8Array;
   args: string[];
   env: [string, string][];
   stdin: Uint8Array;

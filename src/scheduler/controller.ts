@@ -9,6 +9,7 @@ import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/w
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
 import { TaskPreparer, type ReadyTask } from './prepare.ts';
 import { TaskServer } from './server-api.ts';
+import { runnableEngines } from './engines.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import type { WorkStore } from '../storage/work-store.ts';
@@ -266,7 +267,7 @@ export class Controller {
     this.fetching = true;
     let leases: Lease[] = [];
     try {
-      leases = await this.server.requestWork({ deviceId: this.deviceId, engines: ['wasi-preview1'], max });
+      leases = await this.server.requestWork({ deviceId: this.deviceId, engines: runnableEngines(), max });
     } catch (error) {
       this.log('error', `Could not reach the task server: ${(error as Error).message}`);
     } finally {
@@ -463,7 +464,9 @@ function jobOf(task: ReadyTask, cpu: number): WorkerJob {
   const m = task.manifest;
   return {
     taskId: m.taskId,
+    engine: m.engine,
     module: task.module,
+    ...(task.moduleBytes ? { moduleBytes: task.moduleBytes } : {}),
     args: m.args,
     env: m.env,
     stdin: task.stdin,

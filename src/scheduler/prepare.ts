@@ -4,15 +4,24 @@
  * before it has passed its check.
  */
 import type { BlobCache } from '../storage/blob-cache.ts';
-import { ENGINES, type BlobRef, type Lease, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
+import type { BlobRef, Lease, RefusalReason, RunErrorCode, TaskManifest } from '../protocol/schema.ts';
 import { verifyBlob, verifyEnvelope } from '../protocol/verify.ts';
 import type { TaskServer } from './server-api.ts';
 import { capMemory } from './memory-cap.ts';
+import { runnableEngines } from './engines.ts';
+
+/** A module compiled with its memory capped; WASIX modules keep the capped bytes, which @wasmer/sdk takes. */
+interface CompiledModule {
+  module: WebAssembly.Module;
+  bytes: Uint8Array | null;
+}
 
 export interface ReadyTask {
   kind: 'ready';
   manifest: TaskManifest;
   module: WebAssembly.Module;
+  /** For `wasix` tasks: the memory-capped module bytes. */
+  moduleBytes: Uint8Array | null;
   stdin: Uint8Array;
   files: { path: string; data: Uint8Array }[];
   fetchMs: number;
@@ -42,7 +51,7 @@ class MemoryLimitError extends Error {
 
 /** Compiled modules are per (module, memory cap): the cap is written into the module's bytes. */
 function compiledKey(manifest: TaskManifest): string {
-  return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}`;
+  return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}:${manifest.engine}`;
 }
 
 class Refusal extends Error {
@@ -56,7 +65,7 @@ class Refusal extends Error {
 
 export class TaskPreparer {
   /** Compiled modules by hash, for this session: a second task with the same module compiles nothing. */
-  private readonly compiled = new Map<string, Promise<WebAssembly.Module>>();
+  private readonly compiled = new Map<string, Promise<CompiledModule>>();
 
   constructor(
     private readonly server: TaskServer,
@@ -69,8 +78,8 @@ export class TaskPreparer {
     const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, detail: verdict.detail };
     const manifest = verdict.value.manifest;
-    if (!(ENGINES as readonly string[]).includes(manifest.engine)) {
-      return { kind: 'refused', reason: 'unsupported-engine', detail: `engine ${manifest.engine}` };
+    if (!runnableEngines().includes(manifest.engine)) {
+      return { kind: 'refused', reason: 'unsupported-engine', detail: `engine ${manifest.engine} cannot run on this page` };
     }
     if (manifest.module.size > MAX_MODULE_BYTES) {
       return { kind: 'refused', reason: 'module-too-large', detail: `${manifest.module.size} bytes; this client takes at most ${MAX_MODULE_BYTES}` };
@@ -93,8 +102,8 @@ export class TaskPreparer {
 
     const compileStarted = performance.now();
     try {
-      const module = await this.compile(manifest, moduleBytes);
-      return { kind: 'ready', manifest, module, stdin, files, fetchMs, compileMs: performance.now() - compileStarted };
+      const { module, bytes } = await this.compile(manifest, moduleBytes);
+      return { kind: 'ready', manifest, module, moduleBytes: bytes, stdin, files, fetchMs, compileMs: performance.now() - compileStarted };
     } catch (error) {
       const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       const code = error instanceof MemoryLimitError ? 'memory-limit' : 'invalid-module';
@@ -112,15 +121,19 @@ export class TaskPreparer {
     for (const file of m.files) await this.verifiedBlob(file.blob, 'input');
   }
 
-  /** Compiles the module with its memory capped at the task's limit; one compile per (module, cap). */
-  private compile(manifest: TaskManifest, bytes: Uint8Array | null): Promise<WebAssembly.Module> {
+  /**
+   * Compiles the module with its memory capped at the task's limit; one compile per (module, cap).
+   * WASIX modules are compiled too, though @wasmer/sdk compiles its own copy: an invalid module then
+   * fails here, the same way for every engine.
+   */
+  private compile(manifest: TaskManifest, bytes: Uint8Array | null): Promise<CompiledModule> {
     const key = compiledKey(manifest);
     let compiled = this.compiled.get(key);
     if (!compiled) {
       if (!bytes) throw new Error(`module ${manifest.module.sha256} is neither compiled nor fetched`);
       const capped = capMemory(bytes, manifest.limits.memoryBytes);
       compiled = capped.ok
-        ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>)
+        ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>).then((module) => ({ module, bytes: manifest.engine === 'wasix' ? capped.bytes : null }))
         : Promise.reject(capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message));
       // A module that fails to compile is not remembered: the error is reported for each task.
       compiled.catch(() => this.compiled.delete(key));

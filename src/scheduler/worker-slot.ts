@@ -1,9 +1,11 @@
 /**
- * One Web Worker and the run it is doing. Cancelling (stop, timeout) terminates the worker and
- * starts a fresh one: a running Wasm instance cannot be interrupted any other way.
+ * The workers of one slot (one per engine, see spawn) and the run it is doing. Cancelling (stop,
+ * timeout) terminates them and starts a fresh one: a running Wasm instance cannot be interrupted
+ * any other way.
  */
 import * as Comlink from 'comlink';
 import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
+import type { Engine } from '../protocol/schema.ts';
 
 export class RunCancelled extends Error {
   constructor(reason: string) {
@@ -12,18 +14,33 @@ export class RunCancelled extends Error {
   }
 }
 
+/** A worker for one engine and its RPC handle. */
+interface EngineWorker {
+  worker: Worker;
+  api: Comlink.Remote<WorkerApi>;
+}
+
+/** Each engine's worker script; Vite bundles each as its own worker entry. */
+function spawn(engine: Engine): EngineWorker {
+  const worker =
+    engine === 'wasix'
+      ? new Worker(new URL('../../worker/wasix/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-wasix-task' })
+      : new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-task' });
+  return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+}
+
 export class WorkerSlot {
-  private worker!: Worker;
-  private api!: Comlink.Remote<WorkerApi>;
+  /** The preview1 worker starts with the slot; a WASIX one (it loads the SDK) only when a WASIX job comes. */
+  private readonly workers = new Map<Engine, EngineWorker>([['wasi-preview1', spawn('wasi-preview1')]]);
   private cancelCurrent: ((error: Error) => void) | null = null;
 
-  constructor() {
-    this.spawn();
-  }
-
-  private spawn(): void {
-    this.worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-task' });
-    this.api = Comlink.wrap<WorkerApi>(this.worker);
+  private workerFor(engine: Engine): EngineWorker {
+    let found = this.workers.get(engine);
+    if (!found) {
+      found = spawn(engine);
+      this.workers.set(engine, found);
+    }
+    return found;
   }
 
   /**
@@ -48,7 +65,7 @@ export class WorkerSlot {
         clearTimeout(timer);
         reject(error);
       };
-      this.api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
+      this.workerFor(job.engine).api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
           clearTimeout(timer);
           this.cancelCurrent = null;
@@ -75,13 +92,16 @@ export class WorkerSlot {
     }
   }
 
+  /** Terminates every worker of the slot (a run is in one of them); the preview1 worker comes back at once. */
   private restart(): void {
-    this.worker.terminate();
-    this.spawn();
+    for (const { worker } of this.workers.values()) worker.terminate();
+    this.workers.clear();
+    this.workers.set('wasi-preview1', spawn('wasi-preview1'));
   }
 
   dispose(): void {
     this.cancel('disposed');
-    this.worker.terminate();
+    for (const { worker } of this.workers.values()) worker.terminate();
+    this.workers.clear();
   }
 }

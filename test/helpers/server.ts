@@ -24,10 +24,10 @@ export function writeKey(dataDir: string): Promise<SigningKey> {
   return createKey(dataDir, 'demo', { projectName: 'Dewgrid test project' });
 }
 
-export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number }): Promise<TestServer> {
+export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number; crossOriginIsolated?: boolean }): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
   const listen = async (port: number) => {
-    const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false });
+    const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false, crossOriginIsolated: options.crossOriginIsolated });
     const url = await app.app.listen({ port, host: '127.0.0.1' });
     return { app, url };
   };

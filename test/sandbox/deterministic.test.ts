@@ -10,7 +10,7 @@ import { isDeterministic, type TaskManifest } from '../../src/protocol/index.ts'
 const module = new WebAssembly.Module(readFileSync(new URL('../fixtures/wasi/nondeterminism.wasm', import.meta.url)));
 
 function job(taskId: string, deterministic: boolean): WorkerJob {
-  return { taskId, module, args: ['nondeterminism'], env: [], stdin: new Uint8Array(0), files: [], preopens: ['/out'], limits: { memoryBytes: 2 ** 26, outputBytes: 2 ** 20 }, cpu: 1, deterministic };
+  return { taskId, engine: 'wasi-preview1', module, args: ['nondeterminism'], env: [], stdin: new Uint8Array(0), files: [], preopens: ['/out'], limits: { memoryBytes: 2 ** 26, outputBytes: 2 ** 20 }, cpu: 1, deterministic };
 }
 
 const bytesOf = (o: ReturnType<typeof runJob>) => ({ exitCode: o.exitCode, error: o.error, stdout: o.stdout, stderr: o.stderr, files: o.files });

@@ -10,7 +10,7 @@ const read = (path: string) => new Uint8Array(readFileSync(new URL(`../../${path
 const MiB = 2 ** 20;
 
 function job(module: WebAssembly.Module, args: string[], memoryBytes: number): WorkerJob {
-  return { taskId: 't', module, args, env: [], stdin: new Uint8Array(0), files: [], preopens: ['/out'], limits: { memoryBytes, outputBytes: MiB }, cpu: 1, deterministic: false };
+  return { taskId: 't', engine: 'wasi-preview1', module, args, env: [], stdin: new Uint8Array(0), files: [], preopens: ['/out'], limits: { memoryBytes, outputBytes: MiB }, cpu: 1, deterministic: false };
 }
 
 function capped(bytes: Uint8Array, cap: number): WebAssembly.Module {

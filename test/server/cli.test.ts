@@ -215,6 +215,7 @@ describe('dewgrid CLI', () => {
       [['publish', join(work, 'not-wasm.wasm'), '--key', join(work, 'nope.json')], 2, /not-wasm\.wasm is not a WebAssembly module/],
       [['publish', wasm, '--count', 'abc'], 2, /--count must be a whole number from 1 to 100000, got "abc"/],
       [['publish', wasm, '--redundancy', '17'], 2, /--redundancy must be a whole number from 1 to 16/],
+      [['publish', wasm, '--engine', 'wasi-preview2'], 2, /--engine must be one of wasi-preview1, wasix, got "wasi-preview2"/],
       [['publish', wasm, '--env', 'NOVALUE'], 2, /--env "NOVALUE" must be NAME=VALUE/],
       [['publish', wasm, '--file', `relative.txt=${join(work, 'opts.txt')}`], 2, /guest path "relative.txt" must be absolute/],
       [['publish', wasm, '--file', `/a/../b=${join(work, 'opts.txt')}`], 2, /must not hold \., \.\. or empty segments/],
@@ -247,5 +248,11 @@ describe('dewgrid CLI', () => {
     const run = await dewgrid('publish', '--help');
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/dewgrid publish MODULE\.wasm/);
+  });
+
+  it('publish --engine wasix signs tasks for the WASIX engine (last: it adds a batch the listings above do not expect)', async () => {
+    const run = await dewgrid('publish', join(work, 'count.wasm'), '--engine', 'wasix', '--batch', 'cliwasix', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect(manifests('cliwasix').map((m) => m.engine)).toEqual(['wasix']);
   });
 });
