@@ -7,6 +7,13 @@ import { toBase64 } from '../src/protocol/bytes.ts';
 import type { RunErrorCode } from '../src/protocol/schema.ts';
 import { Wasi } from './wasi/index.ts';
 import { DutyCycle } from './duty-cycle.ts';
+import { BUDGET_EXPORT, INITIAL_ALLOWANCE, ThrottleBlock, workDone, YIELD_IMPORT } from '../src/protocol/throttle.ts';
+
+/** Aim for a yield about every millisecond of computing: often enough to pause within 50 ms, rare enough to cost nothing. */
+const YIELD_EVERY_MS = 1;
+const MIN_ALLOWANCE = 1_000;
+const MAX_ALLOWANCE = 50_000_000;
+export { INITIAL_ALLOWANCE };
 
 export function runJob(job: WorkerJob): WorkerOutcome {
   const started = performance.now();
@@ -17,7 +24,23 @@ export function runJob(job: WorkerJob): WorkerOutcome {
     return failure('link', `the module imports memory (${importedMemory.module}.${importedMemory.name}); a WASI command defines its own`);
   }
 
-  const dutyCycle = new DutyCycle(job.cpu);
+  const control = job.control ? new ThrottleBlock(job.control) : null;
+  const dutyCycle = new DutyCycle(control ?? { cpu: job.cpu, paused: false });
+  // The yield hook's accounting: allowances handed out and used up, and the one running now.
+  let usedUp = 0;
+  let allowance = INITIAL_ALLOWANCE;
+  let computedSince = performance.now();
+  let budget: WebAssembly.Global | null = null;
+  const workSoFar = () => (budget ? workDone(usedUp, allowance, budget.value as number) : 0);
+  const yieldToHost = (): number => {
+    usedUp += allowance;
+    // The next allowance: as many probes as ran in about YIELD_EVERY_MS of computing.
+    const elapsed = performance.now() - computedSince;
+    allowance = Math.round(Math.min(MAX_ALLOWANCE, Math.max(MIN_ALLOWANCE, (allowance * YIELD_EVERY_MS) / Math.max(elapsed, 0.05))));
+    dutyCycle.tick(usedUp);
+    computedSince = performance.now();
+    return allowance;
+  };
   const wasi = new Wasi(
     {
       args: job.args,
@@ -31,18 +54,19 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       deterministic: job.deterministic ? { seed: job.taskId } : undefined,
     },
     {
-      onSyscall: job.cpu < 1 ? () => dutyCycle.tick() : undefined,
+      onSyscall: () => dutyCycle.tick(workSoFar()),
       // postMessage from inside a synchronous run is fine: the page receives it while this worker computes.
       onCheckpoint: job.checkpoints ? (file) => job.checkpoints!.postMessage(file, [file.data.buffer as ArrayBuffer]) : undefined,
     },
   );
 
   let instance: WebAssembly.Instance;
+  const imports = { ...wasi.imports, [YIELD_IMPORT.module]: { [YIELD_IMPORT.name]: yieldToHost } };
   try {
-    instance = new WebAssembly.Instance(job.module, wasi.imports as WebAssembly.Imports);
+    instance = new WebAssembly.Instance(job.module, imports as WebAssembly.Imports);
   } catch (error) {
     // Name what is missing rather than the engine's "Import #0" wording.
-    const provided = wasi.imports as Record<string, Record<string, unknown>>;
+    const provided = imports as Record<string, Record<string, unknown>>;
     const missing = WebAssembly.Module.imports(job.module).filter((i) => provided[i.module]?.[i.name] === undefined);
     if (missing.length) {
       const names = missing.map((i) => `${i.module}.${i.name} (${i.kind})`).join(', ');
@@ -51,6 +75,8 @@ export function runJob(job: WorkerJob): WorkerOutcome {
     return failure('link', describe(error));
   }
   // Growth past the cap while running is checked by the sandbox work (issue #4); the initial size is checked here.
+  const exported = instance.exports[BUDGET_EXPORT];
+  budget = exported instanceof WebAssembly.Global ? exported : null;
   const memory = instance.exports.memory;
   if (memory instanceof WebAssembly.Memory && memory.buffer.byteLength > job.limits.memoryBytes) {
     return failure('memory-limit', `initial memory ${memory.buffer.byteLength} bytes exceeds the limit of ${job.limits.memoryBytes}`);
@@ -66,6 +92,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       truncated: { ...result.truncated, files: outputFileBytes > job.limits.outputBytes },
       error: null,
       runMs: performance.now() - started,
+      work: budget ? workSoFar() : null,
       encoded: {
         stdout: new Blob([toBase64(result.stdout)]),
         stderr: new Blob([toBase64(result.stderr)]),

@@ -1,4 +1,5 @@
 import type { Limits, Status } from '../scheduler/controller.ts';
+import type { Settings } from '../scheduler/policies/settings.ts';
 
 /** The automation surface for kiosk and lab operators, as `window.dewgrid` (README: "Automating a donor page"). */
 export interface DewgridApi {
@@ -6,4 +7,6 @@ export interface DewgridApi {
   stop(): void;
   status(): Status;
   setLimits(limits: Partial<Limits>): Limits;
+  /** Every setting of the settings panel; throws a RangeError naming a bad value. */
+  setSettings(settings: Partial<Settings>): Settings;
 }

@@ -3,6 +3,8 @@ import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { Controller } from '../scheduler/controller.ts';
+import { watchSignals } from '../scheduler/signals.ts';
+import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import { pinnedKeys } from '../protocol/signing.ts';
 import type { TrustConfig } from '../protocol/api.ts';
@@ -28,7 +30,14 @@ export async function boot(): Promise<Client> {
   const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
   let warn: (message: string) => void = () => undefined;
   const cache = new BlobCache(db, budget ?? DEFAULT_BLOB_BUDGET_BYTES, (message) => warn(message));
-  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName);
+  // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
+  let onSignal = () => undefined as void;
+  const signals = watchSignals(() => onSignal());
+  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName, undefined, {
+    instrumented: new InstrumentedCache(db),
+    signals: signals.read,
+  });
+  onSignal = () => controller.signalsChanged();
   warn = (message) => controller.notice(message);
   await controller.restore();
   // Results waiting in the outbox go out as soon as there is a chance they arrive.

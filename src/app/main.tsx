@@ -20,6 +20,7 @@ boot().then(
       stop: () => controller.stop(),
       status: () => controller.status(),
       setLimits: (limits) => controller.setLimits(limits),
+      setSettings: (settings) => controller.setSettings(settings),
     };
     render(<App controller={controller} trust={trust} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));

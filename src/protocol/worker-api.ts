@@ -19,8 +19,13 @@ export interface WorkerJob {
   files: { path: string; data: Uint8Array }[];
   preopens: string[];
   limits: { memoryBytes: number; outputBytes: number };
-  /** Share of a core the run may use, 0.1 to 1; enforced at syscalls by napping. */
+  /** Share of a core the run may use, 0.1 to 1, when there is no `control` block. */
   cpu: number;
+  /**
+   * The page's throttle control block (src/protocol/throttle.ts), on cross-origin isolated pages:
+   * the share and pause state the run follows from yield to yield, and where it reports progress.
+   */
+  control?: SharedArrayBuffer;
   /** Virtual clocks and randomness seeded by the task id (docs/protocol.md, "Deterministic runs"). */
   deterministic: boolean;
   /** Where the worker sends each checkpoint file the program settles ({ path, data }), if the page keeps them. */
@@ -36,6 +41,8 @@ export interface WorkerOutcome {
   truncated: { stdout: boolean; stderr: boolean; files: boolean };
   error: { code: RunErrorCode; message: string } | null;
   runMs: number;
+  /** Probes the instrumented module executed: a measure of work that is the same on every device; null when not counted. */
+  work: number | null;
   /**
    * The outputs as base64 text in Blobs, made by the worker: encoding megabytes, or turning such
    * strings into a request body, on the page would block it. A Blob crosses to the page, into
@@ -59,6 +66,7 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     truncated: { stdout: false, stderr: false, files: false },
     error: { code, message },
     runMs,
+    work: null,
     encoded: { stdout: new Blob(), stderr: new Blob(), files: [] },
   };
 }

@@ -7,20 +7,23 @@ import { CHECKPOINT_DIR } from '../protocol/api.ts';
 import { isDeterministic, type Lease, type TaskManifest } from '../protocol/schema.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
-import { TaskPreparer, type ReadyTask } from './prepare.ts';
+import { FetchDeferred, TaskPreparer, type ReadyTask } from './prepare.ts';
 import { TaskServer } from './server-api.ts';
 import { runnableEngines } from './engines.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
+import { DEFAULT_SETTINGS, updatedSettings, type Settings } from './policies/settings.ts';
+import { batteryPolicy, type BatteryState } from './policies/battery.ts';
+import { heatPolicy, INITIAL_HEAT, INITIAL_SLOWDOWN, slowdownPolicy, type HeatState, type SlowdownState } from './policies/heat.ts';
+import { fetchAllowance, inUsePolicy, visibilityPolicy } from './policies/page.ts';
+import { decide, type Decision } from './policies/governor.ts';
+import type { Signals } from './signals.ts';
+import type { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import type { WorkStore } from '../storage/work-store.ts';
 import type { OutboxEntry, StoredSubmission } from '../storage/db.ts';
 
-export interface Limits {
-  /** Share of each worker's core a run may use, 0.1 to 1. */
-  cpu: number;
-  /** How many tasks run at once, 1 to the device's core count. */
-  workers: number;
-}
+/** The part of the settings `window.dewgrid.setLimits` takes (README: "Automating a donor page"). */
+export type Limits = Pick<Settings, 'cpu' | 'workers'>;
 
 export interface Counts {
   running: number;
@@ -35,6 +38,11 @@ export interface Counts {
 export interface Status {
   running: boolean;
   limits: Limits;
+  settings: Settings;
+  /** What the policies decided, and why (docs/scheduling.md). */
+  activity: Decision;
+  /** The running tasks' work so far (probes) and time computing, summed. */
+  progress: { work: number; busyMs: number };
   counts: Counts;
   deviceId: string;
   project: string;
@@ -76,6 +84,8 @@ export class Controller {
   private flushing: Promise<void> | null = null;
   /** Leases whose inputs could not be fetched yet; they go back to the queue when the network may be back. */
   private readonly deferred: Lease[] = [];
+  /** Deferred leases already explained in the log, so a retry every few seconds does not repeat it. */
+  private readonly waitingLogged = new Set<string>();
   private deferredTimer: ReturnType<typeof setTimeout> | null = null;
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly listeners: { [K in keyof ControllerEvents]: Set<Listener<K>> } = {
@@ -87,8 +97,17 @@ export class Controller {
   private draining = false;
   private fetching = false;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
-  private limits: Limits;
+  private settings: Settings;
   private readonly preparer: TaskPreparer;
+  /** The policies' states (hysteresis, dwell) and their latest decision. */
+  private battery: BatteryState = { paused: false, since: 0 };
+  private heat: HeatState = INITIAL_HEAT;
+  private slowdown: SlowdownState = INITIAL_SLOWDOWN;
+  private decision: Decision;
+  private policyTimer: ReturnType<typeof setInterval> | null = null;
+  /** Work and busy time of the running tasks at the last policy tick, for the slowdown rate. */
+  private lastSample = { work: 0, busyMs: 0 };
+  private sampledTasks = '';
   /** Moving average of run times, to turn BUFFER_MS into a number of tasks. */
   private averageRunMs = 5000;
 
@@ -100,24 +119,41 @@ export class Controller {
     private readonly deviceId: string,
     private readonly project: string,
     private readonly maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1),
+    options: {
+      instrumented?: InstrumentedCache;
+      /** The device and page signals the policies read (src/scheduler/signals.ts); neutral when absent. */
+      signals?: () => Signals;
+    } = {},
   ) {
-    this.preparer = new TaskPreparer(server, cache, trustedKeys);
-    this.limits = { cpu: 1, workers: this.maxWorkers };
+    this.signals = options.signals ?? (() => ({ battery: null, pressure: null, hidden: false, lastInputAt: null, saveData: false }));
+    this.preparer = new TaskPreparer(server, cache, trustedKeys, options.instrumented ?? null, {
+      fetchLimit: () => fetchAllowance(this.signals().saveData, this.settings),
+    });
+    this.settings = { ...DEFAULT_SETTINGS, workers: this.maxWorkers };
+    this.decision = decide(this.settings, []);
   }
+
+  private readonly signals: () => Signals;
 
   /**
    * Picks up what an earlier session left: held leases run first, unsent results are sent, and a
    * donor who had pressed Start (and not Stop) is running again after a reload or a crash.
    */
   async restore(): Promise<void> {
-    const saved = await this.work.savedLimits();
+    const saved = await this.work.savedSettings();
     if (saved) {
-      try {
-        this.setLimits({ cpu: saved.cpu, workers: Math.min(saved.workers, this.maxWorkers) });
-      } catch {
-        // limits saved by an older version that no longer fit: keep the defaults
+      // Setting by setting: one that no longer fits (saved by an older version, or on a device
+      // with more cores) keeps its default, the others still apply.
+      for (const [key, value] of Object.entries(saved)) {
+        try {
+          const change = { [key]: key === 'workers' ? Math.min(value as number, this.maxWorkers) : value } as Partial<Settings>;
+          this.settings = updatedSettings(this.settings, change, this.maxWorkers);
+        } catch {
+          // keep the default for this one
+        }
       }
     }
+    this.evaluatePolicies();
     const leases = await this.work.leases();
     this.queue.push(...leases);
     this.counts.unsent = (await this.work.outboxSchedule()).count;
@@ -158,7 +194,10 @@ export class Controller {
   status(): Status {
     return {
       running: this.running,
-      limits: { ...this.limits },
+      limits: { cpu: this.settings.cpu, workers: this.settings.workers },
+      settings: { ...this.settings },
+      activity: { ...this.decision },
+      progress: this.runningProgress(),
       counts: { ...this.counts, running: this.active.size, queued: this.queue.length + this.deferred.length },
       deviceId: this.deviceId,
       project: this.project,
@@ -173,7 +212,10 @@ export class Controller {
     if (this.running) return;
     this.running = true;
     void this.work.setRunning(true);
-    this.log('info', `Started: up to ${this.limits.workers} task${this.limits.workers === 1 ? '' : 's'} at once, ${Math.round(this.limits.cpu * 100)}% CPU each.`);
+    this.log('info', `Started: up to ${this.settings.workers} task${this.settings.workers === 1 ? '' : 's'} at once, ${Math.round(this.settings.cpu * 100)}% CPU each.`);
+    // Dwell times end and the donor stops using the page with no event: look again every second.
+    this.policyTimer ??= setInterval(() => this.evaluatePolicies(), 1000);
+    this.evaluatePolicies();
     this.changed();
     this.pump();
   }
@@ -185,6 +227,8 @@ export class Controller {
     void this.work.setRunning(false);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
+    if (this.policyTimer) clearInterval(this.policyTimer);
+    this.policyTimer = null;
     for (const slot of [...this.active.keys()]) slot.cancel('stopped by the user');
     this.log('info', 'Stopped.');
     this.changed();
@@ -223,32 +267,95 @@ export class Controller {
 
   /** @throws RangeError naming the bad value; nothing changes then. */
   setLimits(limits: Partial<Limits>): Limits {
-    const next = { ...this.limits, ...limits };
-    if (typeof next.cpu !== 'number' || !(next.cpu >= 0.1 && next.cpu <= 1)) {
-      throw new RangeError(`cpu must be a number from 0.1 to 1, got ${String(limits.cpu)}`);
-    }
-    if (!Number.isInteger(next.workers) || next.workers < 1 || next.workers > this.maxWorkers) {
-      throw new RangeError(`workers must be a whole number from 1 to ${this.maxWorkers}, got ${String(limits.workers)}`);
-    }
-    this.limits = next;
-    void this.work.setLimits(next);
+    const { cpu, workers } = this.setSettings({
+      ...(limits.cpu === undefined ? {} : { cpu: limits.cpu }),
+      ...(limits.workers === undefined ? {} : { workers: limits.workers }),
+    });
+    return { cpu, workers };
+  }
+
+  /** Changes the donor's settings, kept in IndexedDB and applied at once. @throws RangeError naming the bad value; nothing changes then. */
+  setSettings(change: Partial<Settings>): Settings {
+    this.settings = updatedSettings(this.settings, change, this.maxWorkers);
+    void this.work.setSettings(this.settings);
+    this.evaluatePolicies();
     this.changed();
     this.pump();
-    return { ...next };
+    return { ...this.settings };
+  }
+
+  /** Something the policies read has changed (src/scheduler/signals.ts): decide again. */
+  signalsChanged(): void {
+    this.evaluatePolicies();
+  }
+
+  /**
+   * Runs every policy on the current signals and applies the decision to the running tasks (they
+   * nap or pause at their next yield) and to the next ones. A change of state is logged in words.
+   */
+  private evaluatePolicies(): void {
+    const now = Date.now();
+    const signals = this.signals();
+    const battery = batteryPolicy(signals.battery, this.settings, this.battery, now);
+    this.battery = battery.state;
+    const heat = heatPolicy(signals.pressure, this.settings, this.heat, now);
+    this.heat = heat.state;
+    // Without the Compute Pressure API, heat shows as the same work taking longer: compared within
+    // the same running tasks only (another module has another pace).
+    const tasks = [...this.active.values()].map((lease) => lease.leaseId).sort().join(' ');
+    if (tasks !== this.sampledTasks) {
+      this.sampledTasks = tasks;
+      this.slowdown = INITIAL_SLOWDOWN;
+      this.lastSample = { work: 0, busyMs: 0 };
+    }
+    const sample = this.runningProgress();
+    const busy = sample.busyMs - this.lastSample.busyMs;
+    const rate = signals.pressure === null && busy > 200 && sample.work >= this.lastSample.work ? (sample.work - this.lastSample.work) / busy : null;
+    this.lastSample = sample;
+    const slowdown = slowdownPolicy(rate, this.slowdown);
+    this.slowdown = slowdown.state;
+    const decision = decide(this.settings, [
+      battery.verdict,
+      heat.verdict,
+      slowdown.verdict,
+      visibilityPolicy(signals.hidden, this.settings),
+      inUsePolicy(signals.lastInputAt, this.settings, now),
+    ]);
+    const previous = this.decision;
+    this.decision = decision;
+    for (const slot of this.slots) slot.setThrottle({ cpu: decision.cpu, paused: decision.state === 'paused' });
+    if (decision.reason !== previous.reason) {
+      if (this.running) this.log('info', decision.reason);
+      this.changed();
+    }
+    if (previous.state === 'paused' && decision.state !== 'paused') this.pump();
+  }
+
+  /** Work and computing time of the runs under way, summed over the slots. */
+  private runningProgress(): { work: number; busyMs: number } {
+    let work = 0;
+    let busyMs = 0;
+    for (const slot of this.active.keys()) {
+      const progress = slot.progress();
+      work += progress.work;
+      busyMs += progress.busyMs;
+    }
+    return { work, busyMs };
   }
 
   /** Fills free worker slots from the local queue, asking the server when the queue is empty. */
   private pump(): void {
     if (!this.running || this.draining) return;
-    while (this.active.size < this.limits.workers && this.queue.length > 0) {
+    // Paused by a policy: nothing new starts (the running tasks wait at their next yield).
+    while (this.decision.state !== 'paused' && this.active.size < this.settings.workers && this.queue.length > 0) {
       const lease = this.queue.shift()!;
       // A lease that lapsed while it waited (say, across a long stop) has been or will be given to another device.
       if (lease.expiresAt <= Date.now()) continue;
       void this.runLease(this.freeSlot(), lease);
     }
     const held = this.active.size + this.queue.length + this.deferred.length;
-    const buffered = Math.min(MAX_BUFFERED_TASKS, Math.max(this.limits.workers, Math.ceil(BUFFER_MS / this.averageRunMs)));
-    const wanted = Math.min(64, this.limits.workers + buffered - held);
+    const buffered = Math.min(MAX_BUFFERED_TASKS, Math.max(this.settings.workers, Math.ceil(BUFFER_MS / this.averageRunMs)));
+    const wanted = Math.min(64, this.settings.workers + buffered - held);
     if (wanted > 0 && !this.fetching && !this.idleTimer) void this.fetchWork(wanted);
     this.changed();
   }
@@ -258,6 +365,7 @@ export class Controller {
     let slot = this.slots.find((s) => !busy.has(s));
     if (!slot) {
       slot = new WorkerSlot();
+      slot.setThrottle({ cpu: this.decision.cpu, paused: this.decision.state === 'paused' });
       this.slots.push(slot);
     }
     return slot;
@@ -317,7 +425,7 @@ export class Controller {
         return;
       }
       if (!this.running) throw new RunCancelled('stopped');
-      const job = jobOf(prepared, this.limits.cpu);
+      const job = jobOf(prepared, this.decision.cpu);
       // Checkpoints are kept only for tasks that ask for them by preopening the folder; a run cut
       // off earlier resumes from the files it left (docs/protocol.md, "Checkpoints").
       const saving: Promise<void>[] = [];
@@ -335,14 +443,16 @@ export class Controller {
       await Promise.allSettled(saving);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
       if (!outcome.error) this.averageRunMs = 0.8 * this.averageRunMs + 0.2 * Math.max(1, outcome.runMs);
-      await this.throttleGap(outcome.runMs);
     } catch (error) {
       if (error instanceof RunCancelled) {
         this.queue.unshift(lease); // run again first on the next start, while the lease lasts
-      } else if (isTransient(error)) {
-        // Its inputs could not be fetched (no network, server down): keep it and try again later.
+      } else if (error instanceof FetchDeferred || isTransient(error)) {
+        // Its inputs could not be fetched (no network, server down, the data saver): keep it and try again later.
         this.deferred.push(lease);
-        this.log('info', `Waiting for the network to fetch what ${name} needs.`);
+        if (!this.waitingLogged.has(lease.leaseId)) {
+          this.waitingLogged.add(lease.leaseId);
+          this.log('info', error instanceof FetchDeferred ? `Waiting to run ${name}: ${error.message}.` : `Waiting for the network to fetch what ${name} needs.`);
+        }
         this.retryDeferredSoon();
       } else {
         this.counts.failed++;
@@ -371,16 +481,6 @@ export class Controller {
         .catch(() => undefined);
     }, period);
     return () => clearInterval(timer);
-  }
-
-  /**
-   * Between tasks, rest so that a slot's average use matches the CPU limit even for tasks that
-   * make few syscalls (the in-run duty cycle naps only at syscalls).
-   */
-  private throttleGap(runMs: number): Promise<void> {
-    const cpu = this.limits.cpu;
-    if (cpu >= 1 || !this.running) return Promise.resolve();
-    return new Promise((resolve) => setTimeout(resolve, (runMs * (1 - cpu)) / cpu));
   }
 
   private async finish(lease: Lease, manifest: TaskManifest, outcome: WorkerOutcome, fetchMs: number, compileMs: number): Promise<void> {

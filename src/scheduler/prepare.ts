@@ -9,6 +9,10 @@ import { verifyBlob, verifyEnvelope } from '../protocol/verify.ts';
 import type { TaskServer } from './server-api.ts';
 import { capMemory } from './memory-cap.ts';
 import { runnableEngines } from './engines.ts';
+import * as Comlink from 'comlink';
+import { instrumentedKey, type InstrumentedCache } from '../storage/instrumented-cache.ts';
+import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
+import type { InstrumentApi } from '../../worker/instrument-worker.ts';
 
 /** A module compiled with its memory capped; WASIX modules keep the capped bytes, which @wasmer/sdk takes. */
 interface CompiledModule {
@@ -54,6 +58,11 @@ function compiledKey(manifest: TaskManifest): string {
   return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}:${manifest.engine}`;
 }
 
+/** A blob that may not be fetched now (the data saver is on): the task waits; it is not refused. */
+export class FetchDeferred extends Error {
+  override name = 'FetchDeferred';
+}
+
 class Refusal extends Error {
   constructor(
     readonly reason: RefusalReason,
@@ -71,8 +80,17 @@ export class TaskPreparer {
     private readonly server: TaskServer,
     private readonly cache: BlobCache,
     private readonly trustedKeys: ReadonlyMap<string, Uint8Array>,
-    private readonly now: () => number = Date.now,
+    private readonly instrumented: InstrumentedCache | null = null,
+    private readonly options: {
+      /** The most bytes one blob may have to be fetched now (the data-saver policy); Infinity for no limit. */
+      fetchLimit?: () => number;
+      now?: () => number;
+    } = {},
   ) {}
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
 
   async prepare(lease: Lease): Promise<Prepared> {
     const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
@@ -123,23 +141,56 @@ export class TaskPreparer {
 
   /**
    * Compiles the module with its memory capped at the task's limit; one compile per (module, cap).
-   * WASIX modules are compiled too, though @wasmer/sdk compiles its own copy: an invalid module then
-   * fails here, the same way for every engine.
+   * Preview1 modules get the yield hook first (docs/scheduling.md). WASIX modules are compiled too,
+   * though @wasmer/sdk compiles its own copy: an invalid module then fails here, the same way for
+   * every engine.
    */
   private compile(manifest: TaskManifest, bytes: Uint8Array | null): Promise<CompiledModule> {
     const key = compiledKey(manifest);
     let compiled = this.compiled.get(key);
     if (!compiled) {
       if (!bytes) throw new Error(`module ${manifest.module.sha256} is neither compiled nor fetched`);
-      const capped = capMemory(bytes, manifest.limits.memoryBytes);
-      compiled = capped.ok
-        ? WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>).then((module) => ({ module, bytes: manifest.engine === 'wasix' ? capped.bytes : null }))
-        : Promise.reject(capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message));
+      compiled = (manifest.engine === 'wasix' ? Promise.resolve(bytes) : this.withYieldHook(manifest.module.sha256, bytes)).then((source) =>
+        this.compileCapped(manifest, source),
+      );
       // A module that fails to compile is not remembered: the error is reported for each task.
       compiled.catch(() => this.compiled.delete(key));
       this.compiled.set(key, compiled);
     }
     return compiled;
+  }
+
+  /** The module with the yield hook in it: from the cache, or rewritten now and kept. */
+  private async withYieldHook(sha256: string, bytes: Uint8Array): Promise<Uint8Array> {
+    const key = instrumentedKey(sha256, INSTRUMENTER_VERSION);
+    const cached = await this.instrumented?.get(key);
+    if (cached) return cached;
+    let rewritten: Uint8Array;
+    try {
+      // A copy goes to the worker: the bytes stay cached and usable here.
+      rewritten = await this.instrumenter().instrument(bytes.slice(), INITIAL_ALLOWANCE);
+    } catch (error) {
+      // Not well-formed (the compile below names the problem), or beyond what the rewrite knows.
+      if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return bytes;
+      throw error;
+    }
+    void this.instrumented?.put(key, rewritten);
+    return rewritten;
+  }
+
+  private instrumenterApi: Comlink.Remote<InstrumentApi> | null = null;
+
+  /** The rewriting worker, started with the first module. */
+  private instrumenter(): Comlink.Remote<InstrumentApi> {
+    this.instrumenterApi ??= Comlink.wrap<InstrumentApi>(new Worker(new URL('../../worker/instrument-worker.ts', import.meta.url), { type: 'module', name: 'dewgrid-instrument' }));
+    return this.instrumenterApi;
+  }
+
+  private async compileCapped(manifest: TaskManifest, bytes: Uint8Array): Promise<CompiledModule> {
+    const capped = capMemory(bytes, manifest.limits.memoryBytes);
+    if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
+    const module = await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>);
+    return { module, bytes: manifest.engine === 'wasix' ? capped.bytes : null };
   }
 
   /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
@@ -159,6 +210,8 @@ export class TaskPreparer {
   private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
     const cached = await this.cache.get(ref.sha256);
     if (cached && cached.length === ref.size) return cached;
+    const limit = this.options.fetchLimit?.() ?? Infinity;
+    if (ref.size > limit) throw new FetchDeferred(`the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched`);
     const fetched = await this.server.fetchBlob(ref.sha256);
     const verdict = await verifyBlob(ref, fetched, kind);
     if (!verdict.ok) throw new Refusal(verdict.reason, verdict.detail);

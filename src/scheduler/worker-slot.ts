@@ -6,6 +6,7 @@
 import * as Comlink from 'comlink';
 import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import type { Engine } from '../protocol/schema.ts';
+import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
 
 export class RunCancelled extends Error {
   constructor(reason: string) {
@@ -43,9 +44,18 @@ export class WorkerSlot {
     return found;
   }
 
+  /** What running tasks in this slot may use; kept for the next runs too. */
+  private throttle: Throttle = { cpu: 1, paused: false };
+  /** The current run's control block (cross-origin isolated pages only). */
+  private block: ThrottleBlock | null = null;
+  /** The current run's wall-time clock, which stands still while the run is paused. */
+  private wallClock: PausableTimer | null = null;
+
   /**
-   * Runs a job; a run still going after `wallTimeMs` ends with a 'timeout' outcome and a new worker.
-   * @throws RunCancelled when cancel() is called during the run.
+   * Runs a job; a run still going after `wallTimeMs` (time paused not counted) ends with a
+   * 'timeout' outcome and a new worker.
+   * @throws RunCancelled when cancel() is called during the run, or when it is paused on a page
+   *   that cannot pause it in place (no cross-origin isolation, or a WASIX task).
    */
   run(job: WorkerJob, wallTimeMs: number, onCheckpoint?: (file: { path: string; data: Uint8Array }) => void): Promise<WorkerOutcome> {
     const started = performance.now();
@@ -55,31 +65,71 @@ export class WorkerSlot {
       channel.port1.onmessage = (event: MessageEvent<{ path: string; data: Uint8Array }>) => onCheckpoint(event.data);
       job = { ...job, checkpoints: channel.port2 };
     }
+    // The shared block needs isolation; WASIX runs are the SDK's, with no yield hook to read it.
+    this.block = crossOriginIsolated && job.engine === 'wasi-preview1' ? new ThrottleBlock() : null;
+    if (this.block) {
+      this.block.set(this.throttle);
+      job = { ...job, control: this.block.buffer };
+    } else {
+      job = { ...job, cpu: this.throttle.cpu };
+    }
     const run = new Promise<WorkerOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const clock = new PausableTimer(wallTimeMs, () => {
         this.cancelCurrent = null;
         this.restart();
         resolve(failedOutcome('timeout', `the run took longer than its wall-time limit of ${wallTimeMs} ms`, performance.now() - started));
-      }, wallTimeMs);
+      });
+      this.wallClock = clock;
+      if (this.throttle.paused) clock.pause();
       this.cancelCurrent = (error) => {
-        clearTimeout(timer);
+        clock.stop();
         reject(error);
       };
       this.workerFor(job.engine).api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
-          clearTimeout(timer);
+          clock.stop();
           this.cancelCurrent = null;
           resolve(outcome);
         },
         (error: unknown) => {
-          clearTimeout(timer);
+          clock.stop();
           this.cancelCurrent = null;
           reject(error instanceof Error ? error : new Error(String(error)));
         },
       );
     });
     // Checkpoints posted just before the run ended arrive before the port is closed: same task queue order.
-    return run.finally(() => setTimeout(() => channel?.port1.close(), 0));
+    return run.finally(() => {
+      this.block = null;
+      this.wallClock = null;
+      setTimeout(() => channel?.port1.close(), 0);
+    });
+  }
+
+  /**
+   * Applies to the running task at its next yield (well within 50 ms), and to the next runs. Where
+   * the run cannot be paused in place, a pause cuts it short (RunCancelled from run()): the caller
+   * keeps the task and runs it again later.
+   */
+  setThrottle(throttle: Throttle): void {
+    this.throttle = { ...throttle };
+    if (this.block) {
+      this.block.set(throttle);
+      if (throttle.paused) this.wallClock?.pause();
+      else this.wallClock?.resume();
+    } else if (throttle.paused) {
+      this.cancel('paused');
+    }
+  }
+
+  /** The current run's figures (zeros when idle, or when the page is not isolated). Cheap enough to poll. */
+  progress(): RunProgress {
+    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0 };
+  }
+
+  /** When the running task last stopped for a pause (epoch ms), or 0: for measuring pause latency. */
+  pausedAt(): number {
+    return this.block?.pausedAt() ?? 0;
   }
 
   /** Ends the current run, if any, by terminating the worker; a fresh worker takes its place. */
@@ -103,5 +153,40 @@ export class WorkerSlot {
     this.cancel('disposed');
     for (const { worker } of this.workers.values()) worker.terminate();
     this.workers.clear();
+  }
+}
+
+/** A one-shot timer that can stand still: a task's wall-time limit does not run while it is paused. */
+class PausableTimer {
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private startedAt = 0;
+
+  constructor(
+    private remainingMs: number,
+    private readonly onExpire: () => void,
+  ) {
+    this.resume();
+  }
+
+  pause(): void {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.remainingMs -= performance.now() - this.startedAt;
+  }
+
+  resume(): void {
+    if (this.timer || this.remainingMs === Infinity) return;
+    this.startedAt = performance.now();
+    this.timer = setTimeout(() => {
+      this.remainingMs = Infinity;
+      this.onExpire();
+    }, Math.max(0, this.remainingMs));
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.remainingMs = Infinity;
   }
 }

@@ -6,7 +6,7 @@ import { openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type St
 import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 4;
+export const DB_VERSION = 5;
 
 export interface StoredBlob {
   sha256: string;
@@ -49,6 +49,15 @@ export interface StoredCheckpoint {
   files: Record<string, Uint8Array>;
 }
 
+/** A module with the yield hook in it, under instrumentedKey(module hash, instrumenter version). */
+export interface StoredInstrumented {
+  key: string;
+  bytes: Uint8Array;
+  /** SHA-256 of `bytes` when they were made: checked again on every read. */
+  sha256: string;
+  lastUsed: number;
+}
+
 export interface DewgridDB extends DBSchema {
   /** Verified module and input bytes, by SHA-256. Only bytes that matched a signed hash go in. */
   blobs: { key: string; value: StoredBlob; indexes: { lastUsed: number } };
@@ -60,6 +69,8 @@ export interface DewgridDB extends DBSchema {
   outbox: { key: string; value: OutboxEntry; indexes: { nextAttemptAt: number } };
   /** Checkpoints of held leases. */
   checkpoints: { key: string; value: StoredCheckpoint };
+  /** Instrumented modules (src/storage/instrumented-cache.ts). */
+  instrumented: { key: string; value: StoredInstrumented; indexes: { lastUsed: number } };
 }
 
 /** Takes a database at any older version to DB_VERSION; each step runs once, in order. */
@@ -79,6 +90,9 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number, tx: IDBPTransa
   if (oldVersion < 4) {
     // When the next result is due, without reading every waiting result's bytes.
     tx.objectStore('outbox').createIndex('nextAttemptAt', 'nextAttemptAt');
+  }
+  if (oldVersion < 5) {
+    db.createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
   }
 }
 

@@ -7,6 +7,7 @@
 import type { IDBPDatabase } from 'idb';
 import type { Lease } from '../protocol/schema.ts';
 import type { DewgridDB, OutboxEntry, StoredSubmission } from './db.ts';
+import type { Settings } from '../scheduler/policies/settings.ts';
 
 export class WorkStore {
   constructor(private readonly db: IDBPDatabase<DewgridDB>) {}
@@ -100,12 +101,18 @@ export class WorkStore {
     await this.db.put('meta', running, 'running');
   }
 
-  /** The donor's limits, kept across reloads (null before any were set). */
-  async setLimits(limits: { cpu: number; workers: number }): Promise<void> {
-    await this.db.put('meta', limits, 'limits');
+  /** The donor's settings (limits and policies), kept across reloads. */
+  async setSettings(settings: Settings): Promise<void> {
+    await this.db.put('meta', settings, 'settings');
   }
 
-  async savedLimits(): Promise<{ cpu: number; workers: number } | null> {
+  /**
+   * What was saved, for the caller to check (an older version may have saved less, or other
+   * values): the settings, or the limits alone that versions before the policies kept, or null.
+   */
+  async savedSettings(): Promise<Partial<Settings> | null> {
+    const settings = (await this.db.get('meta', 'settings')) as Partial<Settings> | undefined;
+    if (settings) return settings;
     return ((await this.db.get('meta', 'limits')) as { cpu: number; workers: number } | undefined) ?? null;
   }
 

@@ -24,10 +24,16 @@ export const CHROMIUM_FLAGS = [
   '--no-first-run',
 ];
 
-export async function launchChromium(): Promise<Browser> {
+/**
+ * @param options.computePressure leave the Compute Pressure API on. Off by default: on a machine
+ *   loaded by the test suite itself it reports real pressure, and the heat policy would rightly
+ *   slow or pause the tests' tasks. The policy tests turn it on and emulate it through CDP.
+ */
+export async function launchChromium(options: { computePressure?: boolean } = {}): Promise<Browser> {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error('No Chromium found. Install Debian\'s: `apt-get install chromium`, or set CHROMIUM_PATH to a Chromium binary.');
   }
-  return chromium.launch({ executablePath, args: CHROMIUM_FLAGS, headless: true });
+  const args = options.computePressure ? CHROMIUM_FLAGS : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
+  return chromium.launch({ executablePath, args, headless: true });
 }

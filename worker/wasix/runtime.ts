@@ -64,6 +64,7 @@ const api: WorkerApi = {
         truncated: { stdout: output.stdout.truncated, stderr: output.stderr.truncated, files: false },
         error: null,
         runMs,
+        work: null, // the SDK runs the module as it is: no probes, no count
         encoded: { stdout: new Blob([toBase64(stdout)]), stderr: new Blob([toBase64(stderr)]), files: [] },
       };
       const buffers = new Set([stdout.buffer, stderr.buffer]);

@@ -2,6 +2,7 @@ import type { Controller } from '../../scheduler/controller.ts';
 import type { TrustConfig } from '../../protocol/api.ts';
 import { useStatus } from '../hooks.ts';
 import { Controls } from './Controls.tsx';
+import { Settings } from './Settings.tsx';
 import { Counters } from './Counters.tsx';
 import { Picture } from './Picture.tsx';
 import { ActivityLog } from './ActivityLog.tsx';
@@ -19,6 +20,7 @@ export function App({ controller, trust }: { controller: Controller; trust: Trus
         </p>
       </header>
       <Controls controller={controller} status={status} />
+      <Settings controller={controller} status={status} />
       <Counters counts={status.counts} />
       <Picture controller={controller} />
       <ActivityLog controller={controller} />

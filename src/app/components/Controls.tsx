@@ -32,16 +32,18 @@ export function Controls({ controller, status }: { controller: Controller; statu
           ))}
         </select>
       </label>
-      <p class="state" role="status">
+      <p class={`state ${status.running ? status.activity.state : 'stopped'}`} role="status" data-activity={status.running ? status.activity.state : 'stopped'}>
         {stateText(status)}
       </p>
     </section>
   );
 }
 
+/** What the client is doing and why, in plain words: the policies' reason first. */
 function stateText(status: Status): string {
   if (!status.running) return 'Stopped. Nothing runs until you press Start.';
   const { running, queued } = status.counts;
-  if (running === 0 && queued === 0) return 'Waiting for work from the project.';
-  return `Running ${running} task${running === 1 ? '' : 's'}${queued ? `, ${queued} waiting` : ''}.`;
+  if (status.activity.state === 'paused') return `${status.activity.reason}${running || queued ? ` ${running + queued} task${running + queued === 1 ? '' : 's'} waiting.` : ''}`;
+  if (running === 0 && queued === 0) return `Waiting for work from the project. ${status.activity.reason}`;
+  return `${status.activity.reason} ${running} task${running === 1 ? '' : 's'} running${queued ? `, ${queued} waiting` : ''}.`;
 }

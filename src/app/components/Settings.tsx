@@ -1,0 +1,73 @@
+import type { Controller, Status } from '../../scheduler/controller.ts';
+import type { Settings as SettingsValues } from '../../scheduler/policies/settings.ts';
+
+/**
+ * The rules the policies follow (docs/scheduling.md), next to the state line they explain. Every
+ * change is kept in IndexedDB and applied to the running tasks at once.
+ */
+export function Settings({ controller, status }: { controller: Controller; status: Status }) {
+  const s = status.settings;
+  const set = (change: Partial<SettingsValues>) => controller.setSettings(change);
+  return (
+    <details class="settings">
+      <summary>Settings: when this device computes</summary>
+      <fieldset>
+        <legend>Battery</legend>
+        <label>
+          <input type="checkbox" checked={s.runOnBattery} onChange={(e) => set({ runOnBattery: e.currentTarget.checked })} />
+          Compute while on battery
+        </label>
+        <label>
+          On battery, stop below <output>{Math.round(s.minBatteryLevel * 100)}%</output>
+          <input
+            type="range"
+            min={0}
+            max={90}
+            step={5}
+            value={Math.round(s.minBatteryLevel * 100)}
+            disabled={!s.runOnBattery}
+            onInput={(e) => set({ minBatteryLevel: Number(e.currentTarget.value) / 100 })}
+          />
+        </label>
+        <p class="hint">It starts again 10 points above that, or on the charger.</p>
+      </fieldset>
+      <fieldset>
+        <legend>When this page is hidden</legend>
+        <label>
+          <input type="radio" name="whenHidden" checked={s.whenHidden === 'slow'} onChange={() => set({ whenHidden: 'slow' })} />
+          Go on at half speed
+        </label>
+        <label>
+          <input type="radio" name="whenHidden" checked={s.whenHidden === 'pause'} onChange={() => set({ whenHidden: 'pause' })} />
+          Pause
+        </label>
+      </fieldset>
+      <fieldset>
+        <legend>Other</legend>
+        <label>
+          <input type="checkbox" checked={s.backOffWhileInUse} onChange={(e) => set({ backOffWhileInUse: e.currentTarget.checked })} />
+          Slow down while I use this page
+        </label>
+        <label>
+          <input type="checkbox" checked={s.respectDataSaver} onChange={(e) => set({ respectDataSaver: e.currentTarget.checked })} />
+          With data saver on, fetch no modules over 1 MB
+        </label>
+        <label>
+          Wait at least
+          <input
+            type="number"
+            min={0}
+            max={3600}
+            value={s.dwellSeconds}
+            onChange={(e) => {
+              const seconds = Number(e.currentTarget.value);
+              if (seconds >= 0 && seconds <= 3600) set({ dwellSeconds: seconds });
+            }}
+          />
+          seconds before resuming after a pause
+        </label>
+      </fieldset>
+      <p class="hint">Heat is watched too: a warm device runs at three quarters, a hot one at half, a very hot one pauses.</p>
+    </details>
+  );
+}
