@@ -1,13 +1,31 @@
-/** `npm run bench`: every benchmark, printed; the figures go into docs/benchmarks.md by hand, with the machine. */
+/**
+ * `npm run bench`: every benchmark, printed; the figures go into docs/benchmarks.md by hand, with
+ * the machine. `npm run bench -- NAME...` runs only those (names below), e.g. `npm run bench -- throttle`.
+ */
 import { cpus, totalmem } from 'node:os';
 import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
 import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
 import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
 import { benchStartLatency, printStartLatency } from './start-latency.ts';
+import { benchInstrumentation, printInstrumentation } from './instrumentation.ts';
+import { benchThrottle, printThrottle } from './throttle.ts';
 
+/** In the order docs/benchmarks.md gives them. */
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  'wasm-speed': async () => printSpeed(await benchWasmSpeed()),
+  'server-throughput': async () => printServerThroughput(await benchServerThroughput()),
+  'offline-start': async () => printOfflineStart(await benchOfflineStart()),
+  'start-latency': async () => printStartLatency(await benchStartLatency()),
+  'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
+  instrumentation: async () => printInstrumentation(await benchInstrumentation()),
+  throttle: async () => printThrottle(await benchThrottle()),
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in BENCHMARKS));
+if (unknown.length) {
+  console.error(`npm run bench: no benchmark named ${unknown.join(', ')}; there are: ${Object.keys(BENCHMARKS).join(', ')}`);
+  process.exit(2);
+}
 console.log(`Dewgrid benchmarks — node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-printSpeed(await benchWasmSpeed());
-printServerThroughput(await benchServerThroughput());
-printOfflineStart(await benchOfflineStart());
-printStartLatency(await benchStartLatency());
-printSpeed(await benchSyscallSpeed());
+for (const [name, run] of Object.entries(BENCHMARKS)) if (wanted.length === 0 || wanted.includes(name)) await run();

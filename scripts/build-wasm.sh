@@ -22,3 +22,6 @@ npx asc test/fixtures/conformance/asconf.ts --config node_modules/@assemblyscrip
 echo "built test/fixtures/conformance/asconf.wasm"
 # A WASIX program (imports from wasix_32v1, declared in its source): the @wasmer/sdk engine's fixture.
 build test/fixtures/wasix/wasixinfo.c test/fixtures/wasix/wasixinfo.wasm
+# CPU-bound programs for the instrumentation benchmark (bench/instrumentation.ts).
+build bench/fixtures/sieve.c bench/fixtures/sieve.wasm
+build bench/fixtures/sha256.c bench/fixtures/sha256.wasm

@@ -41,8 +41,11 @@ export interface Status {
   settings: Settings;
   /** What the policies decided, and why (docs/scheduling.md). */
   activity: Decision;
-  /** The running tasks' work so far (probes) and time computing, summed. */
-  progress: { work: number; busyMs: number };
+  /**
+   * The running tasks' work so far (probes) and time computing, summed; and when one of them last
+   * stopped for a pause (epoch ms, 0 if none has), for measuring how fast a pause takes hold.
+   */
+  progress: { work: number; busyMs: number; lastPauseAt: number };
   counts: Counts;
   deviceId: string;
   project: string;
@@ -106,7 +109,7 @@ export class Controller {
   private decision: Decision;
   private policyTimer: ReturnType<typeof setInterval> | null = null;
   /** Work and busy time of the running tasks at the last policy tick, for the slowdown rate. */
-  private lastSample = { work: 0, busyMs: 0 };
+  private lastSample = { work: 0, busyMs: 0, lastPauseAt: 0 };
   private sampledTasks = '';
   /** Moving average of run times, to turn BUFFER_MS into a number of tasks. */
   private averageRunMs = 5000;
@@ -306,7 +309,7 @@ export class Controller {
     if (tasks !== this.sampledTasks) {
       this.sampledTasks = tasks;
       this.slowdown = INITIAL_SLOWDOWN;
-      this.lastSample = { work: 0, busyMs: 0 };
+      this.lastSample = { work: 0, busyMs: 0, lastPauseAt: 0 };
     }
     const sample = this.runningProgress();
     const busy = sample.busyMs - this.lastSample.busyMs;
@@ -332,15 +335,17 @@ export class Controller {
   }
 
   /** Work and computing time of the runs under way, summed over the slots. */
-  private runningProgress(): { work: number; busyMs: number } {
+  private runningProgress(): Status['progress'] {
     let work = 0;
     let busyMs = 0;
+    let lastPauseAt = 0;
     for (const slot of this.active.keys()) {
       const progress = slot.progress();
       work += progress.work;
       busyMs += progress.busyMs;
+      lastPauseAt = Math.max(lastPauseAt, slot.pausedAt());
     }
-    return { work, busyMs };
+    return { work, busyMs, lastPauseAt };
   }
 
   /** Fills free worker slots from the local queue, asking the server when the queue is empty. */

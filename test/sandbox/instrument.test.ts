@@ -37,6 +37,8 @@ function programs(): { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }
   const list: { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }[] = [
     { name: 'demo/fractal', wasm: read('demo/fractal/fractal.wasm'), job: { args: ['fractal', '960', '720', '300', '200', '64', '64', '3000'] } },
     { name: 'bench/syscalls', wasm: read('bench/fixtures/syscalls.wasm'), job: { args: ['syscalls', '/out/f', '200'] } },
+    { name: 'bench/sha256', wasm: read('bench/fixtures/sha256.wasm'), job: { args: ['sha256', '1'] } },
+    { name: 'bench/sieve', wasm: read('bench/fixtures/sieve.wasm'), job: { args: ['sieve', '200000'] } },
     { name: 'wasi/checkpointed', wasm: read('test/fixtures/wasi/checkpointed.wasm'), job: { args: ['checkpointed', '20000'], preopens: ['/checkpoint'] } },
     { name: 'wasi/clockrand', wasm: read('test/fixtures/wasi/clockrand.wasm'), job: { args: ['clockrand'] } },
     { name: 'wasi/nondeterminism', wasm: read('test/fixtures/wasi/nondeterminism.wasm'), job: { args: ['nondeterminism'] } },

@@ -1,0 +1,160 @@
+// Acceptance (issue #5): each policy, driven by emulated signals while a long task runs, pauses it
+// (its work counter stops), lets it resume where it stopped, and the task finishes with output
+// identical to an undisturbed run; the page says why, in the words the policy chose. Signals:
+// a navigator.getBattery stand-in, CDP compute-pressure emulation, a document.visibilityState
+// stand-in (headless pages are always visible).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, CDPSession, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { waitForBatch } from '../helpers/donor.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+import { runJob } from '../../worker/run-job.ts';
+import type { BatchResults, JsonBytes } from '../../src/protocol/index.ts';
+import type { DewgridApi } from '../../src/app/api.ts';
+import { TEST_DIST } from '../global-setup.ts';
+
+const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
+/** About nine seconds of computing at full speed: long enough to live through every policy below. */
+const ARGS = ['fractal', '960', '720', '860', '640', '80', '80', '300000'];
+
+type Win = { dewgrid: DewgridApi; battery: EventTarget & { charging: boolean; level: number }; visibility: DocumentVisibilityState };
+
+let server: TestServer;
+let browser: Browser;
+let work: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-policies-'));
+  server = await startTestServer({ dataDir: join(work, 'data'), staticDir: TEST_DIST });
+  browser = await launchChromium({ computePressure: true });
+});
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const status = (page: Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
+
+/** Waits for the governor's state and reason, on `window.dewgrid` and in the page's state line. */
+async function expectActivity(page: Page, state: string, reason: RegExp): Promise<void> {
+  await page.waitForFunction(
+    ([s, r]) => {
+      const activity = (window as unknown as Win).dewgrid.status().activity;
+      return activity.state === s && new RegExp(r).test(activity.reason);
+    },
+    [state, reason.source] as const,
+    { timeout: 20_000 },
+  );
+  await expect.poll(() => page.locator('.state').textContent(), { timeout: 5000 }).toMatch(reason);
+}
+
+/** The running task's work counter: still over `ms` when paused, moving when running. */
+async function workMoves(page: Page, ms = 600): Promise<boolean> {
+  const before = (await status(page)).progress.work;
+  await page.waitForTimeout(ms);
+  const after = (await status(page)).progress.work;
+  return after > before;
+}
+
+async function expectPausedInPlace(page: Page): Promise<void> {
+  await page.waitForTimeout(200); // the pause takes hold at the next yield, well within this
+  expect(await workMoves(page)).toBe(false);
+  expect((await status(page)).counts.running).toBe(1); // held, not killed
+}
+
+async function expectRunningAgain(page: Page): Promise<void> {
+  await expect.poll(() => workMoves(page, 400), { timeout: 10_000 }).toBe(true);
+}
+
+describe('policies on a long task', () => {
+  it('battery, heat and a hidden page pause and resume it; its output is that of an undisturbed run', async () => {
+    const page = await browser.newPage();
+    await page.addInitScript(() => {
+      const w = window as unknown as Win;
+      const battery = Object.assign(new EventTarget(), { charging: true, level: 0.9 });
+      w.battery = battery;
+      Object.defineProperty(Navigator.prototype, 'getBattery', { value: () => Promise.resolve(battery), configurable: true });
+      w.visibility = 'visible';
+      Object.defineProperty(Document.prototype, 'visibilityState', { get: () => w.visibility, configurable: true });
+      Object.defineProperty(Document.prototype, 'hidden', { get: () => w.visibility === 'hidden', configurable: true });
+    });
+    const cdp: CDPSession = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+    const pressure = (state: 'nominal' | 'fair' | 'serious' | 'critical') => cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state });
+    await pressure('nominal');
+    await page.goto(server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, dwellSeconds: 1, whenHidden: 'pause', backOffWhileInUse: false }));
+
+    const { batchId } = await publishBatch(
+      server.url,
+      await buildBatch({ name: 'long', module: fractal, tasks: [{ args: ARGS, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+    );
+    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await expectActivity(page, 'running', /^Running at full speed\./);
+    await expectRunningAgain(page);
+
+    // Battery: off the charger (computing only while charging is the default), then back on it.
+    await page.evaluate(() => {
+      const b = (window as unknown as Win).battery;
+      b.charging = false;
+      b.dispatchEvent(new Event('chargingchange'));
+    });
+    await expectActivity(page, 'paused', /^Paused: on battery at 90% \(you chose to compute only while charging\)\./);
+    await expectPausedInPlace(page);
+    await page.evaluate(() => {
+      const b = (window as unknown as Win).battery;
+      b.charging = true;
+      b.dispatchEvent(new Event('chargingchange'));
+    });
+    await expectActivity(page, 'running', /^Running at full speed\./);
+    await expectRunningAgain(page);
+
+    // Heat: serious halves the limit, critical pauses, nominal (held for the dwell) resumes.
+    await pressure('serious');
+    await expectActivity(page, 'throttled', /^Running at 50%: device hot\./);
+    await expectRunningAgain(page);
+    await pressure('critical');
+    await expectActivity(page, 'paused', /^Paused: device very hot\./);
+    await expectPausedInPlace(page);
+    await pressure('nominal');
+    await expectActivity(page, 'running', /^Running at full speed\./);
+    await expectRunningAgain(page);
+
+    // The page hidden, with "pause when hidden" chosen; then shown again.
+    await page.evaluate(() => {
+      (window as unknown as Win).visibility = 'hidden';
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await expectActivity(page, 'paused', /^Paused: this page is hidden \(you chose to pause then\)\./);
+    await expectPausedInPlace(page);
+    await page.evaluate(() => {
+      (window as unknown as Win).visibility = 'visible';
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await expectActivity(page, 'running', /^Running at full speed\./);
+
+    await waitForBatch(server.url, batchId, (counts) => counts.done === 1, 120_000);
+    const task = ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
+    const undisturbed = runJob({
+      taskId: 'reference', engine: 'wasi-preview1', module: new WebAssembly.Module(fractal), args: ARGS, env: [], stdin: new Uint8Array(0), files: [], preopens: [],
+      limits: { memoryBytes: 64 * 2 ** 20, outputBytes: 2 ** 20 }, cpu: 1, deterministic: false,
+    });
+    expect(task.exitCode).toBe(0);
+    expect(Buffer.from(bytesOf(task.stdout)).equals(Buffer.from(undisturbed.stdout))).toBe(true);
+    // It ran once, on one device, never cut short and restarted.
+    expect(task.results).toBe(1);
+    expect((await page.locator('.activity li').allTextContents()).join('\n')).not.toMatch(/left from last time/);
+    await page.close();
+  });
+});
+
+function bytesOf(value: JsonBytes | null): Uint8Array {
+  if (value === null) return new Uint8Array(0);
+  return typeof value === 'string' ? new TextEncoder().encode(value) : Uint8Array.from(Buffer.from(value.base64, 'base64'));
+}
