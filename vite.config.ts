@@ -2,8 +2,35 @@ import { defineConfig, type Plugin } from 'vite';
 import preact from '@preact/preset-vite';
 import { VitePWA } from 'vite-plugin-pwa';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+/**
+ * The client's trust roots are part of the build (deploy configuration, never the task API): the
+ * trust file named by DEWGRID_TRUST_FILE, else the demo data folder's (.dewgrid/trust.json, which
+ * `dewgrid keygen` writes). The page imports it as `virtual:dewgrid-trust` (src/app/trust.ts).
+ */
+function pinTrust(): Plugin {
+  const id = 'virtual:dewgrid-trust';
+  const file = resolve(process.env.DEWGRID_TRUST_FILE ?? fileURLToPath(new URL('./.dewgrid/trust.json', import.meta.url)));
+  return {
+    name: 'dewgrid:pin-trust',
+    resolveId: (source) => (source === id ? `\0${id}` : null),
+    load(resolved) {
+      if (resolved !== `\0${id}`) return null;
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        throw new Error(`The client's trust file ${file} is missing: run \`npx dewgrid keygen\` first, or set DEWGRID_TRUST_FILE to a trust.json.`);
+      }
+      this.addWatchFile(file);
+      const trust = JSON.parse(text) as { projectName?: unknown };
+      if (typeof trust.projectName !== 'string') throw new Error(`${file} is not a trust file: it has no projectName`);
+      return `export default ${JSON.stringify(trust)};`;
+    },
+  };
+}
 
 /**
  * Ships @wasmer/sdk's browser runtime as it is, at /wasmer-sdk/ (worker/wasix/runtime.ts loads it
@@ -31,6 +58,7 @@ function shipWasmerSdk(): Plugin {
 export default defineConfig({
   plugins: [
     preact(),
+    pinTrust(),
     shipWasmerSdk(),
     // Our own service worker (src/sw/sw.ts) with Workbox's precache manifest injected at build.
     VitePWA({

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'vite';
+import { buildClient } from '../test/helpers/build.ts';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
 import { waitForAsync } from '../test/helpers/donor.ts';
@@ -20,7 +20,7 @@ export interface OfflineStartReport {
 
 export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
   const outDir = join(tmpdir(), 'dewgrid-bench-dist');
-  await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true, sourcemap: false } });
+  await buildClient(outDir);
   const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-offline-'));
   const server = await startTestServer({ dataDir, staticDir: outDir });
   const browser = await launchChromium();

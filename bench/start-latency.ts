@@ -11,7 +11,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'vite';
+import { buildClient } from '../test/helpers/build.ts';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer, type TestServer } from '../test/helpers/server.ts';
@@ -52,7 +52,7 @@ const summary = (values: number[]) => ({ median: median(values), p95: quantile(v
 
 export async function benchStartLatency(samples = 15): Promise<StartLatencyReport> {
   const outDir = join(tmpdir(), 'dewgrid-bench-latency-dist');
-  await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true, sourcemap: false } });
+  await buildClient(outDir);
   const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-latency-'));
   const server = await startTestServer({ dataDir, staticDir: outDir });
   const browser = await launchChromium();

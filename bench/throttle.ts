@@ -12,7 +12,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'vite';
+import { buildClient } from '../test/helpers/build.ts';
 import type { Page } from 'playwright-core';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
@@ -59,7 +59,7 @@ const status = (page: Page) => page.evaluate(() => (window as unknown as Win).de
 
 export async function benchThrottle(windowMs = 5000, pauses = 15): Promise<ThrottleReport> {
   const outDir = join(tmpdir(), 'dewgrid-bench-throttle-dist');
-  await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true, sourcemap: false } });
+  await buildClient(outDir);
   const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-throttle-'));
   const server = await startTestServer({ dataDir, staticDir: outDir });
   const browser = await launchChromium();

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'vite';
+import { buildClient } from '../test/helpers/build.ts';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
 import { waitForBatch } from '../test/helpers/donor.ts';
@@ -13,7 +13,7 @@ import { buildBatch, publishBatch } from '../server/publish.ts';
 import { demoBatchSpec } from '../demo/tiles.ts';
 
 const outDir = join(tmpdir(), 'dewgrid-screenshots-dist');
-await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+await buildClient(outDir, { sourcemap: true });
 const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-screenshots-'));
 const server = await startTestServer({ dataDir, staticDir: outDir });
 const browser = await launchChromium();

@@ -1,6 +1,6 @@
 /**
- * `npm start`: builds the page, starts the task server, makes the demo project's key on first
- * run, and publishes a demo batch when there is no unfinished one.
+ * `npm start`: makes the demo project's key on first run, builds the page to trust it, starts
+ * the task server, and publishes a demo batch when there is no unfinished one.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,15 +15,17 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
 const staticDir = join(root, 'dist');
 
-console.log('Building the page...');
-await build({ root, logLevel: 'warn' });
-
+// The key first: the page is built to trust it (its trust file is compiled in).
 const keyFile = keyPath(dataDir, 'demo');
 if (!existsSync(keyFile)) {
   const key = await createKey(dataDir, 'demo', { projectName: 'Dewgrid demo project' });
   console.log(`Made the demo project's signing key ${key.keyId} (${keyFile}).`);
 }
 const key = await readKey(keyFile);
+
+console.log('Building the page...');
+process.env.DEWGRID_TRUST_FILE = join(dataDir, 'trust.json');
+await build({ root, logLevel: 'warn' });
 
 const { server, url } = await startServer({ ...process.env, DEWGRID_DATA: dataDir, DEWGRID_STATIC: staticDir });
 const unfinished = server.store

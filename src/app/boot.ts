@@ -8,6 +8,7 @@ import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import { pinnedKeys } from '../protocol/signing.ts';
 import type { TrustConfig } from '../protocol/api.ts';
+import { TRUST } from './trust.ts';
 
 export interface Client {
   controller: Controller;
@@ -22,9 +23,9 @@ export async function boot(): Promise<Client> {
     deviceId = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
     await db.put('meta', deviceId, 'deviceId');
   }
-  const config = await trustedConfig(server, db);
+  const config = TRUST;
   const keys = await pinnedKeys(config);
-  if (keys.size === 0) throw new Error('The trust configuration names no valid project key, so no task could be verified.');
+  if (keys.size === 0) throw new Error('This build\'s trust configuration names no valid project key, so no task could be verified.');
   // Ask the browser not to evict our data under storage pressure: queued work and unsent results live there.
   void navigator.storage?.persist?.().catch(() => false);
   const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
@@ -46,20 +47,4 @@ export async function boot(): Promise<Client> {
     if (document.visibilityState === 'visible') controller.networkMayBeBack();
   });
   return { controller, trust: config };
-}
-
-/**
- * The pinned keys: fetched from deploy configuration and remembered, so a reload without a
- * network still knows whom to trust. A fetched copy always replaces the remembered one.
- */
-async function trustedConfig(server: TaskServer, db: Awaited<ReturnType<typeof openDewgridDB>>): Promise<TrustConfig> {
-  try {
-    const fetched = await server.fetchTrust();
-    await db.put('meta', fetched, 'trust');
-    return fetched;
-  } catch (error) {
-    const remembered = (await db.get('meta', 'trust')) as TrustConfig | undefined;
-    if (!remembered) throw error;
-    return remembered;
-  }
 }

@@ -1,5 +1,5 @@
 /** The client's calls to the task server. Every response is validated before it is used. */
-import { API, type TrustConfig } from '../protocol/api.ts';
+import { API } from '../protocol/api.ts';
 import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type WorkRequest } from '../protocol/schema.ts';
 import type { StoredSubmission } from '../storage/db.ts';
 import { resultBody } from '../storage/result-body.ts';
@@ -67,12 +67,5 @@ export class TaskServer {
     const response = await fetch(this.base + API.blob(sha256));
     if (!response.ok) throw new ServerError(`blob ${sha256}: ${response.status}`, response.status);
     return new Uint8Array(await response.arrayBuffer());
-  }
-
-  /** The trust configuration (the project keys to pin), from deploy configuration. */
-  async fetchTrust(): Promise<TrustConfig> {
-    const response = await fetch(this.base + API.trust, { cache: 'no-cache' });
-    if (!response.ok) throw new ServerError(`trust configuration: ${response.status}`, response.status);
-    return (await response.json()) as TrustConfig;
   }
 }

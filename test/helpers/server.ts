@@ -4,7 +4,9 @@
  * bring it back on the same port and data, as a crash and restart (or a network outage) would.
  */
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { createKey, type SigningKey } from '../../server/keys.ts';
+import { cpSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { keyPath, readKey, type SigningKey } from '../../server/keys.ts';
 
 export type { SigningKey };
 
@@ -19,9 +21,17 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A demo key in the data folder, pinned in its trust.json: what `dewgrid keygen` makes. */
+/**
+ * The test project's keys (test/fixtures/keys): what `dewgrid keygen` makes, committed so that
+ * every test server is trusted by the one client build the browser tests share (the client's
+ * trust is compiled into it: see buildClient).
+ */
+export const TEST_KEYS_DIR = fileURLToPath(new URL('../fixtures/keys', import.meta.url));
+
+/** Puts the test project's keys and trust file into a data folder. */
 export function writeKey(dataDir: string): Promise<SigningKey> {
-  return createKey(dataDir, 'demo', { projectName: 'Dewgrid test project' });
+  cpSync(TEST_KEYS_DIR, dataDir, { recursive: true });
+  return readKey(keyPath(dataDir, 'demo'));
 }
 
 export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number; crossOriginIsolated?: boolean }): Promise<TestServer> {
