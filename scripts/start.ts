@@ -1,5 +1,5 @@
 /**
- * `npm start`: makes the demo project's key on first run, builds the page to trust it, starts
+ * `npm start`: makes the demo project's keys on first run, builds the page to trust them, starts
  * the task server, and publishes a demo batch when there is no unfinished one.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'vite';
 import { startServer } from '../server/main.ts';
-import { createKey, keyPath, readKey } from '../server/keys.ts';
+import { currentSigningKey, initProject, readTrust, trustPath } from '../server/keys.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { DEMO_BATCH_NAME, DEMO_IMAGE, demoBatchSpec } from '../demo/tiles.ts';
 
@@ -15,13 +15,18 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
 const staticDir = join(root, 'dist');
 
-// The key first: the page is built to trust it (its trust file is compiled in).
-const keyFile = keyPath(dataDir, 'demo');
-if (!existsSync(keyFile)) {
-  const key = await createKey(dataDir, 'demo', { projectName: 'Dewgrid demo project' });
-  console.log(`Made the demo project's signing key ${key.keyId} (${keyFile}).`);
+// The keys first: the page is built to trust the project's root (its trust file is compiled in).
+let legacy = false;
+try {
+  readTrust(dataDir);
+} catch {
+  legacy = true; // a data folder from before keysets: set the project up again
 }
-const key = await readKey(keyFile);
+if (legacy || !existsSync(trustPath(dataDir))) {
+  const made = await initProject(dataDir, { projectName: 'Dewgrid demo project', force: legacy });
+  console.log(`Made the demo project's root key ${made.root.keyId} and signing key ${made.key.keyId} (keyset version ${made.keyset.keyset.version}) in ${dataDir}.`);
+}
+const key = await currentSigningKey(dataDir);
 
 console.log('Building the page...');
 process.env.DEWGRID_TRUST_FILE = join(dataDir, 'trust.json');

@@ -1,5 +1,5 @@
 /**
- * The task server: the API of docs/protocol.md, blobs by hash, the trust file, and the built PWA.
+ * The task server: the API of docs/protocol.md, blobs by hash, the keyset, and the built PWA.
  * Every body is validated with the shared protocol schemas; every error is `{ error, message }`;
  * a rejected request changes nothing.
  */
@@ -14,11 +14,12 @@ import { blobRoutes } from './routes/blobs.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { Store } from './store.ts';
+import { KeysetStore } from './keyset.ts';
 
 export { jsonBytes } from './routes/batches.ts';
 
 export interface ServerOptions {
-  /** Holds dewgrid.sqlite, blobs/, keys/ and trust.json; made if missing. */
+  /** Holds dewgrid.sqlite, blobs/, trust.json (the roots) and keyset.json; made if missing. */
   dataDir: string;
   /** The built PWA; served at / when the folder exists. */
   staticDir?: string;
@@ -36,12 +37,15 @@ export interface ServerOptions {
    * true; false only to see how a client behaves on a host that cannot send those headers.
    */
   crossOriginIsolated?: boolean;
+  /** Draws adaptive replication's spot checks; default Math.random. */
+  random?: () => number;
 }
 
 export interface DewgridServer {
   app: FastifyInstance;
   store: Store;
   blobs: BlobStore;
+  keysets: KeysetStore;
   /** Stops listening, then closes the database. */
   close(): Promise<void>;
 }
@@ -64,6 +68,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const now = options.now ?? Date.now;
   const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
+  const keysets = await KeysetStore.open(options.dataDir);
   const store = new Store(join(options.dataDir, 'dewgrid.sqlite'));
   const blobs = new BlobStore(join(options.dataDir, 'blobs'));
   const app = Fastify({
@@ -89,16 +94,17 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   installErrorHandler(app);
   installJsonParser(app);
 
-  deviceRoutes(app, store, now, options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES);
+  deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES, random: options.random ?? Math.random });
   blobRoutes(app, blobs);
-  batchRoutes(app, store, blobs, { dataDir: options.dataDir, now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
-  await siteRoutes(app, { dataDir: options.dataDir, staticDir: options.staticDir });
+  batchRoutes(app, store, blobs, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
+  await siteRoutes(app, { staticDir: options.staticDir });
 
   await app.ready();
   return {
     app,
     store,
     blobs,
+    keysets,
     async close() {
       await app.close();
       store.close();

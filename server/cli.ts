@@ -5,8 +5,23 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep, posix } from 'node:path';
-import { API, ENGINES, MAX_OUTPUT_BYTES, parse, PublishRequest, REFUSAL_TEXT, TASK_STATES, type BatchResults, type BatchStatus, type Engine, type JsonBytes } from '../src/protocol/index.ts';
-import { createKey, keyPath, readKey } from './keys.ts';
+import {
+  API,
+  ENGINES,
+  KEYSET_REFUSAL_TEXT,
+  MAX_OUTPUT_BYTES,
+  parse,
+  PublishRequest,
+  REFUSAL_TEXT,
+  TASK_STATES,
+  type BatchResults,
+  type BatchStatus,
+  type Engine,
+  type JsonBytes,
+  type KeysetRefusalReason,
+  type SignedKeyset,
+} from '../src/protocol/index.ts';
+import { currentSigningKey, initProject, keyPath, keysetPath, readKey, readKeyset, revokeKey, ROOT_KEY_NAME, rotateKey, trustPath, type SigningKey } from './keys.ts';
 import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
 class UsageError extends Error {}
@@ -14,28 +29,36 @@ class UsageError extends Error {}
 const HELP = `dewgrid: publish signed WebAssembly tasks and collect their results
 
 Usage:
-  dewgrid keygen [--name NAME] [--force]
+  dewgrid keygen [--project NAME] [--force]      a root key, the trust file, a first signing key, keyset 1
+  dewgrid keys rotate [--grace HOURS]            a new signing key; the others retire after the grace (168 h)
+  dewgrid keys revoke KEYID                      nothing KEYID signed verifies any more
+  dewgrid keys list                              the keyset's keys and their windows
+  dewgrid keys push                              sends the keyset to the server again
   dewgrid publish MODULE.wasm [--arg A]... [--env K=V]... [--stdin FILE] [--file GUEST=HOST]...
-                  [--dir HOST:GUEST]... [--count N] [--redundancy R] [--timeout SECONDS] [--memory MB]
-                  [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID] [--argv0 NAME]
-                  [--deterministic] [--engine wasi-preview1|wasix] [--json]
+                  [--dir HOST:GUEST]... [--count N] [--redundancy R] [--adaptive] [--timeout SECONDS]
+                  [--memory MB] [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID]
+                  [--argv0 NAME] [--deterministic] [--engine wasi-preview1|wasix] [--json]
   dewgrid status [BATCH] [--json]
   dewgrid results BATCH [--json] [--out DIR]
 
 Everywhere: --server URL (default $DEWGRID_SERVER or http://localhost:8787),
-            --data DIR (default $DEWGRID_DATA or ./.dewgrid), --key FILE (default DATA/keys/demo.json)
+            --data DIR (default $DEWGRID_DATA or ./.dewgrid),
+            --key FILE (publish; default: the newest valid signing key of DATA/keyset.json held in DATA/keys),
+            --root FILE (keys rotate/revoke; default DATA/keys/root.json: keep it offline)
 In publish, {i} in --arg and --env values becomes the task's index (0 to N-1).`;
 
 const GLOBAL: ParseArgsConfig['options'] = {
   server: { type: 'string' },
   data: { type: 'string' },
   key: { type: 'string' },
+  root: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   json: { type: 'boolean' },
 };
 
 const COMMANDS: Record<string, ParseArgsConfig['options']> = {
-  keygen: { name: { type: 'string' }, force: { type: 'boolean' } },
+  keygen: { project: { type: 'string' }, force: { type: 'boolean' } },
+  keys: { grace: { type: 'string' } },
   publish: {
     arg: { type: 'string', multiple: true },
     env: { type: 'string', multiple: true },
@@ -44,6 +67,7 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     dir: { type: 'string', multiple: true },
     count: { type: 'string' },
     redundancy: { type: 'string' },
+    adaptive: { type: 'boolean' },
     timeout: { type: 'string' },
     memory: { type: 'string' },
     'output-limit': { type: 'string' },
@@ -103,7 +127,7 @@ function listFiles(root: string): string[] {
   return out.sort();
 }
 
-async function publish(positionals: string[], values: Values, server: string, keyFile: string): Promise<void> {
+async function publish(positionals: string[], values: Values, server: string, signingKey: () => Promise<SigningKey>): Promise<void> {
   const [modulePath, ...extra] = positionals;
   if (!modulePath) throw new UsageError('publish needs a module: dewgrid publish MODULE.wasm');
   if (extra.length) throw new UsageError(`publish takes one module, got also: ${extra.join(' ')}`);
@@ -166,7 +190,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
     files,
     preopens,
   }));
-  const key = await readKey(keyFile).catch((error: Error) => {
+  const key = await signingKey().catch((error: Error) => {
     throw new UsageError(error.message);
   });
   const request = await buildBatch(
@@ -187,6 +211,7 @@ async function publish(positionals: string[], values: Values, server: string, ke
   const checked = parse(PublishRequest, request);
   if (!checked.ok) throw new UsageError(`the batch would be refused: ${checked.message}`);
   if (!values.json) process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${server}...\n`);
+  if (values.adaptive === true) request.batch.adaptive = true;
   const status = await publishBatch(server, request);
   const taskIds = request.tasks.map((t) => t.manifest.taskId);
   if (values.json) console.log(JSON.stringify({ batchId: status.batchId, tasks: taskIds }));
@@ -219,11 +244,15 @@ async function status(positionals: string[], values: Values, server: string): Pr
     if (values.json) return void console.log(JSON.stringify(all, null, 2));
     if (all.length === 0) return void console.log('No batches.');
     for (const b of all) console.log(`${b.batchId}  ${b.name}  ${countsLine(b) || 'empty'}${b.refusals.length ? `  (${b.refusals.length} refusals)` : ''}`);
+    const keysetRefusals = await getJson<{ deviceId: string; version: number; reason: KeysetRefusalReason; detail: string }[]>(server + API.keysetRefusals);
+    for (const r of keysetRefusals) {
+      console.log(`keyset version ${r.version} refused on device ${r.deviceId}: ${r.reason}: ${KEYSET_REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
+    }
     return;
   }
   const b = await getJson<BatchStatus>(server + API.batch(encodeURIComponent(batchId)));
   if (values.json) return void console.log(JSON.stringify(b, null, 2));
-  console.log(`Batch ${b.batchId} (${b.name}): ${countsLine(b) || 'empty'}`);
+  console.log(`Batch ${b.batchId} (${b.name}): ${countsLine(b) || 'empty'}${b.adaptive ? ' (adaptive replication)' : ''}`);
   for (const r of b.refusals) console.log(`  refused ${r.taskId} on device ${r.deviceId}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
 }
 
@@ -264,7 +293,11 @@ async function results(positionals: string[], values: Values, server: string): P
   if (values.json) return void console.log(JSON.stringify(r, null, 2));
   if (typeof values.out === 'string') return;
   for (const task of r.tasks) {
-    console.log(`${task.taskId}  ${task.state}${task.exitCode !== null ? `  exit ${task.exitCode}` : ''}${task.error ? `  ${task.error.code}: ${task.error.message}` : ''}`);
+    const q = task.quorum;
+    const judged = q.results.filter((x) => x.digest !== null).length;
+    const quorum = judged || q.needed > 1 ? `  quorum ${q.agreeing}/${q.needed} agreeing (${judged} result${judged === 1 ? '' : 's'}, ${q.outputs} output${q.outputs === 1 ? '' : 's'})` : '';
+    console.log(`${task.taskId}  ${task.state}${task.exitCode !== null ? `  exit ${task.exitCode}` : ''}${task.error ? `  ${task.error.code}: ${task.error.message}` : ''}${quorum}`);
+    for (const x of q.results) if (x.validation === 'invalid') console.log(`  device ${x.deviceId} disagreed (output ${x.digest?.slice(0, 12)}): no credit`);
     const show = (label: string, data: JsonBytes | null) => {
       if (data === null) return;
       const text = typeof data === 'string' ? data : `<${Buffer.from(data.base64, 'base64').length} bytes, not UTF-8>`;
@@ -273,6 +306,106 @@ async function results(positionals: string[], values: Values, server: string): P
     show('stdout', task.stdout);
     show('stderr', task.stderr);
     for (const f of task.files) show(`file ${f.path}`, f.data);
+  }
+}
+
+/**
+ * Sends a keyset to the server. null when it took it (or had it already); the reason otherwise:
+ * an unreachable server is not an error here (push it later), a refusal is.
+ */
+async function pushKeyset(server: string, signed: SignedKeyset): Promise<string | null> {
+  try {
+    await postJsonTo(server + API.keyset, signed);
+    return null;
+  } catch (error) {
+    if (error instanceof PublishError && error.status === 0) return error.message;
+    throw new Error(`the server refused keyset version ${signed.keyset.version}: ${(error as Error).message}`);
+  }
+}
+
+function reportPush(server: string, unreached: string | null): void {
+  if (unreached === null) console.log(`The task server at ${server} has it now.`);
+  else process.stderr.write(`dewgrid: the keyset was not sent (${unreached}); send it with \`dewgrid keys push\` once the server runs.\n`);
+}
+
+async function postJsonTo(url: string, body: unknown): Promise<unknown> {
+  let response: Response;
+  try {
+    response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  } catch (error) {
+    throw new PublishError(`cannot reach ${url}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
+  }
+  const json = (await response.json().catch(() => null)) as { message?: string } | null;
+  if (!response.ok) throw new PublishError(`${response.status} ${json?.message ?? response.statusText}`, response.status);
+  return json;
+}
+
+function describeKey(k: SignedKeyset['keyset']['keys'][number], now: number): string {
+  const when = (ms: number) => new Date(ms).toISOString();
+  if (k.revokedAt !== null) return `revoked ${when(k.revokedAt)}`;
+  if (k.notAfter !== null && k.notAfter <= now) return `retired ${when(k.notAfter)}`;
+  return `valid from ${when(k.notBefore)}${k.notAfter === null ? '' : ` until ${when(k.notAfter)}`}`;
+}
+
+async function keys(positionals: string[], values: Values, dataDir: string, server: string, rootFile: string): Promise<void> {
+  const [verb, ...rest] = positionals;
+  const fail = (error: Error) => {
+    throw new UsageError(error.message);
+  };
+  switch (verb) {
+    case 'rotate': {
+      if (rest.length) throw new UsageError(`keys rotate takes no arguments, got: ${rest.join(' ')}`);
+      const graceHours = integer(values, 'grace', 168, 0, 24 * 365);
+      const { key, keyset, retired } = await rotateKey(dataDir, { graceMs: graceHours * 3600_000, rootFile }).catch(fail);
+      const pushed = await pushKeyset(server, keyset);
+      if (values.json) return void console.log(JSON.stringify({ keyId: key.keyId, retired, version: keyset.keyset.version, pushed: pushed === null }));
+      console.log(`New signing key ${key.keyId} (${keyPath(dataDir, key.keyId)}) in keyset version ${keyset.keyset.version}; publish signs with it from now on.`);
+      if (retired.length) console.log(`Retiring ${retired.join(', ')} in ${graceHours} h: tasks they signed verify until then.`);
+      return reportPush(server, pushed);
+    }
+    case 'revoke': {
+      const [keyId, ...extra] = rest;
+      if (!keyId || extra.length) throw new UsageError('keys revoke takes one key id: dewgrid keys revoke KEYID');
+      if (!/^[0-9a-f]{16}$/.test(keyId)) throw new UsageError(`a key id is 16 lowercase hex digits, got "${keyId}"`);
+      const keyset = await revokeKey(dataDir, keyId, { rootFile }).catch(fail);
+      const pushed = await pushKeyset(server, keyset);
+      if (values.json) return void console.log(JSON.stringify({ revoked: keyId, version: keyset.keyset.version, pushed: pushed === null }));
+      console.log(`Revoked ${keyId} in keyset version ${keyset.keyset.version}: clients refuse every task it signed once they hold this keyset.`);
+      return reportPush(server, pushed);
+    }
+    case 'list': {
+      if (rest.length) throw new UsageError(`keys list takes no arguments, got: ${rest.join(' ')}`);
+      const signed = (() => {
+        try {
+          return readKeyset(dataDir);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      })();
+      if (!signed) throw new UsageError(`${keysetPath(dataDir)} is missing: run \`dewgrid keygen\` first`);
+      if (values.json) return void console.log(JSON.stringify(signed.keyset, null, 2));
+      const now = Date.now();
+      console.log(`Keyset version ${signed.keyset.version}, signed by root ${signed.rootKeyId} at ${new Date(signed.keyset.issuedAt).toISOString()}:`);
+      for (const k of signed.keyset.keys) console.log(`  ${k.keyId}  ${describeKey(k, now)}`);
+      return;
+    }
+    case 'push': {
+      if (rest.length) throw new UsageError(`keys push takes no arguments, got: ${rest.join(' ')}`);
+      const signed = (() => {
+        try {
+          return readKeyset(dataDir);
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
+      })();
+      if (!signed) throw new UsageError(`${keysetPath(dataDir)} is missing: run \`dewgrid keygen\` first`);
+      const unreached = await pushKeyset(server, signed);
+      if (unreached !== null) throw new PublishError(unreached, 0);
+      if (values.json) return void console.log(JSON.stringify({ version: signed.keyset.version }));
+      return void console.log(`The task server at ${server} holds keyset version ${signed.keyset.version}.`);
+    }
+    default:
+      throw new UsageError(verb ? `unknown keys command "${verb}" (rotate, revoke, list, push)` : 'keys needs a command: rotate, revoke, list or push');
   }
 }
 
@@ -303,20 +436,32 @@ async function main(argv: string[]): Promise<number> {
   const dataDir = (values.data as string | undefined) ?? process.env.DEWGRID_DATA ?? '.dewgrid';
   const server = ((values.server as string | undefined) ?? process.env.DEWGRID_SERVER ?? 'http://localhost:8787').replace(/\/$/, '');
   if (!/^https?:\/\/[^/]+/.test(server)) throw new UsageError(`--server must be an http(s) URL, got "${server}"`);
-  const keyFile = (values.key as string | undefined) ?? keyPath(dataDir, 'demo');
+  const signingKey = () => (typeof values.key === 'string' ? readKey(values.key) : currentSigningKey(dataDir));
+  const rootFile = typeof values.root === 'string' ? values.root : keyPath(dataDir, ROOT_KEY_NAME);
   switch (command) {
     case 'keygen': {
       if (parsed.positionals.length) throw new UsageError(`keygen takes no arguments, got: ${parsed.positionals.join(' ')}`);
-      const name = (values.name as string | undefined) ?? 'demo';
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new UsageError(`--name must be 1-64 characters of A-Z a-z 0-9 _ -, got "${name}"`);
-      const key = await createKey(dataDir, name, { force: Boolean(values.force) }).catch((error: Error) => {
+      const projectName = values.project as string | undefined;
+      if (projectName !== undefined && (projectName.length === 0 || projectName.length > 200)) throw new UsageError('--project must be 1-200 characters');
+      const made = await initProject(dataDir, { projectName, force: Boolean(values.force) }).catch((error: Error) => {
         throw new UsageError(error.message);
       });
-      console.log(values.json ? JSON.stringify({ keyId: key.keyId, file: keyPath(dataDir, name) }) : `Key ${key.keyId} written to ${keyPath(dataDir, name)} and pinned in ${join(dataDir, 'trust.json')}.`);
+      const pushed = await pushKeyset(server, made.keyset);
+      if (values.json) {
+        console.log(JSON.stringify({ rootKeyId: made.root.keyId, keyId: made.key.keyId, version: made.keyset.keyset.version, pushed: pushed === null }));
+      } else {
+        console.log(`Root key ${made.root.keyId} written to ${keyPath(dataDir, ROOT_KEY_NAME)}: it signs keysets only, so keep it offline once the project is set up.`);
+        console.log(`Signing key ${made.key.keyId} written to ${keyPath(dataDir, made.key.keyId)}, named in keyset version ${made.keyset.keyset.version} (${keysetPath(dataDir)}).`);
+        console.log(`Clients trust ${trustPath(dataDir)}: build the page with it (DEWGRID_TRUST_FILE), and give the task server a copy.`);
+        reportPush(server, pushed);
+      }
       return 0;
     }
+    case 'keys':
+      await keys(parsed.positionals, values, dataDir, server, rootFile);
+      return 0;
     case 'publish':
-      await publish(parsed.positionals, values, server, keyFile);
+      await publish(parsed.positionals, values, server, signingKey);
       return 0;
     case 'status':
       await status(parsed.positionals, values, server);

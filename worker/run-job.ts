@@ -98,6 +98,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
         stderr: new Blob([toBase64(result.stderr)]),
         files: result.files.map((f) => new Blob([toBase64(f.data)])),
       },
+      digests: null, // hashed by the worker runtime (worker/runtime.ts), as hashing is asynchronous
     };
   } catch (error) {
     // A trap with memory near its cap is the cap's doing: an allocation found no room and the program

@@ -4,11 +4,13 @@
  */
 import * as Comlink from 'comlink';
 import type { WorkerApi, WorkerJob, WorkerOutcome } from '../src/protocol/worker-api.ts';
+import { outputDigests } from '../src/protocol/results.ts';
 import { runJob } from './run-job.ts';
 
 const api: WorkerApi = {
   async run(job: WorkerJob): Promise<WorkerOutcome> {
     const outcome = runJob(job);
+    outcome.digests ??= await outputDigests(outcome);
     // Each buffer once: a transfer list naming a buffer twice is a DataCloneError (stdout and stderr share one when empty).
     const buffers = new Set([outcome.stdout.buffer, outcome.stderr.buffer, ...outcome.files.map((f) => f.data.buffer)]);
     return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);

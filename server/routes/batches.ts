@@ -18,11 +18,10 @@ import {
 } from '../../src/protocol/index.ts';
 import type { BlobStore } from '../blobs.ts';
 import { bodyOf, HttpError } from '../errors.ts';
-import { trustedKeys } from '../keys.ts';
+import type { KeysetStore } from '../keyset.ts';
 import type { Store } from '../store.ts';
 
 export interface BatchRouteOptions {
-  dataDir: string;
   now: () => number;
   /** Body limit for publishing (modules travel in it), bytes. */
   publishBodyLimit: number;
@@ -33,13 +32,15 @@ export function jsonBytes(bytes: Uint8Array): JsonBytes {
   return decodeUtf8OrNull(bytes) ?? { base64: Buffer.from(bytes).toString('base64') };
 }
 
-export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore, options: BatchRouteOptions): void {
+export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore, keysets: KeysetStore, options: BatchRouteOptions): void {
   const { now } = options;
 
   app.post(API.batches, { bodyLimit: options.publishBodyLimit }, async (request, reply): Promise<BatchStatus> => {
     const publish = bodyOf(PublishRequest, request.body);
     const { batchId, name } = publish.batch;
-    const keys = await trustedKeys(options.dataDir);
+    // The same checks a client makes, against the keyset clients get: unknown, retired and revoked keys are refused here.
+    const keys = keysets.taskKeys();
+    if (keys.size === 0) throw new HttpError(400, 'this server holds no keyset, so no task can be checked: push one with `dewgrid keys push`');
     const taskIds = new Set<string>();
     const needed = new Map<string, number>(); // sha256 -> size, as the manifests name them
     for (const [index, task] of publish.tasks.entries()) {
@@ -82,7 +83,7 @@ export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore
     if (taken.length > 0) throw new HttpError(409, `task id ${taken[0]} already belongs to another batch`);
     // Blobs first: an orphan blob is harmless, a task without its blob is not.
     for (const [sha256, bytes] of incoming) blobs.write(sha256, bytes);
-    store.addBatch(batchId, name, digest, publish.tasks, now());
+    store.addBatch(batchId, name, digest, publish.tasks, now(), publish.batch.adaptive === true);
     return reply.code(201).send(store.batchStatus(batchId, now()));
   });
 
@@ -112,6 +113,7 @@ export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore
         refusals: t.refusals,
         results: t.results,
         redundancy: t.redundancy,
+        quorum: t.quorum,
       }),
     );
     return { batchId: status.batchId, name: status.name, tasks };

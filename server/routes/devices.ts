@@ -1,19 +1,81 @@
 /**
- * What donor devices call: leases out, results and refusals in. The rules about which device may
- * answer which lease live in the store, inside the transaction that applies them.
+ * What donor devices call: leases out, results and refusals in, their credit. The rules about
+ * which device may answer which lease live in the store, inside the transaction that applies them;
+ * what needs no database (a result's signature, its output digest) is checked here first.
  */
 import type { FastifyInstance } from 'fastify';
-import { createHash } from 'node:crypto';
-import { API, canonicalJson, LeaseRenewal, RefusalReport, ResultSubmission, WorkRequest, type SignedTask, type WorkResponse } from '../../src/protocol/index.ts';
-import { bodyOf } from '../errors.ts';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import {
+  API,
+  canonicalJson,
+  deviceIdOf,
+  fromBase64,
+  LeaseRenewal,
+  outputDigest,
+  RefusalReport,
+  resultSigningBytes,
+  ResultSubmission,
+  WorkRequest,
+  type DeviceCredit,
+  type OutputDigests,
+  type SignedTask,
+  type WorkResponse,
+} from '../../src/protocol/index.ts';
+import { bodyOf, HttpError } from '../errors.ts';
+import type { KeysetStore } from '../keyset.ts';
 import type { Store } from '../store.ts';
 
-/** @param resultBodyLimit results carry a task's outputs, so they may be larger than other bodies. */
-export function deviceRoutes(app: FastifyInstance, store: Store, now: () => number, resultBodyLimit: number): void {
+export interface DeviceRouteOptions {
+  now: () => number;
+  /** Results carry a task's outputs, so they may be larger than other bodies. */
+  resultBodyLimit: number;
+  /** Draws spot checks for adaptive replication (tests make it predictable). */
+  random: () => number;
+}
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** node:crypto's native Ed25519 key for a device, made once per key. */
+const deviceKeys = new Map<string, KeyObject>();
+function deviceKey(publicKey: string): KeyObject {
+  let key = deviceKeys.get(publicKey);
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey, 'base64').toString('base64url') }, format: 'jwk' });
+    deviceKeys.set(publicKey, key);
+  }
+  return key;
+}
+
+/** @throws HttpError 403 unless `result.signature` is the device's signature over what was received. */
+export function checkResultSignature(result: ResultSubmission, publicKey: string, outputs: OutputDigests): void {
+  const { signature, stdout: _stdout, stderr: _stderr, files: _files, ...rest } = result;
+  const signed = resultSigningBytes({ ...rest, outputs });
+  const bytes = Buffer.from(signature, 'base64');
+  if (bytes.length !== 64 || !verify(null, signed, deviceKey(publicKey), bytes)) {
+    throw new HttpError(403, `the signature on the result for lease ${result.leaseId} is not device ${result.deviceId}'s`);
+  }
+}
+
+export function deviceRoutes(app: FastifyInstance, store: Store, keysets: KeysetStore, options: DeviceRouteOptions): void {
+  const { now } = options;
+
   app.post(API.work, async (request): Promise<WorkResponse> => {
     const work = bodyOf(WorkRequest, request.body);
-    const leases = store.lease(work.deviceId, work.engines, work.max, now());
-    return { leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })) };
+    let publicKey: Uint8Array;
+    try {
+      publicKey = fromBase64(work.publicKey);
+    } catch {
+      throw new HttpError(400, 'publicKey: must be base64');
+    }
+    if (publicKey.length !== 32) throw new HttpError(400, `publicKey: an ed25519 public key has 32 bytes, not ${publicKey.length}`);
+    // Ids are derived from keys: nobody can ask for work, or sign results, under another device's id.
+    if ((await deviceIdOf(publicKey)) !== work.deviceId) throw new HttpError(400, `deviceId: ${work.deviceId} is not the id of this publicKey`);
+    store.registerDevice(work.deviceId, work.publicKey, now());
+    const leases = store.lease(work.deviceId, work.engines, work.max, now(), options.random);
+    return {
+      leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })),
+      keysetVersion: keysets.version(),
+    };
   });
 
   app.post(API.renew, async (request) => {
@@ -21,15 +83,49 @@ export function deviceRoutes(app: FastifyInstance, store: Store, now: () => numb
     return { expiresAt: store.renewLease(renewal, now()) };
   });
 
-  app.post(API.results, { bodyLimit: resultBodyLimit }, async (request) => {
+  app.post(API.results, { bodyLimit: options.resultBodyLimit }, async (request) => {
     const result = bodyOf(ResultSubmission, request.body);
+    const publicKey = store.devicePublicKey(result.deviceId);
+    if (!publicKey) throw new HttpError(403, `device ${result.deviceId} has no key on record (a device registers its key when it asks for work)`);
+    const outputs: OutputDigests = {
+      stdout: sha256(fromBase64(result.stdout)),
+      stderr: sha256(fromBase64(result.stderr)),
+      files: result.files.map((f) => ({ path: f.path, sha256: sha256(fromBase64(f.data)) })),
+    };
+    checkResultSignature(result, publicKey, outputs);
     // The same result posted again hashes the same, whatever its key order or whitespace.
     const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');
-    return { status: store.submitResult(result, bodyHash, now()) };
+    const digest = result.error ? null : await outputDigest({ exitCode: result.exitCode, truncated: result.truncated, outputs });
+    return { status: store.submitResult({ submission: result, bodyHash, outputDigest: digest }, now()) };
   });
 
   app.post(API.refusals, async (request) => {
     const report = bodyOf(RefusalReport, request.body);
-    return { status: store.recordRefusal(report, now()) };
+    return { status: report.kind === 'task' ? store.recordRefusal(report, now()) : store.recordKeysetRefusal(report, now()) };
+  });
+
+  app.get<{ Params: { deviceId: string } }>(API.device(':deviceId'), async (request, reply): Promise<DeviceCredit> => {
+    const credit = store.deviceCredit(request.params.deviceId);
+    if (!credit) throw new HttpError(404, `no device ${request.params.deviceId.slice(0, 80)}`);
+    reply.header('cache-control', 'no-cache');
+    return credit;
+  });
+
+  app.get(API.keyset, async (request, reply) => {
+    const signed = keysets.current();
+    if (!signed) throw new HttpError(404, 'this server holds no keyset yet: push one with `dewgrid keys push`');
+    const etag = `"v${signed.keyset.version}"`;
+    reply.header('etag', etag).header('cache-control', 'no-cache');
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    return signed;
+  });
+
+  app.get(API.keysetRefusals, async () => store.keysetRefusals());
+
+  app.post(API.keyset, async (request) => {
+    const { status, newlyRevoked } = await keysets.replace(request.body);
+    // Tasks a revoked key signed are not handed out again (clients would refuse them anyway).
+    const revokedTasks = store.revokeTasksSignedBy(newlyRevoked);
+    return { status, version: keysets.version(), revokedTasks };
   });
 }

@@ -1,19 +1,10 @@
-/** Deploy configuration (the trust file) and the built PWA. */
+/** The built PWA. (The client's trust roots are compiled into it: no trust file is served.) */
 import type { FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { API } from '../../src/protocol/index.ts';
-import { HttpError } from '../errors.ts';
-import { trustPath } from '../keys.ts';
 
-export async function siteRoutes(app: FastifyInstance, options: { dataDir: string; staticDir?: string }): Promise<void> {
-  app.get(API.trust, async (_request, reply) => {
-    const file = trustPath(options.dataDir);
-    if (!existsSync(file)) throw new HttpError(404, 'no trust.json in the data folder: run `dewgrid keygen`');
-    return reply.header('content-type', 'application/json').header('cache-control', 'no-cache').send(readFileSync(file));
-  });
-
+export async function siteRoutes(app: FastifyInstance, options: { staticDir?: string }): Promise<void> {
   if (options.staticDir && existsSync(options.staticDir)) {
     await app.register(fastifyStatic, {
       root: resolve(options.staticDir),

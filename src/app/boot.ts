@@ -1,12 +1,13 @@
-/** Puts the client together: storage, identity, trust, controller. */
+/** Puts the client together: storage, the device's identity, the project's keys, the controller. */
 import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
+import { loadIdentity } from '../storage/identity.ts';
 import { Controller } from '../scheduler/controller.ts';
+import { KeysetKeeper } from '../scheduler/keyset-keeper.ts';
 import { watchSignals } from '../scheduler/signals.ts';
 import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
-import { pinnedKeys } from '../protocol/signing.ts';
 import type { TrustConfig } from '../protocol/api.ts';
 import { TRUST } from './trust.ts';
 
@@ -18,14 +19,22 @@ export interface Client {
 export async function boot(): Promise<Client> {
   const server = new TaskServer(location.origin);
   const db = await openDewgridDB();
-  let deviceId = (await db.get('meta', 'deviceId')) as string | undefined;
-  if (!deviceId) {
-    deviceId = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
-    await db.put('meta', deviceId, 'deviceId');
+  const work = new WorkStore(db);
+  const { identity, previousDeviceId } = await loadIdentity(db);
+  // Messages for the activity log before the controller exists are kept and logged once it does.
+  const early: { level: 'info' | 'refused'; text: string }[] = [];
+  let say: (level: 'info' | 'refused', text: string) => void = (level, text) => void early.push({ level, text });
+  if (previousDeviceId) {
+    // Work held under the id of a client from before device keys: this key cannot sign for it.
+    const { leases, results } = await work.forgetAll();
+    if (leases + results) say('info', `This device now signs its results with its own key. ${leases} held task${leases === 1 ? '' : 's'} and ${results} unsent result${results === 1 ? '' : 's'} from before could not be signed and were let go.`);
   }
-  const config = TRUST;
-  const keys = await pinnedKeys(config);
-  if (keys.size === 0) throw new Error('This build\'s trust configuration names no valid project key, so no task could be verified.');
+  const keys = new KeysetKeeper(db, TRUST, server, identity.deviceId, (level, text) => say(level, text));
+  await keys.load();
+  await keys.refresh();
+  if (keys.version() === 0) {
+    throw new Error(`No list of ${TRUST.projectName}'s signing keys could be fetched or verified yet, so no task could be checked. Is the task server reachable?`);
+  }
   // Ask the browser not to evict our data under storage pressure: queued work and unsent results live there.
   void navigator.storage?.persist?.().catch(() => false);
   const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
@@ -34,17 +43,19 @@ export async function boot(): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName, undefined, {
+  const controller = new Controller(server, cache, work, keys, identity, TRUST.projectName, undefined, {
     instrumented: new InstrumentedCache(db),
     signals: signals.read,
   });
   onSignal = () => controller.signalsChanged();
   warn = (message) => controller.notice(message);
+  say = (level, text) => controller.say(level, text);
+  for (const { level, text } of early) controller.say(level, text);
   await controller.restore();
   // Results waiting in the outbox go out as soon as there is a chance they arrive.
   addEventListener('online', () => controller.networkMayBeBack());
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') controller.networkMayBeBack();
   });
-  return { controller, trust: config };
+  return { controller, trust: TRUST };
 }

@@ -8,8 +8,13 @@ import type { TrustConfig } from '../protocol/api.ts';
 
 export const TRUST: TrustConfig = trust;
 
-/** The publisher's key fingerprint as the donor sees it: its key id in groups of four hex digits. */
+/**
+ * The publisher's key fingerprint as the donor sees it: the project's root key id (the key that
+ * stands behind every signing key) in groups of four hex digits; several roots, comma-separated.
+ */
 export function publisherFingerprint(config: TrustConfig = TRUST): string {
-  const keyId = Object.keys(config.keys).sort()[0] ?? '';
-  return keyId.replace(/(.{4})(?=.)/g, '$1 ');
+  return Object.keys(config.roots)
+    .sort()
+    .map((keyId) => keyId.replace(/(.{4})(?=.)/g, '$1 '))
+    .join(', ');
 }

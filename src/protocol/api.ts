@@ -9,14 +9,20 @@ export const API = {
   batches: '/api/batches', // GET -> BatchStatus[]; POST PublishRequest -> BatchStatus
   batch: (batchId: string) => `/api/batches/${batchId}`, // GET BatchStatus
   batchResults: (batchId: string) => `/api/batches/${batchId}/results`, // GET BatchResults
-  trust: '/trust.json', // deploy configuration: the project keys the client pins
+  keyset: '/api/keyset', // GET SignedKeyset (ETag: its version); POST SignedKeyset -> { status, version, revokedTasks }
+  keysetRefusals: '/api/keyset/refusals', // GET -> KeysetRefusalView[]
+  device: (deviceId: string) => `/api/devices/${deviceId}`, // GET DeviceCredit
 } as const;
 
-/** The client's pinned trust roots, from deploy configuration (never from the task API). */
+/**
+ * The client's trust roots: the project's root keys, which sign its keysets. Deploy configuration
+ * compiled into the client's build (never from the task API); the server holds the same file to
+ * check keysets it is given. `dewgrid keygen` writes it.
+ */
 export interface TrustConfig {
   projectName: string;
-  /** keyId -> base64 ed25519 public key */
-  keys: Record<string, string>;
+  /** keyId -> base64 ed25519 public key of a root */
+  roots: Record<string, string>;
 }
 
 /** The guest folder a task preopens to have its files kept across cut-off runs (docs/protocol.md, "Checkpoints"). */

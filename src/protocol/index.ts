@@ -4,3 +4,5 @@ export * from './bytes.ts';
 export * from './canonical-json.ts';
 export * from './signing.ts';
 export * from './verify.ts';
+export * from './keyset.ts';
+export * from './results.ts';

@@ -88,8 +88,46 @@ export type SignedTask = v.InferOutput<typeof SignedTask>;
 
 // ---- Client <-> server --------------------------------------------------------------------
 
+// ---- Keys: the project's root signs a keyset naming its task-signing keys -------------------
+
+/** A task-signing key as the keyset names it. */
+export const KeysetKey = v.strictObject({
+  keyId: KeyId,
+  /** base64 of the 32-byte ed25519 public key; its keyIdOf must be keyId. */
+  publicKey: Base64,
+  /** Tasks signed by this key verify from this time (ms)... */
+  notBefore: Millis,
+  /** ...until this one (exclusive); null: open-ended. Rotation closes the old key's window. */
+  notAfter: v.nullable(Millis),
+  /** When it was revoked; a revoked key verifies nothing, whatever its window. */
+  revokedAt: v.nullable(Millis),
+});
+export type KeysetKey = v.InferOutput<typeof KeysetKey>;
+
+/**
+ * The task-signing keys a project stands behind, signed by one of its root keys. Versions only
+ * go up: a client never lets an older keyset replace a newer one (rollback).
+ */
+export const Keyset = v.strictObject({
+  v: v.literal(PROTOCOL_VERSION),
+  version: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  issuedAt: Millis,
+  keys: v.pipe(v.array(KeysetKey), v.minLength(1), v.maxLength(256)),
+});
+export type Keyset = v.InferOutput<typeof Keyset>;
+
+/** A keyset with a root key's ed25519 signature over keysetSigningBytes(keyset). */
+export const SignedKeyset = v.strictObject({ keyset: Keyset, rootKeyId: KeyId, signature: Base64 });
+export type SignedKeyset = v.InferOutput<typeof SignedKeyset>;
+
+/** Why a client refused a keyset it was served. */
+export const KEYSET_REFUSALS = ['bad-keyset', 'keyset-unknown-root', 'keyset-bad-signature', 'keyset-rollback'] as const;
+export type KeysetRefusalReason = (typeof KEYSET_REFUSALS)[number];
+
 export const WorkRequest = v.strictObject({
   deviceId: Id,
+  /** The device's ed25519 public key (base64); deviceId must be deviceIdOf(publicKey). Results are signed with it. */
+  publicKey: Base64,
   engines: v.pipe(v.array(v.picklist(ENGINES)), v.minLength(1)),
   /** How many leases the client wants now. */
   max: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(64)),
@@ -99,7 +137,11 @@ export type WorkRequest = v.InferOutput<typeof WorkRequest>;
 export const Lease = v.strictObject({ leaseId: Id, expiresAt: Millis, task: SignedTask });
 export type Lease = v.InferOutput<typeof Lease>;
 
-export const WorkResponse = v.strictObject({ leases: v.array(Lease) });
+export const WorkResponse = v.strictObject({
+  leases: v.array(Lease),
+  /** The version of the keyset the server holds (0: none): a client holding an older one fetches it. */
+  keysetVersion: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
 export type WorkResponse = v.InferOutput<typeof WorkResponse>;
 
 /**
@@ -113,7 +155,10 @@ export type RunErrorCode = (typeof RUN_ERRORS)[number];
 export const REFUSALS = [
   'bad-signature',
   'unknown-key',
+  'revoked-key',
+  'expired-key',
   'expired-task',
+  'replayed-task',
   'module-hash-mismatch',
   'module-size-mismatch',
   'input-hash-mismatch',
@@ -137,6 +182,10 @@ export const ResultSubmission = v.strictObject({
   truncated: v.strictObject({ stdout: v.boolean(), stderr: v.boolean(), files: v.boolean() }),
   error: v.nullable(v.strictObject({ code: v.picklist(RUN_ERRORS), message: v.pipe(v.string(), v.maxLength(4000)) })),
   timings: v.strictObject({ fetchMs: v.number(), compileMs: v.number(), runMs: v.number() }),
+  /** Probes the instrumented module executed (docs/scheduling.md), the work measure credit is based on; null when not counted. */
+  work: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** The device's ed25519 signature (base64) over resultSigningBytes(this submission without it). */
+  signature: Base64,
 });
 export type ResultSubmission = v.InferOutput<typeof ResultSubmission>;
 
@@ -144,20 +193,46 @@ export type ResultSubmission = v.InferOutput<typeof ResultSubmission>;
 export const LeaseRenewal = v.strictObject({ leaseId: Id, taskId: Id, deviceId: Id });
 export type LeaseRenewal = v.InferOutput<typeof LeaseRenewal>;
 
-export const RefusalReport = v.strictObject({
-  leaseId: Id,
-  taskId: Id,
-  deviceId: Id,
-  reason: v.picklist(REFUSALS),
-  detail: v.pipe(v.string(), v.maxLength(2000)),
-});
+/**
+ * What a client refused, reported to the server: a task it was leased (`kind: 'task'`; the task
+ * id is the one the envelope it got named, which a tampered lease may have changed) or a keyset
+ * it was served (`kind: 'keyset'`).
+ */
+export const RefusalReport = v.variant('kind', [
+  v.strictObject({
+    kind: v.literal('task'),
+    leaseId: Id,
+    taskId: Id,
+    deviceId: Id,
+    reason: v.picklist(REFUSALS),
+    detail: v.pipe(v.string(), v.maxLength(2000)),
+  }),
+  v.strictObject({
+    kind: v.literal('keyset'),
+    deviceId: Id,
+    /** The version the refused keyset claimed, 0 when it had none readable. */
+    version: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    reason: v.picklist(KEYSET_REFUSALS),
+    detail: v.pipe(v.string(), v.maxLength(2000)),
+  }),
+]);
 export type RefusalReport = v.InferOutput<typeof RefusalReport>;
+export type TaskRefusalReport = Extract<RefusalReport, { kind: 'task' }>;
+export type KeysetRefusalReport = Extract<RefusalReport, { kind: 'keyset' }>;
 
 // ---- CLI <-> server --------------------------------------------------------------------------
 
 /** Publishing: signed tasks, plus the bytes of every blob they name that the server lacks. */
 export const PublishRequest = v.strictObject({
-  batch: v.strictObject({ batchId: Id, name: v.pipe(v.string(), v.maxLength(200)) }),
+  batch: v.strictObject({
+    batchId: Id,
+    name: v.pipe(v.string(), v.maxLength(200)),
+    /**
+     * Adaptive replication (server policy, not signed): a task may be done on the word of one
+     * device that has earned trust, spot-checked at random (docs/protocol.md, "Validation").
+     */
+    adaptive: v.optional(v.boolean()),
+  }),
   tasks: v.pipe(v.array(SignedTask), v.minLength(1), v.maxLength(100000)),
   blobs: v.record(Sha256Hex, Base64),
 });
@@ -165,7 +240,11 @@ export type PublishRequest = v.InferOutput<typeof PublishRequest>;
 
 export const MissingBlobsRequest = v.strictObject({ hashes: v.pipe(v.array(Sha256Hex), v.maxLength(100000)) });
 
-export const TASK_STATES = ['queued', 'running', 'done', 'failed', 'refused', 'expired'] as const;
+/**
+ * `done`: a quorum of devices agreed (the canonical result is theirs); `inconclusive`: results
+ * kept disagreeing up to the replica limit; `revoked`: its signing key was revoked before it was done.
+ */
+export const TASK_STATES = ['queued', 'running', 'done', 'failed', 'refused', 'expired', 'inconclusive', 'revoked'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 /** Bytes as JSON: UTF-8 text where the bytes are valid UTF-8, else `{ base64 }`. */
@@ -183,8 +262,45 @@ export interface TaskResultView {
   truncated: { stdout: boolean; stderr: boolean; files: boolean } | null;
   error: { code: string; message: string } | null;
   refusals: { reason: RefusalReason; detail: string; deviceId: string; at: number }[];
+  /** Successful results received (from distinct devices or not). */
   results: number;
   redundancy: number;
+  quorum: QuorumView;
+}
+
+/** Where a task stands in validation (docs/protocol.md, "Validation"). */
+export interface QuorumView {
+  /** Agreeing results from distinct devices it needs to be done: the redundancy, or 1 for a trusted device's solo run. */
+  needed: number;
+  /** Results it will take in all before it is inconclusive. */
+  limit: number;
+  /** The largest group of distinct devices agreeing on one output. */
+  agreeing: number;
+  /** Distinct outputs among its successful results. */
+  outputs: number;
+  /** One line per result: which device, its output digest (SHA-256, hex), and how it was judged. */
+  results: { deviceId: string; digest: string | null; validation: Validation; credit: number; at: number }[];
+}
+
+/**
+ * `pending`: awaiting a quorum; `valid`: agrees with the canonical result (credited); `invalid`:
+ * disagrees (no credit, the device's run of valid results starts over); `error`: the run failed;
+ * `void`: the task ended without a quorum (failed, inconclusive, expired or revoked): no credit,
+ * no judgement on the device.
+ */
+export type Validation = 'pending' | 'valid' | 'invalid' | 'error' | 'void';
+
+/** A device's standing, by its key: `GET /api/devices/<deviceId>`. */
+export interface DeviceCredit {
+  deviceId: string;
+  /** Credit for results the quorum validated. */
+  validated: number;
+  /** Credit the device's results awaiting a quorum would earn if validated. */
+  pending: number;
+  results: { valid: number; invalid: number; pending: number; error: number };
+  /** Valid results in a row: trusted (checked less) from TRUST_AFTER_VALID. */
+  consecutiveValid: number;
+  trusted: boolean;
 }
 
 export interface BatchResults {
@@ -199,6 +315,7 @@ export interface BatchStatus {
   createdAt: number;
   counts: Record<TaskState, number>;
   refusals: { taskId: string; reason: RefusalReason; detail: string; deviceId: string; at: number }[];
+  adaptive: boolean;
 }
 
 /** Every error the server returns has this body. */

@@ -7,7 +7,6 @@ import * as ed from '@noble/ed25519';
 import { fromBase64, fromHex, sha256, toBase64, toHex, utf8 } from './bytes.ts';
 import { canonicalJson } from './canonical-json.ts';
 import type { SignedTask, TaskManifest } from './schema.ts';
-import type { TrustConfig } from './api.ts';
 
 export const TASK_SIGNING_DOMAIN = 'dewgrid/task/v1\n';
 
@@ -19,23 +18,6 @@ export function signingBytes(manifest: TaskManifest): Uint8Array {
 /** A key's id: the first 8 bytes of SHA-256 of the 32-byte public key, as hex. */
 export async function keyIdOf(publicKey: Uint8Array): Promise<string> {
   return toHex((await sha256(publicKey)).subarray(0, 8));
-}
-
-/**
- * The keys a trust configuration pins, keyId -> ed25519 public key. An entry that is malformed,
- * or listed under an id that is not its key's, pins nothing: ids are derived, never taken as given.
- */
-export async function pinnedKeys(config: Pick<TrustConfig, 'keys'> | null): Promise<Map<string, Uint8Array>> {
-  const keys = new Map<string, Uint8Array>();
-  for (const [keyId, publicKey] of Object.entries(config?.keys ?? {})) {
-    try {
-      const bytes = fromBase64(publicKey);
-      if (bytes.length === 32 && (await keyIdOf(bytes)) === keyId) keys.set(keyId, bytes);
-    } catch {
-      // not base64: pins nothing
-    }
-  }
-  return keys;
 }
 
 export async function signTask(manifest: TaskManifest, secretKey: Uint8Array): Promise<SignedTask> {

@@ -6,6 +6,7 @@
 import { sha256Hex } from './bytes.ts';
 import { parse, SignedTask, type BlobRef, type RefusalReason } from './schema.ts';
 import { verifyTaskSignature } from './signing.ts';
+import { keyStanding, type TaskKey } from './keyset.ts';
 
 export type Verdict<T> = { ok: true; value: T } | { ok: false; reason: RefusalReason; detail: string };
 
@@ -13,7 +14,10 @@ export type Verdict<T> = { ok: true; value: T } | { ok: false; reason: RefusalRe
 export const REFUSAL_TEXT: Record<RefusalReason, string> = {
   'bad-signature': 'the signature does not match the task (it was altered or signed by someone else)',
   'unknown-key': 'the task was signed by a key this client does not trust',
+  'revoked-key': "the task was signed by a key the project has revoked",
+  'expired-key': "the task was signed by a key outside its validity window (retired, or not yet valid)",
   'expired-task': 'the task has expired',
+  'replayed-task': 'this device has already completed this task (a replay)',
   'module-hash-mismatch': "the module's bytes do not match the hash the project signed",
   'module-size-mismatch': "the module's size does not match the size the project signed",
   'input-hash-mismatch': "an input file's bytes do not match the hash the project signed",
@@ -23,22 +27,21 @@ export const REFUSAL_TEXT: Record<RefusalReason, string> = {
 };
 
 /**
- * Checks an envelope's shape, key, signature and expiry.
- * @param trustedKeys keyId -> ed25519 public key, from the client's pinned configuration.
+ * Checks an envelope's shape, key, signature, the key's standing and the task's expiry, in that
+ * order (docs/protocol.md, "What the client checks").
+ * @param taskKeys keyId -> task-signing key, from the verified keyset (verifyKeyset).
  */
-export async function verifyEnvelope(
-  input: unknown,
-  trustedKeys: ReadonlyMap<string, Uint8Array>,
-  now: number,
-): Promise<Verdict<SignedTask>> {
+export async function verifyEnvelope(input: unknown, taskKeys: ReadonlyMap<string, TaskKey>, now: number): Promise<Verdict<SignedTask>> {
   const parsed = parse(SignedTask, input);
   if (!parsed.ok) return { ok: false, reason: 'bad-manifest', detail: parsed.message };
   const task = parsed.value;
-  const key = trustedKeys.get(task.manifest.keyId);
-  if (!key) return { ok: false, reason: 'unknown-key', detail: `key ${task.manifest.keyId} is not pinned` };
-  if (!(await verifyTaskSignature(task, key))) {
+  const key = taskKeys.get(task.manifest.keyId);
+  if (!key) return { ok: false, reason: 'unknown-key', detail: `key ${task.manifest.keyId} is not in the project's keyset` };
+  if (!(await verifyTaskSignature(task, key.publicKey))) {
     return { ok: false, reason: 'bad-signature', detail: `signature does not verify under key ${task.manifest.keyId}` };
   }
+  const standing = keyStanding(key, now);
+  if (!standing.ok) return { ok: false, reason: standing.reason, detail: `key ${task.manifest.keyId}: ${standing.detail}` };
   if (task.manifest.expiresAt <= now) {
     return { ok: false, reason: 'expired-task', detail: `expired at ${new Date(task.manifest.expiresAt).toISOString()}` };
   }

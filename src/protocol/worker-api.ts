@@ -3,6 +3,7 @@
  * Both sides import this file, and only this file, from each other's world.
  */
 import type { Engine, RunErrorCode } from './schema.ts';
+import { EMPTY_SHA256, type OutputDigests } from './results.ts';
 
 /** One run of a verified task. Everything in it has already been checked against the signed manifest. */
 export interface WorkerJob {
@@ -49,6 +50,11 @@ export interface WorkerOutcome {
    * IndexedDB and into a request body by reference.
    */
   encoded: { stdout: Blob; stderr: Blob; files: Blob[] };
+  /**
+   * SHA-256 of each output, for the signed result: hashed in the worker, off the page's main
+   * thread. null where the run was synchronous and nothing hashed them yet (runJob in Node).
+   */
+  digests: OutputDigests | null;
 }
 
 export interface WorkerApi {
@@ -68,5 +74,6 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     runMs,
     work: null,
     encoded: { stdout: new Blob(), stderr: new Blob(), files: [] },
+    digests: { stdout: EMPTY_SHA256, stderr: EMPTY_SHA256, files: [] },
   };
 }

@@ -4,7 +4,11 @@
  * public face (see README).
  */
 import { CHECKPOINT_DIR } from '../protocol/api.ts';
-import { isDeterministic, type Lease, type TaskManifest } from '../protocol/schema.ts';
+import { isDeterministic, type DeviceCredit, type Lease, type TaskManifest } from '../protocol/schema.ts';
+import { outputDigests, resultSigningBytes } from '../protocol/results.ts';
+import { toBase64 } from '../protocol/bytes.ts';
+import type { KeysetKeeper } from './keyset-keeper.ts';
+import type { DeviceIdentity } from '../storage/identity.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
 import { FetchDeferred, TaskPreparer, type ReadyTask } from './prepare.ts';
@@ -49,6 +53,8 @@ export interface Status {
   counts: Counts;
   deviceId: string;
   project: string;
+  /** This device's credit as the server last reported it (null until it knows the device). */
+  credit: DeviceCredit | null;
 }
 
 export type LogLevel = 'info' | 'done' | 'error' | 'refused';
@@ -114,12 +120,18 @@ export class Controller {
   /** Moving average of run times, to turn BUFFER_MS into a number of tasks. */
   private averageRunMs = 5000;
 
+  private readonly deviceId: string;
+  private credit: DeviceCredit | null = null;
+  private creditTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The keyset refresh that start() begins: runs wait for it, so a revocation made meanwhile holds. */
+  private keysReady: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly server: TaskServer,
     cache: BlobCache,
     private readonly work: WorkStore,
-    trustedKeys: ReadonlyMap<string, Uint8Array>,
-    private readonly deviceId: string,
+    private readonly keys: KeysetKeeper,
+    private readonly identity: DeviceIdentity,
     private readonly project: string,
     private readonly maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1),
     options: {
@@ -129,8 +141,11 @@ export class Controller {
     } = {},
   ) {
     this.signals = options.signals ?? (() => ({ battery: null, pressure: null, hidden: false, lastInputAt: null, saveData: false }));
-    this.preparer = new TaskPreparer(server, cache, trustedKeys, options.instrumented ?? null, {
+    this.deviceId = identity.deviceId;
+    this.preparer = new TaskPreparer(server, cache, () => keys.taskKeys(), options.instrumented ?? null, {
       fetchLimit: () => fetchAllowance(this.signals().saveData, this.settings),
+      refreshKeys: () => keys.refresh(),
+      completed: (taskId) => work.completed(taskId),
     });
     this.settings = { ...DEFAULT_SETTINGS, workers: this.maxWorkers };
     this.decision = decide(this.settings, []);
@@ -162,7 +177,9 @@ export class Controller {
     this.counts.unsent = (await this.work.outboxSchedule()).count;
     if (leases.length) this.log('info', `Picked up ${leases.length} task${leases.length === 1 ? '' : 's'} left from last time.`);
     this.changed();
+    void this.work.pruneCompleted();
     void this.flushOutbox();
+    this.refreshCreditSoon(0);
     if (await this.work.wasRunning()) this.start();
   }
 
@@ -190,6 +207,11 @@ export class Controller {
     this.log('info', text);
   }
 
+  /** A line for the activity log from the parts around the controller (the keyset keeper). */
+  say(level: 'info' | 'refused', text: string): void {
+    this.log(level, text);
+  }
+
   recentLog(): LogEntry[] {
     return [...this.logEntries];
   }
@@ -204,6 +226,7 @@ export class Controller {
       counts: { ...this.counts, running: this.active.size, queued: this.queue.length + this.deferred.length },
       deviceId: this.deviceId,
       project: this.project,
+      credit: this.credit,
     };
   }
 
@@ -215,6 +238,8 @@ export class Controller {
     if (this.running) return;
     this.running = true;
     void this.work.setRunning(true);
+    // A key revoked while this device was stopped must not verify the tasks it still holds.
+    this.keysReady = this.keys.refresh();
     this.log('info', `Started: up to ${this.settings.workers} task${this.settings.workers === 1 ? '' : 's'} at once, ${Math.round(this.settings.cpu * 100)}% CPU each.`);
     // Dwell times end and the donor stops using the page with no event: look again every second.
     this.policyTimer ??= setInterval(() => this.evaluatePolicies(), 1000);
@@ -380,7 +405,10 @@ export class Controller {
     this.fetching = true;
     let leases: Lease[] = [];
     try {
-      leases = await this.server.requestWork({ deviceId: this.deviceId, engines: runnableEngines(), max });
+      const response = await this.server.requestWork({ deviceId: this.deviceId, publicKey: toBase64(this.identity.publicKey), engines: runnableEngines(), max });
+      leases = response.leases;
+      // The server holds a newer keyset (a rotation or a revocation): fetch it before these run.
+      if (response.keysetVersion > this.keys.version()) this.keysReady = this.keys.refresh();
     } catch (error) {
       this.log('error', `Could not reach the task server: ${(error as Error).message}`);
     } finally {
@@ -414,13 +442,16 @@ export class Controller {
     const name = `${lease.task.manifest.name} ${lease.task.manifest.taskId}`;
     try {
       await yieldToEventLoop(); // slots starting together verify their envelopes in separate tasks
+      await this.keysReady;
       const prepared = await this.preparer.prepare(lease);
       if (prepared.kind === 'refused') {
         this.counts.refused++;
         this.log('refused', `Refused ${name}: ${REFUSAL_TEXT[prepared.reason]} (${prepared.detail}).`);
         await this.work.dropLease(lease.leaseId);
+        // The task id the envelope named: a malformed one cannot be reported under its own.
+        const taskId = /^[A-Za-z0-9_-]{1,64}$/.test(String(lease.task?.manifest?.taskId)) ? lease.task.manifest.taskId : 'unreadable';
         await this.server
-          .reportRefusal({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId, reason: prepared.reason, detail: prepared.detail })
+          .reportRefusal({ kind: 'task', leaseId: lease.leaseId, taskId, deviceId: this.deviceId, reason: prepared.reason, detail: prepared.detail.slice(0, 2000) })
           .catch((error: Error) => this.log('error', `Could not report the refusal: ${error.message}`));
         return;
       }
@@ -489,17 +520,25 @@ export class Controller {
   }
 
   private async finish(lease: Lease, manifest: TaskManifest, outcome: WorkerOutcome, fetchMs: number, compileMs: number): Promise<void> {
-    const submission: StoredSubmission = {
+    const claim = {
       leaseId: lease.leaseId,
       taskId: manifest.taskId,
       deviceId: this.deviceId,
       exitCode: outcome.exitCode,
-      stdout: outcome.encoded.stdout,
-      stderr: outcome.encoded.stderr,
-      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.encoded.files[i]! })),
       truncated: outcome.truncated,
       error: outcome.error,
       timings: { fetchMs: round(fetchMs), compileMs: round(compileMs), runMs: round(outcome.runMs) },
+      work: outcome.work,
+    };
+    // Signed over the outputs' hashes (made in the worker): the server checks them against what it receives.
+    const outputs = outcome.digests ?? (await outputDigests(outcome));
+    const signature = toBase64(await this.identity.sign(resultSigningBytes({ ...claim, outputs })));
+    const submission: StoredSubmission = {
+      ...claim,
+      stdout: outcome.encoded.stdout,
+      stderr: outcome.encoded.stderr,
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.encoded.files[i]! })),
+      signature,
     };
     const name = `${manifest.name} ${manifest.taskId}`;
     if (outcome.error) {
@@ -510,7 +549,7 @@ export class Controller {
       this.log('done', `${name} finished in ${Math.round(outcome.runMs)} ms with exit code ${outcome.exitCode}.`);
       this.emit('completed', { manifest, outcome });
     }
-    await this.work.finish(submission);
+    await this.work.finish(submission, manifest.expiresAt);
     this.counts.unsent++;
     void this.flushOutbox();
   }
@@ -544,11 +583,32 @@ export class Controller {
     }
   }
 
+  /**
+   * Asks the server for this device's credit a little after results were delivered (one request
+   * for a burst of them); the server validates them as quorums form, so pending turns to validated later.
+   */
+  private refreshCreditSoon(delayMs = 2000): void {
+    if (this.creditTimer) return;
+    this.creditTimer = setTimeout(() => {
+      this.creditTimer = null;
+      this.server.fetchCredit(this.deviceId).then(
+        (credit) => {
+          this.credit = credit;
+          this.changed();
+          // Results wait for other devices to agree with them: look again while some are pending.
+          if (credit && credit.pending > 0) this.refreshCreditSoon(30_000);
+        },
+        () => undefined, // offline: the last figures stay
+      );
+    }, delayMs);
+  }
+
   /** Posts one result; false when the server could not be reached (it stays in the outbox). */
   private async post(entry: OutboxEntry): Promise<boolean> {
     try {
       await this.server.submitResult(entry.submission);
       await this.work.delivered(entry.leaseId);
+      this.refreshCreditSoon();
       return true;
     } catch (error) {
       const status = (error as { status?: number }).status ?? 0;

@@ -4,8 +4,9 @@
  * before it has passed its check.
  */
 import type { BlobCache } from '../storage/blob-cache.ts';
-import type { BlobRef, Lease, RefusalReason, RunErrorCode, TaskManifest } from '../protocol/schema.ts';
-import { verifyBlob, verifyEnvelope } from '../protocol/verify.ts';
+import type { BlobRef, Lease, RefusalReason, RunErrorCode, SignedTask, TaskManifest } from '../protocol/schema.ts';
+import { verifyBlob, verifyEnvelope, type Verdict } from '../protocol/verify.ts';
+import type { TaskKey } from '../protocol/keyset.ts';
 import type { TaskServer } from './server-api.ts';
 import { capMemory } from './memory-cap.ts';
 import { runnableEngines } from './engines.ts';
@@ -79,12 +80,17 @@ export class TaskPreparer {
   constructor(
     private readonly server: TaskServer,
     private readonly cache: BlobCache,
-    private readonly trustedKeys: ReadonlyMap<string, Uint8Array>,
+    /** The task-signing keys of the verified keyset (src/scheduler/keyset-keeper.ts), as they are now. */
+    private readonly taskKeys: () => ReadonlyMap<string, TaskKey>,
     private readonly instrumented: InstrumentedCache | null = null,
     private readonly options: {
       /** The most bytes one blob may have to be fetched now (the data-saver policy); Infinity for no limit. */
       fetchLimit?: () => number;
       now?: () => number;
+      /** A task names a key the keyset lacks: fetch the keyset again (a rotation); true if it changed. */
+      refreshKeys?: () => Promise<boolean>;
+      /** Whether this device has completed the task already (replay protection). */
+      completed?: (taskId: string) => Promise<boolean>;
     } = {},
   ) {}
 
@@ -92,10 +98,23 @@ export class TaskPreparer {
     return (this.options.now ?? Date.now)();
   }
 
+  /** The envelope's verdict; a key the keyset lacks may be a new one, so the keyset is fetched again once first. */
+  private async verify(task: unknown): Promise<Verdict<SignedTask>> {
+    const verdict = await verifyEnvelope(task, this.taskKeys(), this.now());
+    if (!verdict.ok && verdict.reason === 'unknown-key' && this.options.refreshKeys && (await this.options.refreshKeys())) {
+      return verifyEnvelope(task, this.taskKeys(), this.now());
+    }
+    return verdict;
+  }
+
   async prepare(lease: Lease): Promise<Prepared> {
-    const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
+    const verdict = await this.verify(lease.task);
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, detail: verdict.detail };
     const manifest = verdict.value.manifest;
+    // After the signature: a forged copy of a completed task is a bad signature, not a replay.
+    if (await this.options.completed?.(manifest.taskId)) {
+      return { kind: 'refused', reason: 'replayed-task', detail: `task ${manifest.taskId} was completed on this device already (lease ${lease.leaseId})` };
+    }
     if (!runnableEngines().includes(manifest.engine)) {
       return { kind: 'refused', reason: 'unsupported-engine', detail: `engine ${manifest.engine} cannot run on this page` };
     }
@@ -131,7 +150,7 @@ export class TaskPreparer {
 
   /** Loads and verifies a lease's blobs into the cache ahead of its run; refusals wait for prepare(). */
   async prefetch(lease: Lease): Promise<void> {
-    const verdict = await verifyEnvelope(lease.task, this.trustedKeys, this.now());
+    const verdict = await this.verify(lease.task);
     if (!verdict.ok || verdict.value.manifest.module.size > MAX_MODULE_BYTES) return;
     const m = verdict.value.manifest;
     await this.verifiedBlob(m.module, 'module');

@@ -1,6 +1,6 @@
 /** The client's calls to the task server. Every response is validated before it is used. */
 import { API } from '../protocol/api.ts';
-import { parse, WorkResponse, type Lease, type LeaseRenewal, type RefusalReport, type WorkRequest } from '../protocol/schema.ts';
+import { parse, WorkResponse, type DeviceCredit, type LeaseRenewal, type RefusalReport, type WorkRequest } from '../protocol/schema.ts';
 import type { StoredSubmission } from '../storage/db.ts';
 import { resultBody } from '../storage/result-body.ts';
 
@@ -39,11 +39,34 @@ async function postJson(base: string, path: string, body: unknown): Promise<unkn
 export class TaskServer {
   constructor(readonly base = '') {}
 
-  async requestWork(request: WorkRequest): Promise<Lease[]> {
+  async requestWork(request: WorkRequest): Promise<WorkResponse> {
     const parsed = parse(WorkResponse, await postJson(this.base, API.work, request));
     // A malformed lease list is the server's fault, not a task's: refuse the whole response.
     if (!parsed.ok) throw new ServerError(`work response: ${parsed.message}`, 0);
-    return parsed.value.leases;
+    return parsed.value;
+  }
+
+  /**
+   * The server's keyset as it sent it (the caller verifies it), or null when it is still the one
+   * held (`If-None-Match` on its version) or the server has none.
+   */
+  async fetchKeyset(heldVersion: number): Promise<unknown | null> {
+    const response = await fetch(this.base + API.keyset, {
+      cache: 'no-cache',
+      headers: heldVersion > 0 ? { 'if-none-match': `"v${heldVersion}"` } : {},
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (response.status === 304 || response.status === 404) return null;
+    if (!response.ok) throw new ServerError(`keyset: ${response.status}`, response.status);
+    return response.json().catch(() => ({ malformed: 'the keyset response is not JSON' }));
+  }
+
+  /** This device's credit, or null when the server does not know it yet. */
+  async fetchCredit(deviceId: string): Promise<DeviceCredit | null> {
+    const response = await fetch(this.base + API.device(deviceId), { cache: 'no-cache' });
+    if (response.status === 404) return null;
+    if (!response.ok) throw new ServerError(`credit: ${response.status}`, response.status);
+    return (await response.json()) as DeviceCredit;
   }
 
   /** Resolves when the server has the result (accepted now, or already had it). */

@@ -6,7 +6,7 @@ import { openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type St
 import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 5;
+export const DB_VERSION = 6;
 
 export interface StoredBlob {
   sha256: string;
@@ -58,10 +58,26 @@ export interface StoredInstrumented {
   lastUsed: number;
 }
 
+/** A task this device completed, kept until the task expires: a lease for it again is a replay. */
+export interface CompletedTask {
+  taskId: string;
+  /** The manifest's expiresAt: past it, the task is refused as expired anyway. */
+  expiresAt: number;
+}
+
+/**
+ * This device's signing key pair: WebCrypto's Ed25519 with a non-extractable private key where the
+ * browser has it (the key never leaves the browser's key store, not even to this page), else a
+ * @noble/ed25519 secret. Its public key names the device (deviceIdOf).
+ */
+export type StoredIdentity =
+  | { kind: 'webcrypto'; publicKey: Uint8Array; privateKey: CryptoKey }
+  | { kind: 'noble'; publicKey: Uint8Array; secretKey: Uint8Array };
+
 export interface DewgridDB extends DBSchema {
   /** Verified module and input bytes, by SHA-256. Only bytes that matched a signed hash go in. */
   blobs: { key: string; value: StoredBlob; indexes: { lastUsed: number } };
-  /** Small settings and identity values (device id, limits). */
+  /** Small values: the device's identity (StoredIdentity), the held keyset, settings, Start. */
   meta: { key: string; value: unknown };
   /** Leases taken and not yet finished (run or refused). */
   leases: { key: string; value: StoredLease; indexes: { addedAt: number } };
@@ -71,6 +87,8 @@ export interface DewgridDB extends DBSchema {
   checkpoints: { key: string; value: StoredCheckpoint };
   /** Instrumented modules (src/storage/instrumented-cache.ts). */
   instrumented: { key: string; value: StoredInstrumented; indexes: { lastUsed: number } };
+  /** Tasks completed here, until they expire (replay protection). */
+  completed: { key: string; value: CompletedTask; indexes: { expiresAt: number } };
 }
 
 /** Takes a database at any older version to DB_VERSION; each step runs once, in order. */
@@ -93,6 +111,9 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number, tx: IDBPTransa
   }
   if (oldVersion < 5) {
     db.createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+  }
+  if (oldVersion < 6) {
+    db.createObjectStore('completed', { keyPath: 'taskId' }).createIndex('expiresAt', 'expiresAt');
   }
 }
 

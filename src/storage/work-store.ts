@@ -43,15 +43,31 @@ export class WorkStore {
     await Promise.all([tx.objectStore('leases').delete(leaseId), tx.objectStore('checkpoints').delete(leaseId), tx.done]);
   }
 
-  /** Moves a finished lease's result into the outbox and forgets its checkpoint, atomically. */
-  async finish(submission: StoredSubmission): Promise<void> {
-    const tx = this.db.transaction(['leases', 'outbox', 'checkpoints'], 'readwrite');
+  /**
+   * Moves a finished lease's result into the outbox, forgets its checkpoint and remembers the task
+   * as completed here (until `expiresAt`: a lease for it again is a replay), atomically.
+   */
+  async finish(submission: StoredSubmission, expiresAt: number): Promise<void> {
+    const tx = this.db.transaction(['leases', 'outbox', 'checkpoints', 'completed'], 'readwrite');
     await Promise.all([
       tx.objectStore('outbox').put({ leaseId: submission.leaseId, submission, attempts: 0, nextAttemptAt: 0 }),
       tx.objectStore('leases').delete(submission.leaseId),
       tx.objectStore('checkpoints').delete(submission.leaseId),
+      tx.objectStore('completed').put({ taskId: submission.taskId, expiresAt }),
       tx.done,
     ]);
+  }
+
+  /** Whether this device has completed the task (and the task has not expired since). */
+  async completed(taskId: string): Promise<boolean> {
+    return (await this.db.getKey('completed', taskId)) !== undefined;
+  }
+
+  /** Forgets completed tasks that have expired: a replay of one is refused as expired anyway. */
+  async pruneCompleted(now = Date.now()): Promise<void> {
+    const tx = this.db.transaction('completed', 'readwrite');
+    for (let cursor = await tx.store.index('expiresAt').openCursor(IDBKeyRange.upperBound(now)); cursor; cursor = await cursor.continue()) await cursor.delete();
+    await tx.done;
   }
 
   /** Keeps a checkpoint file of a held lease (the newest bytes per path win). */
@@ -94,6 +110,14 @@ export class WorkStore {
 
   async retryLater(entry: OutboxEntry, nextAttemptAt: number): Promise<void> {
     await this.db.put('outbox', { ...entry, attempts: entry.attempts + 1, nextAttemptAt });
+  }
+
+  /** Drops every held lease, waiting result and checkpoint (work of another identity); says how many. */
+  async forgetAll(): Promise<{ leases: number; results: number }> {
+    const tx = this.db.transaction(['leases', 'outbox', 'checkpoints'], 'readwrite');
+    const [leases, results] = await Promise.all([tx.objectStore('leases').count(), tx.objectStore('outbox').count()]);
+    await Promise.all([tx.objectStore('leases').clear(), tx.objectStore('outbox').clear(), tx.objectStore('checkpoints').clear(), tx.done]);
+    return { leases, results };
   }
 
   /** Whether the donor left the client running: Start is remembered until Stop. */

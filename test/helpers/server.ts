@@ -6,14 +6,17 @@
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { cpSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { keyPath, readKey, type SigningKey } from '../../server/keys.ts';
+import { currentSigningKey, keyPath, readKey, ROOT_KEY_NAME, type SigningKey } from '../../server/keys.ts';
 
 export type { SigningKey };
 
 export interface TestServer {
   url: string;
   dataDir: string;
+  /** The project's task-signing key (its keyset's first). */
   key: SigningKey;
+  /** The project's root key, which signs keysets (for rotation and revocation tests). */
+  root: SigningKey;
   /** The running server (replaced by start()). */
   app: DewgridServer;
   stop(): Promise<void>;
@@ -22,20 +25,21 @@ export interface TestServer {
 }
 
 /**
- * The test project's keys (test/fixtures/keys): what `dewgrid keygen` makes, committed so that
- * every test server is trusted by the one client build the browser tests share (the client's
- * trust is compiled into it: see buildClient).
+ * The test project's keys (test/fixtures/keys): what `dewgrid keygen` makes (a root, its trust
+ * file, a signing key and keyset version 1), committed so that every test server is trusted by the
+ * one client build the browser tests share (the client's trust is compiled in: see buildClient).
  */
 export const TEST_KEYS_DIR = fileURLToPath(new URL('../fixtures/keys', import.meta.url));
 
-/** Puts the test project's keys and trust file into a data folder. */
-export function writeKey(dataDir: string): Promise<SigningKey> {
+/** Puts the test project's keys, trust file and keyset into a data folder; returns its signing key. */
+export async function writeKey(dataDir: string): Promise<SigningKey> {
   cpSync(TEST_KEYS_DIR, dataDir, { recursive: true });
-  return readKey(keyPath(dataDir, 'demo'));
+  return currentSigningKey(dataDir);
 }
 
 export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number; crossOriginIsolated?: boolean }): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
+  const root = await readKey(keyPath(options.dataDir, ROOT_KEY_NAME));
   const listen = async (port: number) => {
     const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false, crossOriginIsolated: options.crossOriginIsolated });
     const url = await app.app.listen({ port, host: '127.0.0.1' });
@@ -48,6 +52,7 @@ export async function startTestServer(options: { dataDir: string; staticDir?: st
     url,
     dataDir: options.dataDir,
     key,
+    root,
     app,
     async stop() {
       if (!up) return;

@@ -17,6 +17,8 @@ const submission = (files: { path: string; data: string }[]) => ({
   truncated: { stdout: false, stderr: true, files: false },
   error: null,
   timings: { fetchMs: 1.5, compileMs: 0, runMs: 12.25 },
+  work: 123456,
+  signature: toBase64(new Uint8Array(64).fill(7)),
 });
 const asBlobs = (s: ReturnType<typeof submission>) => ({
   ...s,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, generateKeyPair, keyIdOf, sha256Hex, signTask, toBase64 } from '../../src/protocol/index.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { TestDevice } from '../helpers/device.ts';
 import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
 
 let dataDir: string;
@@ -15,6 +16,7 @@ let key: SigningKey;
 let clock: number;
 
 beforeEach(async () => {
+  devices = new Map();
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-api-'));
   key = await writeKey(dataDir);
   clock = Date.now();
@@ -42,12 +44,27 @@ async function publish(batchId: string, count: number, overrides = {}) {
   return response.body;
 }
 
-function refusalFor(lease: { leaseId: string; task: { manifest: { taskId: string } } }, deviceId: string, reason = 'module-hash-mismatch', detail = 'expected X, got Y') {
-  return { leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId, reason, detail };
+/** Devices by the names the tests give them, each with its own key (ids are derived from keys). */
+let devices: Map<string, TestDevice>;
+async function device(name: string): Promise<TestDevice> {
+  let d = devices.get(name);
+  if (!d) devices.set(name, (d = await TestDevice.create()));
+  return d;
+}
+const id = async (name: string) => (await device(name)).deviceId;
+
+/** A result for the lease, signed by the named device; `change` is applied before signing. */
+async function result(l: { leaseId: string; task: { manifest: { taskId: string } } }, name: string, stdout = 'ok', error: { code: 'trap'; message: string } | null = null, change: object = {}) {
+  const d = await device(name);
+  return d.sign({ ...resultFor(l, d.deviceId, stdout, error), ...change });
 }
 
-async function lease(deviceId: string, max = 1) {
-  const response = await call('POST', API.work, { deviceId, engines: ['wasi-preview1'], max });
+async function refusalFor(lease: { leaseId: string; task: { manifest: { taskId: string } } }, name: string, reason = 'module-hash-mismatch', detail = 'expected X, got Y') {
+  return { kind: 'task', leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: await id(name), reason, detail };
+}
+
+async function lease(name: string, max = 1) {
+  const response = await call('POST', API.work, (await device(name)).work(max));
   expect(response.status).toBe(200);
   return response.body.leases as { leaseId: string; expiresAt: number; task: { manifest: { taskId: string } } }[];
 }
@@ -63,8 +80,8 @@ describe('happy path', () => {
     const [l1, l2] = await lease('dev1', 2);
     expect(l1 && l2).toBeTruthy();
     expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ running: 2, queued: 0 });
-    expect((await call('POST', API.results, resultFor(l1!, 'dev1', 'hello'))).body).toEqual({ status: 'accepted' });
-    expect((await call('POST', API.results, resultFor(l2!, 'dev1', 'world'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, await result(l1!, 'dev1', 'hello'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, await result(l2!, 'dev1', 'world'))).body).toEqual({ status: 'accepted' });
     const results = (await call('GET', API.batchResults('b1'))).body;
     expect(results.tasks.map((t: { state: string; stdout: string }) => [t.state, t.stdout])).toEqual([
       ['done', 'hello'],
@@ -97,9 +114,9 @@ describe('happy path', () => {
     const [a] = await lease('dev1');
     expect(await lease('dev1')).toEqual([]); // never the same task twice to one device
     const [b] = await lease('dev2');
-    await call('POST', API.results, resultFor(a!, 'dev1'));
+    await call('POST', API.results, await result(a!, 'dev1'));
     expect((await call('GET', API.batch('b1'))).body.counts.done).toBe(0);
-    await call('POST', API.results, resultFor(b!, 'dev2'));
+    await call('POST', API.results, await result(b!, 'dev2'));
     expect((await call('GET', API.batch('b1'))).body.counts.done).toBe(1);
   });
 
@@ -108,7 +125,7 @@ describe('happy path', () => {
     for (const device of ['d1', 'd2', 'd3']) {
       const [l] = await lease(device);
       expect(l, device).toBeTruthy();
-      await call('POST', API.results, resultFor(l!, device, '', { code: 'trap', message: 'unreachable' }));
+      await call('POST', API.results, await result(l!, device, '', { code: 'trap', message: 'unreachable' }));
     }
     const status = (await call('GET', API.batch('b1'))).body;
     expect(status.counts.failed).toBe(1);
@@ -119,10 +136,10 @@ describe('happy path', () => {
   it('records refusals with their reason and shows them in status', async () => {
     await publish('b1', 1);
     const [l] = await lease('dev1');
-    const refusal = { leaseId: l!.leaseId, taskId: l!.task.manifest.taskId, deviceId: 'dev1', reason: 'module-hash-mismatch', detail: 'expected X, got Y' };
+    const refusal = { kind: 'task', leaseId: l!.leaseId, taskId: l!.task.manifest.taskId, deviceId: await id('dev1'), reason: 'module-hash-mismatch', detail: 'expected X, got Y' };
     expect((await call('POST', API.refusals, refusal)).status).toBe(200);
     const status = (await call('GET', API.batch('b1'))).body;
-    expect(status.refusals).toMatchObject([{ taskId: 'b1-0', reason: 'module-hash-mismatch', deviceId: 'dev1' }]);
+    expect(status.refusals).toMatchObject([{ taskId: 'b1-0', reason: 'module-hash-mismatch', deviceId: await id('dev1') }]);
     expect(await lease('dev1')).toEqual([]); // never offered again to the device that refused it
     expect(await lease('dev2')).toHaveLength(1);
   });
@@ -140,36 +157,37 @@ describe('bad input gets the right 4xx and changes nothing', () => {
     await publish('b1', 2);
     const [l] = await lease('dev1');
     const other = (await lease('dev2'))[0]!;
-    await call('POST', API.results, resultFor(l!, 'dev1', 'first'));
+    await call('POST', API.results, await result(l!, 'dev1', 'first'));
     const before = await snapshot('b1');
 
     const cases: [string, () => Promise<{ status: number; body: { error: string; message: string } }>, number, RegExp][] = [
-      ['malformed JSON', () => call('POST', API.work, '{"deviceId": '), 400, /JSON/i],
-      ['wrong content type', () => call('POST', API.work, 'deviceId=x', { 'content-type': 'text/plain' }), 415, /application\/json/],
-      ['wrong types', () => call('POST', API.work, { deviceId: 7, engines: ['wasi-preview1'], max: 1 }), 400, /deviceId/],
-      ['unknown engine', () => call('POST', API.work, { deviceId: 'x', engines: ['dos'], max: 1 }), 400, /engines/],
-      ['extra field', () => call('POST', API.work, { deviceId: 'x', engines: ['wasi-preview1'], max: 1, admin: true }), 400, /admin/],
-      ['oversized body', () => call('POST', API.results, { ...resultFor(other, 'dev2'), stdout: 'A'.repeat(100_000) }), 413, /larger/],
-      ['unknown blob hash', () => call('GET', API.blob('0'.repeat(64))), 404, /no blob/],
-      ['malformed blob hash', () => call('GET', API.blob('xyz')), 400, /SHA-256/],
-      ['result for an unknown lease', () => call('POST', API.results, { ...resultFor(other, 'dev2'), leaseId: 'nope' }), 404, /no lease/],
-      ['result for another device\'s lease', () => call('POST', API.results, resultFor(other, 'dev1')), 403, /another device/],
-      ['result naming another task', () => call('POST', API.results, { ...resultFor(other, 'dev2'), taskId: 'b1-0' }), 403, /another task/],
-      ['a different result for an answered lease', () => call('POST', API.results, resultFor(l!, 'dev1', 'second')), 409, /different result/],
-      ['unknown batch', () => call('GET', API.batch('nope')), 404, /no batch/],
-      ['results of an unknown batch', () => call('GET', API.batchResults('nope')), 404, /no batch/],
-      ['an undecodable URL', () => call('GET', '/api/batches/%E0%A4%A'), 400, /not a valid url/],
-      ['an empty JSON body', () => call('POST', API.work, ''), 400, /empty/],
-      ['a __proto__ key', () => call('POST', API.work, '{"__proto__": {"admin": true}}'), 400, /__proto__/],
-      ['a body that is not an object', () => call('POST', API.work, 'null'), 400, /^body: /],
-      ['a bad value deep in a result', () => call('POST', API.results, { ...resultFor(other, 'dev2'), truncated: { stdout: 'no', stderr: false, files: false } }), 400, /^body\.truncated\.stdout: /],
-      ['an output file escaping its folder', () => call('POST', API.results, { ...resultFor(other, 'dev2'), files: [{ path: '/out/../../etc/passwd', data: '' }] }), 400, /^body\.files\.0\.path: /],
-      ['missing-blobs with a bad hash', () => call('POST', API.missingBlobs, { hashes: ['ABC'] }), 400, /^body\.hashes\.0: /],
-      ['a refusal for an unknown lease', () => call('POST', API.refusals, refusalFor({ ...other, leaseId: 'nope' }, 'dev2')), 404, /no lease/],
-      ['a refusal for another device\'s lease', () => call('POST', API.refusals, refusalFor(other, 'dev1')), 403, /another device/],
-      ['a refusal for an answered lease', () => call('POST', API.refusals, refusalFor(l!, 'dev1')), 409, /already has a result/],
-      ['a refusal with an unknown reason', () => call('POST', API.refusals, { ...refusalFor(other, 'dev2'), reason: 'boredom' }), 400, /^body\.reason: /],
-      ['unknown route', () => call('GET', '/api/nothing'), 404, /no route/],
+      ['malformed JSON', async () => call('POST', API.work, '{"deviceId": '), 400, /JSON/i],
+      ['wrong content type', async () => call('POST', API.work, 'deviceId=x', { 'content-type': 'text/plain' }), 415, /application\/json/],
+      ['wrong types', async () => call('POST', API.work, { deviceId: 7, engines: ['wasi-preview1'], max: 1 }), 400, /deviceId/],
+      ['unknown engine', async () => call('POST', API.work, { ...(await device('dev1')).work(), engines: ['dos'] }), 400, /engines/],
+      ['extra field', async () => call('POST', API.work, { ...(await device('dev1')).work(), admin: true }), 400, /admin/],
+      ['a device id that is not its key\'s', async () => call('POST', API.work, { ...(await device('dev1')).work(), deviceId: await id('dev2') }), 400, /not the id of this publicKey/],
+      ['a public key of the wrong size', async () => call('POST', API.work, { ...(await device('dev1')).work(), publicKey: toBase64(new Uint8Array(31)) }), 400, /32 bytes/],
+      ['oversized body', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { stdout: 'A'.repeat(100_000) })), 413, /larger/],
+      ['unknown blob hash', async () => call('GET', API.blob('0'.repeat(64))), 404, /no blob/],
+      ['malformed blob hash', async () => call('GET', API.blob('xyz')), 400, /SHA-256/],
+      ['result for an unknown lease', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { leaseId: 'nope' })), 404, /no lease/],
+      ['result for another device\'s lease', async () => call('POST', API.results, await result(other, 'dev1')), 403, /another device/],
+      ['result naming another task', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { taskId: 'b1-0' })), 403, /another task/],
+      ['a different result for an answered lease', async () => call('POST', API.results, await result(l!, 'dev1', 'second')), 409, /different result/],
+      ['unknown batch', async () => call('GET', API.batch('nope')), 404, /no batch/],
+      ['results of an unknown batch', async () => call('GET', API.batchResults('nope')), 404, /no batch/],
+      ['an undecodable URL', async () => call('GET', '/api/batches/%E0%A4%A'), 400, /not a valid url/],
+      ['an empty JSON body', async () => call('POST', API.work, ''), 400, /empty/],
+      ['a __proto__ key', async () => call('POST', API.work, '{"__proto__": {"admin": true}}'), 400, /__proto__/],
+      ['a body that is not an object', async () => call('POST', API.work, 'null'), 400, /^body: /],
+      ['a bad value deep in a result', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { truncated: { stdout: 'no', stderr: false, files: false } })), 400, /^body\.truncated\.stdout: /],
+      ['an output file escaping its folder', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { files: [{ path: '/out/../../etc/passwd', data: '' }] })), 400, /^body\.files\.0\.path: /],
+      ['missing-blobs with a bad hash', async () => call('POST', API.missingBlobs, { hashes: ['ABC'] }), 400, /^body\.hashes\.0: /],
+      ['a refusal for an unknown lease', async () => call('POST', API.refusals, await refusalFor({ ...other, leaseId: 'nope' }, 'dev2')), 404, /no lease/],
+      ['a refusal for another device\'s lease', async () => call('POST', API.refusals, await refusalFor(other, 'dev1')), 403, /another device/],
+      ['a refusal with an unknown reason', async () => call('POST', API.refusals, { ...await refusalFor(other, 'dev2'), reason: 'boredom' }), 400, /^body\.reason: /],
+      ['unknown route', async () => call('GET', '/api/nothing'), 404, /no route/],
     ];
     for (const [name, send, status, message] of cases) {
       const response = await send();
@@ -179,17 +197,25 @@ describe('bad input gets the right 4xx and changes nothing', () => {
       expect(await snapshot('b1'), `${name} changed state`).toEqual(before);
     }
 
+    // A refusal for a lease already answered (a replayed lease, say) is recorded, and changes no state.
+    expect((await call('POST', API.refusals, await refusalFor(l!, 'dev1', 'replayed-task', 'seen before'))).body).toEqual({ status: 'recorded' });
+    const withReport = await snapshot('b1');
+    expect(withReport.status.refusals).toMatchObject([{ taskId: 'b1-0', reason: 'replayed-task', deviceId: await id('dev1') }]);
+    expect(withReport.status.counts).toEqual(before.status.counts);
+    expect(withReport.results.tasks.map((t: { state: string }) => t.state)).toEqual(before.results.tasks.map((t: { state: string }) => t.state));
+    const after = withReport;
+
     // The identical result again is a no-op, so clients may retry freely.
-    expect((await call('POST', API.results, resultFor(l!, 'dev1', 'first'))).body).toEqual({ status: 'duplicate' });
-    expect(await snapshot('b1')).toEqual(before);
+    expect((await call('POST', API.results, await result(l!, 'dev1', 'first'))).body).toEqual({ status: 'duplicate' });
+    expect(await snapshot('b1')).toEqual(after);
 
     // An expired lease whose task another device has since finished: 410, nothing stored.
     clock = other.expiresAt + 1;
     const [reissued] = await lease('dev3');
     expect(reissued?.task.manifest.taskId).toBe(other.task.manifest.taskId);
-    expect((await call('POST', API.results, resultFor(reissued!, 'dev3', 'from dev3'))).status).toBe(200);
+    expect((await call('POST', API.results, await result(reissued!, 'dev3', 'from dev3'))).status).toBe(200);
     const settled = await snapshot('b1');
-    const expired = await call('POST', API.results, resultFor(other, 'dev2'));
+    const expired = await call('POST', API.results, await result(other, 'dev2'));
     expect(expired.status).toBe(410);
     expect(expired.body.message).toMatch(/expired .* is done/);
     expect(await snapshot('b1')).toEqual(settled);
@@ -200,19 +226,19 @@ describe('bad input gets the right 4xx and changes nothing', () => {
     const [first, second] = await lease('dev1', 2);
     // Renewal moves the expiry forward from now; it is refused for someone else's lease.
     clock += 30_000;
-    const renewed = await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: 'dev1' });
+    const renewed = await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: await id('dev1') });
     expect(renewed.status).toBe(200);
     expect(renewed.body.expiresAt).toBe(first!.expiresAt + 30_000);
-    expect((await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: 'dev2' })).status).toBe(403);
+    expect((await call('POST', API.renew, { leaseId: first!.leaseId, taskId: first!.task.manifest.taskId, deviceId: await id('dev2') })).status).toBe(403);
     // The other lease lapses; its result arrives late but the task still needs it: accepted, counted once.
     clock = second!.expiresAt + 1;
-    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: 'dev1' })).status).toBe(200);
+    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: await id('dev1') })).status).toBe(200);
     clock += 10 * 60_000;
-    expect((await call('POST', API.results, resultFor(second!, 'dev1', 'late'))).body).toEqual({ status: 'accepted' });
-    expect((await call('POST', API.results, resultFor(second!, 'dev1', 'late'))).body).toEqual({ status: 'duplicate' });
+    expect((await call('POST', API.results, await result(second!, 'dev1', 'late'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, await result(second!, 'dev1', 'late'))).body).toEqual({ status: 'duplicate' });
     const results = (await call('GET', API.batchResults('b1'))).body;
     expect(results.tasks[1]).toMatchObject({ state: 'done', stdout: 'late', results: 1 });
-    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: 'dev1' })).status).toBe(409);
+    expect((await call('POST', API.renew, { leaseId: second!.leaseId, taskId: second!.task.manifest.taskId, deviceId: await id('dev1') })).status).toBe(409);
   });
 
   it('refuses to publish tasks signed by an unknown key, bad blobs, or a clashing batch id', async () => {
@@ -307,12 +333,12 @@ describe('publishing', () => {
   it('keeps its state across a restart', async () => {
     await publish('b1', 2);
     const [l] = await lease('dev1');
-    await call('POST', API.results, resultFor(l!, 'dev1', 'kept'));
+    await call('POST', API.results, await result(l!, 'dev1', 'kept'));
     await server.close();
     server = await createServer({ dataDir, now: () => clock });
     expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ done: 1, queued: 1 });
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0].stdout).toBe('kept');
-    expect(server.store.db.pragma('user_version', { simple: true })).toBe(1);
+    expect(server.store.db.pragma('user_version', { simple: true })).toBe(2);
     expect(server.store.db.pragma('journal_mode', { simple: true })).toBe('wal');
   });
 });
@@ -333,14 +359,13 @@ describe('leasing', () => {
   it('keeps results whole: non-UTF-8 output as base64, files, exit codes, truncation', async () => {
     await publish('b1', 1);
     const [l] = await lease('dev1');
-    const result = {
-      ...resultFor(l!, 'dev1'),
+    const kept = await result(l!, 'dev1', 'ok', null, {
       exitCode: 3,
       stderr: toBase64(new Uint8Array([0xff, 0xfe, 0])),
       files: [{ path: '/out/a.txt', data: toBase64(new TextEncoder().encode('A')) }],
       truncated: { stdout: true, stderr: false, files: false },
-    };
-    expect((await call('POST', API.results, result)).body).toEqual({ status: 'accepted' });
+    });
+    expect((await call('POST', API.results, kept)).body).toEqual({ status: 'accepted' });
     const [task] = (await call('GET', API.batchResults('b1'))).body.tasks;
     expect(task).toMatchObject({
       taskId: 'b1-0',
@@ -363,9 +388,9 @@ describe('leasing', () => {
     clock = a!.expiresAt; // lapsed: reissued to dev2
     const [b] = await lease('dev2');
     // dev1's late result arrives first: the task still needed it.
-    expect((await call('POST', API.results, resultFor(a!, 'dev1', 'first'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, await result(a!, 'dev1', 'first'))).body).toEqual({ status: 'accepted' });
     // dev2's lease is live, so its answer is kept, but it changes nothing.
-    expect((await call('POST', API.results, resultFor(b!, 'dev2', 'second'))).body).toEqual({ status: 'accepted' });
+    expect((await call('POST', API.results, await result(b!, 'dev2', 'second'))).body).toEqual({ status: 'accepted' });
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0]).toMatchObject({ state: 'done', stdout: 'first', results: 1 });
   });
 });
@@ -376,21 +401,21 @@ describe('refusals', () => {
     for (const device of ['d1', 'd2', 'd3']) {
       const [l] = await lease(device);
       expect(l, device).toBeTruthy();
-      expect((await call('POST', API.refusals, refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'recorded' });
+      expect((await call('POST', API.refusals, await refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'recorded' });
       const before = await snapshot('b1');
-      expect((await call('POST', API.refusals, refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'duplicate' });
-      const other = await call('POST', API.refusals, refusalFor(l!, device, 'unknown-key'));
+      expect((await call('POST', API.refusals, await refusalFor(l!, device, 'bad-signature', `from ${device}`))).body).toEqual({ status: 'duplicate' });
+      const other = await call('POST', API.refusals, await refusalFor(l!, device, 'unknown-key'));
       expect(other.status).toBe(409);
-      const late = await call('POST', API.results, resultFor(l!, device));
+      const late = await call('POST', API.results, await result(l!, device));
       expect(late.status).toBe(409);
       expect(await snapshot('b1')).toEqual(before);
     }
     const status = (await call('GET', API.batch('b1'))).body;
     expect(status.counts).toMatchObject({ refused: 1, queued: 0, running: 0 });
     expect(status.refusals.map((r: { deviceId: string; reason: string; at: number }) => [r.deviceId, r.reason, r.at])).toEqual([
-      ['d1', 'bad-signature', clock],
-      ['d2', 'bad-signature', clock],
-      ['d3', 'bad-signature', clock],
+      [await id('d1'), 'bad-signature', clock],
+      [await id('d2'), 'bad-signature', clock],
+      [await id('d3'), 'bad-signature', clock],
     ]);
     expect(await lease('d4')).toEqual([]);
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0].refusals).toHaveLength(3);
@@ -398,7 +423,7 @@ describe('refusals', () => {
 });
 
 describe('headers and the site', () => {
-  it('sends cross-origin isolation headers everywhere, the trust file uncached, index.html uncached', async () => {
+  it('sends cross-origin isolation headers everywhere, the keyset and index.html uncached', async () => {
     const staticDir = join(dataDir, 'site');
     mkdirSync(staticDir);
     writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
@@ -411,10 +436,12 @@ describe('headers and the site', () => {
     expect(page.body).toContain('<title>Dewgrid</title>');
     expect(page.headers).toMatchObject({ ...isolated, 'cache-control': 'no-cache' });
 
-    const trust = await server.app.inject({ method: 'GET', url: API.trust });
-    expect(trust.statusCode).toBe(200);
-    expect(trust.headers).toMatchObject({ ...isolated, 'cache-control': 'no-cache' });
-    expect(JSON.parse(trust.body).keys[key.keyId]).toBe(toBase64(key.publicKey));
+    const keyset = await server.app.inject({ method: 'GET', url: API.keyset });
+    expect(keyset.statusCode).toBe(200);
+    expect(keyset.headers).toMatchObject({ ...isolated, 'cache-control': 'no-cache', etag: '"v1"' });
+    expect(JSON.parse(keyset.body).keyset.keys[0]).toMatchObject({ keyId: key.keyId, publicKey: toBase64(key.publicKey) });
+    // No trust file is served: the client's roots are compiled into its build.
+    expect((await server.app.inject({ method: 'GET', url: '/trust.json' })).statusCode).toBe(404);
 
     for (const url of [API.batches, '/nothing', API.blob('0'.repeat(64)), '/api/batches/%E0%A4%A']) {
       expect((await server.app.inject({ method: 'GET', url })).headers, url).toMatchObject(isolated);

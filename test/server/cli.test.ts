@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, REFUSAL_TEXT, sha256Hex, toBase64, type TaskManifest, type WorkResponse } from '../../src/protocol/index.ts';
 import { TINY_MODULE } from '../helpers/tasks.ts';
+import { TestDevice } from '../helpers/device.ts';
 
 let work: string;
 let dataDir: string;
@@ -63,27 +64,66 @@ async function inject(path: string, payload: unknown) {
 
 describe('dewgrid CLI', () => {
   let keyId: string;
+  let firstKeyId: string;
 
-  it('keygen makes a key (0600), pins it in trust.json, and will not overwrite without --force', async () => {
-    const made = await dewgrid('keygen');
+  it('keygen sets a project up (a root, its trust file, a signing key, keyset 1) and sends the keyset to the server', async () => {
+    const made = await dewgrid('keygen', '--project', 'CLI project', '--json');
     expect(made.code, made.stderr).toBe(0);
-    keyId = /\b([0-9a-f]{16})\b/.exec(made.stdout)![1]!;
-    const file = join(dataDir, 'keys', 'demo.json');
-    const key = JSON.parse(readFileSync(file, 'utf8'));
-    expect(key.keyId).toBe(keyId);
-    expect(statSync(file).mode & 0o777).toBe(0o600);
-    const trust = JSON.parse(readFileSync(join(dataDir, 'trust.json'), 'utf8'));
-    expect(trust).toEqual({ projectName: 'demo', keys: { [keyId]: key.publicKey } });
+    const printed = JSON.parse(made.stdout) as { rootKeyId: string; keyId: string; version: number; pushed: boolean };
+    expect(printed).toMatchObject({ version: 1, pushed: true });
+    for (const name of ['root', printed.keyId]) {
+      const file = join(dataDir, 'keys', `${name}.json`);
+      expect(statSync(file).mode & 0o777, file).toBe(0o600);
+    }
+    const root = JSON.parse(readFileSync(join(dataDir, 'keys', 'root.json'), 'utf8'));
+    expect(root.keyId).toBe(printed.rootKeyId);
+    expect(JSON.parse(readFileSync(join(dataDir, 'trust.json'), 'utf8'))).toEqual({ projectName: 'CLI project', roots: { [root.keyId]: root.publicKey } });
+    const served = (await server.app.inject({ method: 'GET', url: API.keyset })).json();
+    expect(served).toEqual(JSON.parse(readFileSync(join(dataDir, 'keyset.json'), 'utf8')));
+    expect(served.keyset.keys.map((k: { keyId: string }) => k.keyId)).toEqual([printed.keyId]);
 
     const again = await dewgrid('keygen');
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/already exists \(use --force/);
-    expect(JSON.parse(readFileSync(file, 'utf8')).keyId).toBe(keyId);
+    expect(again.stderr).toMatch(/already holds a project's keys/);
+    expect(JSON.parse(readFileSync(join(dataDir, 'keys', 'root.json'), 'utf8')).keyId).toBe(root.keyId);
+    firstKeyId = printed.keyId;
+  });
 
-    const other = await dewgrid('keygen', '--name', 'second', '--json');
-    expect(other.code, other.stderr).toBe(0);
-    const second = JSON.parse(other.stdout) as { keyId: string };
-    expect(Object.keys(JSON.parse(readFileSync(join(dataDir, 'trust.json'), 'utf8')).keys).sort()).toEqual([keyId, second.keyId].sort());
+  it('keys rotate adds a signing key and retires the old after the grace; revoke; list; push', async () => {
+    const rotated = await dewgrid('keys', 'rotate', '--grace', '2', '--json');
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const { keyId: second, retired, version } = JSON.parse(rotated.stdout) as { keyId: string; retired: string[]; version: number };
+    expect({ retired, version }).toEqual({ retired: [firstKeyId], version: 2 });
+    keyId = second;
+    let served = (await server.app.inject({ method: 'GET', url: API.keyset })).json();
+    expect(served.keyset.version).toBe(2);
+    const old = served.keyset.keys.find((k: { keyId: string }) => k.keyId === firstKeyId);
+    expect(old.notAfter - served.keyset.issuedAt).toBe(2 * 3600_000);
+
+    const revoked = await dewgrid('keys', 'revoke', firstKeyId);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toMatch(new RegExp(`Revoked ${firstKeyId} in keyset version 3`));
+    served = (await server.app.inject({ method: 'GET', url: API.keyset })).json();
+    expect(served.keyset.keys.find((k: { keyId: string }) => k.keyId === firstKeyId).revokedAt).toBeTypeOf('number');
+
+    // Not the last key standing: the project must still be able to sign.
+    const last = await dewgrid('keys', 'revoke', second);
+    expect(last.code).toBe(2);
+    expect(last.stderr).toMatch(/last key that is not revoked or retired/);
+
+    const list = await dewgrid('keys', 'list');
+    expect(list.stdout).toMatch(new RegExp(`Keyset version 3, signed by root [0-9a-f]{16}`));
+    expect(list.stdout).toMatch(new RegExp(`${firstKeyId} {2}revoked `));
+    expect(list.stdout).toMatch(new RegExp(`${second} {2}valid from `));
+
+    const pushed = await dewgrid('keys', 'push');
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toMatch(/holds keyset version 3/);
+
+    // A task signed by the revoked key is refused by the server, as every client would refuse it.
+    const byRevoked = await dewgrid('publish', join(work, 'count.wasm'), '--key', join(dataDir, 'keys', `${firstKeyId}.json`));
+    expect(byRevoked.code).toBe(1);
+    expect(byRevoked.stderr).toMatch(/refused \(revoked-key\)/);
   });
 
   it('publish signs one task per index with args, env, stdin, files, folders and limits', async () => {
@@ -139,11 +179,12 @@ describe('dewgrid CLI', () => {
 
   it('status and results show what devices did, in plain words and as JSON or files', async () => {
     // Two devices answer tasks 0 and 1 (redundancy 2); the first refuses task 2. (Each also leases cli2-0.)
-    const lease = async (deviceId: string) =>
-      (await inject(API.work, { deviceId, engines: ['wasi-preview1'], max: 64 })).body as WorkResponse;
+    const devices = [await TestDevice.create(), await TestDevice.create()];
+    const dev1 = devices[0]!.deviceId;
     const base = { exitCode: 0, stderr: '', truncated: { stdout: false, stderr: false, files: false }, error: null, timings: { fetchMs: 1, compileMs: 1, runMs: 1 } };
-    for (const deviceId of ['dev1', 'dev2']) {
-      const { leases } = await lease(deviceId);
+    for (const device of devices) {
+      const deviceId = device.deviceId;
+      const { leases } = (await inject(API.work, device.work(64))).body as WorkResponse;
       const mine = leases.filter((l) => l.task.manifest.batchId === 'cli1');
       expect(mine.map((l) => l.task.manifest.taskId)).toEqual(['cli1-0', 'cli1-1', 'cli1-2']);
       for (const l of mine.slice(0, 2)) {
@@ -157,11 +198,11 @@ describe('dewgrid CLI', () => {
           files: index === 0 ? [{ path: '/out/report.txt', data: toBase64(new TextEncoder().encode('report')) }] : [],
           exitCode: index,
         };
-        expect((await inject(API.results, result)).status).toBe(200);
+        expect((await inject(API.results, await device.sign(result))).status).toBe(200);
       }
-      if (deviceId === 'dev1') {
+      if (deviceId === dev1) {
         const l = mine[2]!;
-        const refusal = { leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' };
+        const refusal = { kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' };
         expect((await inject(API.refusals, refusal)).status).toBe(200);
       }
     }
@@ -169,7 +210,7 @@ describe('dewgrid CLI', () => {
     const one = await dewgrid('status', 'cli1');
     expect(one.code, one.stderr).toBe(0);
     expect(one.stdout).toMatch(/Batch cli1 \(CLI test\): 1 running, 2 done/);
-    expect(one.stdout).toContain(`refused cli1-2 on device dev1: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+    expect(one.stdout).toContain(`refused cli1-2 on device ${dev1}: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
 
     const all = await dewgrid('status');
     expect(all.code, all.stderr).toBe(0);
@@ -186,7 +227,9 @@ describe('dewgrid CLI', () => {
       { taskId: 'cli1-1', state: 'done', exitCode: 1, stdout: { base64: toBase64(new Uint8Array([0xc3, 0x28])) }, stderr: '', files: [], error: null },
       { taskId: 'cli1-2', state: 'running', exitCode: null, stdout: null, stderr: null, files: [], error: null },
     ]);
-    expect(results.tasks[2].refusals).toMatchObject([{ reason: 'module-hash-mismatch', deviceId: 'dev1' }]);
+    expect(results.tasks[2].refusals).toMatchObject([{ reason: 'module-hash-mismatch', deviceId: dev1 }]);
+    expect(results.tasks[0].quorum).toMatchObject({ needed: 2, agreeing: 2, outputs: 1 });
+    expect(results.tasks[0].quorum.results.map((r: { validation: string }) => r.validation)).toEqual(['valid', 'valid']);
 
     const out = join(work, 'out');
     const written = await dewgrid('results', 'cli1', '--out', out);
@@ -199,8 +242,8 @@ describe('dewgrid CLI', () => {
     expect(readFileSync(join(out, 'cli1-2', 'exit-code'), 'utf8')).toBe('');
 
     const text = await dewgrid('results', 'cli1');
-    expect(text.stdout).toMatch(/cli1-0 {2}done {2}exit 0\n {2}stdout: hello 0\n {2}file \/out\/report.txt: report/);
-    expect(text.stdout).toMatch(/cli1-1 {2}done {2}exit 1\n {2}stdout: <2 bytes, not UTF-8>/);
+    expect(text.stdout).toMatch(/cli1-0 {2}done {2}exit 0 {2}quorum 2\/2 agreeing \(2 results, 1 output\)\n {2}stdout: hello 0\n {2}file \/out\/report.txt: report/);
+    expect(text.stdout).toMatch(/cli1-1 {2}done {2}exit 1 {2}quorum 2\/2 agreeing \(2 results, 1 output\)\n {2}stdout: <2 bytes, not UTF-8>/);
   });
 
   it('usage problems exit 2 with one line naming the problem; server problems exit 1 with its message', async () => {
@@ -226,6 +269,12 @@ describe('dewgrid CLI', () => {
       [['publish', wasm, '--arg', 'x'.repeat(5000)], 2, /the batch would be refused: tasks\.0\.manifest\.args\.1: /],
       [['publish', wasm, '--key', join(work, 'nope.json')], 2, /cannot read key file .*nope\.json: no such file/],
       [['results'], 2, /results needs a batch id/],
+      [['keys'], 2, /keys needs a command: rotate, revoke, list or push/],
+      [['keys', 'shred'], 2, /unknown keys command "shred"/],
+      [['keys', 'revoke', 'XYZ'], 2, /a key id is 16 lowercase hex digits, got "XYZ"/],
+      [['keys', 'revoke', 'ffffffffffffffff'], 2, /key ffffffffffffffff is not in the keyset/],
+      [['keys', 'rotate', '--root', join(work, 'nope.json')], 2, /cannot read key file .*nope\.json: no such file/],
+      [['keys', 'list', '--data', join(work, 'empty')], 2, /keyset\.json is missing: run `dewgrid keygen` first/],
       [['status', 'a', 'b'], 2, /status takes at most one batch id/],
       [['status', '--server', 'ftp://x'], 2, /--server must be an http\(s\) URL/],
       [['status', 'nope'], 1, /404 no batch nope/],

@@ -5,6 +5,7 @@
  * The page cancels a run by terminating this worker, which ends the SDK's workers with it.
  */
 import * as Comlink from 'comlink';
+import { outputDigests } from '../../src/protocol/results.ts';
 import type { Wasmer } from '@wasmer/sdk/browser';
 import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 import { toBase64 } from '../../src/protocol/bytes.ts';
@@ -66,6 +67,7 @@ const api: WorkerApi = {
         runMs,
         work: null, // the SDK runs the module as it is: no probes, no count
         encoded: { stdout: new Blob([toBase64(stdout)]), stderr: new Blob([toBase64(stderr)]), files: [] },
+        digests: await outputDigests({ stdout, stderr, files: [] }),
       };
       const buffers = new Set([stdout.buffer, stderr.buffer]);
       return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);

@@ -1,5 +1,6 @@
 import type { Controller } from '../../scheduler/controller.ts';
 import type { TrustConfig } from '../../protocol/api.ts';
+import { publisherFingerprint } from '../trust.ts';
 import { useStatus } from '../hooks.ts';
 import { Controls } from './Controls.tsx';
 import { Settings } from './Settings.tsx';
@@ -9,14 +10,13 @@ import { ActivityLog } from './ActivityLog.tsx';
 
 export function App({ controller, trust }: { controller: Controller; trust: TrustConfig }) {
   const status = useStatus(controller);
-  const fingerprints = Object.keys(trust.keys);
   return (
     <main>
       <header class="masthead">
         <h1>Dewgrid</h1>
         <p class="lede">
           Lend this device's idle time to <strong>{trust.projectName}</strong>. Tasks are WebAssembly programs signed by the project
-          (key {fingerprints.map((k) => <code key={k}>{k}</code>)}); each is checked before it runs, in a sandbox with no network.
+          (publisher key <code>{publisherFingerprint(trust)}</code>); each is checked before it runs, in a sandbox with no network.
         </p>
       </header>
       <Controls controller={controller} status={status} />

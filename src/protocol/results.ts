@@ -1,0 +1,55 @@
+/**
+ * Signed results and what the server compares: a device signs each result with its own ed25519
+ * key (its id is derived from that key, so nobody can claim another's), over the hashes of the
+ * outputs rather than the outputs themselves; the server checks the signature against the hashes
+ * of what it received, and groups results by their output digest to find a quorum.
+ */
+import { sha256, sha256Hex, toHex, utf8 } from './bytes.ts';
+import { canonicalJson } from './canonical-json.ts';
+import type { ResultSubmission } from './schema.ts';
+
+export const RESULT_SIGNING_DOMAIN = 'dewgrid/result/v1\n';
+
+/** A device's id: the first 16 bytes of SHA-256 of its 32-byte ed25519 public key, as hex. */
+export async function deviceIdOf(publicKey: Uint8Array): Promise<string> {
+  return toHex((await sha256(publicKey)).subarray(0, 16));
+}
+
+/** SHA-256 (hex) of each output, as the worker reports them (WorkerOutcome.digests). */
+export interface OutputDigests {
+  stdout: string;
+  stderr: string;
+  files: { path: string; sha256: string }[];
+}
+
+/** SHA-256 of no bytes: the digest of an empty output. */
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+export async function outputDigests(outputs: { stdout: Uint8Array; stderr: Uint8Array; files: { path: string; data: Uint8Array }[] }): Promise<OutputDigests> {
+  return {
+    stdout: await sha256Hex(outputs.stdout),
+    stderr: await sha256Hex(outputs.stderr),
+    files: await Promise.all(outputs.files.map(async (f) => ({ path: f.path, sha256: await sha256Hex(f.data) }))),
+  };
+}
+
+/** The submission without its signature, and with each output replaced by its digest. */
+export type ResultClaim = Omit<ResultSubmission, 'signature' | 'stdout' | 'stderr' | 'files'> & { outputs: OutputDigests };
+
+/** The exact bytes a result signature covers: everything in the submission, outputs by their SHA-256. */
+export function resultSigningBytes(claim: ResultClaim): Uint8Array {
+  return utf8(RESULT_SIGNING_DOMAIN + canonicalJson(claim));
+}
+
+/**
+ * What two honest devices running the same task must agree on: exit code, outputs and whether any
+ * were cut short. Not the work count (credit takes the smallest claim), not timings.
+ */
+export async function outputDigest(result: { exitCode: number | null; truncated: ResultSubmission['truncated']; outputs: OutputDigests }): Promise<string> {
+  return sha256Hex(utf8(canonicalJson({ exitCode: result.exitCode, truncated: result.truncated, outputs: result.outputs })));
+}
+
+/** Credit for a validated result: one per million probes of work (the yield hook's count); one flat for work not counted (WASIX). */
+export function creditFor(work: number | null): number {
+  return work === null ? 1 : Math.round(work / 1000) / 1000;
+}
