@@ -7,17 +7,14 @@
  *      WASI layer (our shim against uvwasi) decides the speed.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { join, extname } from 'node:path';
-import { build } from 'vite';
-import { launchChromium } from '../test/helpers/browser.ts';
+import { join } from 'node:path';
+import { withBenchPage } from './browser-page.ts';
 import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
 import type { WorkerJob } from '../src/protocol/worker-api.ts';
 import { median, fmt } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const outDir = join(root, '.tmp/bench-browser');
 
 export interface SpeedReport {
   label: string;
@@ -46,39 +43,19 @@ async function compare(label: string, wasmPath: string, jobs: BenchJob[], rounds
     }
   }
 
-  await build({ root: join(root, 'bench/browser'), logLevel: 'warn', base: './', build: { outDir, emptyOutDir: true } });
-  const server = createServer((req, res) => {
-    const path = join(outDir, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/\/$/, '/index.html'));
-    try {
-      const body = readFileSync(path);
-      const type = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' }[extname(path)] ?? 'application/octet-stream';
-      res.writeHead(200, { 'content-type': type, 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const browser = await launchChromium();
-  try {
-    const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${port}/`);
-    await page.waitForSelector('html[data-ready="true"]');
-    const { runMs } = await page.evaluate(
+  const runMs = await withBenchPage(async (page) => {
+    const result = await page.evaluate(
       async ({ bytes, jobs, rounds }) => {
         const run = (window as unknown as { runBench: (b: Uint8Array, j: unknown[], r: number) => Promise<{ runMs: number[] }> }).runBench;
         return run(new Uint8Array(bytes), jobs, rounds);
       },
       { bytes: Array.from(wasm), jobs, rounds },
     );
-    const browserMedianMs = median(runMs);
-    const nodeMedianMs = median(nodeMs);
-    return { label, runs: runMs.length, browserMedianMs, nodeMedianMs, ratio: browserMedianMs / nodeMedianMs };
-  } finally {
-    await browser.close();
-    server.close();
-  }
+    return result.runMs;
+  });
+  const browserMedianMs = median(runMs);
+  const nodeMedianMs = median(nodeMs);
+  return { label, runs: runMs.length, browserMedianMs, nodeMedianMs, ratio: browserMedianMs / nodeMedianMs };
 }
 
 /** (a) 160x160 tiles at 4000 iterations: tens of milliseconds each, so timer noise does not decide the ratio. */
