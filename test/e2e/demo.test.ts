@@ -8,7 +8,7 @@ import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoBatchSpec, demoTiles } from '../../demo/tiles.ts';
 import { waitForBatch } from '../helpers/donor.ts';
-import type { BatchResults } from '../../src/protocol/index.ts';
+import type { BatchResults, DeviceCredit } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
 const env = useServerAndBrowser('demo');
@@ -54,6 +54,13 @@ describe('demo project end to end', () => {
       expect(task.state, task.taskId).toBe('done');
       expect(task.exitCode, task.taskId).toBe(0);
     }
+
+    // The donor sees the credit the server granted this device's key: all 108 results validated (R = 1).
+    const { deviceId } = await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.status());
+    const credit = (await (await fetch(`${env.server.url}/api/devices/${deviceId}`)).json()) as DeviceCredit;
+    expect(credit.results).toEqual({ valid: tiles.length, invalid: 0, pending: 0, error: 0 });
+    expect(credit.validated).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-credit="validated"] dd').textContent(), { timeout: 10_000 }).toBe(credit.validated.toLocaleString('en-US', { maximumFractionDigits: credit.validated < 10 ? 2 : 0 }));
 
     // After a reload the module comes from IndexedDB: a new batch with the same module fetches no bytes.
     const again = await publishBatch(env.server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, env.server.key));

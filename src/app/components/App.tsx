@@ -5,6 +5,7 @@ import { useStatus } from '../hooks.ts';
 import { Controls } from './Controls.tsx';
 import { Settings } from './Settings.tsx';
 import { Counters } from './Counters.tsx';
+import { Credit } from './Credit.tsx';
 import { Picture } from './Picture.tsx';
 import { ActivityLog } from './ActivityLog.tsx';
 
@@ -22,6 +23,7 @@ export function App({ controller, trust }: { controller: Controller; trust: Trus
       <Controls controller={controller} status={status} />
       <Settings controller={controller} status={status} />
       <Counters counts={status.counts} />
+      <Credit credit={status.credit} />
       <Picture controller={controller} />
       <ActivityLog controller={controller} />
     </main>

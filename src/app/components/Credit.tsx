@@ -1,0 +1,36 @@
+import type { DeviceCredit } from '../../protocol/schema.ts';
+
+const format = (n: number) => n.toLocaleString(undefined, { maximumFractionDigits: n < 10 ? 2 : 0 });
+
+/**
+ * The donor's credit, as the server judged this device's results (docs/protocol.md, "Validation
+ * and credit"): validated results earn it; pending ones wait for other devices to agree.
+ */
+export function Credit({ credit }: { credit: DeviceCredit | null }) {
+  return (
+    <section class="credit" aria-labelledby="credit-heading">
+      <h2 id="credit-heading">Your credit</h2>
+      {credit ? (
+        <>
+          <dl>
+            <div data-credit="validated">
+              <dt>Validated</dt>
+              <dd>{format(credit.validated)}</dd>
+            </div>
+            <div data-credit="pending">
+              <dt>Pending</dt>
+              <dd>{format(credit.pending)}</dd>
+            </div>
+          </dl>
+          <p class="hint">
+            One credit per million units of work, for results other devices agreed with
+            {credit.results.invalid > 0 ? `; ${credit.results.invalid} result${credit.results.invalid === 1 ? '' : 's'} did not agree and earned nothing` : ''}.
+            {credit.trusted ? ' This device is trusted: its results are checked less often.' : ''}
+          </p>
+        </>
+      ) : (
+        <p class="empty">No results from this device have reached the project yet.</p>
+      )}
+    </section>
+  );
+}
