@@ -1,8 +1,8 @@
-// Acceptance (issue #5): each policy, driven by emulated signals while a long task runs, pauses it
-// (its work counter stops), lets it resume where it stopped, and the task finishes with output
+// Acceptance (issue #5): each policy, driven by emulated signals while a long task runs, pauses or
+// slows it (its work counter stops, or goes on at half speed), lets it resume where it stopped, and the task finishes with output
 // identical to an undisturbed run; the page says why, in the words the policy chose. Signals:
 // a navigator.getBattery stand-in, CDP compute-pressure emulation, a document.visibilityState
-// stand-in (headless pages are always visible).
+// stand-in (headless pages are always visible), and real pointer moves for "in use".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,7 +72,7 @@ async function expectRunningAgain(page: Page): Promise<void> {
 }
 
 describe('policies on a long task', () => {
-  it('battery, heat and a hidden page pause and resume it; its output is that of an undisturbed run', async () => {
+  it('battery, heat, a hidden page and the donor using it pause or slow it; its output is that of an undisturbed run', async () => {
     const page = await browser.newPage();
     await page.addInitScript(() => {
       const w = window as unknown as Win;
@@ -137,6 +137,14 @@ describe('policies on a long task', () => {
       (window as unknown as Win).visibility = 'visible';
       document.dispatchEvent(new Event('visibilitychange'));
     });
+    await expectActivity(page, 'running', /^Running at full speed\./);
+
+    // The donor using the page (with "slow down while I use this page" on): half speed, then full again.
+    await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ backOffWhileInUse: true }));
+    await page.mouse.move(10, 10);
+    await page.mouse.move(200, 120);
+    await expectActivity(page, 'throttled', /^Running at 50%: you are using this page\./);
+    await expectRunningAgain(page);
     await expectActivity(page, 'running', /^Running at full speed\./);
 
     await waitForBatch(server.url, batchId, (counts) => counts.done === 1, 120_000);
