@@ -46,15 +46,21 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     if (!found) throw new WasiError(C.ERRNO_BADF);
     return found;
   };
-  const dirOf = (fd: number): OpenDirectory => {
-    const found = fdOf(fd);
-    if (!(found instanceof OpenDirectory)) throw new WasiError(C.ERRNO_NOTDIR);
-    return found;
-  };
   /** The descriptor, if it holds `rights` (uvwasi checks rights before anything else). */
   const fdWith = (fd: number, rights: bigint): Fd => {
     const found = fdOf(fd);
     need(found, rights);
+    return found;
+  };
+  /**
+   * The directory a path call works in, if its base rights allow the call: a directory fd whose
+   * rights were dropped (fd_fdstat_set_rights, or a narrow path_open) must not do what they no
+   * longer grant. Rights come first, as in uvwasi: a file fd, which holds no path rights, is NOTCAPABLE.
+   */
+  const dirWith = (fd: number, rights: bigint): OpenDirectory => {
+    const found = fdWith(fd, rights);
+    // Not reached while files and stdio hold no path rights; kept so no other kind is taken for a directory.
+    if (!(found instanceof OpenDirectory)) throw new WasiError(C.ERRNO_NOTDIR);
     return found;
   };
   const need = (fd: Fd, rights: bigint) => {
@@ -281,27 +287,32 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     },
 
     path_create_directory(fd: number, pathPtr: number, pathLen: number) {
-      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_CREATE_DIRECTORY).dir, pathAt(pathPtr, pathLen), false);
       if (inode) throw new WasiError(C.ERRNO_EXIST);
       parent.entries.set(name, new DirInode(ctx.realtime(), parent));
       parent.times.mtim = parent.times.ctim = ctx.realtime();
     },
     path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, ptr: number) {
-      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_FILESTAT_GET).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       writeStat(ptr, statOf(inode));
     },
     path_filestat_set_times(fd: number, flags: number, pathPtr: number, pathLen: number, atim: bigint, mtim: bigint, fstFlags: number) {
-      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_FILESTAT_SET_TIMES).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       setTimes(inode, atim, mtim, fstFlags);
     },
     path_link(oldFd: number, oldFlags: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number) {
-      const source = ctx.fs.resolve(dirOf(oldFd).dir, pathAt(oldPtr, oldLen), (oldFlags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
+      const oldDir = dirWith(oldFd, C.RIGHTS_PATH_LINK_SOURCE);
+      const newDir = dirWith(newFd, C.RIGHTS_PATH_LINK_TARGET);
+      const source = ctx.fs.resolve(oldDir.dir, pathAt(oldPtr, oldLen), (oldFlags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
       if (!source.inode) throw new WasiError(C.ERRNO_NOENT);
       if (source.inode instanceof DirInode) throw new WasiError(C.ERRNO_PERM); // Linux: no hard links to directories
-      const target = ctx.fs.resolve(dirOf(newFd).dir, pathAt(newPtr, newLen), false);
+      const newPath = pathAt(newPtr, newLen);
+      const target = ctx.fs.resolve(newDir.dir, newPath, false);
       if (target.inode) throw new WasiError(C.ERRNO_EXIST);
+      // A trailing slash asks for a directory, and a new hard link never is one (linkat(2): ENOENT).
+      if (newPath.endsWith('/')) throw new WasiError(C.ERRNO_NOENT);
       target.parent.entries.set(target.name, source.inode);
       source.inode.nlink++;
       source.inode.times.ctim = ctx.realtime();
@@ -317,7 +328,11 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       fdflags: number,
       openedFdPtr: number,
     ) {
-      const dir = dirOf(fd);
+      // As uvwasi: opening needs PATH_OPEN, creating PATH_CREATE_FILE, truncating PATH_FILESTAT_SET_SIZE.
+      let needed = C.RIGHTS_PATH_OPEN;
+      if (oflags & C.OFLAGS_CREAT) needed |= C.RIGHTS_PATH_CREATE_FILE;
+      if (oflags & C.OFLAGS_TRUNC) needed |= C.RIGHTS_PATH_FILESTAT_SET_SIZE;
+      const dir = dirWith(fd, needed);
       // A capability can only be handed down, never widened: asking for rights the directory may not
       // pass on is NOTCAPABLE (as uvwasi), not a silent downgrade.
       if (((rightsBase | rightsInheriting) & ~dir.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
@@ -339,9 +354,8 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       const inheriting = rightsInheriting;
       let opened: Fd;
       if (inode instanceof DirInode) {
-        if (oflags & C.OFLAGS_TRUNC || (wantsWrite && (rightsBase & C.RIGHTS_FD_WRITE) !== 0n && !(oflags & C.OFLAGS_DIRECTORY))) {
-          throw new WasiError(C.ERRNO_ISDIR);
-        }
+        // A directory is never opened for writing, O_DIRECTORY or not (open(2): EISDIR for O_WRONLY or O_RDWR).
+        if (oflags & C.OFLAGS_TRUNC || wantsWrite) throw new WasiError(C.ERRNO_ISDIR);
         opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting);
       } else {
         if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
@@ -358,7 +372,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       view().setUint32(openedFdPtr, newFd, true);
     },
     path_readlink(fd: number, pathPtr: number, pathLen: number, buf: number, bufLen: number, bufusedPtr: number) {
-      const { inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_READLINK).dir, pathAt(pathPtr, pathLen), false);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (!(inode instanceof SymlinkInode)) throw new WasiError(C.ERRNO_INVAL);
       const target = encoder.encode(inode.target);
@@ -368,7 +382,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       view().setUint32(bufusedPtr, target.length, true);
     },
     path_remove_directory(fd: number, pathPtr: number, pathLen: number) {
-      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, pathAt(pathPtr, pathLen), false);
+      const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_REMOVE_DIRECTORY).dir, pathAt(pathPtr, pathLen), false);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (!(inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
       if (inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
@@ -378,9 +392,14 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       parent.times.mtim = parent.times.ctim = ctx.realtime();
     },
     path_rename(oldFd: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number) {
-      const from = ctx.fs.resolve(dirOf(oldFd).dir, pathAt(oldPtr, oldLen), false);
-      const to = ctx.fs.resolve(dirOf(newFd).dir, pathAt(newPtr, newLen), false);
+      const oldDir = dirWith(oldFd, C.RIGHTS_PATH_RENAME_SOURCE);
+      const newDir = dirWith(newFd, C.RIGHTS_PATH_RENAME_TARGET);
+      const from = ctx.fs.resolve(oldDir.dir, pathAt(oldPtr, oldLen), false);
+      const newPath = pathAt(newPtr, newLen);
+      const to = ctx.fs.resolve(newDir.dir, newPath, false);
       if (!from.inode) throw new WasiError(C.ERRNO_NOENT);
+      // A trailing slash on a new name asks for a directory, which a file cannot become (rename(2): ENOTDIR).
+      if (!to.inode && newPath.endsWith('/') && !(from.inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
       if (from.name === '.' || to.name === '.') throw new WasiError(C.ERRNO_INVAL);
       if (from.inode === to.inode) return;
       if (from.inode instanceof DirInode) {
@@ -404,15 +423,17 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     path_symlink(oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number) {
       const target = pathAt(oldPtr, oldLen);
       const linkPath = pathAt(newPtr, newLen);
-      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, linkPath, false);
+      const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_SYMLINK).dir, linkPath, false);
       if (inode) throw new WasiError(C.ERRNO_EXIST);
+      // A trailing slash asks for a directory, and a new link never is one (symlinkat(2): ENOENT).
+      if (linkPath.endsWith('/')) throw new WasiError(C.ERRNO_NOENT);
       // As uvwasi: a target that is absolute, or climbs above the fd's directory from where the link sits, is refused.
       normalizeRelative([...normalizeRelative(linkPath).slice(0, -1), target].join('/'));
       parent.entries.set(name, new SymlinkInode(ctx.realtime(), target));
     },
     path_unlink_file(fd: number, pathPtr: number, pathLen: number) {
       const path = pathAt(pathPtr, pathLen);
-      const { parent, name, inode } = ctx.fs.resolve(dirOf(fd).dir, path, false);
+      const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_UNLINK_FILE).dir, path, false);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (inode instanceof DirInode) throw new WasiError(C.ERRNO_ISDIR);
       if (path.endsWith('/')) throw new WasiError(C.ERRNO_NOTDIR);
