@@ -28,6 +28,8 @@ const cases: Case[] = [
   { name: 'memory bomb', module: 'test/fixtures/hostile/bomb.wasm', args: ['bomb'], expect: (t) => expect(t.error?.code).toBe('memory-limit') },
   { name: 'unbounded recursion', module: 'test/fixtures/hostile/recursion.wasm', args: ['recursion'], expect: (t) => expect(t.error).toMatchObject({ code: 'trap', message: expect.stringMatching(/out of bounds|stack/i) }) },
   // (C's stack lives in linear memory under wasi-libc: overflowing it is an out-of-bounds access, not the engine's call stack.)
+  { name: "the engine's call stack overflowed", module: 'test/fixtures/hostile/deep.wasm', args: ['deep'], expect: (t) => expect(t.error).toMatchObject({ code: 'trap', message: expect.stringMatching(/Maximum call stack size exceeded/) }) },
+  { name: 'unreachable executed', module: 'test/fixtures/hostile/trap.wasm', args: ['trap'], expect: (t) => expect(t.error).toEqual({ code: 'trap', message: 'unreachable' }) },
   {
     name: 'output flood',
     module: 'test/fixtures/hostile/flood.wasm',

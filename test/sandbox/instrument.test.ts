@@ -45,6 +45,9 @@ function programs(): { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }
     { name: 'wasi/wordfreq', wasm: read('test/fixtures/wasi/wordfreq.wasm'), job: { args: ['wordfreq', '/data', '/out/r.txt'], files: [{ path: '/data/a.txt', data: new TextEncoder().encode('a b a c b a\n') }], preopens: ['/data', '/out'], stdin: new TextEncoder().encode('x y x\n') } },
     { name: 'hostile/bomb', wasm: read('test/fixtures/hostile/bomb.wasm'), job: { args: ['bomb'], limits: { memoryBytes: 16 * MiB, outputBytes: MiB } } },
     { name: 'hostile/recursion', wasm: read('test/fixtures/hostile/recursion.wasm'), job: { args: ['recursion'] } },
+    { name: 'hostile/deep', wasm: read('test/fixtures/hostile/deep.wasm'), job: { args: ['deep'] } },
+    { name: 'hostile/deep (bounded)', wasm: read('test/fixtures/hostile/deep.wasm'), job: { args: ['deep', '1000'] } },
+    { name: 'hostile/trap', wasm: read('test/fixtures/hostile/trap.wasm'), job: { args: ['trap'] } },
     { name: 'hostile/flood', wasm: read('test/fixtures/hostile/flood.wasm'), job: { args: ['flood'] } },
     { name: 'hostile/fsflood', wasm: read('test/fixtures/hostile/fsflood.wasm'), job: { args: ['fsflood'] } },
   ];
