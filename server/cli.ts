@@ -22,7 +22,7 @@ import {
   type SignedKeyset,
 } from '../src/protocol/index.ts';
 import { currentSigningKey, initProject, keyPath, keysetPath, readKey, readKeyset, revokeKey, ROOT_KEY_NAME, rotateKey, trustPath, type SigningKey } from './keys.ts';
-import { buildBatch, publishBatch, PublishError, type TaskSpec } from './publish.ts';
+import { buildBatch, postJson, publishBatch, PublishError, type TaskSpec } from './publish.ts';
 
 class UsageError extends Error {}
 
@@ -315,7 +315,7 @@ async function results(positionals: string[], values: Values, server: string): P
  */
 async function pushKeyset(server: string, signed: SignedKeyset): Promise<string | null> {
   try {
-    await postJsonTo(server + API.keyset, signed);
+    await postJson(server + API.keyset, signed);
     return null;
   } catch (error) {
     if (error instanceof PublishError && error.status === 0) return error.message;
@@ -328,16 +328,16 @@ function reportPush(server: string, unreached: string | null): void {
   else process.stderr.write(`dewgrid: the keyset was not sent (${unreached}); send it with \`dewgrid keys push\` once the server runs.\n`);
 }
 
-async function postJsonTo(url: string, body: unknown): Promise<unknown> {
-  let response: Response;
+/** The data folder's keyset; a usage error when it is missing or unreadable. */
+function localKeyset(dataDir: string): SignedKeyset {
+  let signed: SignedKeyset | null;
   try {
-    response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    signed = readKeyset(dataDir);
   } catch (error) {
-    throw new PublishError(`cannot reach ${url}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
+    throw new UsageError((error as Error).message);
   }
-  const json = (await response.json().catch(() => null)) as { message?: string } | null;
-  if (!response.ok) throw new PublishError(`${response.status} ${json?.message ?? response.statusText}`, response.status);
-  return json;
+  if (!signed) throw new UsageError(`${keysetPath(dataDir)} is missing: run \`dewgrid keygen\` first`);
+  return signed;
 }
 
 function describeKey(k: SignedKeyset['keyset']['keys'][number], now: number): string {
@@ -375,14 +375,7 @@ async function keys(positionals: string[], values: Values, dataDir: string, serv
     }
     case 'list': {
       if (rest.length) throw new UsageError(`keys list takes no arguments, got: ${rest.join(' ')}`);
-      const signed = (() => {
-        try {
-          return readKeyset(dataDir);
-        } catch (error) {
-          throw new UsageError((error as Error).message);
-        }
-      })();
-      if (!signed) throw new UsageError(`${keysetPath(dataDir)} is missing: run \`dewgrid keygen\` first`);
+      const signed = localKeyset(dataDir);
       if (values.json) return void console.log(JSON.stringify(signed.keyset, null, 2));
       const now = Date.now();
       console.log(`Keyset version ${signed.keyset.version}, signed by root ${signed.rootKeyId} at ${new Date(signed.keyset.issuedAt).toISOString()}:`);
@@ -391,14 +384,7 @@ async function keys(positionals: string[], values: Values, dataDir: string, serv
     }
     case 'push': {
       if (rest.length) throw new UsageError(`keys push takes no arguments, got: ${rest.join(' ')}`);
-      const signed = (() => {
-        try {
-          return readKeyset(dataDir);
-        } catch (error) {
-          throw new UsageError((error as Error).message);
-        }
-      })();
-      if (!signed) throw new UsageError(`${keysetPath(dataDir)} is missing: run \`dewgrid keygen\` first`);
+      const signed = localKeyset(dataDir);
       const unreached = await pushKeyset(server, signed);
       if (unreached !== null) throw new PublishError(unreached, 0);
       if (values.json) return void console.log(JSON.stringify({ version: signed.keyset.version }));

@@ -90,7 +90,8 @@ export class PublishError extends Error {
   }
 }
 
-async function postJson(url: string, body: unknown): Promise<unknown> {
+/** POSTs JSON; a PublishError with the server's message, or status 0 when the server cannot be reached. */
+export async function postJson(url: string, body: unknown): Promise<unknown> {
   let response: Response;
   try {
     response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

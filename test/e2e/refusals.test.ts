@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { countCompilations, openDonorPage, waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { generateKeyPair, keyIdOf, sha256Hex } from '../../src/protocol/index.ts';
 
@@ -48,14 +48,7 @@ describe('refusals', () => {
 
     const page = await env.browser.newPage();
     // Count compilations in the page: refused modules must never reach WebAssembly.compile.
-    await page.addInitScript(() => {
-      const compile = WebAssembly.compile;
-      (window as unknown as { compiled: number }).compiled = 0;
-      WebAssembly.compile = (bytes) => {
-        (window as unknown as { compiled: number }).compiled++;
-        return compile(bytes);
-      };
-    });
+    const compilations = await countCompilations(page);
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
@@ -69,7 +62,7 @@ describe('refusals', () => {
     expect(foreignStatus.refusals.map((r) => r.reason)).toEqual(['unknown-key']);
     expect(tamperedStatus.counts.done).toBe(0);
     expect(foreignStatus.counts.done).toBe(0);
-    expect(await page.evaluate(() => (window as unknown as { compiled: number }).compiled)).toBe(1); // wordfreq only
+    expect(await compilations()).toBe(1); // wordfreq only
 
     const log = await page.locator('li[data-level="refused"]').allTextContents();
     expect(log.join('\n')).toMatch(/do not match the hash the project signed/);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { countCompilations, waitForBatch } from '../helpers/donor.ts';
 import { TamperProxy, type Exchange } from '../helpers/tamper-proxy.ts';
 import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
 import { readKeyset, revokeKey, rotateKey, type SigningKey } from '../../server/keys.ts';
@@ -122,14 +122,7 @@ describe('through a tampering proxy', () => {
 
     const page = await env.browser.newPage();
     // Count compilations in the page: nothing refused may reach WebAssembly.compile.
-    await page.addInitScript(() => {
-      const compile = WebAssembly.compile;
-      (window as unknown as { compiled: number }).compiled = 0;
-      WebAssembly.compile = (bytes) => {
-        (window as unknown as { compiled: number }).compiled++;
-        return compile(bytes);
-      };
-    });
+    const compilations = await countCompilations(page);
     await page.goto(proxy.url);
     await page.waitForSelector('html[data-ready="true"]'); // it holds keyset 3 now
     staleKeyset = true; // from here on the proxy serves keyset 1
@@ -164,7 +157,7 @@ describe('through a tampering proxy', () => {
     expect(env.server.app.store.keysetRefusals()).toMatchObject([{ version: 1, reason: 'keyset-rollback' }]);
 
     // One module compiled (the honest one); the tampered module is not kept as if trusted.
-    expect(await page.evaluate(() => (window as unknown as { compiled: number }).compiled)).toBe(1);
+    expect(await compilations()).toBe(1);
     const cached = await page.evaluate(async (hash) => {
       const db = await new Promise<IDBDatabase>((resolve, reject) => {
         const open = indexedDB.open('dewgrid');

@@ -31,3 +31,19 @@ export async function waitForAsync<A>(page: Page, predicate: (arg: A) => Promise
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * Counts WebAssembly.compile calls in the page from its first script on (read it with
+ * compilations()): what a refusal stops must never reach the compiler.
+ */
+export async function countCompilations(page: Page): Promise<() => Promise<number>> {
+  await page.addInitScript(() => {
+    const compile = WebAssembly.compile;
+    (window as unknown as { compiled: number }).compiled = 0;
+    WebAssembly.compile = (bytes) => {
+      (window as unknown as { compiled: number }).compiled++;
+      return compile(bytes);
+    };
+  });
+  return () => page.evaluate(() => (window as unknown as { compiled: number }).compiled);
+}
