@@ -253,6 +253,9 @@ async function status(positionals: string[], values: Values, server: string): Pr
   const b = await getJson<BatchStatus>(server + API.batch(encodeURIComponent(batchId)));
   if (values.json) return void console.log(JSON.stringify(b, null, 2));
   console.log(`Batch ${b.batchId} (${b.name}): ${countsLine(b) || 'empty'}${b.adaptive ? ' (adaptive replication)' : ''}`);
+  if (b.quorum.awaiting) {
+    console.log(`  quorum: ${b.quorum.awaiting} task${b.quorum.awaiting === 1 ? '' : 's'} awaiting agreement${b.quorum.disputed ? `, ${b.quorum.disputed} of them disputed (results disagreed: more replicas drawn)` : ''}`);
+  }
   for (const r of b.refusals) console.log(`  refused ${r.taskId} on device ${r.deviceId}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
 }
 

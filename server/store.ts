@@ -581,7 +581,13 @@ export class Store {
          WHERE t.batch_id = ? ORDER BY r.id`,
       )
       .all(batchId) as BatchStatus['refusals'];
-    return { batchId: batch.batch_id, name: batch.name, createdAt: batch.created_at, counts, refusals, adaptive: batch.adaptive === 1 };
+    const quorum = this.db
+      .prepare(
+        `SELECT count(*) AS awaiting, coalesce(sum(needed > redundancy), 0) AS disputed FROM tasks
+         WHERE batch_id = ? AND state = 'queued' AND results > 0`,
+      )
+      .get(batchId) as BatchStatus['quorum'];
+    return { batchId: batch.batch_id, name: batch.name, createdAt: batch.created_at, counts, refusals, adaptive: batch.adaptive === 1, quorum };
   }
 
   tasks(batchId: string, now: number): TaskRow[] {

@@ -316,6 +316,11 @@ export interface BatchStatus {
   counts: Record<TaskState, number>;
   refusals: { taskId: string; reason: RefusalReason; detail: string; deviceId: string; at: number }[];
   adaptive: boolean;
+  /**
+   * Validation in progress: unfinished tasks with results awaiting agreement, and of those the
+   * disputed ones (results disagreed, so more replicas were drawn).
+   */
+  quorum: { awaiting: number; disputed: number };
 }
 
 /** Every error the server returns has this body. */

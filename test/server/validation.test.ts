@@ -76,12 +76,14 @@ describe('quorum', () => {
     expect(t.quorum).toMatchObject({ needed: 2, limit: 5, agreeing: 1, outputs: 2 });
     expect(t.stdout).toBeNull();
     expect((await credit(liar)).pending).toBeGreaterThan(0);
+    expect((await call('GET', API.batch('q'))).body.quorum).toEqual({ awaiting: 1, disputed: 1 });
 
     const [c] = await lease(honest2);
     expect(c?.task.manifest.taskId).toBe('q-0');
     expect((await answer(honest2, c!, 'right', 4_000_000)).body).toEqual({ status: 'accepted' });
     t = await task('q');
     expect(t).toMatchObject({ state: 'done', stdout: 'right' });
+    expect((await call('GET', API.batch('q'))).body.quorum).toEqual({ awaiting: 0, disputed: 0 });
     expect(t.quorum).toMatchObject({ agreeing: 2, outputs: 2 });
     expect(t.quorum.results.map((r) => [r.deviceId, r.validation])).toEqual([
       [liar.deviceId, 'invalid'],
