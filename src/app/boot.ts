@@ -2,12 +2,13 @@
 import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
-import { Controller } from '../scheduler/controller.ts';
+import { Controller, type SettingsBounds } from '../scheduler/controller.ts';
 import { watchSignals } from '../scheduler/signals.ts';
 import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import { pinnedKeys } from '../protocol/signing.ts';
 import type { TrustConfig } from '../protocol/api.ts';
+import type { Engine } from '../protocol/schema.ts';
 import { TRUST } from './trust.ts';
 
 export interface Client {
@@ -15,7 +16,15 @@ export interface Client {
   trust: TrustConfig;
 }
 
-export async function boot(): Promise<Client> {
+/** What a host puts around the client (the embed on a partner site); the page passes none. See Controller. */
+export interface BootOptions {
+  /** Tasks at once, at most; default one per core. */
+  maxWorkers?: number;
+  bounds?: SettingsBounds;
+  engines?: readonly Engine[];
+}
+
+export async function boot(options: BootOptions = {}): Promise<Client> {
   const server = new TaskServer(location.origin);
   const db = await openDewgridDB();
   let deviceId = (await db.get('meta', 'deviceId')) as string | undefined;
@@ -34,9 +43,11 @@ export async function boot(): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName, undefined, {
+  const controller = new Controller(server, cache, new WorkStore(db), keys, deviceId, config.projectName, options.maxWorkers, {
     instrumented: new InstrumentedCache(db),
     signals: signals.read,
+    bounds: options.bounds,
+    engines: options.engines,
   });
   onSignal = () => controller.signalsChanged();
   warn = (message) => controller.notice(message);
