@@ -1,15 +1,17 @@
 /**
  * `npm start`: makes the demo project's key on first run, builds the page to trust it, starts
- * the task server, and publishes a demo batch when there is no unfinished one.
+ * the task server, publishes a demo batch when there is no unfinished one, and serves the demo
+ * partner site (demo/partner/) on the next port.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'vite';
 import { startServer } from '../server/main.ts';
-import { createKey, keyPath, readKey } from '../server/keys.ts';
+import { createKey, keyPath, readKey, readTrust } from '../server/keys.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { DEMO_BATCH_NAME, DEMO_IMAGE, demoBatchSpec } from '../demo/tiles.ts';
+import { startPartnerSite } from '../demo/partner/server.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
@@ -42,8 +44,11 @@ if (!batchId) {
 }
 
 const pageUrl = url.replace('127.0.0.1', 'localhost');
+// 127.0.0.1 against the page's localhost: another site, as a real partner's would be.
+const partner = await startPartnerSite({ dewgridOrigin: new URL(pageUrl).origin, projectName: readTrust(dataDir)!.projectName, port: Number(new URL(url).port) + 1 });
 console.log(`
 Dewgrid is running: open ${pageUrl} and press Start.
+  A partner site:    ${partner.url} (the embed card, on another site)
   Watch the batch:   npx dewgrid status ${batchId}
   Its results:       npx dewgrid results ${batchId} --json
   Data folder:       ${dataDir}
