@@ -9,6 +9,7 @@ import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
 import { benchStartLatency, printStartLatency } from './start-latency.ts';
 import { benchInstrumentation, printInstrumentation } from './instrumentation.ts';
 import { benchThrottle, printThrottle } from './throttle.ts';
+import { benchPageWeight, printPageWeight } from './page-weight.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -19,6 +20,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
   throttle: async () => printThrottle(await benchThrottle()),
+  'page-weight': async () => printPageWeight(await benchPageWeight()),
 };
 
 const wanted = process.argv.slice(2);
