@@ -350,6 +350,37 @@ describe('the embed on a partner site', () => {
     await a11y.close();
   });
 
+  it('ignores bad options with a warning naming each attribute, and places a second card in a corner', async () => {
+    const options = await browser.newContext();
+    const page = await options.newPage();
+    const warnings: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'warning') warnings.push(message.text());
+    });
+    await page.goto(partnerUrl); // the partner's origin and CSP; its content replaced below
+    await page.setContent(
+      `<main><h1>Two cards</h1>` +
+        `<script async src="${dewgrid}/embed.js" data-project="${trust.projectName}" data-max-cpu="150" data-theme="sepia" data-position="top"></script>` +
+        `<script async src="${dewgrid}/embed.js" data-project="${trust.projectName}" data-max-cpu="20" data-theme="dark" data-position="bottom-right"></script></main>`,
+    );
+    await expect.poll(() => page.locator('iframe').count()).toBe(2);
+    const [inline, corner] = await Promise.all([0, 1].map(async (i) => (await page.locator('iframe').nth(i).elementHandle())!.contentFrame()));
+    await expect.poll(() => inline!.locator('main').textContent()).toContain('at most 100% of one processor core');
+    await expect.poll(() => corner!.locator('main').textContent()).toContain('at most 20% of one processor core');
+    expect(warnings.filter((w) => w.startsWith('Dewgrid embed.js:'))).toEqual([
+      'Dewgrid embed.js: data-max-cpu="150" is not a whole percentage from 10 to 100 (such as 50); ignored.',
+      'Dewgrid embed.js: data-position="top" is not one of inline, bottom-right, bottom-left; ignored.',
+      'Dewgrid embed.js: data-theme="sepia" is not one of auto, light, dark; ignored.',
+    ]);
+    const placed = await page.evaluate(() => [...document.querySelectorAll('iframe')].map((f) => [getComputedStyle(f).position, f.parentElement!.tagName]));
+    expect(placed).toEqual([
+      ['static', 'MAIN'],
+      ['fixed', 'BODY'],
+    ]);
+    expect(await corner!.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+    await options.close();
+  });
+
   it('is not taken over by the service worker when the partner is on Dewgrid\u2019s own site', async () => {
     // Same site (127.0.0.1 on another port): the frame shares the page's storage and its service worker.
     const sameSite = await browser.newContext();
