@@ -3,8 +3,9 @@
 // person's click inside the card (checked on the server, per request); the partner's scripts and
 // messages cannot give consent, a covered or faded card refuses clicks; after the click tasks
 // complete and the partner hears started/progress/stopped from Dewgrid's origin; the partner's
-// page hidden pauses the card; revoking stops at once; consent survives a reload and lapses after 30 days (the frame's clock moved forward);
-// axe and the keyboard; the service worker keeps off the card; and the card without isolation.
+// page hidden pauses the card; revoking stops at once; consent survives a reload and lapses after
+// 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a forged card
+// address; the service worker keeps off the card; and the card without isolation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -350,7 +351,7 @@ describe('the embed on a partner site', () => {
     await a11y.close();
   });
 
-  it('ignores bad options with a warning naming each attribute, and places a second card in a corner', async () => {
+  it('ignores bad options with a warning naming each attribute, places a second card in a corner, and refuses a forged address', async () => {
     const options = await browser.newContext();
     const page = await options.newPage();
     const warnings: string[] = [];
@@ -378,6 +379,12 @@ describe('the embed on a partner site', () => {
       ['fixed', 'BODY'],
     ]);
     expect(await corner!.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+
+    // The card's address claiming another partner than the page it is on: it says so and asks nothing.
+    await page.setContent(`<iframe title="Dewgrid, forged" src="${dewgrid}/embed/frame.html?partner=${encodeURIComponent('https://elsewhere.example')}"></iframe>`);
+    const forged = await cardFrame(page);
+    await expect.poll(() => forged.getByRole('alert').textContent()).toBe(`The card\u2019s address says it is on https://elsewhere.example, but it is on ${partnerUrl}.`);
+    expect(await forged.getByRole('button').count()).toBe(0);
     await options.close();
   });
 
