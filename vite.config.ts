@@ -1,4 +1,4 @@
-import { defineConfig, type Plugin } from 'vite';
+import { build, defineConfig, type Plugin } from 'vite';
 import preact from '@preact/preset-vite';
 import { VitePWA } from 'vite-plugin-pwa';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -55,11 +55,40 @@ function shipWasmerSdk(): Plugin {
   };
 }
 
+/**
+ * The embed loader partner pages include (src/embed/loader.ts) as /embed.js: one small classic
+ * script (an IIFE, as `<script async>` runs it), built on its own so it shares no chunk with the
+ * app and imports nothing; not hashed, since partners link to it by name (served no-cache).
+ */
+function buildEmbedLoader(): Plugin {
+  return {
+    name: 'dewgrid:embed-loader',
+    apply: 'build',
+    async generateBundle() {
+      const output = await build({
+        configFile: false,
+        logLevel: 'warn',
+        publicDir: false,
+        build: {
+          write: false,
+          minify: true,
+          target: 'es2020',
+          lib: { entry: fileURLToPath(new URL('./src/embed/loader.ts', import.meta.url)), formats: ['iife'], name: 'dewgridEmbed', fileName: () => 'embed.js' },
+        },
+      });
+      const chunk = [output].flat().flatMap((o) => ('output' in o ? o.output : [])).find((file) => file.type === 'chunk');
+      if (!chunk || chunk.type !== 'chunk') throw new Error('dewgrid:embed-loader: the loader build produced no script');
+      this.emitFile({ type: 'asset', fileName: 'embed.js', source: chunk.code });
+    },
+  };
+}
+
 export default defineConfig({
   plugins: [
     preact(),
     pinTrust(),
     shipWasmerSdk(),
+    buildEmbedLoader(),
     // Our own service worker (src/sw/sw.ts) with Workbox's precache manifest injected at build.
     VitePWA({
       strategies: 'injectManifest',
@@ -68,11 +97,18 @@ export default defineConfig({
       injectRegister: false,
       manifest: false,
       // The WASIX engine (5 MB) is fetched only by pages that run WASIX tasks, not precached for all.
-      injectManifest: { globPatterns: ['**/*.{js,css,html,svg,png,webmanifest}'], globIgnores: ['wasmer-sdk/**'], rollupFormat: 'es' },
+      // The embed's loader and frame page are for partner sites: always from the network, with their headers.
+      injectManifest: { globPatterns: ['**/*.{js,css,html,svg,png,webmanifest}'], globIgnores: ['wasmer-sdk/**', 'embed.js', 'embed/**'], rollupFormat: 'es' },
     }),
   ],
   worker: { format: 'es' },
-  build: { outDir: 'dist', target: 'es2022', sourcemap: true },
+  build: {
+    outDir: 'dist',
+    target: 'es2022',
+    sourcemap: true,
+    // The page, and the embed's card (its own page, for partner sites' iframes), sharing the app's modules.
+    rolldownOptions: { input: { index: fileURLToPath(new URL('./index.html', import.meta.url)), frame: fileURLToPath(new URL('./embed/frame.html', import.meta.url)) } },
+  },
   server: {
     // Same headers the task server sends, so `vite` dev behaves like production.
     headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' },

@@ -10,6 +10,7 @@ import { benchStartLatency, printStartLatency } from './start-latency.ts';
 import { benchInstrumentation, printInstrumentation } from './instrumentation.ts';
 import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
+import { benchPageWeight, printPageWeight } from './page-weight.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -21,6 +22,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
   throttle: async () => printThrottle(await benchThrottle()),
   signatures: async () => printSignatures(await benchSignatures()),
+  'page-weight': async () => printPageWeight(await benchPageWeight()),
 };
 
 const wanted = process.argv.slice(2);

@@ -1,6 +1,7 @@
 /**
  * `npm start`: makes the demo project's keys on first run, builds the page to trust them, starts
- * the task server, and publishes a demo batch when there is no unfinished one.
+ * the task server, publishes a demo batch when there is no unfinished one, and serves the demo
+ * partner site (demo/partner/) on the next port.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { startServer } from '../server/main.ts';
 import { currentSigningKey, initProject, readTrust, trustPath } from '../server/keys.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { DEMO_BATCH_NAME, DEMO_IMAGE, demoBatchSpec } from '../demo/tiles.ts';
+import { startPartnerSite } from '../demo/partner/server.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = process.env.DEWGRID_DATA ?? join(root, '.dewgrid');
@@ -47,8 +49,11 @@ if (!batchId) {
 }
 
 const pageUrl = url.replace('127.0.0.1', 'localhost');
+// 127.0.0.1 against the page's localhost: another site, as a real partner's would be.
+const partner = await startPartnerSite({ dewgridOrigin: new URL(pageUrl).origin, projectName: readTrust(dataDir)!.projectName, port: Number(new URL(url).port) + 1 });
 console.log(`
 Dewgrid is running: open ${pageUrl} and press Start.
+  A partner site:    ${partner.url} (the embed card, on another site)
   Watch the batch:   npx dewgrid status ${batchId}
   Its results:       npx dewgrid results ${batchId} --json
   Data folder:       ${dataDir}

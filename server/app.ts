@@ -15,6 +15,7 @@ import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { Store } from './store.ts';
 import { KeysetStore } from './keyset.ts';
+import { embedHeaders } from './embed-headers.ts';
 
 export { jsonBytes } from './routes/batches.ts';
 
@@ -34,11 +35,14 @@ export interface ServerOptions {
   resultBodyLimit?: number;
   /**
    * Serve the page cross-origin isolated (COOP + COEP), as it must be to run WASIX tasks. Default
-   * true; false only to see how a client behaves on a host that cannot send those headers.
+   * true; false only to see how a client behaves on a host that cannot send those headers. The
+   * embed's card isolates itself another way (server/embed-headers.ts), also only when true.
    */
   crossOriginIsolated?: boolean;
   /** Draws adaptive replication's spot checks; default Math.random. */
   random?: () => number;
+  /** Told of every request as it arrives (tests count requests per route with it). */
+  onRequest?: (method: string, url: string) => void;
 }
 
 export interface DewgridServer {
@@ -57,6 +61,8 @@ const COMMON_HEADERS = {
   // CORP so the page's own resources load under COEP.
   'cross-origin-resource-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
+  // No other site may frame the page to lure a click on Start: the embed's card is for that, and it guards its button.
+  'content-security-policy': "frame-ancestors 'self'",
 };
 /** Cross-origin isolation for the page: SharedArrayBuffer, which the WASIX engine's workers share. */
 const ISOLATION_HEADERS = {
@@ -80,8 +86,10 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     },
   });
 
-  app.addHook('onSend', async (_request, reply) => {
-    reply.headers(headers);
+  const onRequest = options.onRequest;
+  if (onRequest) app.addHook('onRequest', async (request) => onRequest(request.method, request.url));
+  app.addHook('onSend', async (request, reply) => {
+    reply.headers(embedHeaders(request.url, options.crossOriginIsolated !== false) ?? headers);
   });
   // Every API body is JSON; Fastify would otherwise parse text/plain into a string.
   app.addHook('onRequest', async (request, reply) => {

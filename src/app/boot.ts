@@ -3,12 +3,13 @@ import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { loadIdentity } from '../storage/identity.ts';
-import { Controller } from '../scheduler/controller.ts';
+import { Controller, type SettingsBounds } from '../scheduler/controller.ts';
 import { KeysetKeeper } from '../scheduler/keyset-keeper.ts';
 import { watchSignals } from '../scheduler/signals.ts';
 import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import type { TrustConfig } from '../protocol/api.ts';
+import type { Engine } from '../protocol/schema.ts';
 import { TRUST } from './trust.ts';
 
 export interface Client {
@@ -16,7 +17,15 @@ export interface Client {
   trust: TrustConfig;
 }
 
-export async function boot(): Promise<Client> {
+/** What a host puts around the client (the embed on a partner site); the page passes none. See Controller. */
+export interface BootOptions {
+  /** Tasks at once, at most; default one per core. */
+  maxWorkers?: number;
+  bounds?: SettingsBounds;
+  engines?: readonly Engine[];
+}
+
+export async function boot(options: BootOptions = {}): Promise<Client> {
   const server = new TaskServer(location.origin);
   const db = await openDewgridDB();
   const work = new WorkStore(db);
@@ -43,9 +52,11 @@ export async function boot(): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const controller = new Controller(server, cache, work, keys, identity, TRUST.projectName, undefined, {
+  const controller = new Controller(server, cache, work, keys, identity, TRUST.projectName, options.maxWorkers, {
     instrumented: new InstrumentedCache(db),
     signals: signals.read,
+    bounds: options.bounds,
+    engines: options.engines,
   });
   onSignal = () => controller.signalsChanged();
   warn = (message) => controller.notice(message);

@@ -25,9 +25,21 @@ import type { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import type { WorkStore } from '../storage/work-store.ts';
 import type { OutboxEntry, StoredSubmission } from '../storage/db.ts';
+import type { Engine } from '../protocol/schema.ts';
 
 /** The part of the settings `window.dewgrid.setLimits` takes (README: "Automating a donor page"). */
 export type Limits = Pick<Settings, 'cpu' | 'workers'>;
+
+/**
+ * What the host of this client allows at most, whatever the donor's settings say: the embed on a
+ * partner site caps the CPU share at the partner's data-max-cpu and always pauses while the
+ * partner's page is hidden (README, "On partner sites"). Saved settings are held within them;
+ * setSettings refuses to go past them.
+ */
+export interface SettingsBounds {
+  maxCpu?: number;
+  whenHidden?: Settings['whenHidden'];
+}
 
 export interface Counts {
   running: number;
@@ -138,6 +150,12 @@ export class Controller {
       instrumented?: InstrumentedCache;
       /** The device and page signals the policies read (src/scheduler/signals.ts); neutral when absent. */
       signals?: () => Signals;
+      bounds?: SettingsBounds;
+      /**
+       * The engines work may be asked for, of those this page can run. The embed leaves WASIX out:
+       * its runs are not throttled, so no CPU cap would hold for them.
+       */
+      engines?: readonly Engine[];
     } = {},
   ) {
     this.signals = options.signals ?? (() => ({ battery: null, pressure: null, hidden: false, lastInputAt: null, saveData: false }));
@@ -147,8 +165,21 @@ export class Controller {
       refreshKeys: () => keys.refresh(),
       completed: (taskId) => work.completed(taskId),
     });
-    this.settings = { ...DEFAULT_SETTINGS, workers: this.maxWorkers };
+    this.bounds = options.bounds ?? {};
+    this.engines = () => runnableEngines().filter((engine) => !options.engines || options.engines.includes(engine));
+    this.settings = this.bounded({ ...DEFAULT_SETTINGS, workers: this.maxWorkers });
     this.decision = decide(this.settings, []);
+  }
+
+  private readonly bounds: SettingsBounds;
+  private readonly engines: () => Engine[];
+
+  /** `settings` held within the host's bounds. @throws RangeError when `change` asks to go past them. */
+  private bounded(settings: Settings, change: Partial<Settings> = {}): Settings {
+    const { maxCpu = 1, whenHidden } = this.bounds;
+    if (typeof change.cpu === 'number' && change.cpu > maxCpu) throw new RangeError(`cpu must be at most ${maxCpu} here (the embedding site's limit), got ${change.cpu}`);
+    if (whenHidden && change.whenHidden !== undefined && change.whenHidden !== whenHidden) throw new RangeError(`whenHidden must be "${whenHidden}" here, got ${change.whenHidden}`);
+    return { ...settings, cpu: Math.min(settings.cpu, maxCpu), ...(whenHidden ? { whenHidden } : {}) };
   }
 
   private readonly signals: () => Signals;
@@ -170,6 +201,7 @@ export class Controller {
           // keep the default for this one
         }
       }
+      this.settings = this.bounded(this.settings);
     }
     this.evaluatePolicies();
     const leases = await this.work.leases();
@@ -304,7 +336,7 @@ export class Controller {
 
   /** Changes the donor's settings, kept in IndexedDB and applied at once. @throws RangeError naming the bad value; nothing changes then. */
   setSettings(change: Partial<Settings>): Settings {
-    this.settings = updatedSettings(this.settings, change, this.maxWorkers);
+    this.settings = this.bounded(updatedSettings(this.settings, change, this.maxWorkers), change);
     void this.work.setSettings(this.settings);
     this.evaluatePolicies();
     this.changed();
@@ -405,7 +437,7 @@ export class Controller {
     this.fetching = true;
     let leases: Lease[] = [];
     try {
-      const response = await this.server.requestWork({ deviceId: this.deviceId, publicKey: toBase64(this.identity.publicKey), engines: runnableEngines(), max });
+      const response = await this.server.requestWork({ deviceId: this.deviceId, publicKey: toBase64(this.identity.publicKey), engines: this.engines(), max });
       leases = response.leases;
       // The server holds a newer keyset (a rotation or a revocation): fetch it before these run.
       if (response.keysetVersion > this.keys.version()) this.keysReady = this.keys.refresh();

@@ -25,15 +25,39 @@ export const CHROMIUM_FLAGS = [
 ];
 
 /**
+ * The features playwright-core (1.65) turns off, but for ThirdPartyStoragePartitioning. Without
+ * partitioning, and with third-party cookies blocked (as in Playwright's incognito-like contexts),
+ * a cross-site iframe gets no storage at all; browsers ship with it on, and the embed's card keeps
+ * its consent and its work in partitioned storage. A later --disable-features replaces Playwright's.
+ */
+const PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = [
+  'AvoidUnnecessaryBeforeUnloadCheckSync',
+  'DestroyProfileOnBrowserClose',
+  'HttpsUpgrades',
+  'HttpsFirstBalancedModeAutoEnable',
+  'LensOverlay',
+  'MediaRouter',
+  'PaintHolding',
+  'AvoidCorsURLLoaderRestartOnRedirect',
+  'OptimizationHints',
+  'NetworkTimeServiceQuerying',
+  'AimEnabled',
+  'PreconnectToSearch',
+];
+
+/**
  * @param options.computePressure leave the Compute Pressure API on. Off by default: on a machine
  *   loaded by the test suite itself it reports real pressure, and the heat policy would rightly
  *   slow or pause the tests' tasks. The policy tests turn it on and emulate it through CDP.
+ * @param options.storagePartitioning give cross-site iframes partitioned storage, as browsers do
+ *   (Playwright turns it off): the embed's tests need it.
  */
-export async function launchChromium(options: { computePressure?: boolean } = {}): Promise<Browser> {
+export async function launchChromium(options: { computePressure?: boolean; storagePartitioning?: boolean } = {}): Promise<Browser> {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error('No Chromium found. Install Debian\'s: `apt-get install chromium`, or set CHROMIUM_PATH to a Chromium binary.');
   }
-  const args = options.computePressure ? CHROMIUM_FLAGS : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
+  const args = options.computePressure ? [...CHROMIUM_FLAGS] : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
+  if (options.storagePartitioning) args.push(`--disable-features=${PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING.join(',')}`);
   return chromium.launch({ executablePath, args, headless: true });
 }

@@ -37,11 +37,23 @@ export async function writeKey(dataDir: string): Promise<SigningKey> {
   return currentSigningKey(dataDir);
 }
 
-export async function startTestServer(options: { dataDir: string; staticDir?: string; port?: number; crossOriginIsolated?: boolean }): Promise<TestServer> {
+export async function startTestServer(options: {
+  dataDir: string;
+  staticDir?: string;
+  port?: number;
+  crossOriginIsolated?: boolean;
+  onRequest?: (method: string, url: string) => void;
+}): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
   const root = await readKey(keyPath(options.dataDir, ROOT_KEY_NAME));
   const listen = async (port: number) => {
-    const app = await createServer({ dataDir: options.dataDir, staticDir: options.staticDir, logger: false, crossOriginIsolated: options.crossOriginIsolated });
+    const app = await createServer({
+      dataDir: options.dataDir,
+      staticDir: options.staticDir,
+      logger: false,
+      crossOriginIsolated: options.crossOriginIsolated,
+      onRequest: options.onRequest,
+    });
     const url = await app.app.listen({ port, host: '127.0.0.1' });
     return { app, url };
   };

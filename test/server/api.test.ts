@@ -448,3 +448,47 @@ describe('headers and the site', () => {
     }
   });
 });
+
+describe('the embed for partner sites', () => {
+  async function siteServer(crossOriginIsolated?: boolean) {
+    const staticDir = join(dataDir, 'site');
+    mkdirSync(join(staticDir, 'embed'), { recursive: true });
+    writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
+    writeFileSync(join(staticDir, 'embed.js'), '(()=>{})();');
+    writeFileSync(join(staticDir, 'embed', 'frame.html'), '<!doctype html><title>Card</title>');
+    await server.close();
+    server = await createServer({ dataDir, staticDir, now: () => clock, crossOriginIsolated });
+  }
+
+  it('serves embed.js to any origin, uncached, without the page isolation', async () => {
+    await siteServer();
+    const loader = await server.app.inject({ method: 'GET', url: '/embed.js' });
+    expect(loader.statusCode).toBe(200);
+    expect(loader.headers).toMatchObject({ 'cross-origin-resource-policy': 'cross-origin', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+    expect(loader.headers['content-type']).toMatch(/javascript/);
+    expect(loader.headers).not.toHaveProperty('cross-origin-embedder-policy');
+  });
+
+  it('serves the card frameable by any site, isolated by Document-Isolation-Policy, never COOP or COEP', async () => {
+    await siteServer();
+    for (const url of ['/embed/frame.html', '/embed/frame.html?partner=https%3A%2F%2Fpartner.example&max-cpu=50']) {
+      const frame = await server.app.inject({ method: 'GET', url });
+      expect(frame.statusCode, url).toBe(200);
+      expect(frame.headers, url).toMatchObject({ 'document-isolation-policy': 'isolate-and-require-corp', 'cache-control': 'no-cache' });
+      expect(frame.headers['content-security-policy'], url).toMatch(/(^|; )frame-ancestors \*($|;)/);
+      expect(frame.headers['content-security-policy'], url).toMatch(/script-src 'self' 'wasm-unsafe-eval'/);
+      for (const name of ['cross-origin-opener-policy', 'cross-origin-embedder-policy', 'x-frame-options']) expect(frame.headers, `${url} ${name}`).not.toHaveProperty(name);
+    }
+    // The page itself may be framed by no other site: clicks on Start are lured there otherwise.
+    const page = await server.app.inject({ method: 'GET', url: '/' });
+    expect(page.headers).toMatchObject({ 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'content-security-policy': "frame-ancestors 'self'" });
+  });
+
+  it('leaves the card unisolated where the host sends no isolation headers', async () => {
+    await siteServer(false);
+    const frame = await server.app.inject({ method: 'GET', url: '/embed/frame.html' });
+    expect(frame.statusCode).toBe(200);
+    expect(frame.headers).not.toHaveProperty('document-isolation-policy');
+    expect(frame.headers['content-security-policy']).toMatch(/frame-ancestors \*/);
+  });
+});

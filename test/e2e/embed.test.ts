@@ -1,0 +1,451 @@
+// The embed on partner sites (issue #7): the demo partner page on another site, with its strict
+// CSP, shows the card; nothing reaches Dewgrid's API and none of the client loads before a
+// person's click inside the card (checked on the server, per request); the partner's scripts and
+// messages cannot give consent, a covered or faded card refuses clicks; after the click tasks
+// complete and the partner hears started/progress/stopped from Dewgrid's origin; the partner's
+// page hidden pauses the card; revoking stops at once; consent survives a reload and lapses after
+// 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a forged card
+// address; the service worker keeps off the card; and the card without isolation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
+import { startTestServer, TEST_KEYS_DIR, type TestServer } from '../helpers/server.ts';
+import { waitForBatch } from '../helpers/donor.ts';
+import { buildBatch, publishBatch } from '../../server/publish.ts';
+import { startPartnerSite, type PartnerSite } from '../../demo/partner/server.ts';
+import { TEST_DIST } from '../global-setup.ts';
+
+const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
+const trust = JSON.parse(readFileSync(join(TEST_KEYS_DIR, 'trust.json'), 'utf8')) as { projectName: string; keys: Record<string, string> };
+const keyId = Object.keys(trust.keys)[0]!;
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A little longer than the card must have been in view for a click to count (MIN_VISIBLE_MS). */
+const IN_VIEW_MS = 700;
+
+/** What the page and its frames record: CSP violations (each frame its own), and the partner's messages. */
+const RECORDER = `
+  window.__violations = [];
+  addEventListener('securitypolicyviolation', (e) => window.__violations.push(location.origin + ' ' + e.violatedDirective + ' ' + e.blockedURI));
+  if (window === window.top) {
+    window.__messages = [];
+    addEventListener('message', (e) => window.__messages.push({ origin: e.origin, data: e.data }));
+  }
+`;
+/** Moves the frame's clock forward by what the test put in its sessionStorage (it survives reloads). */
+const CLOCK = `
+  if (location.pathname === '/embed/frame.html') {
+    const offset = Number(sessionStorage.getItem('test-clock-offset') || 0);
+    const now = Date.now.bind(Date);
+    if (offset) Date.now = () => now() + offset;
+  }
+`;
+
+type Win = { __violations: string[]; __messages: { origin: string; data: { source?: string; type?: string } }[] };
+
+interface Request {
+  method: string;
+  path: string;
+  at: number;
+}
+
+let work: string;
+let server: TestServer;
+let dewgrid: string;
+let site: PartnerSite;
+/** The partner on another site than Dewgrid's (localhost against 127.0.0.1), as a real partner is. */
+let partnerUrl: string;
+let browser: Browser;
+const requests: Request[] = [];
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-embed-'));
+  server = await startTestServer({
+    dataDir: join(work, 'data'),
+    staticDir: TEST_DIST,
+    onRequest: (method, url) => requests.push({ method, path: url.split('?')[0]!, at: Date.now() }),
+  });
+  dewgrid = new URL(server.url).origin;
+  site = await startPartnerSite({ dewgridOrigin: dewgrid, projectName: trust.projectName, maxCpu: 50 });
+  partnerUrl = site.url.replace('127.0.0.1', 'localhost');
+  browser = await launchChromium({ storagePartitioning: true });
+});
+afterAll(async () => {
+  await browser?.close();
+  await site?.close();
+  await server?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Requests to the task server's API (and its trust file) since `since`. */
+const apiRequests = (since: number) => requests.filter((r) => r.at >= since && (r.path.startsWith('/api/') || r.path === '/trust.json'));
+const leaseCount = () => (server.app.store.db.prepare('SELECT COUNT(*) AS n FROM leases').get() as { n: number }).n;
+
+async function publish(name: string, tasks: string[][], wallTimeMs = 60_000): Promise<string> {
+  const request = await buildBatch(
+    {
+      name,
+      module: fractal,
+      tasks: tasks.map((args) => ({ args, env: [], stdin: null, files: [], preopens: [] })),
+      limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs, outputBytes: 4 * 2 ** 20 },
+      redundancy: 1,
+      expiresInMs: 3600_000,
+    },
+    server.key,
+  );
+  return (await publishBatch(server.url, request)).batchId;
+}
+
+async function cardFrame(page: Page): Promise<Frame> {
+  const frame = await (await page.waitForSelector('iframe[title^="Dewgrid"]')).contentFrame();
+  if (!frame) throw new Error('the card iframe has no frame');
+  await frame.waitForSelector('html[data-ready="true"]');
+  return frame;
+}
+
+async function openPartner(context: BrowserContext, url = partnerUrl): Promise<{ page: Page; frame: Frame; errors: string[] }> {
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  return { page, frame: await cardFrame(page), errors };
+}
+
+const agreeButton = (frame: Frame) => frame.getByRole('button', { name: 'Lend idle time' });
+const withdrawButton = (frame: Frame) => frame.getByRole('button', { name: 'Stop and forget my consent' });
+/** The event types the partner page's own script logged, oldest first, with the origin each came from. */
+const partnerLog = (page: Page) =>
+  page.evaluate(() => [...document.querySelectorAll<HTMLElement>('#events li')].reverse().map((li) => ({ type: li.dataset.type, origin: li.dataset.origin, text: li.textContent })));
+const violations = async (page: Page, frame: Frame) => [...(await page.evaluate(() => (window as unknown as Win).__violations)), ...(await frame.evaluate(() => (window as unknown as Win).__violations))];
+
+describe('the embed on a partner site', () => {
+  let context: BrowserContext;
+  let page: Page;
+  let frame: Frame;
+  let errors: string[];
+  let batchId: string;
+  const tiles = [0, 1, 2, 3].map((i) => ['fractal', '256', '256', String(i * 64), '0', '64', '64']);
+
+  it('shows what would run, and nothing reaches the API or loads the client before the click', async () => {
+    batchId = await publish('embed-short', tiles);
+    context = await browser.newContext();
+    await context.addInitScript(RECORDER);
+    const start = Date.now();
+    ({ page, frame, errors } = await openPartner(context));
+
+    const card = frame.locator('main');
+    await expect.poll(() => card.textContent()).toContain(`Lend idle time to ${trust.projectName}?`);
+    const text = (await card.textContent())!;
+    expect(text).toContain('at most 50% of one processor core');
+    expect(text.replace(/\s/g, '')).toContain(`Publisherkey${keyId}`);
+    expect(text).toContain('The button works only while the whole card is in view and uncovered.');
+    expect(await frame.evaluate(() => crossOriginIsolated)).toBe(true); // Document-Isolation-Policy
+
+    await page.waitForTimeout(1500);
+    expect(apiRequests(start)).toEqual([]);
+    expect(leaseCount()).toBe(0);
+    // All the server saw: the loader, the card's page, and the files that page names (not the client's chunks or workers).
+    const framePage = readFileSync(join(TEST_DIST, 'embed/frame.html'), 'utf8');
+    const named = new Set([...framePage.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]));
+    const served = requests.filter((r) => r.at >= start).map((r) => r.path);
+    expect(served.filter((path) => path !== '/embed.js' && path !== '/embed/frame.html' && !named.has(path))).toEqual([]);
+    expect(served).toContain('/embed.js');
+    expect(await violations(page, frame)).toEqual([]);
+  });
+
+  it('cannot be pressed or given consent by the partner page, nor by a script click', async () => {
+    const start = Date.now();
+    const attempts = await page.evaluate(() => {
+      const iframe = document.querySelector('iframe')!;
+      const out: Record<string, string> = { contentDocument: String(iframe.contentDocument) };
+      try {
+        out.document = String(iframe.contentWindow!.document);
+      } catch (e) {
+        out.document = (e as Error).name;
+      }
+      try {
+        iframe.contentWindow!.document.querySelector('button')!.click();
+        out.click = 'clicked';
+      } catch (e) {
+        out.click = (e as Error).name;
+      }
+      iframe.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+      iframe.click();
+      const fakes: unknown[] = [
+        'consent',
+        { type: 'consent', granted: true },
+        { source: 'dewgrid-embed', type: 'consent', granted: true },
+        { source: 'dewgrid-embed', type: 'started' },
+        { type: 'click', selector: 'button' },
+      ];
+      for (const fake of fakes) iframe.contentWindow!.postMessage(fake, '*');
+      // A message posing as the card's, to the page itself: the loader takes only its iframe's.
+      window.postMessage({ source: 'dewgrid-embed', type: 'resize', height: 20 }, '*');
+      return out;
+    });
+    expect(attempts).toEqual({ contentDocument: 'null', document: 'SecurityError', click: 'SecurityError' });
+    // Even a script on Dewgrid's own origin, which alone could reach the button, clicks untrusted.
+    await frame.evaluate(() => {
+      const button = document.querySelector<HTMLButtonElement>('button.agree')!;
+      button.click();
+      button.dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    });
+    await page.waitForTimeout(1500);
+    expect(apiRequests(start)).toEqual([]);
+    expect(await agreeButton(frame).isVisible()).toBe(true);
+    expect(await page.evaluate(() => document.querySelector('iframe')!.getBoundingClientRect().height)).toBeGreaterThan(100);
+    expect(await partnerLog(page)).toEqual([]);
+  });
+
+  it('refuses a click while the card is faded or covered, and says so', async () => {
+    const start = Date.now();
+    // Faded: the partner's CSS on the iframe.
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.opacity = '0.3'));
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await expect.poll(() => frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
+    // Covered: a see-through layer over it that lets the click through to the button.
+    await page.evaluate(() => {
+      const iframe = document.querySelector('iframe')!;
+      iframe.style.opacity = '1';
+      const box = iframe.getBoundingClientRect();
+      const layer = document.createElement('div');
+      layer.id = 'decoy';
+      Object.assign(layer.style, { position: 'absolute', left: `${box.left + scrollX}px`, top: `${box.top + scrollY}px`, width: `${box.width}px`, height: `${box.height}px`, background: 'rgba(255, 255, 255, 0.02)', pointerEvents: 'none' });
+      document.body.append(layer);
+    });
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await page.waitForTimeout(500);
+    expect(await agreeButton(frame).isVisible()).toBe(true);
+    await page.evaluate(() => document.getElementById('decoy')!.remove());
+    expect(apiRequests(start)).toEqual([]);
+    expect(leaseCount()).toBe(0);
+  });
+
+  it('computes after the click, and tells the partner page from Dewgrid\u2019s origin', async () => {
+    await page.evaluate(() => void ((window as unknown as Win).__messages.length = 0)); // the fakes posted above
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await waitForBatch(server.url, batchId, (c) => c.done === tiles.length);
+    await expect.poll(() => frame.locator('.counts').textContent(), { timeout: 10_000 }).toContain(`Tasks done${tiles.length}`);
+    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/Running at 50%|Waiting for work from the project/);
+    expect(await frame.locator('main').textContent()).toContain('At most 50% of one core, one task at a time.');
+
+    const log = await partnerLog(page);
+    expect(log[0]).toEqual({ type: 'started', origin: dewgrid, text: 'started' });
+    expect(log.slice(1).every((entry) => entry.type === 'progress' && entry.origin === dewgrid)).toBe(true);
+    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe(`progress: ${tiles.length} done, 0 running, 0 failed (running)`);
+    const messages = await page.evaluate(() => (window as unknown as Win).__messages);
+    const fromCard = messages.filter((m) => m.data?.source === 'dewgrid-embed');
+    expect(fromCard.length).toBeGreaterThan(tiles.length);
+    expect(new Set(fromCard.map((m) => m.origin))).toEqual(new Set([dewgrid]));
+    expect(await violations(page, frame)).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it('keeps consent across a reload: the card computes again without a click', async () => {
+    const reloadAt = Date.now();
+    await page.reload();
+    frame = await cardFrame(page);
+    await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
+    await expect.poll(() => apiRequests(reloadAt).some((r) => r.path === '/api/work')).toBe(true);
+    expect((await partnerLog(page))[0]?.type).toBe('started');
+  });
+
+  it('stops at once when consent is withdrawn, and forgets it', async () => {
+    const longBatch = await publish('embed-long', [['fractal', '960', '720', '0', '0', '960', '720', '60000']], 120_000);
+    await expect.poll(() => frame.locator('.counts dd').nth(1).textContent(), { timeout: 30_000 }).toBe('1');
+
+    // The partner's page hidden: the card pauses, whatever the donor chose on Dewgrid's own page.
+    // (A headless page is never hidden; the frame's document is made to say so, as in policies.test.ts.)
+    const setHidden = (hidden: boolean) =>
+      frame.evaluate((hidden) => {
+        Object.defineProperty(Document.prototype, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible'), configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+    await setHidden(true);
+    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/^Paused: this page is hidden/);
+    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (paused)');
+    await setHidden(false);
+    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (running)');
+
+    await withdrawButton(frame).click();
+    const stoppedAt = Date.now() + 200;
+    await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
+    expect(await frame.getByRole('alert').textContent()).toBe('Stopped, and your consent is forgotten: nothing more runs.');
+    await expect.poll(async () => (await partnerLog(page)).at(-1)).toEqual({ type: 'stopped', origin: dewgrid, text: 'stopped' });
+
+    await page.waitForTimeout(3000);
+    expect(apiRequests(stoppedAt).filter((r) => r.path === '/api/work' || r.path === '/api/results')).toEqual([]);
+    expect((await (await fetch(`${server.url}/api/batches/${longBatch}`)).json()).counts.done).toBe(0);
+
+    const reloadAt = Date.now();
+    await page.reload();
+    frame = await cardFrame(page);
+    await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
+    await page.waitForTimeout(1500);
+    expect(apiRequests(reloadAt)).toEqual([]);
+    expect(await violations(page, frame)).toEqual([]);
+    await context.close();
+  });
+
+  it('asks again once 30 days have passed since consent', async () => {
+    const later = await browser.newContext();
+    await later.addInitScript(CLOCK);
+    const opened = await openPartner(later);
+    let { frame } = opened;
+    const { page } = opened;
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
+
+    // 29 days on: still remembered.
+    await frame.evaluate((ms) => sessionStorage.setItem('test-clock-offset', String(ms)), 29 * DAY_MS);
+    let reloadAt = Date.now();
+    await page.reload();
+    frame = await cardFrame(page);
+    await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
+    await expect.poll(() => apiRequests(reloadAt).some((r) => r.path === '/api/work')).toBe(true);
+
+    // 31 days on: asked again, and nothing reaches the API.
+    await frame.evaluate((ms) => sessionStorage.setItem('test-clock-offset', String(ms)), 31 * DAY_MS);
+    reloadAt = Date.now();
+    await page.reload();
+    frame = await cardFrame(page);
+    expect(await frame.evaluate(() => Date.now())).toBeGreaterThan(Date.now() + 30 * DAY_MS);
+    await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
+    await page.waitForTimeout(1500);
+    expect(apiRequests(reloadAt)).toEqual([]);
+    await later.close();
+  });
+
+  it('passes axe before and after consent, and both buttons work from the keyboard', async () => {
+    // axe is injected as a script tag, which the pages' CSPs would rightly refuse.
+    const a11y = await browser.newContext({ bypassCSP: true });
+    const { page, frame } = await openPartner(a11y);
+    await frame.addScriptTag({ path: 'node_modules/axe-core/axe.min.js' });
+    const serious = () =>
+      frame.evaluate(async () => {
+        const axe = (window as unknown as { axe: { run(context: Document): Promise<{ violations: { id: string; impact: string | null; help: string }[] }> } }).axe;
+        const { violations } = await axe.run(document);
+        return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
+      });
+    expect(await serious()).toEqual([]);
+
+    const focused = () => frame.evaluate(() => document.activeElement?.textContent ?? '');
+    const tabTo = async (label: string) => {
+      for (let i = 0; i < 10 && (await focused()) !== label; i++) await page.keyboard.press('Tab');
+      expect(await focused()).toBe(label);
+    };
+    await page.waitForTimeout(IN_VIEW_MS);
+    await tabTo('Lend idle time');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
+    expect(await serious()).toEqual([]);
+    await tabTo('Stop and forget my consent');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
+    await a11y.close();
+  });
+
+  it('ignores bad options with a warning naming each attribute, places a second card in a corner, and refuses a forged address', async () => {
+    const options = await browser.newContext();
+    const page = await options.newPage();
+    const warnings: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'warning') warnings.push(message.text());
+    });
+    await page.goto(partnerUrl); // the partner's origin and CSP; its content replaced below
+    await page.setContent(
+      `<main><h1>Two cards</h1>` +
+        `<script async src="${dewgrid}/embed.js" data-project="${trust.projectName}" data-max-cpu="150" data-theme="sepia" data-position="top"></script>` +
+        `<script async src="${dewgrid}/embed.js" data-project="${trust.projectName}" data-max-cpu="20" data-theme="dark" data-position="bottom-right"></script></main>`,
+    );
+    await expect.poll(() => page.locator('iframe').count()).toBe(2);
+    const [inline, corner] = await Promise.all([0, 1].map(async (i) => (await page.locator('iframe').nth(i).elementHandle())!.contentFrame()));
+    await expect.poll(() => inline!.locator('main').textContent()).toContain('at most 100% of one processor core');
+    await expect.poll(() => corner!.locator('main').textContent()).toContain('at most 20% of one processor core');
+    expect(warnings.filter((w) => w.startsWith('Dewgrid embed.js:'))).toEqual([
+      'Dewgrid embed.js: data-max-cpu="150" is not a whole percentage from 10 to 100 (such as 50); ignored.',
+      'Dewgrid embed.js: data-position="top" is not one of inline, bottom-right, bottom-left; ignored.',
+      'Dewgrid embed.js: data-theme="sepia" is not one of auto, light, dark; ignored.',
+    ]);
+    const placed = await page.evaluate(() => [...document.querySelectorAll('iframe')].map((f) => [getComputedStyle(f).position, f.parentElement!.tagName]));
+    expect(placed).toEqual([
+      ['static', 'MAIN'],
+      ['fixed', 'BODY'],
+    ]);
+    expect(await corner!.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+
+    // The card's address claiming another partner than the page it is on: it says so and asks nothing.
+    await page.setContent(`<iframe title="Dewgrid, forged" src="${dewgrid}/embed/frame.html?partner=${encodeURIComponent('https://elsewhere.example')}"></iframe>`);
+    const forged = await cardFrame(page);
+    await expect.poll(() => forged.getByRole('alert').textContent()).toBe(`The card\u2019s address says it is on https://elsewhere.example, but it is on ${partnerUrl}.`);
+    expect(await forged.getByRole('button').count()).toBe(0);
+    await options.close();
+  });
+
+  it('is not taken over by the service worker when the partner is on Dewgrid\u2019s own site', async () => {
+    // Same site (127.0.0.1 on another port): the frame shares the page's storage and its service worker.
+    const sameSite = await browser.newContext();
+    const main = await sameSite.newPage();
+    await main.goto(server.url);
+    await main.waitForSelector('html[data-ready="true"]');
+    await main.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+      (window as unknown as { dewgrid: { setLimits(l: { cpu: number }): void } }).dewgrid.setLimits({ cpu: 0.9 });
+    });
+    await expect.poll(() => main.evaluate(() => navigator.serviceWorker.controller !== null)).toBe(true);
+    const { page, frame } = await openPartner(sameSite, site.url);
+    await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
+    // The donor's 90% from the page, held to the partner's 50% in the card.
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await expect.poll(() => frame.locator('main').textContent()).toContain('At most 50% of one core');
+    await withdrawButton(frame).click();
+    await sameSite.close();
+  });
+});
+
+describe('the embed on a host that sends no isolation headers', () => {
+  let plain: TestServer;
+  let plainSite: PartnerSite;
+  let plainWork: string;
+
+  beforeAll(async () => {
+    plainWork = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-embed-plain-'));
+    plain = await startTestServer({ dataDir: plainWork, staticDir: TEST_DIST, crossOriginIsolated: false });
+    plainSite = await startPartnerSite({ dewgridOrigin: new URL(plain.url).origin, projectName: trust.projectName });
+  });
+  afterAll(async () => {
+    await plainSite?.close();
+    await plain?.close();
+    rmSync(plainWork, { recursive: true, force: true });
+  });
+
+  it('computes without cross-origin isolation', async () => {
+    const request = await buildBatch(
+      {
+        name: 'embed-plain',
+        module: fractal,
+        tasks: [0, 1].map((i) => ({ args: ['fractal', '128', '64', String(i * 64), '0', '64', '64'], env: [], stdin: null, files: [], preopens: [] })),
+        limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 },
+        redundancy: 1,
+        expiresInMs: 3600_000,
+      },
+      plain.key,
+    );
+    const { batchId } = await publishBatch(plain.url, request);
+    const context = await browser.newContext();
+    const { page, frame, errors } = await openPartner(context, plainSite.url.replace('127.0.0.1', 'localhost'));
+    expect(await frame.evaluate(() => crossOriginIsolated)).toBe(false);
+    await page.waitForTimeout(IN_VIEW_MS);
+    await agreeButton(frame).click();
+    await waitForBatch(plain.url, batchId, (c) => c.done === 2);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+});
