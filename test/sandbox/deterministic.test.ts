@@ -23,7 +23,7 @@ describe('deterministic runs', () => {
     expect(bytesOf(second)).toEqual(bytesOf(first));
     const text = new TextDecoder().decode(first.stdout);
     expect(text).toMatch(/^realtime 1577836800\.\d{9}\n/); // the virtual epoch
-    expect(text).toMatch(/listing a\.txt z\.txt\n$/); // sorted
+    expect(text).toMatch(/listing \. \.\. a\.txt z\.txt\n$/); // "." and ".." first, then sorted
   });
 
   it('draw different random numbers for different task ids', () => {

@@ -173,35 +173,103 @@ describe('WASI import table', () => {
     expect(result.files.map((f) => f.path)).toEqual(['/sandbox/changed', '/sandbox/z']);
   });
 
-  it('lays out dirents as the witx says, without "." and ".." (as uvwasi), and continues from a cookie', () => {
-    const { table, view, bytes } = setup({ files: [{ path: '/sandbox/b', data: new Uint8Array(0) }, { path: '/sandbox/a', data: new Uint8Array(3) }] });
-    const read = (cookie: bigint, len = 200) => {
-      bytes.fill(0xee, 1000, 1400);
-      expect(table.fd_readdir!(3, 1000, len, cookie, 0)).toBe(C.ERRNO_SUCCESS);
-      const used = view.getUint32(0, true);
-      const out: [bigint, bigint, number, string][] = [];
-      for (let at = 1000; at + 24 <= 1000 + used; ) {
-        const namlen = view.getUint32(at + 16, true);
-        out.push([view.getBigUint64(at, true), view.getBigUint64(at + 8, true), view.getUint8(at + 20), new TextDecoder().decode(bytes.subarray(at + 24, at + 24 + namlen))]);
-        at += 24 + namlen;
-      }
-      return { used, out };
-    };
+  /** fd_readdir on `fd` from `cookie` into 1000.., parsed: [d_next, d_ino, d_type, name] each. */
+  const readdir = ({ table, view, bytes }: ReturnType<typeof setup>, fd: number, cookie: bigint, len = 200) => {
+    bytes.fill(0xee, 1000, 1400);
+    expect(table.fd_readdir!(fd, 1000, len, cookie, 0)).toBe(C.ERRNO_SUCCESS);
+    const used = view.getUint32(0, true);
+    const out: [bigint, bigint, number, string][] = [];
+    for (let at = 1000; at + 24 <= 1000 + used; ) {
+      const namlen = view.getUint32(at + 16, true);
+      out.push([view.getBigUint64(at, true), view.getBigUint64(at + 8, true), view.getUint8(at + 20), new TextDecoder().decode(bytes.subarray(at + 24, at + 24 + namlen))]);
+      at += 24 + namlen;
+    }
+    return { used, out };
+  };
+  /** The inode number of the directory or file behind `fd`. */
+  const inoOf = ({ table, view }: ReturnType<typeof setup>, fd: number) => {
+    expect(table.fd_filestat_get!(fd, 1600)).toBe(C.ERRNO_SUCCESS);
+    return view.getBigUint64(1608, true);
+  };
+
+  it('lays out dirents as the witx says: "." and ".." first, then the names sorted, and continues from a cookie', () => {
+    const s = setup({ files: [{ path: '/sandbox/b', data: new Uint8Array(0) }, { path: '/sandbox/a', data: new Uint8Array(3) }] });
+    const { view, bytes } = s;
+    const read = (cookie: bigint, len = 200) => readdir(s, 3, cookie, len);
     const all = read(0n);
-    expect(all.used).toBe(24 + 1 + 24 + 1);
+    expect(all.used).toBe(24 + 1 + 24 + 2 + 24 + 1 + 24 + 1);
     expect(all.out.map(([next, , type, name]) => [next, type, name])).toEqual([
-      [1n, C.FILETYPE_REGULAR_FILE, 'a'],
-      [2n, C.FILETYPE_REGULAR_FILE, 'b'],
+      [1n, C.FILETYPE_DIRECTORY, '.'],
+      [2n, C.FILETYPE_DIRECTORY, '..'],
+      [3n, C.FILETYPE_REGULAR_FILE, 'a'],
+      [4n, C.FILETYPE_REGULAR_FILE, 'b'],
     ]);
     expect(bytes[1000 + all.used]).toBe(0xee); // nothing written past bufused
-    expect(new Set(all.out.map(([, ino]) => ino)).size).toBe(2);
-    // From a cookie: the rest only.
-    expect(read(1n).out.map(([, , , name]) => name)).toEqual(['b']);
-    expect(read(2n).used).toBe(0);
+    // "." is the directory itself; so is "..", the preopen being the top of what fd 3 reaches.
+    expect(all.out[0]![1]).toBe(inoOf(s, 3));
+    expect(all.out[1]![1]).toBe(inoOf(s, 3));
+    expect(new Set(all.out.map(([, ino]) => ino)).size).toBe(3);
+    // From a cookie: the rest only, whichever entry's d_next it is.
+    for (const [i, [next]] of all.out.entries()) expect(read(next).out).toEqual(all.out.slice(i + 1));
+    expect(read(4n).used).toBe(0);
     // A buffer too small for the next entry comes back full, the entry cut short.
     const cut = read(0n, 30);
     expect(cut.used).toBe(30);
     expect(view.getBigUint64(1000, true)).toBe(1n);
+    // Resuming after a cut entry, from the last whole entry's d_next, gives that entry whole.
+    expect(read(1n, 200).out[0]![3]).toBe('..');
+  });
+
+  it('fd_readdir: ".." is the parent in a subdirectory, the directory itself at a preopen and at "/"; an empty or removed directory', () => {
+    const s = setup({ files: [{ path: '/sandbox/sub/deep/x', data: new Uint8Array(0) }], preopens: ['/sandbox', '/'] });
+    const { table, putString, view } = s;
+    const openDir = (at: number, path: string) => {
+      const len = putString(100, path);
+      expect(table.path_open!(at, 0, 100, len, C.OFLAGS_DIRECTORY, C.RIGHTS_FD_READDIR | C.RIGHTS_FD_FILESTAT_GET | C.RIGHTS_PATH_OPEN, C.RIGHTS_FD_READDIR | C.RIGHTS_FD_FILESTAT_GET | C.RIGHTS_PATH_OPEN, 0, 200)).toBe(C.ERRNO_SUCCESS);
+      return view.getUint32(200, true);
+    };
+    const dots = (fd: number) => readdir(s, fd, 0n).out.slice(0, 2).map(([, ino, type, name]) => [name, type, ino]);
+    const sub = openDir(3, 'sub');
+    const deep = openDir(sub, 'deep');
+    expect(dots(deep)).toEqual([['.', C.FILETYPE_DIRECTORY, inoOf(s, deep)], ['..', C.FILETYPE_DIRECTORY, inoOf(s, sub)]]);
+    expect(dots(sub)).toEqual([['.', C.FILETYPE_DIRECTORY, inoOf(s, sub)], ['..', C.FILETYPE_DIRECTORY, inoOf(s, 3)]]);
+    // The preopen /sandbox, and the same directory opened through it: ".." is itself.
+    expect(dots(3)).toEqual([['.', C.FILETYPE_DIRECTORY, inoOf(s, 3)], ['..', C.FILETYPE_DIRECTORY, inoOf(s, 3)]]);
+    expect(dots(openDir(3, '.'))).toEqual(dots(3));
+    // Reached through the preopen "/" instead, /sandbox's parent is "/", and "/.." is "/".
+    expect(dots(openDir(4, 'sandbox'))[1]).toEqual(['..', C.FILETYPE_DIRECTORY, inoOf(s, 4)]);
+    expect(dots(4)).toEqual([['.', C.FILETYPE_DIRECTORY, inoOf(s, 4)], ['..', C.FILETYPE_DIRECTORY, inoOf(s, 4)]]);
+    // An empty directory lists the two dot entries only; a removed one lists nothing (they went with it).
+    const len = putString(100, 'sub/deep/x');
+    expect(table.path_unlink_file!(3, 100, len)).toBe(C.ERRNO_SUCCESS);
+    expect(readdir(s, deep, 0n).out.map(([, , , name]) => name)).toEqual(['.', '..']);
+    expect(table.path_remove_directory!(3, 100, putString(100, 'sub/deep'))).toBe(C.ERRNO_SUCCESS);
+    expect(readdir(s, deep, 0n).used).toBe(0);
+  });
+
+  it('path_readlink places as many bytes of the target as fit and returns their count (POSIX readlink), never NOBUFS', () => {
+    const s = setup({ files: [{ path: '/sandbox/file', data: new Uint8Array(0) }] });
+    const { table, putString, view, bytes } = s;
+    const target = putString(100, 'file');
+    const link = putString(120, 'link');
+    expect(table.path_symlink!(100, target, 3, 120, link)).toBe(C.ERRNO_SUCCESS);
+    const readlink = (bufLen: number) => {
+      bytes.fill(0xee, 1000, 1100);
+      view.setUint32(0, 77, true);
+      const errno = table.path_readlink!(3, 120, link, 1000, bufLen, 0);
+      const n = view.getUint32(0, true);
+      return { errno, n, text: new TextDecoder().decode(bytes.subarray(1000, 1000 + n)), after: bytes[1000 + n] };
+    };
+    expect(readlink(100)).toEqual({ errno: C.ERRNO_SUCCESS, n: 4, text: 'file', after: 0xee }); // no NUL written
+    expect(readlink(4)).toEqual({ errno: C.ERRNO_SUCCESS, n: 4, text: 'file', after: 0xee }); // an exact fit
+    expect(readlink(3)).toEqual({ errno: C.ERRNO_SUCCESS, n: 3, text: 'fil', after: 0xee });
+    expect(readlink(1)).toEqual({ errno: C.ERRNO_SUCCESS, n: 1, text: 'f', after: 0xee });
+    expect(readlink(0)).toEqual({ errno: C.ERRNO_SUCCESS, n: 0, text: '', after: 0xee });
+    // Not a link, or missing: errors as before, whatever the buffer.
+    expect(table.path_readlink!(3, 100, target, 1000, 0, 0)).toBe(C.ERRNO_INVAL);
+    expect(table.path_readlink!(3, 140, putString(140, 'nope'), 1000, 10, 0)).toBe(C.ERRNO_NOENT);
+    // A buffer past the end of memory is FAULT, even when the target would fit in less.
+    expect(table.path_readlink!(3, 120, link, 65535, 4, 0)).toBe(C.ERRNO_FAULT);
   });
 
   it('re-reads memory on every call: works after memory.grow', () => {

@@ -232,6 +232,11 @@ export class OpenDirectory extends Fd {
     readonly dir: DirInode,
     rightsBase: bigint = RIGHTS_DIRECTORY,
     rightsInheriting: bigint = RIGHTS_ALL,
+    /**
+     * The preopened directory this descriptor was reached from: the top of what its program can
+     * name through it, and what fd_readdir's ".." names there (as "/.." is "/").
+     */
+    readonly top: DirInode = dir,
   ) {
     super(rightsBase, rightsInheriting);
     this.filetype = dir.filetype;

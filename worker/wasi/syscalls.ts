@@ -248,10 +248,16 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       const f = fdWith(fd, C.RIGHTS_FD_READDIR);
       if (!(f instanceof OpenDirectory)) throw new WasiError(C.ERRNO_NOTDIR);
       const dir = f.dir;
-      // The cookie is an index into the names in sorted order; an entry's d_next is the next index.
-      // No "." or "..": uvwasi (libuv's scandir) leaves them out, and programs must read the same
-      // listing here as under the reference runtime.
-      const entries: [string, Inode][] = dir.sortedNames().map((name) => [name, dir.entries.get(name)!]);
+      // "." (the directory itself) and ".." first, then the names in sorted order, so a listing never
+      // depends on the order files were made (the suite and POSIX readdir list both dot entries;
+      // uvwasi leaves them out, docs/wasi.md). ".." is the parent, except at the top of what the
+      // descriptor reaches (its preopen, or "/"), where it is the directory itself, as "/.." is "/".
+      // A removed directory lists nothing: its "." and ".." went with it.
+      const parent = dir !== f.top && dir.parent && ctx.fs.isWithin(dir.parent, f.top) ? dir.parent : dir;
+      const entries: [string, Inode][] =
+        dir.nlink === 0n ? [] : [['.', dir], ['..', parent], ...dir.sortedNames().map((name): [string, Inode] => [name, dir.entries.get(name)!])];
+      // The cookie is an index into that list; an entry's d_next is the next index, so a listing
+      // resumed from any entry's d_next goes on with the entry after it.
       const out = bytes(buf, bufLen);
       let used = 0;
       for (let i = Number(cookie); i < entries.length && used < bufLen; i++) {
@@ -356,7 +362,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (inode instanceof DirInode) {
         // A directory is never opened for writing, O_DIRECTORY or not (open(2): EISDIR for O_WRONLY or O_RDWR).
         if (oflags & C.OFLAGS_TRUNC || wantsWrite) throw new WasiError(C.ERRNO_ISDIR);
-        opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting);
+        opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting, dir.top);
       } else {
         if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
         const file = inode as FileInode;
@@ -375,9 +381,11 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_READLINK).dir, pathAt(pathPtr, pathLen), false);
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (!(inode instanceof SymlinkInode)) throw new WasiError(C.ERRNO_INVAL);
-      const target = encoder.encode(inode.target);
-      // A buffer too small for the whole target is NOBUFS (as uvwasi), never a silently cut path.
-      if (target.length > bufLen) throw new WasiError(C.ERRNO_NOBUFS);
+      // POSIX readlink: as many bytes of the target as fit (no NUL), and their count; a buffer too
+      // small gets the first bufLen bytes, an empty one none (0, not an error: POSIX defines no
+      // errno for it, Linux's EINVAL aside). The caller knows the path may be cut when the count
+      // equals bufLen. uvwasi answers NOBUFS instead (docs/wasi.md).
+      const target = encoder.encode(inode.target).subarray(0, bufLen);
       bytes(buf, target.length).set(target);
       view().setUint32(bufusedPtr, target.length, true);
     },
