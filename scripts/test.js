@@ -43,7 +43,9 @@ const vitest = spawnSync(
 );
 // A plain closing line that any CI can read, whatever the runner prints.
 if (existsSync(report)) {
-  const { numPassedTests, numFailedTests, numPendingTests } = JSON.parse(readFileSync(report, 'utf8'));
-  console.log(`\n${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests} skipped`);
+  const { numPassedTests, numFailedTests, numPendingTests, testResults } = JSON.parse(readFileSync(report, 'utf8'));
+  // A file that fails to load runs no tests, so it shows in no test count: name it.
+  const broken = testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).map((file) => file.name);
+  console.log(`\n${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests} skipped${broken.length ? `; ${broken.length} test file(s) failed to load: ${broken.join(', ')}` : ''}`);
 }
 process.exit(vitest.status ?? 1);

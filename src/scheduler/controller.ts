@@ -378,9 +378,9 @@ export class Controller {
       battery.verdict,
       heat.verdict,
       slowdown.verdict,
-      visibilityPolicy(signals.hidden, this.settings),
+      visibilityPolicy(signals.hidden, this.settings, this.bounds.whenHidden !== undefined),
       inUsePolicy(signals.lastInputAt, this.settings, now),
-    ]);
+    ], this.bounds.maxCpu !== undefined && this.settings.cpu >= this.bounds.maxCpu ? "this site's limit" : 'your limit');
     const previous = this.decision;
     this.decision = decision;
     for (const slot of this.slots) slot.setThrottle({ cpu: decision.cpu, paused: decision.state === 'paused' });

@@ -19,8 +19,9 @@ import { startPartnerSite, type PartnerSite } from '../../demo/partner/server.ts
 import { TEST_DIST } from '../global-setup.ts';
 
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
-const trust = JSON.parse(readFileSync(join(TEST_KEYS_DIR, 'trust.json'), 'utf8')) as { projectName: string; keys: Record<string, string> };
-const keyId = Object.keys(trust.keys)[0]!;
+const trust = JSON.parse(readFileSync(join(TEST_KEYS_DIR, 'trust.json'), 'utf8')) as { projectName: string; roots: Record<string, string> };
+/** The publisher key the card shows: the project's root, which stands behind every signing key. */
+const keyId = Object.keys(trust.roots)[0]!;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** A little longer than the card must have been in view for a click to count (MIN_VISIBLE_MS). */
 const IN_VIEW_MS = 700;
@@ -267,7 +268,7 @@ describe('the embed on a partner site', () => {
         document.dispatchEvent(new Event('visibilitychange'));
       }, hidden);
     await setHidden(true);
-    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/^Paused: this page is hidden/);
+    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/^Paused: the page around this card is hidden\./);
     await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (paused)');
     await setHidden(false);
     await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (running)');
@@ -310,10 +311,12 @@ describe('the embed on a partner site', () => {
     await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
     await expect.poll(() => apiRequests(reloadAt).some((r) => r.path === '/api/work')).toBe(true);
 
-    // 31 days on: asked again, and nothing reaches the API.
+    // 31 days on: asked again, and nothing reaches the API. (The running card is unloaded first, so
+    // a request it had under way cannot be taken for the new card's; the tab keeps its session storage.)
     await frame.evaluate((ms) => sessionStorage.setItem('test-clock-offset', String(ms)), 31 * DAY_MS);
+    await page.goto('about:blank');
     reloadAt = Date.now();
-    await page.reload();
+    await page.goto(partnerUrl);
     frame = await cardFrame(page);
     expect(await frame.evaluate(() => Date.now())).toBeGreaterThan(Date.now() + 30 * DAY_MS);
     await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);

@@ -82,7 +82,9 @@ describe('page policies', () => {
   it('visibility: hidden slows to half, or pauses, as chosen', () => {
     expect(visibilityPolicy(false, { whenHidden: 'pause' })).toEqual({ factor: 1, reason: null });
     expect(visibilityPolicy(true, { whenHidden: 'slow' })).toEqual({ factor: 0.5, reason: 'this page is hidden' });
-    expect(visibilityPolicy(true, { whenHidden: 'pause' }).factor).toBe(0);
+    expect(visibilityPolicy(true, { whenHidden: 'pause' })).toEqual({ factor: 0, reason: 'this page is hidden (you chose to pause then)' });
+    // The embed: the partner page's visibility, a rule the donor did not choose.
+    expect(visibilityPolicy(true, { whenHidden: 'pause' }, true)).toEqual({ factor: 0, reason: 'the page around this card is hidden' });
   });
 
   it('in use: half for a few seconds after the last input, if wanted', () => {
@@ -114,6 +116,10 @@ describe('decide (the governor)', () => {
       expect(decide({ cpu: row.cpu }, row.verdicts)).toEqual({ state: row.state, cpu: row.decidedCpu, reason: row.reason });
     });
   }
+
+  it('names whose limit it is when a host site set it', () => {
+    expect(decide({ cpu: 0.5 }, [], "this site's limit").reason).toBe("Running at 50%, this site's limit.");
+  });
 });
 
 describe('settings', () => {

@@ -14,11 +14,12 @@ export interface Decision {
   reason: string;
 }
 
-export function decide(settings: Pick<Settings, 'cpu'>, verdicts: Verdict[]): Decision {
+/** @param limitName whose limit the settings' CPU share is, for the words: the donor's, or the host site's that capped it */
+export function decide(settings: Pick<Settings, 'cpu'>, verdicts: Verdict[], limitName = 'your limit'): Decision {
   const strictest = verdicts.reduce<Verdict | null>((worst, v) => (v.reason && (!worst || v.factor < worst.factor) ? v : worst), null);
   if (strictest && strictest.factor <= 0) return { state: 'paused', cpu: settings.cpu, reason: `Paused: ${strictest.reason}.` };
   const cpu = Math.max(0.1, settings.cpu * (strictest?.factor ?? 1));
   const percent = `${Math.round(cpu * 100)}%`;
   if (strictest && strictest.factor < 1) return { state: 'throttled', cpu, reason: `Running at ${percent}: ${strictest.reason}.` };
-  return { state: 'running', cpu, reason: settings.cpu < 1 ? `Running at ${percent}, your limit.` : 'Running at full speed.' };
+  return { state: 'running', cpu, reason: settings.cpu < 1 ? `Running at ${percent}, ${limitName}.` : 'Running at full speed.' };
 }

@@ -7,9 +7,14 @@ import { NO_OBJECTION, type Verdict } from './verdict.ts';
 
 export const IN_USE_BACKOFF_MS = 5000;
 
-export function visibilityPolicy(hidden: boolean, settings: Pick<Settings, 'whenHidden'>): Verdict {
+/**
+ * @param hostRule true where the page around the client set the rule (the embed on a partner site
+ *   always pauses when hidden), so the words do not say the donor chose it
+ */
+export function visibilityPolicy(hidden: boolean, settings: Pick<Settings, 'whenHidden'>, hostRule = false): Verdict {
   if (!hidden) return NO_OBJECTION;
-  return settings.whenHidden === 'pause' ? { factor: 0, reason: 'this page is hidden (you chose to pause then)' } : { factor: 0.5, reason: 'this page is hidden' };
+  if (settings.whenHidden === 'slow') return { factor: 0.5, reason: 'this page is hidden' };
+  return { factor: 0, reason: hostRule ? 'the page around this card is hidden' : 'this page is hidden (you chose to pause then)' };
 }
 
 /** @param lastInputAt when the donor last typed or moved the pointer on the page, ms, or null */
