@@ -478,7 +478,7 @@ export class Store {
   /** Marks one result valid (with its credit) or invalid, and the device's run of valid results. */
   private judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): void {
     this.db.prepare(`UPDATE results SET validation = ?, credit = ? WHERE lease_id = ?`).run(agrees ? 'valid' : 'invalid', agrees ? credit : 0, leaseId);
-    this.db.prepare(`UPDATE devices SET consecutive_valid = ${agrees ? 'consecutive_valid + 1' : '0'} WHERE device_id = ?`).run(deviceId);
+    this.db.prepare('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(agrees ? 1 : 0, deviceId);
   }
 
   /** A task that ends with no quorum: its pending results are void (no credit, no judgement on the devices). */
