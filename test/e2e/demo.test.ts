@@ -55,6 +55,22 @@ describe('demo project end to end', () => {
       expect(task.exitCode, task.taskId).toBe(0);
     }
 
+    // The device's key pair: WebCrypto's Ed25519 here, its private key out of the page's reach.
+    const identity = await page.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const open = indexedDB.open('dewgrid');
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      const stored = await new Promise<{ kind: string; privateKey?: CryptoKey } | undefined>((resolve) => {
+        const get = db.transaction('meta').objectStore('meta').get('identity');
+        get.onsuccess = () => resolve(get.result);
+      });
+      db.close();
+      return { kind: stored?.kind, extractable: stored?.privateKey?.extractable, algorithm: stored?.privateKey?.algorithm.name };
+    });
+    expect(identity).toEqual({ kind: 'webcrypto', extractable: false, algorithm: 'Ed25519' });
+
     // The donor sees the credit the server granted this device's key: all 108 results validated (R = 1).
     const { deviceId } = await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.status());
     const credit = (await (await fetch(`${env.server.url}/api/devices/${deviceId}`)).json()) as DeviceCredit;
