@@ -3,7 +3,7 @@
  * CHROMIUM_PATH overrides the search.
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 
 const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
 
@@ -30,10 +30,26 @@ export const CHROMIUM_FLAGS = [
  *   slow or pause the tests' tasks. The policy tests turn it on and emulate it through CDP.
  */
 export async function launchChromium(options: { computePressure?: boolean } = {}): Promise<Browser> {
+  return chromium.launch({ executablePath: chromiumPath(), args: chromiumArgs(options), headless: true });
+}
+
+/**
+ * A Chromium with its profile on disk, as a donor's is. Installing needs one: every context of
+ * launchChromium() is incognito-like, where Chromium neither installs nor fires beforeinstallprompt
+ * (getInstallabilityErrors answers "in-incognito").
+ */
+export async function launchChromiumProfile(userDataDir: string, options: { computePressure?: boolean } = {}): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(userDataDir, { executablePath: chromiumPath(), args: chromiumArgs(options), headless: true });
+}
+
+function chromiumPath(): string {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error('No Chromium found. Install Debian\'s: `apt-get install chromium`, or set CHROMIUM_PATH to a Chromium binary.');
   }
-  const args = options.computePressure ? CHROMIUM_FLAGS : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
-  return chromium.launch({ executablePath, args, headless: true });
+  return executablePath;
+}
+
+function chromiumArgs(options: { computePressure?: boolean }): string[] {
+  return options.computePressure ? CHROMIUM_FLAGS : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
 }
