@@ -13,6 +13,7 @@ import { batchRoutes } from './routes/batches.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
+import { statusRoutes } from './routes/status.ts';
 import { Store } from './store.ts';
 
 export { jsonBytes } from './routes/batches.ts';
@@ -92,6 +93,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   deviceRoutes(app, store, now, options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES);
   blobRoutes(app, blobs);
   batchRoutes(app, store, blobs, { dataDir: options.dataDir, now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
+  statusRoutes(app, store, now);
   await siteRoutes(app, { dataDir: options.dataDir, staticDir: options.staticDir });
 
   await app.ready();

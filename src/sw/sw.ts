@@ -17,8 +17,8 @@ export const OUTBOX_SYNC_TAG = 'dewgrid-outbox';
 
 precacheAndRoute(self.__WB_MANIFEST);
 cleanupOutdatedCaches();
-// Every navigation gets the shell; the API and blobs always go to the network.
-registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/trust\.json$/] }));
+// Every navigation gets the shell; the API, blobs and the owner's status page (server-rendered) always go to the network.
+registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/trust\.json$/, /^\/status(\?|$)/] }));
 // The first version takes the page at once; later versions wait until the page says so (workbox-window).
 clientsClaim();
 
