@@ -24,7 +24,7 @@ type Listener = (samples: readonly ProgressSample[]) => void;
 
 export class ProgressHistory {
   private samples: ProgressSample[] = [];
-  /** The previous totals, and when they were read (performance.now(): the interval is not fooled by a clock change). */
+  /** The previous totals, and when they were read. */
   private previous: { now: number; work: number; busyMs: number } | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly listeners = new Set<Listener>();
@@ -32,10 +32,13 @@ export class ProgressHistory {
   /**
    * @param read the controller's status (only `computed` is read)
    * @param cores the device's logical cores: the CPU share is of all of them
+   * @param now epoch ms from the monotonic clock (a change of the system time does not bend the
+   *   intervals); tests pass their own
    */
   constructor(
     private readonly read: () => Pick<Status, 'computed'>,
     private readonly cores: number,
+    private readonly now: () => number = () => performance.timeOrigin + performance.now(),
   ) {}
 
   /**
@@ -65,22 +68,22 @@ export class ProgressHistory {
     return () => this.listeners.delete(listener);
   }
 
-  private sample(): void {
-    const now = performance.now();
+  /** Reads the totals once (the timer calls this every SAMPLE_INTERVAL_MS). */
+  sample(): void {
+    const now = this.now();
     const { work, busyMs } = this.read().computed;
     const previous = this.previous;
     this.previous = { now, work, busyMs };
     if (!previous || now <= previous.now) return;
     const elapsedMs = now - previous.now;
-    const at = Date.now();
     const sample: ProgressSample = {
-      at,
+      at: now,
       durationMs: elapsedMs,
       workPerSecond: Math.max(0, work - previous.work) / (elapsedMs / 1000),
       cpuShare: Math.min(1, Math.max(0, busyMs - previous.busyMs) / elapsedMs / this.cores),
     };
     // A new array each time: subscribers (a hook's state) see a change.
-    this.samples = [...this.samples.filter((s) => s.at > at - HISTORY_MS), sample];
+    this.samples = [...this.samples.filter((s) => s.at > now - HISTORY_MS), sample];
     for (const listener of this.listeners) listener(this.samples);
   }
 }
