@@ -35,7 +35,7 @@ function isStandalone(): boolean {
 
 type Listener = (offer: InstallOffer) => void;
 
-class InstallOffers {
+export class InstallOffers {
   private offer: InstallOffer;
   private readonly listeners = new Set<Listener>();
 
@@ -74,4 +74,3 @@ class InstallOffers {
 }
 
 export const installOffers = new InstallOffers();
-export type { InstallOffers };

@@ -37,7 +37,7 @@ export class ProgressHistory {
    */
   constructor(
     private readonly read: () => Pick<Status, 'computed'>,
-    private readonly cores: number,
+    readonly cores: number,
     private readonly now: () => number = () => performance.timeOrigin + performance.now(),
   ) {}
 

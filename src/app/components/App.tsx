@@ -34,7 +34,7 @@ export function App(props: { controller: Controller; trust: TrustConfig; history
       <Controls controller={controller} status={status} />
       <Counters counts={status.counts} />
       {/* Credit (issue #3): the donor's validated and pending credit goes here, as its own component, between the counts and the chart. */}
-      <WorkChart history={props.history} cores={Math.max(1, navigator.hardwareConcurrency || 1)} />
+      <WorkChart history={props.history} />
       <Settings controller={controller} status={status} />
       <Picture controller={controller} />
       <ActivityLog controller={controller} />

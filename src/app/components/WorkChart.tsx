@@ -9,8 +9,9 @@ const clock = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
 const MIN_SPAN_MS = 60_000;
 
 /** Work done and CPU use over the last few minutes, from the history sampled once a second (progress-history.ts). */
-export function WorkChart({ history, cores }: { history: ProgressHistory; cores: number }) {
+export function WorkChart({ history }: { history: ProgressHistory }) {
   const samples = useProgressHistory(history);
+  const cores = history.cores;
   const heading = <h2 id="work-chart-heading">Work done and CPU use</h2>;
   const last = samples[samples.length - 1];
   if (!history.measurable || !last) {
