@@ -13,6 +13,7 @@ import { batchRoutes } from './routes/batches.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
+import { statusRoutes } from './routes/status.ts';
 import { Store } from './store.ts';
 import { KeysetStore } from './keyset.ts';
 import { embedHeaders } from './embed-headers.ts';
@@ -105,6 +106,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES, random: options.random ?? Math.random });
   blobRoutes(app, blobs);
   batchRoutes(app, store, blobs, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
+  statusRoutes(app, store, now);
   await siteRoutes(app, { staticDir: options.staticDir });
 
   await app.ready();

@@ -23,6 +23,7 @@ import {
 } from '../src/protocol/index.ts';
 import { currentSigningKey, initProject, keyPath, keysetPath, readKey, readKeyset, revokeKey, ROOT_KEY_NAME, rotateKey, trustPath, type SigningKey } from './keys.ts';
 import { buildBatch, postJson, publishBatch, PublishError, type TaskSpec } from './publish.ts';
+import { formatBytes, Progress } from './progress.ts';
 
 class UsageError extends Error {}
 
@@ -37,15 +38,16 @@ Usage:
   dewgrid publish MODULE.wasm [--arg A]... [--env K=V]... [--stdin FILE] [--file GUEST=HOST]...
                   [--dir HOST:GUEST]... [--count N] [--redundancy R] [--adaptive] [--timeout SECONDS]
                   [--memory MB] [--output-limit MB] [--expires HOURS] [--name NAME] [--batch ID]
-                  [--argv0 NAME] [--deterministic] [--engine wasi-preview1|wasix] [--json]
+                  [--argv0 NAME] [--deterministic] [--engine wasi-preview1|wasix] [--json] [--progress]
   dewgrid status [BATCH] [--json]
-  dewgrid results BATCH [--json] [--out DIR]
+  dewgrid results BATCH [--json] [--out DIR] [--progress]
 
 Everywhere: --server URL (default $DEWGRID_SERVER or http://localhost:8787),
             --data DIR (default $DEWGRID_DATA or ./.dewgrid),
             --key FILE (publish; default: the newest valid signing key of DATA/keyset.json held in DATA/keys),
             --root FILE (keys rotate/revoke; default DATA/keys/root.json: keep it offline)
-In publish, {i} in --arg and --env values becomes the task's index (0 to N-1).`;
+In publish, {i} in --arg and --env values becomes the task's index (0 to N-1).
+publish and results show their progress on stderr when it is a terminal, or anywhere with --progress.`;
 
 const GLOBAL: ParseArgsConfig['options'] = {
   server: { type: 'string' },
@@ -77,9 +79,10 @@ const COMMANDS: Record<string, ParseArgsConfig['options']> = {
     argv0: { type: 'string' },
     deterministic: { type: 'boolean' },
     engine: { type: 'string' },
+    progress: { type: 'boolean' },
   },
   status: {},
-  results: { out: { type: 'string' } },
+  results: { out: { type: 'string' }, progress: { type: 'boolean' } },
 };
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -193,6 +196,7 @@ async function publish(positionals: string[], values: Values, server: string, si
   const key = await signingKey().catch((error: Error) => {
     throw new UsageError(error.message);
   });
+  const progress = Progress.on(process.stderr, values.progress === true);
   const request = await buildBatch(
     {
       batchId: typeof values.batch === 'string' ? values.batch : undefined,
@@ -206,26 +210,66 @@ async function publish(positionals: string[], values: Values, server: string, si
       expiresInMs: expires * 3600 * 1000,
     },
     key,
+    undefined,
+    (signed, total) => progress.update(`Signing tasks: ${signed}/${total}`),
   );
+  progress.done(`Signed ${count} task${count === 1 ? '' : 's'}.`);
   // The server checks all of this too; checking here makes a bad flag a usage error, not a server error.
   const checked = parse(PublishRequest, request);
   if (!checked.ok) throw new UsageError(`the batch would be refused: ${checked.message}`);
   if (!values.json) process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${server}...\n`);
   if (values.adaptive === true) request.batch.adaptive = true;
-  const status = await publishBatch(server, request);
+  // The blobs travel in the batch's body, with the signed tasks: one upload.
+  const status = await publishBatch(
+    server,
+    request,
+    progress.shown
+      ? {
+          blobs: (sending, blobs, bytes) =>
+            progress.done(
+              sending === 0
+                ? `Blobs: the server has all ${blobs} already.`
+                : `Blobs: uploading ${sending === blobs ? `all ${blobs}` : `${sending} of ${blobs} (the server has the rest)`}, ${formatBytes(bytes)}.`,
+            ),
+          uploading: (sent, total) => progress.update(`Uploading blobs and tasks: ${formatBytes(sent)} of ${formatBytes(total)}`),
+          uploaded: (total) => {
+            progress.done(`Uploaded blobs and tasks: ${formatBytes(total)}.`);
+            progress.update('Waiting for the server to verify and store the batch...');
+          },
+        }
+      : undefined,
+  );
+  progress.done('The server stored the batch.');
   const taskIds = request.tasks.map((t) => t.manifest.taskId);
   if (values.json) console.log(JSON.stringify({ batchId: status.batchId, tasks: taskIds }));
   else console.log(`Published batch ${status.batchId}: ${taskIds.length} task${taskIds.length === 1 ? '' : 's'}, signed by key ${key.keyId}.`);
 }
 
-async function getJson<T>(url: string): Promise<T> {
+/** @param onReceived when given, told the body's bytes as they arrive, and its length if the server said */
+async function getJson<T>(url: string, onReceived?: (received: number, total: number | null) => void): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url);
   } catch (error) {
     throw new PublishError(`cannot reach ${url}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
   }
-  const json = (await response.json().catch(() => null)) as (T & { message?: string }) | null;
+  let body: Promise<unknown>;
+  if (onReceived && response.body) {
+    const length = Number(response.headers.get('content-length') ?? NaN);
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    body = (async () => {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        chunks.push(chunk);
+        received += chunk.length;
+        onReceived(received, Number.isFinite(length) ? length : null);
+      }
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    })();
+  } else {
+    body = response.json();
+  }
+  const json = (await body.catch(() => null)) as (T & { message?: string }) | null;
   if (!response.ok || json === null) throw new PublishError(`${response.status} ${json?.message ?? response.statusText}`, response.status);
   return json;
 }
@@ -267,7 +311,11 @@ async function results(positionals: string[], values: Values, server: string): P
   const [batchId, ...extra] = positionals;
   if (!batchId) throw new UsageError('results needs a batch id: dewgrid results BATCH');
   if (extra.length) throw new UsageError(`results takes one batch id, got also: ${extra.join(' ')}`);
-  const r = await getJson<BatchResults>(server + API.batchResults(encodeURIComponent(batchId)));
+  const progress = Progress.on(process.stderr, values.progress === true);
+  const r = await getJson<BatchResults>(server + API.batchResults(encodeURIComponent(batchId)), (received, total) =>
+    progress.update(`Fetching results: ${formatBytes(received)}${total === null ? '' : ` of ${formatBytes(total)}`}`),
+  );
+  progress.done(`Fetched the results of ${r.tasks.length} task${r.tasks.length === 1 ? '' : 's'}.`);
   if (typeof values.out === 'string') {
     const root = resolve(values.out);
     // Plan every write first: one bad name from the server writes nothing at all.
@@ -287,10 +335,12 @@ async function results(positionals: string[], values: Values, server: string): P
         writes.push({ path: target, data: bytesOf(file.data) });
       }
     }
-    for (const w of writes) {
+    for (const [index, w] of writes.entries()) {
       mkdirSync(dirname(w.path), { recursive: true });
       writeFileSync(w.path, w.data);
+      progress.update(`Writing files: ${index + 1}/${writes.length}`);
     }
+    progress.done(`Wrote ${writes.length} file${writes.length === 1 ? '' : 's'}.`);
     if (!values.json) console.log(`Wrote ${r.tasks.length} task result${r.tasks.length === 1 ? '' : 's'} under ${root}`);
   }
   if (values.json) return void console.log(JSON.stringify(r, null, 2));
@@ -468,7 +518,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: Error) => {
-    process.stderr.write(`dewgrid: ${error.message}\n`);
+    // On a terminal, over any progress line left showing (server/progress.ts).
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[2K' : ''}dewgrid: ${error.message}\n`);
     process.exitCode = error instanceof UsageError ? 2 : 1;
   },
 );

@@ -45,8 +45,11 @@ export function randomId(): string {
   return randomBytes(9).toString('base64url');
 }
 
-/** Signs one manifest per task spec and gathers the blobs they name. */
-export async function buildBatch(spec: BatchSpec, key: SigningKey, now = Date.now()): Promise<PublishRequest> {
+/**
+ * Signs one manifest per task spec and gathers the blobs they name.
+ * @param onSigned called after each task is signed, with how many are and of how many (the CLI's progress)
+ */
+export async function buildBatch(spec: BatchSpec, key: SigningKey, now = Date.now(), onSigned?: (signed: number, total: number) => void): Promise<PublishRequest> {
   const batchId = spec.batchId ?? randomId();
   const blobs: Record<string, string> = {};
   const ref = async (bytes: Uint8Array): Promise<BlobRef> => {
@@ -77,6 +80,7 @@ export async function buildBatch(spec: BatchSpec, key: SigningKey, now = Date.no
       ...(spec.deterministic === undefined ? {} : { deterministic: spec.deterministic }),
     };
     tasks.push(await signTask(manifest, key.secretKey));
+    onSigned?.(tasks.length, spec.tasks.length);
   }
   return { batch: { batchId, name: spec.name }, tasks, blobs };
 }
@@ -90,11 +94,38 @@ export class PublishError extends Error {
   }
 }
 
-/** POSTs JSON; a PublishError with the server's message, or status 0 when the server cannot be reached. */
-export async function postJson(url: string, body: unknown): Promise<unknown> {
+/** Chunks of a body posted with progress: small enough for a smooth count, large enough to cost nothing. */
+const UPLOAD_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * POSTs JSON; a PublishError with the server's message, or status 0 when the server cannot be reached.
+ * @param onSent when given, the body is streamed and this is told the bytes handed to the connection so far, and the total
+ */
+export async function postJson(url: string, body: unknown, onSent?: (sent: number, total: number) => void): Promise<unknown> {
   let response: Response;
   try {
-    response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const text = JSON.stringify(body);
+    const init: RequestInit & { duplex?: 'half' } = { method: 'POST', headers: { 'content-type': 'application/json' }, body: text };
+    if (onSent) {
+      const bytes = Buffer.from(text);
+      let sent = 0;
+      // Pulled as the connection takes it (no queue ahead: highWaterMark 0), so `sent` follows the upload.
+      init.body = new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            if (sent >= bytes.length) return controller.close();
+            const chunk = bytes.subarray(sent, sent + UPLOAD_CHUNK_BYTES);
+            sent += chunk.length;
+            onSent(sent, bytes.length);
+            controller.enqueue(chunk);
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      init.headers = { 'content-type': 'application/json', 'content-length': String(bytes.length) };
+      init.duplex = 'half'; // a streamed request body (Node's fetch requires saying so)
+    }
+    response = await fetch(url, init);
   } catch (error) {
     throw new PublishError(`cannot reach ${url}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`, 0);
   }
@@ -103,11 +134,27 @@ export async function postJson(url: string, body: unknown): Promise<unknown> {
   return json;
 }
 
-/** Sends only the blobs the server lacks, then the batch. */
-export async function publishBatch(serverUrl: string, request: PublishRequest): Promise<BatchStatus> {
+/** How publishing goes, for the CLI's progress: the blobs to send, the upload, the server's checks. */
+export interface PublishProgress {
+  /** The server lacks `sending` of the batch's `blobs` blobs: those go with the tasks. */
+  blobs(sending: number, blobs: number, sendingBytes: number): void;
+  uploading(sent: number, total: number): void;
+  /** Everything is sent; the server verifies and stores the batch. */
+  uploaded(total: number): void;
+}
+
+/** Sends only the blobs the server lacks, then the batch (the blobs travel in its body). */
+export async function publishBatch(serverUrl: string, request: PublishRequest, progress?: PublishProgress): Promise<BatchStatus> {
   const base = serverUrl.replace(/\/$/, '');
   const { missing } = (await postJson(base + API.missingBlobs, { hashes: Object.keys(request.blobs) })) as { missing: string[] };
   const wanted = new Set(missing);
   const blobs = Object.fromEntries(Object.entries(request.blobs).filter(([hash]) => wanted.has(hash)));
-  return (await postJson(base + API.batches, { ...request, blobs })) as BatchStatus;
+  progress?.blobs(Object.keys(blobs).length, Object.keys(request.blobs).length, Object.values(blobs).reduce((sum, b64) => sum + Buffer.byteLength(b64, 'base64'), 0));
+  const onSent = progress
+    ? (sent: number, total: number) => {
+        progress.uploading(sent, total);
+        if (sent === total) progress.uploaded(total);
+      }
+    : undefined;
+  return (await postJson(base + API.batches, { ...request, blobs }, onSent)) as BatchStatus;
 }

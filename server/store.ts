@@ -117,6 +117,11 @@ const MIGRATIONS: string[] = [
      detail TEXT NOT NULL,
      at INTEGER NOT NULL
    );`,
+  // 3: the status page's "active devices" reads leases, results and refusals by time.
+  `CREATE INDEX leases_by_issue ON leases(issued_at);
+   CREATE INDEX leases_live ON leases(status, expires_at);
+   CREATE INDEX results_by_time ON results(received_at);
+   CREATE INDEX refusals_by_time ON refusals(at);`,
 ];
 
 /** A task erroring this many times is `failed`; refused this many times, `refused`. */
@@ -168,6 +173,20 @@ export interface CheckedResult {
   bodyHash: string;
   /** outputDigest of the result, null when it has an error (errors are not compared). */
   outputDigest: string | null;
+}
+
+/** One device's dealings with the server in a recent window (Store.activeDevices). */
+export interface DeviceActivity {
+  deviceId: string;
+  /** Its latest lease, result or refusal, ms since epoch. */
+  lastSeen: number;
+  /** In the window: leases handed to it, results without an error, results with one, refusals. */
+  leases: number;
+  results: number;
+  errors: number;
+  refusals: number;
+  /** Leases it holds now, still live. */
+  live: number;
 }
 
 interface LeaseRow {
@@ -555,6 +574,26 @@ export class Store {
   }
 
   // ---- Reading ----------------------------------------------------------------------------------
+
+  /**
+   * Devices seen lately, for the status page (read-only): those that leased, answered or refused
+   * a task since `since`, or hold a lease still live at `now` (a long task renews its lease, which
+   * leaves no row of its own). Most recent first; at most `limit`.
+   */
+  activeDevices(since: number, now: number, limit: number): DeviceActivity[] {
+    return this.db
+      .prepare(
+        `SELECT device_id AS deviceId, max(at) AS lastSeen,
+                sum(kind = 'lease') AS leases, sum(kind = 'result') AS results, sum(kind = 'error') AS errors,
+                sum(kind = 'refusal') AS refusals, sum(kind = 'live') AS live
+         FROM (SELECT device_id, issued_at AS at, 'lease' AS kind FROM leases WHERE issued_at >= @since
+               UNION ALL SELECT device_id, issued_at, 'live' FROM leases WHERE status = 'live' AND expires_at > @now
+               UNION ALL SELECT device_id, received_at, CASE WHEN error_code IS NULL THEN 'result' ELSE 'error' END FROM results WHERE received_at >= @since
+               UNION ALL SELECT device_id, at, 'refusal' FROM refusals WHERE at >= @since)
+         GROUP BY device_id ORDER BY lastSeen DESC, device_id LIMIT @limit`,
+      )
+      .all({ since, now, limit }) as DeviceActivity[];
+  }
 
   batchIds(): string[] {
     return (this.db.prepare('SELECT batch_id FROM batches ORDER BY created_at, rowid').all() as { batch_id: string }[]).map((r) => r.batch_id);

@@ -4,6 +4,9 @@ import { boot } from './boot.ts';
 import type { DewgridApi } from './api.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import { showUpdate } from './components/UpdateBanner.tsx';
+// Listening from start-up, not from a component: a beforeinstallprompt fired while the app boots is held for the Install button.
+import { installOffers } from './install.ts';
+import { ProgressHistory } from './progress-history.ts';
 import './style.css';
 
 declare global {
@@ -22,7 +25,10 @@ boot().then(
       setLimits: (limits) => controller.setLimits(limits),
       setSettings: (settings) => controller.setSettings(settings),
     };
-    render(<App controller={controller} trust={trust} />, root);
+    // Sampled from now on, whatever is on screen: the chart shows the minutes before it was looked at.
+    const history = new ProgressHistory(() => controller.status(), Math.max(1, navigator.hardwareConcurrency || 1));
+    history.start();
+    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));
     document.documentElement.dataset.ready = 'true';
   },

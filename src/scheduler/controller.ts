@@ -62,6 +62,11 @@ export interface Status {
    * stopped for a pause (epoch ms, 0 if none has), for measuring how fast a pause takes hold.
    */
   progress: { work: number; busyMs: number; lastPauseAt: number };
+  /**
+   * Work (probes) and computing time of every run since the page opened, ended ones included: only
+   * ever grows, so the dashboard's chart takes its rates from the difference of two samples.
+   */
+  computed: { work: number; busyMs: number };
   counts: Counts;
   deviceId: string;
   project: string;
@@ -255,6 +260,10 @@ export class Controller {
       settings: { ...this.settings },
       activity: { ...this.decision },
       progress: this.runningProgress(),
+      computed: this.slots.reduce((sum, slot) => {
+        const { work, busyMs } = slot.computed();
+        return { work: sum.work + work, busyMs: sum.busyMs + busyMs };
+      }, { work: 0, busyMs: 0 }),
       counts: { ...this.counts, running: this.active.size, queued: this.queue.length + this.deferred.length },
       deviceId: this.deviceId,
       project: this.project,

@@ -100,6 +100,8 @@ export class WorkerSlot {
     });
     // Checkpoints posted just before the run ended arrive before the port is closed: same task queue order.
     return run.finally(() => {
+      const last = this.block?.progress(); // final: the run's worker has finished or been terminated
+      if (last) this.finished = { work: this.finished.work + last.work, busyMs: this.finished.busyMs + last.busyMs };
       this.block = null;
       this.wallClock = null;
       setTimeout(() => channel?.port1.close(), 0);
@@ -125,6 +127,15 @@ export class WorkerSlot {
   /** The current run's figures (zeros when idle, or when the page is not isolated). Cheap enough to poll. */
   progress(): RunProgress {
     return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0 };
+  }
+
+  /** Work and computing time of this slot's ended runs; with the current run's, a total that never goes back. */
+  private finished = { work: 0, busyMs: 0 };
+
+  /** Everything this slot has computed, ended runs included (zeros on a page that is not isolated). */
+  computed(): { work: number; busyMs: number } {
+    const current = this.progress();
+    return { work: this.finished.work + current.work, busyMs: this.finished.busyMs + current.busyMs };
   }
 
   /** When the running task last stopped for a pause (epoch ms), or 0: for measuring pause latency. */

@@ -17,9 +17,10 @@ export const OUTBOX_SYNC_TAG = 'dewgrid-outbox';
 
 precacheAndRoute(self.__WB_MANIFEST);
 cleanupOutdatedCaches();
-// Every navigation gets the shell; the API and blobs always go to the network, and so does the
-// embed's card, whose frame page has headers of its own (a partner on this site may embed it).
-registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/trust\.json$/, /^\/embed\//] }));
+// Every navigation gets the shell; the API and blobs always go to the network, and so do the
+// embed's card, whose frame page has headers of its own (a partner on this site may embed it), and
+// the owner's status page (server-rendered).
+registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/embed\//, /^\/status(\?|$)/] }));
 // The first version takes the page at once; later versions wait until the page says so (workbox-window).
 clientsClaim();
 

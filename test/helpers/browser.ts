@@ -3,7 +3,7 @@
  * CHROMIUM_PATH overrides the search.
  */
 import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 
 const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
 
@@ -52,12 +52,34 @@ const PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = [
  * @param options.storagePartitioning give cross-site iframes partitioned storage, as browsers do
  *   (Playwright turns it off): the embed's tests need it.
  */
-export async function launchChromium(options: { computePressure?: boolean; storagePartitioning?: boolean } = {}): Promise<Browser> {
+export async function launchChromium(options: LaunchOptions = {}): Promise<Browser> {
+  return chromium.launch({ executablePath: chromiumPath(), args: chromiumArgs(options), headless: true });
+}
+
+/**
+ * A Chromium with its profile on disk, as a donor's is. Installing needs one: every context of
+ * launchChromium() is incognito-like, where Chromium neither installs nor fires beforeinstallprompt
+ * (getInstallabilityErrors answers "in-incognito").
+ */
+export async function launchChromiumProfile(userDataDir: string, options: LaunchOptions = {}): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(userDataDir, { executablePath: chromiumPath(), args: chromiumArgs(options), headless: true });
+}
+
+interface LaunchOptions {
+  computePressure?: boolean;
+  storagePartitioning?: boolean;
+}
+
+function chromiumPath(): string {
   const executablePath = findChromium();
   if (!executablePath) {
     throw new Error('No Chromium found. Install Debian\'s: `apt-get install chromium`, or set CHROMIUM_PATH to a Chromium binary.');
   }
+  return executablePath;
+}
+
+function chromiumArgs(options: LaunchOptions): string[] {
   const args = options.computePressure ? [...CHROMIUM_FLAGS] : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
   if (options.storagePartitioning) args.push(`--disable-features=${PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING.join(',')}`);
-  return chromium.launch({ executablePath, args, headless: true });
+  return args;
 }

@@ -299,9 +299,43 @@ describe('dewgrid CLI', () => {
     expect(run.stdout).toMatch(/dewgrid publish MODULE\.wasm/);
   });
 
-  it('publish --engine wasix signs tasks for the WASIX engine (last: it adds a batch the listings above do not expect)', async () => {
+  it('publish --engine wasix signs tasks for the WASIX engine (from here on, batches the listings above do not expect)', async () => {
     const run = await dewgrid('publish', join(work, 'count.wasm'), '--engine', 'wasix', '--batch', 'cliwasix', '--json');
     expect(run.code, run.stderr).toBe(0);
     expect(manifests('cliwasix').map((m) => m.engine)).toEqual(['wasix']);
+  });
+
+  it('publish and results show their progress on stderr with --progress, never in stdout; nothing without it off a terminal', async () => {
+    const wasm = join(work, 'count.wasm');
+    writeFileSync(join(work, 'progress-stdin.txt'), 'a new blob for this batch\n');
+    const quiet = await dewgrid('publish', wasm, '--count', '3', '--batch', 'cliquiet', '--json');
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stderr).toBe(''); // stderr is a pipe here, not a terminal
+
+    const run = await dewgrid('publish', wasm, '--count', '3', '--stdin', join(work, 'progress-stdin.txt'), '--batch', 'cliprogress', '--json', '--progress');
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ batchId: 'cliprogress', tasks: ['cliprogress-0', 'cliprogress-1', 'cliprogress-2'] });
+    // Off a terminal: plain lines, no redrawing. Updates come at most once a second, so a slow machine may show more of them.
+    expect(run.stderr).not.toMatch(/[\r\x1b]/);
+    const steps = run.stderr.trimEnd().split('\n').filter((line) => !/^(Signing tasks|Uploading blobs and tasks): /.test(line));
+    expect(steps).toEqual([
+      'Signed 3 tasks.',
+      'Blobs: uploading 1 of 2 (the server has the rest), 26 B.', // the module is there from the tests above
+      expect.stringMatching(/^Uploaded blobs and tasks: [\d.]+ KiB\.$/),
+      'Waiting for the server to verify and store the batch...',
+      'The server stored the batch.',
+    ]);
+    expect(run.stderr).toMatch(/^Signing tasks: 1\/3\n/);
+    expect(run.stderr).toMatch(/\nUploading blobs and tasks: [\d.]+ KiB of [\d.]+ KiB\n/);
+
+    const out = join(work, 'progress-out');
+    const results = await dewgrid('results', 'cliprogress', '--out', out, '--json', '--progress');
+    expect(results.code, results.stderr).toBe(0);
+    expect(JSON.parse(results.stdout).tasks).toHaveLength(3);
+    expect(results.stderr).toMatch(/^Fetching results: [\d.]+ (B|KiB) of [\d.]+ (B|KiB)\nFetched the results of 3 tasks\.\nWriting files: 1\/9\n(Writing files: \d\/9\n)*Wrote 9 files\.\n$/);
+    expect(readFileSync(join(out, 'cliprogress-0', 'exit-code'), 'utf8')).toBe('');
+
+    const plain = await dewgrid('results', 'cliprogress');
+    expect(plain.stderr).toBe('');
   });
 });

@@ -12,7 +12,8 @@ export function ActivityLog({ controller }: { controller: Controller }) {
       {entries.length === 0 ? (
         <p class="empty">Nothing yet. Press Start to take on work.</p>
       ) : (
-        <ol aria-live="polite">
+        // Focusable, so the log scrolls from the keyboard too.
+        <ol aria-live="polite" tabIndex={0} aria-label="Activity, newest first">
           {entries.map((entry, i) => (
             <li key={entries.length - i} class={entry.level} data-level={entry.level}>
               <time dateTime={new Date(entry.at).toISOString()}>{timeOfDay.format(entry.at)}</time> {entry.text}

@@ -11,17 +11,23 @@ export function Controls({ controller, status }: { controller: Controller; statu
       >
         {status.running ? 'Stop' : 'Start'}
       </button>
-      <label>
-        CPU per task <output>{Math.round(status.limits.cpu * 100)}%</output>
+      {/* Labelled by id: inside a <label>, the label would name the first labelable element, the value's <output>, not the slider. */}
+      <div class="field">
+        <label for="cpu-limit">CPU per task</label>
+        <output for="cpu-limit" aria-hidden="true">
+          {Math.round(status.limits.cpu * 100)}%
+        </output>
         <input
+          id="cpu-limit"
           type="range"
           min={10}
           max={100}
           step={5}
           value={Math.round(status.limits.cpu * 100)}
+          aria-valuetext={`${Math.round(status.limits.cpu * 100)}%`}
           onInput={(e) => controller.setLimits({ cpu: Number(e.currentTarget.value) / 100 })}
         />
-      </label>
+      </div>
       <label>
         Tasks at once
         <select value={status.limits.workers} onChange={(e) => controller.setLimits({ workers: Number(e.currentTarget.value) })}>

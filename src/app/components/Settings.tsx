@@ -1,3 +1,4 @@
+import { useState } from 'preact/hooks';
 import type { Controller, Status } from '../../scheduler/controller.ts';
 import type { Settings as SettingsValues } from '../../scheduler/policies/settings.ts';
 
@@ -8,6 +9,8 @@ import type { Settings as SettingsValues } from '../../scheduler/policies/settin
 export function Settings({ controller, status }: { controller: Controller; status: Status }) {
   const s = status.settings;
   const set = (change: Partial<SettingsValues>) => controller.setSettings(change);
+  // What was wrong with the last number typed (the controller's RangeError), shown beside the field.
+  const [dwellError, setDwellError] = useState<string | null>(null);
   return (
     <details class="settings">
       <summary>Settings: when this device computes</summary>
@@ -17,18 +20,24 @@ export function Settings({ controller, status }: { controller: Controller; statu
           <input type="checkbox" checked={s.runOnBattery} onChange={(e) => set({ runOnBattery: e.currentTarget.checked })} />
           Compute while on battery
         </label>
-        <label>
-          On battery, stop below <output>{Math.round(s.minBatteryLevel * 100)}%</output>
+        {/* Labelled by id, as the CPU slider in Controls.tsx is. */}
+        <div class="field">
+          <label for="min-battery">On battery, stop below</label>
+          <output for="min-battery" aria-hidden="true">
+            {Math.round(s.minBatteryLevel * 100)}%
+          </output>
           <input
+            id="min-battery"
             type="range"
             min={0}
             max={90}
             step={5}
             value={Math.round(s.minBatteryLevel * 100)}
+            aria-valuetext={`${Math.round(s.minBatteryLevel * 100)}%`}
             disabled={!s.runOnBattery}
             onInput={(e) => set({ minBatteryLevel: Number(e.currentTarget.value) / 100 })}
           />
-        </label>
+        </div>
         <p class="hint">It starts again 10 points above that, or on the charger.</p>
       </fieldset>
       <fieldset>
@@ -59,13 +68,27 @@ export function Settings({ controller, status }: { controller: Controller; statu
             min={0}
             max={3600}
             value={s.dwellSeconds}
+            aria-invalid={dwellError !== null}
+            aria-describedby={dwellError ? 'dwell-error' : undefined}
             onChange={(e) => {
-              const seconds = Number(e.currentTarget.value);
-              if (seconds >= 0 && seconds <= 3600) set({ dwellSeconds: seconds });
+              // An empty value is also what the browser gives for text that is not a number.
+              const text = e.currentTarget.value.trim();
+              try {
+                set({ dwellSeconds: text === '' ? NaN : Number(text) });
+                setDwellError(null);
+              } catch {
+                // The controller refused it (a RangeError): nothing changed. Said in the donor's terms.
+                setDwellError(`Enter a number of seconds from 0 to 3600${text ? `, not ${text}` : ''}.`);
+              }
             }}
           />
           seconds before resuming after a pause
         </label>
+        {dwellError && (
+          <p id="dwell-error" class="error" role="alert">
+            {dwellError}
+          </p>
+        )}
       </fieldset>
       <p class="hint">Heat is watched too: a warm device runs at three quarters, a hot one at half, a very hot one pauses.</p>
     </details>

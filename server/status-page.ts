@@ -1,0 +1,287 @@
+/**
+ * The project owner's status page (GET /status): batches and their progress, active devices,
+ * refusals with their reasons.
+ *
+ * Rendered here, on the server, as plain HTML: the data is already here, it is a few tables, and
+ * it then needs no build, no client framework, and no second copy of the rendering in the browser;
+ * it also reads with scripts off. Escaping is in one place (html.ts). A few lines of script
+ * refresh it: they fetch this same page and swap in its live part, so the rendering stays here;
+ * the reader may pause that (a meta refresh could not be paused, and would reload the whole page).
+ *
+ * Each table is a list of columns (header and cell): a new column is one more entry.
+ */
+import { KEYSET_REFUSAL_TEXT, REFUSAL_TEXT, TASK_STATES, type BatchStatus, type DeviceCredit, type KeysetRefusalReason, type TaskState } from '../src/protocol/index.ts';
+import { html, raw, type Html } from './html.ts';
+import type { DeviceActivity } from './store.ts';
+
+export interface Column<Row> {
+  header: string;
+  /** Right-aligned, tabular figures. */
+  numeric?: boolean;
+  cell(row: Row, page: StatusPageData): Html | string | number;
+}
+
+/** An active device, with its standing: validated credit and whether it is trusted (adaptive replication). */
+export type DeviceRow = DeviceActivity & { credit: DeviceCredit | null };
+
+export interface KeysetRefusalRow {
+  deviceId: string;
+  version: number;
+  reason: string;
+  detail: string;
+  at: number;
+}
+
+export interface StatusPageData {
+  now: number;
+  batches: BatchStatus[];
+  devices: DeviceRow[];
+  /** Keysets devices refused (not signed by a pinned root, tampered with, rolled back): a sign of trouble between server and donors. */
+  keysetRefusals: KeysetRefusalRow[];
+  /** More devices were active than `devices` holds. */
+  moreDevices: boolean;
+  /** How far back a device counts as active, ms. */
+  activeWindowMs: number;
+  refreshSeconds: number;
+}
+
+interface RefusalRow {
+  batch: BatchStatus;
+  refusal: BatchStatus['refusals'][number];
+}
+
+/** The newest refusals shown; every one is in `dewgrid status BATCH`. */
+export const MAX_REFUSALS_SHOWN = 50;
+
+const STATE_WORDS: Record<TaskState, string> = {
+  queued: 'Queued',
+  running: 'Running',
+  done: 'Done',
+  failed: 'Failed',
+  refused: 'Refused',
+  expired: 'Expired',
+  inconclusive: 'Inconclusive',
+  revoked: 'Revoked',
+};
+/** The states a task ends in: the bar's "finished". */
+const FINISHED: TaskState[] = ['done', 'failed', 'refused', 'expired', 'inconclusive', 'revoked'];
+
+const total = (b: BatchStatus) => TASK_STATES.reduce((sum, s) => sum + (b.counts[s] ?? 0), 0);
+
+export const BATCH_COLUMNS: Column<BatchStatus>[] = [
+  { header: 'Batch', cell: (b) => html`<strong>${b.name}</strong><br /><code>${b.batchId}</code>` },
+  { header: 'Published', cell: (b, page) => when(b.createdAt, page.now) },
+  { header: 'Progress', cell: (b) => progressBar(b) },
+  { header: 'Quorum', cell: (b) => quorumSummary(b) },
+  ...TASK_STATES.map((state): Column<BatchStatus> => ({ header: STATE_WORDS[state], numeric: true, cell: (b) => b.counts[state] ?? 0 })),
+  { header: 'Tasks', numeric: true, cell: (b) => total(b) },
+  { header: 'Refusals', cell: (b) => refusalSummary(b) },
+];
+
+export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
+  { header: 'Device', cell: (d) => html`<code>${d.deviceId}</code>` },
+  { header: 'Last lease or result', cell: (d, page) => when(d.lastSeen, page.now) },
+  { header: 'Leases', numeric: true, cell: (d) => d.leases },
+  { header: 'Results', numeric: true, cell: (d) => d.results },
+  { header: 'Errors', numeric: true, cell: (d) => d.errors },
+  { header: 'Refusals', numeric: true, cell: (d) => d.refusals },
+  { header: 'Running now', numeric: true, cell: (d) => d.live },
+  { header: 'Credit (validated)', numeric: true, cell: (d) => d.credit?.validated ?? 0 },
+  { header: 'Valid / invalid (all time)', numeric: true, cell: (d) => (d.credit ? `${d.credit.results.valid} / ${d.credit.results.invalid}` : '0 / 0') },
+  { header: 'Trusted', cell: (d) => (d.credit?.trusted ? 'yes' : `no (${d.credit?.consecutiveValid ?? 0} valid in a row)`) },
+];
+
+export const KEYSET_REFUSAL_COLUMNS: Column<KeysetRefusalRow>[] = [
+  { header: 'When', cell: (r, page) => when(r.at, page.now) },
+  { header: 'Device', cell: (r) => html`<code>${r.deviceId}</code>` },
+  { header: 'Version', numeric: true, cell: (r) => r.version },
+  { header: 'Reason', cell: (r) => html`${KEYSET_REFUSAL_TEXT[r.reason as KeysetRefusalReason] ?? r.reason} <code>${r.reason}</code>` },
+  { header: 'Detail', cell: (r) => r.detail },
+];
+
+export const REFUSAL_COLUMNS: Column<RefusalRow>[] = [
+  { header: 'When', cell: (r, page) => when(r.refusal.at, page.now) },
+  { header: 'Batch', cell: (r) => r.batch.name },
+  { header: 'Task', cell: (r) => html`<code>${r.refusal.taskId}</code>` },
+  { header: 'Device', cell: (r) => html`<code>${r.refusal.deviceId}</code>` },
+  { header: 'Reason', cell: (r) => html`${REFUSAL_TEXT[r.refusal.reason] ?? r.refusal.reason} <code>${r.refusal.reason}</code>` },
+  { header: 'Detail', cell: (r) => r.refusal.detail },
+];
+
+export function renderStatusPage(page: StatusPageData): string {
+  const refusals = page.batches
+    .flatMap((batch) => batch.refusals.map((refusal): RefusalRow => ({ batch, refusal })))
+    .sort((a, b) => b.refusal.at - a.refusal.at);
+  const minutes = Math.round(page.activeWindowMs / 60_000);
+  const title = `Dewgrid status: ${count(page.batches.length, 'batch', 'batches')}, ${count(page.devices.length, 'active device')}${page.moreDevices ? ' or more' : ''}`;
+  return `<!doctype html>${html`<html lang="en">
+<head>
+<meta charset="utf-8" />
+<meta name="viewport" content="width=device-width, initial-scale=1" />
+<title>${title}</title>
+<style>${raw(STYLE)}</style>
+</head>
+<body>
+<main>
+<header>
+  <h1>Dewgrid status</h1>
+  <p class="refresh">
+    <label><input type="checkbox" id="auto-refresh" checked data-seconds="${page.refreshSeconds}" /> Refresh every ${page.refreshSeconds} s</label>
+    <span id="refresh-note" role="status"></span>
+  </p>
+  <noscript><p>Reload the page to see it change.</p></noscript>
+</header>
+<div id="live">
+  <p class="updated">Updated <time datetime="${new Date(page.now).toISOString()}">${utc(page.now)}</time>: ${title.replace(/^Dewgrid status: /, '')}.</p>
+  <section aria-labelledby="batches-heading">
+    <h2 id="batches-heading">Batches</h2>
+    ${page.batches.length === 0 ? html`<p>No batches yet. Publish one with <code>npx dewgrid publish MODULE.wasm</code>.</p>` : table('batches', 'Batches, oldest first', BATCH_COLUMNS, page.batches, page)}
+    ${page.batches.length > 0 ? legend() : ''}
+  </section>
+  <section aria-labelledby="devices-heading">
+    <h2 id="devices-heading">Active devices</h2>
+    <p>Devices that leased, returned or refused a task in the last ${minutes} minutes, or are running one now; figures are for those ${minutes} minutes.</p>
+    ${page.devices.length === 0 ? html`<p>None.</p>` : table('devices', `Active devices, most recent first`, DEVICE_COLUMNS, page.devices, page)}
+    ${page.moreDevices ? html`<p>Only the ${page.devices.length} most recent are shown.</p>` : ''}
+  </section>
+  <section aria-labelledby="refusals-heading">
+    <h2 id="refusals-heading">Refusals</h2>
+    <p>Tasks a device would not run, and why: nothing refused is compiled or run.</p>
+    ${refusals.length === 0 ? html`<p>None.</p>` : table('refusals', 'Refusals, newest first', REFUSAL_COLUMNS, refusals.slice(0, MAX_REFUSALS_SHOWN), page)}
+    ${refusals.length > MAX_REFUSALS_SHOWN ? html`<p>The newest ${MAX_REFUSALS_SHOWN} of ${refusals.length}; <code>npx dewgrid status BATCH</code> lists every one.</p>` : ''}
+    ${page.keysetRefusals.length === 0 ? '' : html`<p>Lists of signing keys devices refused: something between this server and them served a keyset they could not trust.</p>${table('keyset-refusals', 'Refused keysets, newest first', KEYSET_REFUSAL_COLUMNS, [...page.keysetRefusals].reverse().slice(0, MAX_REFUSALS_SHOWN), page)}`}
+  </section>
+</div>
+</main>
+<script>${raw(REFRESH_SCRIPT)}</script>
+</body>
+</html>`}`;
+}
+
+/** A table in a region of its own that scrolls sideways on a narrow screen (focusable, so it scrolls from the keyboard). */
+function table<Row>(id: string, caption: string, columns: Column<Row>[], rows: Row[], page: StatusPageData): Html {
+  return html`<div class="scroll" id="${id}-table" role="region" aria-label="${caption}" tabindex="0">
+<table>
+<caption>${caption}</caption>
+<thead><tr>${columns.map((c) => html`<th scope="col"${c.numeric ? raw(' class="num"') : ''}>${c.header}</th>`)}</tr></thead>
+<tbody>${rows.map((row) => html`<tr>${columns.map((c) => html`<td${c.numeric ? raw(' class="num"') : ''}>${c.cell(row, page)}</td>`)}</tr>`)}</tbody>
+</table>
+</div>`;
+}
+
+/** Finished tasks out of all, as a bar with one segment per end state and one for the running; its words say the same. */
+function progressBar(b: BatchStatus): Html {
+  const all = total(b);
+  const finished = FINISHED.reduce((sum, s) => sum + (b.counts[s] ?? 0), 0);
+  const percent = all === 0 ? 0 : Math.floor((finished / all) * 100);
+  const parts = [...FINISHED, 'running' as const].filter((s) => (b.counts[s] ?? 0) > 0);
+  const words = `${finished} of ${all} tasks finished (${percent}%)${parts.length ? `: ${parts.map((s) => `${b.counts[s]} ${s}`).join(', ')}` : ''}`;
+  return html`<div class="progress"><div class="bar" role="img" aria-label="${words}">${parts.map(
+    (s) => html`<span class="${s}" style="width: ${(((b.counts[s] ?? 0) / all) * 100).toFixed(2)}%"></span>`,
+  )}</div><span aria-hidden="true">${percent}%</span></div>`;
+}
+
+/** Validation under way: tasks whose results await agreement, and the disputed ones among them. */
+function quorumSummary(b: BatchStatus): Html | string {
+  const parts: string[] = [];
+  if (b.quorum.awaiting) parts.push(`${b.quorum.awaiting} awaiting agreement`);
+  if (b.quorum.disputed) parts.push(`${b.quorum.disputed} disputed (more replicas drawn)`);
+  if (b.adaptive) parts.push('adaptive replication');
+  return parts.length ? parts.join('; ') : '—';
+}
+
+function legend(): Html {
+  return html`<p class="legend" aria-hidden="true">${[...FINISHED, 'running' as const].map((s) => html`<span><i class="${s}"></i>${STATE_WORDS[s]}</span>`)}<span><i class="queued"></i>Queued</span></p>`;
+}
+
+function refusalSummary(b: BatchStatus): Html | string {
+  if (b.refusals.length === 0) return '';
+  const byReason = new Map<string, number>();
+  for (const r of b.refusals) byReason.set(r.reason, (byReason.get(r.reason) ?? 0) + 1);
+  return html`${[...byReason].map(([reason, n], i) => html`${i ? ', ' : ''}${n} <code>${reason}</code>`)}`;
+}
+
+/** "3 min ago", with the exact time for the curious (and for machines). */
+function when(at: number, now: number): Html {
+  return html`<time datetime="${new Date(at).toISOString()}" title="${utc(at)}">${ago(now - at)}</time>`;
+}
+
+function ago(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 48 * 3600) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+function utc(at: number): string {
+  return `${new Date(at).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+const STYLE = `
+:root { color-scheme: light dark; --bg: #f6f7f4; --fg: #1c2320; --muted: #5b665f; --card: #fff; --line: #d5dbd7;
+  --done: #1f6f5c; --running: #7fbfae; --failed: #a33a2c; --refused: #b86e00; --expired: #7a7a7a; --queued: #e3e8e4;
+  --inconclusive: #6b4fa0; --revoked: #3d3d3d;
+  font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; background: var(--bg); color: var(--fg); }
+@media (prefers-color-scheme: dark) { :root { --bg: #121614; --fg: #e6ece8; --muted: #9aa7a0; --card: #1b211e; --line: #34403a;
+  --done: #5cc4a8; --running: #2f6b5c; --failed: #ff8a78; --refused: #f0b35a; --expired: #8d8d8d; --queued: #2a322e;
+  --inconclusive: #b9a0e8; --revoked: #c8c8c8; } }
+body { margin: 0; }
+main { max-width: 80rem; margin: 0 auto; padding: 1rem; }
+h1 { margin: 0; font-size: 1.6rem; }
+h2 { font-size: 1.15rem; margin: 1.5rem 0 0.5rem; }
+header { display: flex; flex-wrap: wrap; gap: 0.5rem 2rem; align-items: baseline; justify-content: space-between; }
+.refresh { margin: 0; } .updated { color: var(--muted); }
+:focus-visible { outline: 3px solid var(--done); outline-offset: 2px; }
+.scroll { overflow-x: auto; background: var(--card); border-radius: 0.6rem; }
+/* Never squeezed into unreadable columns: on a narrow screen the table scrolls sideways instead. */
+table { border-collapse: collapse; width: 100%; min-width: 44rem; font-size: 0.92rem; }
+caption { text-align: left; padding: 0.5rem 0.75rem 0; color: var(--muted); font-size: 0.85rem; }
+th, td { text-align: left; padding: 0.45rem 0.75rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; white-space: nowrap; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { font-size: 0.88em; white-space: nowrap; }
+.progress { display: flex; align-items: center; gap: 0.5rem; min-width: 10rem; }
+.bar { flex: 1; display: flex; height: 0.8rem; border-radius: 0.4rem; overflow: hidden; background: var(--queued); }
+.bar span, .legend i { display: block; }
+.done { background: var(--done); } .running { background: var(--running); } .failed { background: var(--failed); }
+.refused { background: var(--refused); } .expired { background: var(--expired); } .queued { background: var(--queued); }
+.inconclusive { background: var(--inconclusive); } .revoked { background: var(--revoked); }
+.legend { display: flex; flex-wrap: wrap; gap: 0.3rem 1rem; font-size: 0.85rem; color: var(--muted); }
+.legend span { display: flex; align-items: center; gap: 0.3rem; }
+.legend i { width: 0.8rem; height: 0.8rem; border-radius: 0.2rem; border: 1px solid var(--line); }
+`;
+
+/**
+ * Fetches this page again and swaps in its live part; keeps the keyboard focus where it was (the
+ * regions have ids) and says when a refresh failed. The checkbox stops and restarts it.
+ */
+const REFRESH_SCRIPT = `
+const toggle = document.getElementById('auto-refresh');
+const note = document.getElementById('refresh-note');
+let timer = null;
+async function refresh() {
+  try {
+    const response = await fetch(location.href, { cache: 'no-store', headers: { accept: 'text/html' } });
+    if (!response.ok) throw new Error('the server answered ' + response.status);
+    const fresh = new DOMParser().parseFromString(await response.text(), 'text/html').getElementById('live');
+    if (!fresh) throw new Error('the page had no live part');
+    const focused = document.activeElement && document.getElementById('live').contains(document.activeElement) ? document.activeElement.id : '';
+    document.getElementById('live').replaceWith(fresh);
+    if (focused) document.getElementById(focused)?.focus({ preventScroll: true });
+    note.textContent = '';
+  } catch (error) {
+    note.textContent = 'Could not refresh (' + error.message + '); trying again.';
+  }
+}
+function schedule() {
+  clearInterval(timer);
+  timer = toggle.checked ? setInterval(refresh, Number(toggle.dataset.seconds) * 1000) : null;
+}
+toggle.addEventListener('change', schedule);
+schedule();
+`;
