@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
+import { TestDevice } from '../helpers/device.ts';
 import { API, type WorkResponse } from '../../src/protocol/index.ts';
 
 const env = useServerAndBrowser('status-page');
@@ -28,8 +29,9 @@ describe('status page', () => {
     const request = await publishRequest(env.server.key, 'owner', 3);
     request.batch.name = 'Owner <b>batch</b>';
     await post(API.batches, request);
-    const { leases } = (await post(API.work, { deviceId: 'device-one', engines: ['wasi-preview1'], max: 3 })) as WorkResponse;
-    await post(API.refusals, { leaseId: leases[2]!.leaseId, taskId: leases[2]!.task.manifest.taskId, deviceId: 'device-one', reason: 'bad-signature', detail: 'signature does not verify' });
+    const device = await TestDevice.create();
+    const { leases } = (await post(API.work, device.work(3))) as WorkResponse;
+    await post(API.refusals, { kind: 'task', leaseId: leases[2]!.leaseId, taskId: leases[2]!.task.manifest.taskId, deviceId: device.deviceId, reason: 'bad-signature', detail: 'signature does not verify' });
 
     for (const [viewport, colorScheme] of [
       [{ width: 390, height: 844 }, 'light'],
@@ -56,13 +58,13 @@ describe('status page', () => {
     expect(await page.locator('#refusals-table').textContent()).toContain('bad-signature');
     // The keyboard focus on the batches table survives the swap.
     await page.locator('#batches-table').focus();
-    await post(API.results, resultFor(leases[0]!, 'device-one'));
+    await post(API.results, await device.sign(resultFor(leases[0]!, device.deviceId)));
     await expect.poll(() => bar.getAttribute('aria-label'), { timeout: 10_000 }).toBe('1 of 3 tasks finished (33%): 1 done, 1 running');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('batches-table');
 
     // Paused: nothing changes any more, though a result arrives.
     await page.getByLabel('Refresh every 2 s').uncheck();
-    await post(API.results, resultFor(leases[1]!, 'device-one'));
+    await post(API.results, await device.sign(resultFor(leases[1]!, device.deviceId)));
     await page.waitForTimeout(4500);
     expect(await bar.getAttribute('aria-label')).toBe('1 of 3 tasks finished (33%): 1 done, 1 running');
     await page.getByLabel('Refresh every 2 s').check();

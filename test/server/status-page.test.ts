@@ -10,6 +10,7 @@ import { API, REFUSAL_TEXT, type WorkResponse } from '../../src/protocol/index.t
 import { escapeHtml } from '../../server/html.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
+import { TestDevice } from '../helpers/device.ts';
 
 let dataDir: string;
 let server: DewgridServer;
@@ -65,13 +66,14 @@ describe('GET /status', () => {
     const request = await publishRequest(key, 'b1', 4);
     request.batch.name = HOSTILE; // batch names are the publisher's free text
     await post(API.batches, request);
-    const leases = (deviceId: string, max: number) => post(API.work, { deviceId, engines: ['wasi-preview1'], max }) as Promise<WorkResponse>;
-    const [first, second] = (await leases('device-a', 2)).leases;
-    await post(API.results, resultFor(first!, 'device-a'));
-    await post(API.results, resultFor(second!, 'device-a', '', { code: 'trap', message: 'unreachable' }));
-    const [refused] = (await leases('device-b', 1)).leases;
-    await post(API.refusals, { leaseId: refused!.leaseId, taskId: refused!.task.manifest.taskId, deviceId: 'device-b', reason: 'module-hash-mismatch', detail: '<script>alert("x")</script>' });
-    const [running] = (await leases('device-c', 1)).leases; // holds a live lease: running now
+    const [a, b, c, d] = [await TestDevice.create(), await TestDevice.create(), await TestDevice.create(), await TestDevice.create()];
+    const leases = (device: TestDevice, max: number) => post(API.work, device.work(max)) as Promise<WorkResponse>;
+    const [first, second] = (await leases(a, 2)).leases;
+    await post(API.results, await a.sign(resultFor(first!, a.deviceId)));
+    await post(API.results, await a.sign(resultFor(second!, a.deviceId, '', { code: 'trap', message: 'unreachable' })));
+    const [refused] = (await leases(b, 1)).leases;
+    await post(API.refusals, { kind: 'task', leaseId: refused!.leaseId, taskId: refused!.task.manifest.taskId, deviceId: b.deviceId, reason: 'module-hash-mismatch', detail: '<script>alert("x")</script>' });
+    const [running] = (await leases(c, 1)).leases; // holds a live lease: running now
 
     const page = await statusPage();
     // Nothing from outside became markup.
@@ -82,29 +84,35 @@ describe('GET /status', () => {
     expect(page.match(/<script>/g)).toHaveLength(1); // the page's own refresh script
 
     // One task done, one errored once (queued again), one refused once (queued again), one running: 1 of 4 finished.
-    expect(rows(page, 'batches')).toEqual([[expect.stringContaining('b1'), '0 s ago', '25%', '2', '1', '1', '0', '0', '0', '4', '1 module-hash-mismatch']]);
+    // Columns: batch, published, progress, quorum, then one per state (queued, running, done, failed, refused, expired, inconclusive, revoked), tasks, refusals.
+    expect(rows(page, 'batches')).toEqual([[expect.stringContaining('b1'), '0 s ago', '25%', '—', '2', '1', '1', '0', '0', '0', '0', '0', '4', '1 module-hash-mismatch']]);
     expect(page).toContain('aria-label="1 of 4 tasks finished (25%): 1 done, 1 running"');
+    // Columns: device, last seen, leases, results, errors, refusals, running now, validated credit, valid / invalid, trusted.
     expect(rows(page, 'devices').map((r) => r.join(' | '))).toEqual(
-      expect.arrayContaining(['device-a | 0 s ago | 2 | 1 | 1 | 0 | 0', 'device-b | 0 s ago | 1 | 0 | 0 | 1 | 0', 'device-c | 0 s ago | 1 | 0 | 0 | 0 | 1']),
+      expect.arrayContaining([
+        `${a.deviceId} | 0 s ago | 2 | 1 | 1 | 0 | 0 | 1 | 1 / 0 | no (1 valid in a row)`,
+        `${b.deviceId} | 0 s ago | 1 | 0 | 0 | 1 | 0 | 0 | 0 / 0 | no (0 valid in a row)`,
+        `${c.deviceId} | 0 s ago | 1 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 valid in a row)`,
+      ]),
     );
     expect(rows(page, 'devices')).toHaveLength(3);
     expect(rows(page, 'refusals')).toEqual([
-      ['0 s ago', escapeHtml(HOSTILE), refused!.task.manifest.taskId, 'device-b', `${escapeHtml(REFUSAL_TEXT['module-hash-mismatch'])} module-hash-mismatch`, escapeHtml('<script>alert("x")</script>')],
+      ['0 s ago', escapeHtml(HOSTILE), refused!.task.manifest.taskId, b.deviceId, `${escapeHtml(REFUSAL_TEXT['module-hash-mismatch'])} module-hash-mismatch`, escapeHtml('<script>alert("x")</script>')],
     ]);
 
     // Sixteen minutes on, past the window: only device-c, whose long task kept renewing its lease, is still active.
     for (let minute = 1; minute <= 16; minute++) {
       clock += 60_000;
-      await post(API.renew, { leaseId: running!.leaseId, taskId: running!.task.manifest.taskId, deviceId: 'device-c' });
+      await post(API.renew, { leaseId: running!.leaseId, taskId: running!.task.manifest.taskId, deviceId: c.deviceId });
     }
-    expect(rows(await statusPage(), 'devices').map((r) => r.join(' | '))).toEqual(['device-c | 16 min ago | 0 | 0 | 0 | 0 | 1']);
+    expect(rows(await statusPage(), 'devices').map((r) => r.join(' | '))).toEqual([`${c.deviceId} | 16 min ago | 0 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 valid in a row)`]);
     // Once it stops renewing, its lease lapses (10 s of wall time and a minute's margin) and no device is active.
     clock += 2 * 60_000;
     const later = await statusPage();
     expect(later).toContain('<h2 id="devices-heading">Active devices</h2>');
     expect(later).not.toContain('id="devices-table"');
-    await leases('device-d', 1);
-    expect(rows(await statusPage(), 'devices').map((r) => r[0])).toEqual(['device-d']);
+    await leases(d, 1);
+    expect(rows(await statusPage(), 'devices').map((r) => r[0])).toEqual([d.deviceId]);
   });
 
   it('refreshes every 10 s unless ?refresh says otherwise, and names a bad refresh period', async () => {
