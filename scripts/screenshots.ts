@@ -40,7 +40,7 @@ try {
     console.log(`docs/screenshots/${name}.png`);
     await page.close();
   }
-  const status = await browser.newPage({ viewport: { width: 1280, height: 640 } });
+  const status = await browser.newPage({ viewport: { width: 1600, height: 640 } });
   await status.goto(`${server.url}/status`);
   await status.screenshot({ path: 'docs/screenshots/status.png', fullPage: true });
   console.log('docs/screenshots/status.png');

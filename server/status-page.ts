@@ -86,8 +86,8 @@ export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
   { header: 'Errors', numeric: true, cell: (d) => d.errors },
   { header: 'Refusals', numeric: true, cell: (d) => d.refusals },
   { header: 'Running now', numeric: true, cell: (d) => d.live },
-  { header: 'Credit (validated)', numeric: true, cell: (d) => d.credit?.validated ?? 0 },
-  { header: 'Valid / invalid (all time)', numeric: true, cell: (d) => (d.credit ? `${d.credit.results.valid} / ${d.credit.results.invalid}` : '0 / 0') },
+  { header: 'Credit', numeric: true, cell: (d) => d.credit?.validated ?? 0 },
+  { header: 'Valid / invalid', numeric: true, cell: (d) => (d.credit ? `${d.credit.results.valid} / ${d.credit.results.invalid}` : '0 / 0') },
   { header: 'Trusted', cell: (d) => (d.credit?.trusted ? 'yes' : `no (${d.credit?.consecutiveValid ?? 0} valid in a row)`) },
 ];
 
@@ -140,7 +140,7 @@ export function renderStatusPage(page: StatusPageData): string {
   </section>
   <section aria-labelledby="devices-heading">
     <h2 id="devices-heading">Active devices</h2>
-    <p>Devices that leased, returned or refused a task in the last ${minutes} minutes, or are running one now; figures are for those ${minutes} minutes.</p>
+    <p>Devices that leased, returned or refused a task in the last ${minutes} minutes, or are running one now; leases, results, errors and refusals are for those ${minutes} minutes, credit (for validated results only) and valid and invalid results for all time. A trusted device (adaptive replication) may finish tasks alone, spot-checked.</p>
     ${page.devices.length === 0 ? html`<p>None.</p>` : table('devices', `Active devices, most recent first`, DEVICE_COLUMNS, page.devices, page)}
     ${page.moreDevices ? html`<p>Only the ${page.devices.length} most recent are shown.</p>` : ''}
   </section>
@@ -231,7 +231,7 @@ const STYLE = `
   --done: #5cc4a8; --running: #2f6b5c; --failed: #ff8a78; --refused: #f0b35a; --expired: #8d8d8d; --queued: #2a322e;
   --inconclusive: #b9a0e8; --revoked: #c8c8c8; } }
 body { margin: 0; }
-main { max-width: 80rem; margin: 0 auto; padding: 1rem; }
+main { max-width: 96rem; margin: 0 auto; padding: 1rem; }
 h1 { margin: 0; font-size: 1.6rem; }
 h2 { font-size: 1.15rem; margin: 1.5rem 0 0.5rem; }
 header { display: flex; flex-wrap: wrap; gap: 0.5rem 2rem; align-items: baseline; justify-content: space-between; }

@@ -23,8 +23,9 @@ export function Credit({ credit }: { credit: DeviceCredit | null }) {
             </div>
           </dl>
           <p class="hint">
-            One credit per million units of work, for results other devices agreed with
-            {credit.results.invalid > 0 ? `; ${credit.results.invalid} result${credit.results.invalid === 1 ? '' : 's'} did not agree and earned nothing` : ''}.
+            One credit per million steps of work, for results the project validated (where it asks several devices, the results they agreed on);
+            pending results wait for the others
+            {credit.results.invalid > 0 ? `. ${credit.results.invalid} result${credit.results.invalid === 1 ? '' : 's'} did not agree and earned nothing` : ''}.
             {credit.trusted ? ' This device is trusted: its results are checked less often.' : ''}
           </p>
         </>
