@@ -21,8 +21,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
   throttle: async () => printThrottle(await benchThrottle()),
-  signatures: async () => printSignatures(await benchSignatures()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
+  signatures: async () => printSignatures(await benchSignatures()),
 };
 
 const wanted = process.argv.slice(2);

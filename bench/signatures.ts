@@ -1,9 +1,9 @@
 /**
- * (h) Signature checks on the server: result signatures (node:crypto's native Ed25519, as the
+ * (i) Signature checks on the server: result signatures (node:crypto's native Ed25519, as the
  * results route checks them: output hashes, canonical JSON, verify) and task envelopes (the
  * publish route's verifyEnvelope), per second on one core; and node:crypto against
  * @noble/ed25519 on the same signatures, as a ratio (the machine's speed cancels out).
- * (i) Envelope checks in the browser: verifyEnvelope in Chromium's page (WebCrypto's native
+ * (j) Envelope checks in the browser: verifyEnvelope in Chromium's page (WebCrypto's native
  * Ed25519, off the main thread), per envelope, and the keyset check that precedes them.
  */
 import { createHash } from 'node:crypto';
@@ -101,10 +101,10 @@ export async function benchSignatures(count = 500): Promise<SignatureReport> {
 }
 
 export function printSignatures(r: SignatureReport): void {
-  console.log('\n(h) Signature checks on the task server (one core)');
+  console.log('\n(i) Signature checks on the task server (one core)');
   console.log(`  result signatures (256-byte stdout decoded and hashed, canonical JSON, node:crypto Ed25519): ${fmt(r.resultChecksPerS, 0)} per second`);
   console.log(`  the signature part with @noble/ed25519 instead: ${fmt(r.nobleChecksPerS, 0)} per second: node:crypto's route is ${fmt(r.resultChecksPerS / r.nobleChecksPerS, 1)}x that`);
   console.log(`  task envelopes at publish (schema, canonical JSON, Ed25519, key window, expiry): ${fmt(r.envelopeChecksPerS, 0)} per second`);
-  console.log('\n(i) Envelope checks in the browser (Chromium page, WebCrypto Ed25519)');
+  console.log('\n(j) Envelope checks in the browser (Chromium page, WebCrypto Ed25519)');
   console.log(`  per envelope: median ${fmt(r.browser.envelopeMedianUs, 0)} µs, p95 ${fmt(r.browser.envelopeP95Us, 0)} µs (n = ${r.browser.n}); the keyset check: median ${fmt(r.browser.keysetMedianUs, 0)} µs`);
 }
