@@ -1,11 +1,14 @@
 /**
  * (f) What the yield hook costs on CPU-bound programs: each module run as the client runs it
- * (worker/run-job.ts: our WASI shim, memory cap, at a 100% CPU limit, so no naps) with and without
- * the instrumentation, alternating, in Node's V8 (the engine Chromium's workers use). Reported as
- * the ratio of median run times: the machine's speed cancels out.
+ * (worker/run-job.ts: our WASI shim, memory cap, at a 100% CPU limit, so no naps) without the
+ * instrumentation, with the rewrite as the client makes it, and with the rewrite as it was in
+ * instrumenter version 1 (every loop probed on each iteration, its call just outside it: options
+ * that give those very bytes), in turns, in Node's V8 (the engine Chromium's workers use).
+ * Reported as ratios of median run times, so the machine's speed cancels out, with the size of
+ * each rewrite against the module's.
  */
 import { readFileSync } from 'node:fs';
-import { instrument } from '../worker/instrument.ts';
+import { instrument, type InstrumentOptions } from '../worker/instrument.ts';
 import { runJob } from '../worker/run-job.ts';
 import { INITIAL_ALLOWANCE } from '../src/protocol/throttle.ts';
 import { capMemory } from '../src/scheduler/memory-cap.ts';
@@ -15,8 +18,16 @@ export interface InstrumentationReport {
   program: string;
   plainMs: number;
   instrumentedMs: number;
+  /** instrumented / plain */
   ratio: number;
+  /** The same for the version 1 rewrite. */
+  version1Ms: number;
+  version1Ratio: number;
+  /** Probes the instrumented run counted. */
   work: number;
+  /** Bytes of each rewrite over the module's. */
+  size: number;
+  version1Size: number;
 }
 
 const PROGRAMS: { program: string; path: string; args: string[] }[] = [
@@ -25,22 +36,31 @@ const PROGRAMS: { program: string; path: string; args: string[] }[] = [
   { program: 'sieve (to 30 million)', path: 'bench/fixtures/sieve.wasm', args: ['sieve', '30000000'] },
 ];
 
+/** The rewrite of instrumenter version 1: no unrolled loops, no nests. */
+const VERSION_1: InstrumentOptions = { maxCopies: 1, nests: false };
+
 function compile(bytes: Uint8Array): WebAssembly.Module {
   const capped = capMemory(bytes, 512 * 2 ** 20);
   if (!capped.ok) throw new Error(capped.message);
   return new WebAssembly.Module(capped.bytes as Uint8Array<ArrayBuffer>);
 }
 
-export async function benchInstrumentation(rounds = 9): Promise<InstrumentationReport[]> {
+type Kind = 'plain' | 'instrumented' | 'version1';
+
+export async function benchInstrumentation(rounds = 11): Promise<InstrumentationReport[]> {
   const reports: InstrumentationReport[] = [];
   for (const { program, path, args } of PROGRAMS) {
     const bytes = new Uint8Array(readFileSync(path));
-    const modules = { plain: compile(bytes), instrumented: compile(instrument(bytes, INITIAL_ALLOWANCE)) };
-    const times = { plain: [] as number[], instrumented: [] as number[] };
+    const rewritten = { instrumented: instrument(bytes, INITIAL_ALLOWANCE), version1: instrument(bytes, INITIAL_ALLOWANCE, VERSION_1) };
+    const modules: Record<Kind, WebAssembly.Module> = { plain: compile(bytes), instrumented: compile(rewritten.instrumented), version1: compile(rewritten.version1) };
+    const times: Record<Kind, number[]> = { plain: [], instrumented: [], version1: [] };
+    const order: Kind[] = ['plain', 'instrumented', 'version1'];
     let work = 0;
     let expected: string | null = null;
     for (let round = -2; round < rounds; round++) {
-      for (const kind of round % 2 === 0 ? (['plain', 'instrumented'] as const) : (['instrumented', 'plain'] as const)) {
+      // Each kind first, second and last in turn, so a slow spell of the machine does not favour one.
+      const turn = ((round % 3) + 3) % 3;
+      for (const kind of [...order.slice(turn), ...order.slice(0, turn)]) {
         const started = performance.now();
         const outcome = runJob({
           taskId: 'bench', engine: 'wasi-preview1', module: modules[kind], args, env: [], stdin: new Uint8Array(0), files: [], preopens: [],
@@ -56,7 +76,11 @@ export async function benchInstrumentation(rounds = 9): Promise<InstrumentationR
     }
     const plainMs = median(times.plain);
     const instrumentedMs = median(times.instrumented);
-    reports.push({ program, plainMs, instrumentedMs, ratio: instrumentedMs / plainMs, work });
+    const version1Ms = median(times.version1);
+    reports.push({
+      program, plainMs, instrumentedMs, ratio: instrumentedMs / plainMs, version1Ms, version1Ratio: version1Ms / plainMs, work,
+      size: rewritten.instrumented.length / bytes.length, version1Size: rewritten.version1.length / bytes.length,
+    });
   }
   return reports;
 }
@@ -64,6 +88,6 @@ export async function benchInstrumentation(rounds = 9): Promise<InstrumentationR
 export function printInstrumentation(reports: InstrumentationReport[]): void {
   console.log('\n(f) The yield hook on CPU-bound programs, instrumented / plain (median run time, 100% limit)');
   for (const r of reports) {
-    console.log(`  ${r.program.padEnd(30)} plain ${fmt(r.plainMs)} ms, instrumented ${fmt(r.instrumentedMs)} ms: ratio ${fmt(r.ratio, 3)} (${fmt((r.ratio - 1) * 100)}% slower), ${r.work.toLocaleString('en')} probes`);
+    console.log(`  ${r.program.padEnd(30)} plain ${fmt(r.plainMs)} ms, instrumented ${fmt(r.instrumentedMs)} ms: ratio ${fmt(r.ratio, 3)} (version 1 rewrite: ${fmt(r.version1Ratio, 3)}), ${r.work.toLocaleString('en')} probes, module ${fmt(r.size, 2)}x its size (version 1: ${fmt(r.version1Size, 2)}x)`);
   }
 }

@@ -12,7 +12,7 @@
 // ---- The yield hook's contract between an instrumented module and the worker that runs it ----
 
 /** The rewrite's version (worker/instrument.ts), bumped whenever it changes: cached instrumented bytes are keyed by it. */
-export const INSTRUMENTER_VERSION = 1;
+export const INSTRUMENTER_VERSION = 2;
 /** The host function the probes call: `() -> i32`, the next allowance (> 0). */
 export const YIELD_IMPORT = { module: 'dewgrid', name: 'yield' } as const;
 /** The counter global, exported so the host can read what is left of the allowance at the end. */
