@@ -33,7 +33,7 @@ export async function benchServerThroughput(clients = 32, cycles = 20000): Promi
   const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-'));
   const key = await writeKey(dataDir);
   // The server in its own process, as deployed: the simulated clients here do not share its event loop.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+  const child = spawn(process.execPath, [...(process.env.DEWGRID_BENCH_SERVER_FLAGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', 'server/main.ts'], {
     env: { ...process.env, PORT: '0', DEWGRID_DATA: dataDir, DEWGRID_STATIC: join(dataDir, 'no-static') },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

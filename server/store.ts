@@ -223,22 +223,30 @@ export class Store {
     this.db.close();
   }
 
+  /** Statements are prepared once, on first use: preparing costs more than running most of them. */
+  private readonly statements = new Map<string, Database.Statement>();
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) this.statements.set(text, (statement = this.db.prepare(text)));
+    return statement;
+  }
+
   batchDigest(batchId: string): string | null {
-    const row = this.db.prepare('SELECT digest FROM batches WHERE batch_id = ?').get(batchId) as { digest: string } | undefined;
+    const row = this.sql('SELECT digest FROM batches WHERE batch_id = ?').get(batchId) as { digest: string } | undefined;
     return row?.digest ?? null;
   }
 
   existingTaskIds(taskIds: string[]): string[] {
     const found: string[] = [];
-    const stmt = this.db.prepare('SELECT 1 FROM tasks WHERE task_id = ?');
+    const stmt = this.sql('SELECT 1 FROM tasks WHERE task_id = ?');
     for (const id of taskIds) if (stmt.get(id)) found.push(id);
     return found;
   }
 
   /** Inserts a batch and its tasks in one transaction. */
   addBatch(batchId: string, name: string, digest: string, tasks: SignedTask[], now: number, adaptive = false): void {
-    const insertBatch = this.db.prepare('INSERT INTO batches (batch_id, name, created_at, digest, adaptive) VALUES (?, ?, ?, ?, ?)');
-    const insertTask = this.db.prepare(
+    const insertBatch = this.sql('INSERT INTO batches (batch_id, name, created_at, digest, adaptive) VALUES (?, ?, ?, ?, ?)');
+    const insertTask = this.sql(
       'INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, redundancy, needed, expires_at, wall_time_ms, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     this.db.transaction(() => {
@@ -252,10 +260,9 @@ export class Store {
 
   /** Marks tasks whose manifest expired before they finished. */
   private expireTasks(now: number): void {
-    this.db
-      .prepare(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`)
+    this.sql(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`)
       .run(now);
-    this.db.prepare(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now);
+    this.sql(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now);
   }
 
   /** Tasks signed by keys the keyset now revokes are never leased again; returns how many were unfinished. */
@@ -263,10 +270,9 @@ export class Store {
     if (keyIds.length === 0) return 0;
     const ids = JSON.stringify(keyIds);
     return this.db.transaction(() => {
-      this.db
-        .prepare(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?)))`)
+      this.sql(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?)))`)
         .run(ids);
-      return this.db.prepare(`UPDATE tasks SET state = 'revoked' WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?))`).run(ids).changes;
+      return this.sql(`UPDATE tasks SET state = 'revoked' WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?))`).run(ids).changes;
     })();
   }
 
@@ -278,26 +284,26 @@ export class Store {
    * @throws StoreError 403 if the id is known with another key.
    */
   registerDevice(deviceId: string, publicKey: string, now: number): void {
-    const known = this.db.prepare('SELECT public_key FROM devices WHERE device_id = ?').get(deviceId) as { public_key: string } | undefined;
+    const known = this.sql('SELECT public_key FROM devices WHERE device_id = ?').get(deviceId) as { public_key: string } | undefined;
     if (!known) {
-      this.db.prepare('INSERT INTO devices (device_id, public_key, first_seen, last_seen) VALUES (?, ?, ?, ?)').run(deviceId, publicKey, now, now);
+      this.sql('INSERT INTO devices (device_id, public_key, first_seen, last_seen) VALUES (?, ?, ?, ?)').run(deviceId, publicKey, now, now);
     } else if (known.public_key !== publicKey) {
       throw new StoreError(403, `device ${deviceId} is registered with another public key`);
     } else {
-      this.db.prepare('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, deviceId);
+      this.sql('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, deviceId);
     }
   }
 
   /** The device's public key (base64), or null for a device that never asked for work. */
   devicePublicKey(deviceId: string): string | null {
-    return (this.db.prepare('SELECT public_key FROM devices WHERE device_id = ?').get(deviceId) as { public_key: string } | undefined)?.public_key ?? null;
+    return (this.sql('SELECT public_key FROM devices WHERE device_id = ?').get(deviceId) as { public_key: string } | undefined)?.public_key ?? null;
   }
 
   /** A device's credit and standing, or null for an unknown device. */
   deviceCredit(deviceId: string): DeviceCredit | null {
-    const device = this.db.prepare('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined;
+    const device = this.sql('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined;
     if (!device) return null;
-    const rows = this.db.prepare('SELECT validation, credit, work FROM results WHERE device_id = ?').all(deviceId) as { validation: Validation; credit: number; work: number | null }[];
+    const rows = this.sql('SELECT validation, credit, work FROM results WHERE device_id = ?').all(deviceId) as { validation: Validation; credit: number; work: number | null }[];
     const results = { valid: 0, invalid: 0, pending: 0, error: 0 };
     let validated = 0;
     let pending = 0;
@@ -331,7 +337,7 @@ export class Store {
    */
   lease(deviceId: string, engines: string[], max: number, now: number, random: () => number = Math.random): { leaseId: string; expiresAt: number; envelope: string }[] {
     const enginesJson = JSON.stringify(engines);
-    const candidates = this.db.prepare(
+    const candidates = this.sql(
       `SELECT t.task_id, t.envelope, t.wall_time_ms, t.results, b.adaptive,
               (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live
        FROM tasks t INDEXED BY tasks_by_state JOIN batches b ON b.batch_id = t.batch_id
@@ -344,10 +350,10 @@ export class Store {
        ORDER BY t.rowid
        LIMIT @max`,
     );
-    const insert = this.db.prepare('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status, solo) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    const insert = this.sql('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status, solo) VALUES (?, ?, ?, ?, ?, ?, ?)');
     return this.db.transaction(() => {
       this.expireTasks(now);
-      const trusted = (this.db.prepare('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined)?.consecutive_valid ?? 0;
+      const trusted = (this.sql('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined)?.consecutive_valid ?? 0;
       const rows = candidates.all({ now, engines: enginesJson, device: deviceId, max }) as { task_id: string; envelope: string; wall_time_ms: number; results: number; adaptive: number; live: number }[];
       return rows.map((row) => {
         const leaseId = randomBytes(12).toString('base64url');
@@ -367,7 +373,7 @@ export class Store {
   }
 
   private leaseOf(leaseId: string, deviceId: string): LeaseRow {
-    const lease = this.db.prepare('SELECT * FROM leases WHERE lease_id = ?').get(leaseId) as LeaseRow | undefined;
+    const lease = this.sql('SELECT * FROM leases WHERE lease_id = ?').get(leaseId) as LeaseRow | undefined;
     if (!lease) throw new StoreError(404, `no lease ${leaseId}`);
     if (lease.device_id !== deviceId) throw new StoreError(403, `lease ${leaseId} belongs to another device`);
     return lease;
@@ -387,13 +393,13 @@ export class Store {
     const { submission: result, bodyHash, outputDigest } = checked;
     return this.db.transaction(() => {
       const lease = this.answerableLease(result.leaseId, result.taskId, result.deviceId);
-      const existing = this.db.prepare('SELECT body_hash FROM results WHERE lease_id = ?').get(result.leaseId) as { body_hash: string } | undefined;
+      const existing = this.sql('SELECT body_hash FROM results WHERE lease_id = ?').get(result.leaseId) as { body_hash: string } | undefined;
       if (existing) {
         if (existing.body_hash === bodyHash) return 'duplicate';
         throw new StoreError(409, `lease ${result.leaseId} already has a different result`);
       }
       if (lease.status === 'refused') throw new StoreError(409, `lease ${result.leaseId} was refused by this device`);
-      const task = this.db.prepare('SELECT state, results, errors, redundancy, needed, canonical_lease FROM tasks WHERE task_id = ?').get(result.taskId) as
+      const task = this.sql('SELECT state, results, errors, redundancy, needed, canonical_lease FROM tasks WHERE task_id = ?').get(result.taskId) as
         | { state: string; results: number; errors: number; redundancy: number; needed: number; canonical_lease: string | null }
         | undefined;
       if (!task) throw new StoreError(404, `no task ${result.taskId}`);
@@ -402,8 +408,7 @@ export class Store {
         throw new StoreError(410, `lease ${result.leaseId} expired at ${new Date(lease.expires_at).toISOString()} and task ${result.taskId} is ${task.state}`);
       }
       const failed = result.error !== null;
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at,
                                 work, output_digest, signature, validation)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -427,27 +432,27 @@ export class Store {
           result.signature,
           failed ? 'error' : 'pending',
         );
-      this.db.prepare(`UPDATE leases SET status = 'answered' WHERE lease_id = ?`).run(result.leaseId);
-      this.db.prepare('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, result.deviceId);
+      this.sql(`UPDATE leases SET status = 'answered' WHERE lease_id = ?`).run(result.leaseId);
+      this.sql('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, result.deviceId);
       if (failed) {
         if (task.state === 'queued') {
           const errors = task.errors + 1;
-          this.db.prepare('UPDATE tasks SET errors = ? WHERE task_id = ?').run(errors, result.taskId);
+          this.sql('UPDATE tasks SET errors = ? WHERE task_id = ?').run(errors, result.taskId);
           if (errors >= MAX_ERRORS) this.endWithoutQuorum(result.taskId, 'failed');
         }
         return 'accepted';
       }
       if (task.state === 'done') {
         // A late answer to a finished task: judged against the canonical result, credited if it agrees.
-        const canonical = this.db.prepare('SELECT output_digest, credit FROM results WHERE lease_id = ?').get(task.canonical_lease) as { output_digest: string; credit: number };
+        const canonical = this.sql('SELECT output_digest, credit FROM results WHERE lease_id = ?').get(task.canonical_lease) as { output_digest: string; credit: number };
         this.judge(result.leaseId, result.deviceId, outputDigest === canonical.output_digest, canonical.credit);
         return 'accepted';
       }
       if (task.state !== 'queued') {
-        this.db.prepare(`UPDATE results SET validation = 'void' WHERE lease_id = ?`).run(result.leaseId);
+        this.sql(`UPDATE results SET validation = 'void' WHERE lease_id = ?`).run(result.leaseId);
         return 'accepted';
       }
-      this.db.prepare('UPDATE tasks SET results = results + 1 WHERE task_id = ?').run(result.taskId);
+      this.sql('UPDATE tasks SET results = results + 1 WHERE task_id = ?').run(result.taskId);
       this.seekQuorum(result.taskId, task.redundancy, lease.solo === 1 ? outputDigest : null);
       return 'accepted';
     })();
@@ -459,8 +464,7 @@ export class Store {
    * @param soloDigest the digest of a trusted device's solo result, which is a quorum of one
    */
   private seekQuorum(taskId: string, redundancy: number, soloDigest: string | null): void {
-    const groups = this.db
-      .prepare(
+    const groups = this.sql(
         `SELECT output_digest AS digest, count(DISTINCT device_id) AS devices, min(received_at) AS first, min(work) AS work, count(work) AS counted
          FROM results WHERE task_id = ? AND validation = 'pending' AND output_digest IS NOT NULL
          GROUP BY output_digest ORDER BY devices DESC, first`,
@@ -470,19 +474,18 @@ export class Store {
     if (winner) {
       // Credit is the least work any agreeing device claimed: claiming more earns nothing.
       const credit = creditFor(winner.counted > 0 ? winner.work : null);
-      const canonical = this.db
-        .prepare(`SELECT lease_id FROM results WHERE task_id = ? AND validation = 'pending' AND output_digest = ? ORDER BY received_at, rowid LIMIT 1`)
+      const canonical = this.sql(`SELECT lease_id FROM results WHERE task_id = ? AND validation = 'pending' AND output_digest = ? ORDER BY received_at, rowid LIMIT 1`)
         .get(taskId, winner.digest) as { lease_id: string };
-      const pending = this.db.prepare(`SELECT lease_id, device_id, output_digest FROM results WHERE task_id = ? AND validation = 'pending'`).all(taskId) as {
+      const pending = this.sql(`SELECT lease_id, device_id, output_digest FROM results WHERE task_id = ? AND validation = 'pending'`).all(taskId) as {
         lease_id: string;
         device_id: string;
         output_digest: string;
       }[];
       for (const r of pending) this.judge(r.lease_id, r.device_id, r.output_digest === winner.digest, credit);
-      this.db.prepare(`UPDATE tasks SET state = 'done', canonical_lease = ? WHERE task_id = ?`).run(canonical.lease_id, taskId);
+      this.sql(`UPDATE tasks SET state = 'done', canonical_lease = ? WHERE task_id = ?`).run(canonical.lease_id, taskId);
       return;
     }
-    const devices = (this.db.prepare(`SELECT count(DISTINCT device_id) AS n FROM results WHERE task_id = ? AND validation = 'pending'`).get(taskId) as { n: number }).n;
+    const devices = (this.sql(`SELECT count(DISTINCT device_id) AS n FROM results WHERE task_id = ? AND validation = 'pending'`).get(taskId) as { n: number }).n;
     const limit = resultLimit(redundancy);
     if (devices >= limit) {
       this.endWithoutQuorum(taskId, 'inconclusive');
@@ -491,19 +494,19 @@ export class Store {
     // Enough further results for the largest group to reach the quorum, if they agree with it.
     const largest = groups[0]?.devices ?? 0;
     const needed = Math.min(limit, Math.max(redundancy, devices + (redundancy - largest)));
-    this.db.prepare('UPDATE tasks SET needed = max(needed, ?) WHERE task_id = ?').run(needed, taskId);
+    this.sql('UPDATE tasks SET needed = max(needed, ?) WHERE task_id = ?').run(needed, taskId);
   }
 
   /** Marks one result valid (with its credit) or invalid, and the device's run of valid results. */
   private judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): void {
-    this.db.prepare(`UPDATE results SET validation = ?, credit = ? WHERE lease_id = ?`).run(agrees ? 'valid' : 'invalid', agrees ? credit : 0, leaseId);
-    this.db.prepare('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(agrees ? 1 : 0, deviceId);
+    this.sql(`UPDATE results SET validation = ?, credit = ? WHERE lease_id = ?`).run(agrees ? 'valid' : 'invalid', agrees ? credit : 0, leaseId);
+    this.sql('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(agrees ? 1 : 0, deviceId);
   }
 
   /** A task that ends with no quorum: its pending results are void (no credit, no judgement on the devices). */
   private endWithoutQuorum(taskId: string, state: 'failed' | 'inconclusive'): void {
-    this.db.prepare('UPDATE tasks SET state = ? WHERE task_id = ?').run(state, taskId);
-    this.db.prepare(`UPDATE results SET validation = 'void' WHERE task_id = ? AND validation = 'pending'`).run(taskId);
+    this.sql('UPDATE tasks SET state = ? WHERE task_id = ?').run(state, taskId);
+    this.sql(`UPDATE results SET validation = 'void' WHERE task_id = ? AND validation = 'pending'`).run(taskId);
   }
 
   /** More time for a live lease whose task still needs it; returns the new expiry. */
@@ -511,10 +514,10 @@ export class Store {
     return this.db.transaction(() => {
       const lease = this.answerableLease(renewal.leaseId, renewal.taskId, renewal.deviceId);
       if (lease.status !== 'live') throw new StoreError(409, `lease ${renewal.leaseId} is ${lease.status}`);
-      const task = this.db.prepare('SELECT state, wall_time_ms FROM tasks WHERE task_id = ?').get(renewal.taskId) as { state: string; wall_time_ms: number };
+      const task = this.sql('SELECT state, wall_time_ms FROM tasks WHERE task_id = ?').get(renewal.taskId) as { state: string; wall_time_ms: number };
       if (task.state !== 'queued') throw new StoreError(410, `task ${renewal.taskId} is ${task.state}`);
       const expiresAt = now + task.wall_time_ms + LEASE_MARGIN_MS;
-      this.db.prepare('UPDATE leases SET expires_at = ? WHERE lease_id = ?').run(expiresAt, renewal.leaseId);
+      this.sql('UPDATE leases SET expires_at = ? WHERE lease_id = ?').run(expiresAt, renewal.leaseId);
       return expiresAt;
     })();
   }
@@ -533,18 +536,17 @@ export class Store {
     return this.db.transaction(() => {
       const lease = this.leaseOf(report.leaseId, report.deviceId);
       const detail = report.taskId === lease.task_id ? report.detail : `the lease's envelope named task ${report.taskId}: ${report.detail}`;
-      const earlier = this.db.prepare('SELECT 1 FROM refusals WHERE lease_id = ? AND reason = ? AND detail = ?').get(report.leaseId, report.reason, detail);
+      const earlier = this.sql('SELECT 1 FROM refusals WHERE lease_id = ? AND reason = ? AND detail = ?').get(report.leaseId, report.reason, detail);
       if (earlier) return 'duplicate';
       // A device refuses a lease once; a second, different word on it is a conflict.
       if (lease.status === 'refused') throw new StoreError(409, `lease ${report.leaseId} was already refused for another reason`);
-      this.db
-        .prepare('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(lease.task_id, report.leaseId, report.deviceId, report.reason, detail, now);
       if (lease.status !== 'live') return 'recorded';
-      this.db.prepare(`UPDATE leases SET status = 'refused' WHERE lease_id = ?`).run(report.leaseId);
+      this.sql(`UPDATE leases SET status = 'refused' WHERE lease_id = ?`).run(report.leaseId);
       if (report.reason === 'replayed-task') return 'recorded';
-      const { refusals } = this.db.prepare('UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ? RETURNING refusals').get(lease.task_id) as { refusals: number };
-      if (refusals >= MAX_REFUSALS) this.db.prepare(`UPDATE tasks SET state = 'refused' WHERE task_id = ? AND state = 'queued'`).run(lease.task_id);
+      const { refusals } = this.sql('UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ? RETURNING refusals').get(lease.task_id) as { refusals: number };
+      if (refusals >= MAX_REFUSALS) this.sql(`UPDATE tasks SET state = 'refused' WHERE task_id = ? AND state = 'queued'`).run(lease.task_id);
       return 'recorded';
     })();
   }
@@ -552,19 +554,17 @@ export class Store {
   /** Records a device's refusal of a keyset it was served; the identical report again is a no-op. */
   recordKeysetRefusal(report: KeysetRefusalReport, now: number): 'recorded' | 'duplicate' {
     return this.db.transaction(() => {
-      const earlier = this.db
-        .prepare('SELECT 1 FROM keyset_refusals WHERE device_id = ? AND version = ? AND reason = ? AND detail = ?')
+      const earlier = this.sql('SELECT 1 FROM keyset_refusals WHERE device_id = ? AND version = ? AND reason = ? AND detail = ?')
         .get(report.deviceId, report.version, report.reason, report.detail);
       if (earlier) return 'duplicate';
-      this.db
-        .prepare('INSERT INTO keyset_refusals (device_id, version, reason, detail, at) VALUES (?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO keyset_refusals (device_id, version, reason, detail, at) VALUES (?, ?, ?, ?, ?)')
         .run(report.deviceId, report.version, report.reason, report.detail, now);
       return 'recorded';
     })();
   }
 
   keysetRefusals(): { deviceId: string; version: number; reason: string; detail: string; at: number }[] {
-    return this.db.prepare('SELECT device_id AS deviceId, version, reason, detail, at FROM keyset_refusals ORDER BY id').all() as {
+    return this.sql('SELECT device_id AS deviceId, version, reason, detail, at FROM keyset_refusals ORDER BY id').all() as {
       deviceId: string;
       version: number;
       reason: string;
@@ -581,8 +581,7 @@ export class Store {
    * leaves no row of its own). Most recent first; at most `limit`.
    */
   activeDevices(since: number, now: number, limit: number): DeviceActivity[] {
-    return this.db
-      .prepare(
+    return this.sql(
         `SELECT device_id AS deviceId, max(at) AS lastSeen,
                 sum(kind = 'lease') AS leases, sum(kind = 'result') AS results, sum(kind = 'error') AS errors,
                 sum(kind = 'refusal') AS refusals, sum(kind = 'live') AS live
@@ -596,17 +595,16 @@ export class Store {
   }
 
   batchIds(): string[] {
-    return (this.db.prepare('SELECT batch_id FROM batches ORDER BY created_at, rowid').all() as { batch_id: string }[]).map((r) => r.batch_id);
+    return (this.sql('SELECT batch_id FROM batches ORDER BY created_at, rowid').all() as { batch_id: string }[]).map((r) => r.batch_id);
   }
 
   batchStatus(batchId: string, now: number): BatchStatus | null {
-    const batch = this.db.prepare('SELECT batch_id, name, created_at, adaptive FROM batches WHERE batch_id = ?').get(batchId) as
+    const batch = this.sql('SELECT batch_id, name, created_at, adaptive FROM batches WHERE batch_id = ?').get(batchId) as
       | { batch_id: string; name: string; created_at: number; adaptive: number }
       | undefined;
     if (!batch) return null;
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
-    const rows = this.db
-      .prepare(
+    const rows = this.sql(
         `SELECT CASE WHEN t.state = 'queued' AND t.expires_at <= @now THEN 'expired'
                      WHEN t.state = 'queued' AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) THEN 'running'
                      ELSE t.state END AS state, count(*) AS n
@@ -614,14 +612,12 @@ export class Store {
       )
       .all({ now, batch: batchId }) as { state: TaskState; n: number }[];
     for (const row of rows) counts[row.state] = row.n;
-    const refusals = this.db
-      .prepare(
+    const refusals = this.sql(
         `SELECT r.task_id AS taskId, r.reason, r.detail, r.device_id AS deviceId, r.at FROM refusals r JOIN tasks t ON t.task_id = r.task_id
          WHERE t.batch_id = ? ORDER BY r.id`,
       )
       .all(batchId) as BatchStatus['refusals'];
-    const quorum = this.db
-      .prepare(
+    const quorum = this.sql(
         `SELECT count(*) AS awaiting, coalesce(sum(needed > redundancy), 0) AS disputed FROM tasks
          WHERE batch_id = ? AND state = 'queued' AND results > 0`,
       )
@@ -630,8 +626,7 @@ export class Store {
   }
 
   tasks(batchId: string, now: number): TaskRow[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.sql(
         `SELECT t.*, (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live,
                 (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.solo = 1 AND (l.status = 'answered' OR (l.status = 'live' AND l.expires_at > @now))) AS solo
          FROM tasks t WHERE t.batch_id = @batch ORDER BY t.seq`,
@@ -648,10 +643,10 @@ export class Store {
       solo: number;
       canonical_lease: string | null;
     }[];
-    const resultStmt = this.db.prepare('SELECT * FROM results WHERE lease_id = ?');
-    const lastErrorStmt = this.db.prepare('SELECT error_code, error_message FROM results WHERE task_id = ? AND error_code IS NOT NULL ORDER BY received_at DESC LIMIT 1');
-    const refusalStmt = this.db.prepare('SELECT reason, detail, device_id AS deviceId, at FROM refusals WHERE task_id = ? ORDER BY id');
-    const judgedStmt = this.db.prepare('SELECT device_id AS deviceId, output_digest AS digest, validation, credit, received_at AS at FROM results WHERE task_id = ? ORDER BY received_at, rowid');
+    const resultStmt = this.sql('SELECT * FROM results WHERE lease_id = ?');
+    const lastErrorStmt = this.sql('SELECT error_code, error_message FROM results WHERE task_id = ? AND error_code IS NOT NULL ORDER BY received_at DESC LIMIT 1');
+    const refusalStmt = this.sql('SELECT reason, detail, device_id AS deviceId, at FROM refusals WHERE task_id = ? ORDER BY id');
+    const judgedStmt = this.sql('SELECT device_id AS deviceId, output_digest AS digest, validation, credit, received_at AS at FROM results WHERE task_id = ? ORDER BY received_at, rowid');
     return rows.map((row) => {
       let state = row.state;
       if (state === 'queued' && row.expires_at <= now) state = 'expired';

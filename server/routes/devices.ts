@@ -11,7 +11,7 @@ import {
   deviceIdOf,
   fromBase64,
   LeaseRenewal,
-  outputDigest,
+  outputDigestBytes,
   RefusalReport,
   resultSigningBytes,
   ResultSubmission,
@@ -56,21 +56,37 @@ export function checkResultSignature(result: ResultSubmission, publicKey: string
   }
 }
 
+/** Devices whose key was checked and recorded lately: a work request from one costs no hashing and no write. */
+const KNOWN_DEVICES_KEPT = 100_000;
+/** How often a known device's last_seen is written again. */
+const SEEN_EVERY_MS = 60_000;
+
 export function deviceRoutes(app: FastifyInstance, store: Store, keysets: KeysetStore, options: DeviceRouteOptions): void {
   const { now } = options;
+  const known = new Map<string, { publicKey: string; seenAt: number }>();
 
-  app.post(API.work, async (request): Promise<WorkResponse> => {
-    const work = bodyOf(WorkRequest, request.body);
+  /** Checks that the id is the key's and records both (the store refuses another key for a known id). */
+  async function register(deviceId: string, base64: string): Promise<void> {
+    const cached = known.get(deviceId);
+    if (cached?.publicKey === base64 && now() - cached.seenAt < SEEN_EVERY_MS) return;
     let publicKey: Uint8Array;
     try {
-      publicKey = fromBase64(work.publicKey);
+      publicKey = fromBase64(base64);
     } catch {
       throw new HttpError(400, 'publicKey: must be base64');
     }
     if (publicKey.length !== 32) throw new HttpError(400, `publicKey: an ed25519 public key has 32 bytes, not ${publicKey.length}`);
     // Ids are derived from keys: nobody can ask for work, or sign results, under another device's id.
-    if ((await deviceIdOf(publicKey)) !== work.deviceId) throw new HttpError(400, `deviceId: ${work.deviceId} is not the id of this publicKey`);
-    store.registerDevice(work.deviceId, work.publicKey, now());
+    if ((await deviceIdOf(publicKey)) !== deviceId) throw new HttpError(400, `deviceId: ${deviceId} is not the id of this publicKey`);
+    store.registerDevice(deviceId, base64, now());
+    known.delete(deviceId);
+    known.set(deviceId, { publicKey: base64, seenAt: now() });
+    if (known.size > KNOWN_DEVICES_KEPT) known.delete(known.keys().next().value!);
+  }
+
+  app.post(API.work, async (request): Promise<WorkResponse> => {
+    const work = bodyOf(WorkRequest, request.body);
+    await register(work.deviceId, work.publicKey);
     const leases = store.lease(work.deviceId, work.engines, work.max, now(), options.random);
     return {
       leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })),
@@ -85,7 +101,7 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
 
   app.post(API.results, { bodyLimit: options.resultBodyLimit }, async (request) => {
     const result = bodyOf(ResultSubmission, request.body);
-    const publicKey = store.devicePublicKey(result.deviceId);
+    const publicKey = known.get(result.deviceId)?.publicKey ?? store.devicePublicKey(result.deviceId);
     if (!publicKey) throw new HttpError(403, `device ${result.deviceId} has no key on record (a device registers its key when it asks for work)`);
     const outputs: OutputDigests = {
       stdout: sha256(fromBase64(result.stdout)),
@@ -95,7 +111,7 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
     checkResultSignature(result, publicKey, outputs);
     // The same result posted again hashes the same, whatever its key order or whitespace.
     const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');
-    const digest = result.error ? null : await outputDigest({ exitCode: result.exitCode, truncated: result.truncated, outputs });
+    const digest = result.error ? null : sha256(outputDigestBytes({ exitCode: result.exitCode, truncated: result.truncated, outputs }));
     return { status: store.submitResult({ submission: result, bodyHash, outputDigest: digest }, now()) };
   });
 

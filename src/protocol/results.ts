@@ -45,8 +45,15 @@ export function resultSigningBytes(claim: ResultClaim): Uint8Array {
  * What two honest devices running the same task must agree on: exit code, outputs and whether any
  * were cut short. Not the work count (credit takes the smallest claim), not timings.
  */
-export async function outputDigest(result: { exitCode: number | null; truncated: ResultSubmission['truncated']; outputs: OutputDigests }): Promise<string> {
-  return sha256Hex(utf8(canonicalJson({ exitCode: result.exitCode, truncated: result.truncated, outputs: result.outputs })));
+export async function outputDigest(result: OutputDigestInput): Promise<string> {
+  return sha256Hex(outputDigestBytes(result));
+}
+
+export type OutputDigestInput = { exitCode: number | null; truncated: ResultSubmission['truncated']; outputs: OutputDigests };
+
+/** The bytes outputDigest hashes (the server hashes them with node:crypto, synchronously). */
+export function outputDigestBytes(result: OutputDigestInput): Uint8Array {
+  return utf8(canonicalJson({ exitCode: result.exitCode, truncated: result.truncated, outputs: result.outputs }));
 }
 
 /** Credit for a validated result: one per million probes of work (the yield hook's count); one flat for work not counted (WASIX). */
