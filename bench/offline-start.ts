@@ -2,12 +2,8 @@
  * (c) From opening the page with no network to the first task running again: the app shell
  * from the service worker, trust and held leases from IndexedDB, the module from the blob cache.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildClient } from '../test/helpers/build.ts';
-import { launchChromium } from '../test/helpers/browser.ts';
-import { startTestServer } from '../test/helpers/server.ts';
+import { readFileSync } from 'node:fs';
+import { withBuiltClient } from './client-under-test.ts';
 import { waitForAsync } from '../test/helpers/donor.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { fmt, median, quantile } from './stats.ts';
@@ -19,12 +15,7 @@ export interface OfflineStartReport {
 }
 
 export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
-  const outDir = join(tmpdir(), 'dewgrid-bench-dist');
-  await buildClient(outDir);
-  const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-offline-'));
-  const server = await startTestServer({ dataDir, staticDir: outDir });
-  const browser = await launchChromium();
-  try {
+  return withBuiltClient('offline', async (server, browser) => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(server.url);
@@ -53,11 +44,7 @@ export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
     await context.close();
     if (process.env.BENCH_VERBOSE) console.log(`times: ${JSON.stringify(times)}`);
     return { runs, medianMs: median(times), p95Ms: quantile(times, 0.95) };
-  } finally {
-    await browser.close();
-    await server.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 export function printOfflineStart(r: OfflineStartReport): void {

@@ -8,13 +8,10 @@
  * Distinct "new" modules are the demo module with a custom section naming a variant: same code,
  * another hash.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildClient } from '../test/helpers/build.ts';
+import { readFileSync } from 'node:fs';
+import { withBuiltClient } from './client-under-test.ts';
 import type { Page } from 'playwright-core';
-import { launchChromium } from '../test/helpers/browser.ts';
-import { startTestServer, type TestServer } from '../test/helpers/server.ts';
+import type { TestServer } from '../test/helpers/server.ts';
 import { waitForBatch } from '../test/helpers/donor.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { fmt, median, quantile } from './stats.ts';
@@ -51,13 +48,8 @@ function startTimes(server: TestServer, batchId: string): number[] {
 const summary = (values: number[]) => ({ median: median(values), p95: quantile(values, 0.95), n: values.length });
 
 export async function benchStartLatency(samples = 15): Promise<StartLatencyReport> {
-  const outDir = join(tmpdir(), 'dewgrid-bench-latency-dist');
-  await buildClient(outDir);
-  const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-latency-'));
-  const server = await startTestServer({ dataDir, staticDir: outDir });
-  const browser = await launchChromium();
   const fractal = new Uint8Array(readFileSync('demo/fractal/fractal.wasm'));
-  try {
+  return withBuiltClient('latency', async (server, browser) => {
     const page: Page = await browser.newPage();
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
@@ -84,11 +76,7 @@ export async function benchStartLatency(samples = 15): Promise<StartLatencyRepor
       reloaded.push(...startTimes(server, batchId));
     }
     return { cold: summary(cold), warm: summary(warm), reloaded: summary(reloaded) };
-  } finally {
-    await browser.close();
-    await server.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 export function printStartLatency(r: StartLatencyReport): void {

@@ -9,13 +9,9 @@
  *    document.visibilityState stand-in) to the worker stopping at its next yield, both read on
  *    the epoch clock (performance.timeOrigin + now()).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildClient } from '../test/helpers/build.ts';
+import { readdirSync, readFileSync } from 'node:fs';
+import { withBuiltClient } from './client-under-test.ts';
 import type { Page } from 'playwright-core';
-import { launchChromium } from '../test/helpers/browser.ts';
-import { startTestServer } from '../test/helpers/server.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import type { DewgridApi } from '../src/app/api.ts';
 import { fmt, median, quantile } from './stats.ts';
@@ -58,12 +54,7 @@ function descendantsCpuSeconds(root: number): number {
 const status = (page: Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
 
 export async function benchThrottle(windowMs = 5000, pauses = 15): Promise<ThrottleReport> {
-  const outDir = join(tmpdir(), 'dewgrid-bench-throttle-dist');
-  await buildClient(outDir);
-  const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-bench-throttle-'));
-  const server = await startTestServer({ dataDir, staticDir: outDir });
-  const browser = await launchChromium();
-  try {
+  return withBuiltClient('throttle', async (server, browser) => {
     const page = await browser.newPage();
     // As text: tsx (which runs the benchmarks) wraps functions in a `__name` helper the page lacks.
     await page.addInitScript(`
@@ -130,11 +121,7 @@ export async function benchThrottle(windowMs = 5000, pauses = 15): Promise<Throt
       shares,
       pauseLatencyMs: { median: median(latencies), p95: quantile(latencies, 0.95), max: Math.max(...latencies), n: latencies.length },
     };
-  } finally {
-    await browser.close();
-    await server.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 export function printThrottle(r: ThrottleReport): void {

@@ -98,6 +98,7 @@ const MIGRATIONS: string[] = [
    ALTER TABLE results ADD COLUMN output_digest TEXT;
    ALTER TABLE results ADD COLUMN signature TEXT;
    ALTER TABLE results ADD COLUMN validation TEXT NOT NULL DEFAULT 'pending';
+   -- The credit granted to a valid result, or claimed by a pending one; 0 otherwise.
    ALTER TABLE results ADD COLUMN credit REAL NOT NULL DEFAULT 0;
    UPDATE results SET validation = CASE WHEN error_code IS NOT NULL THEN 'error'
      WHEN lease_id IN (SELECT canonical_lease FROM tasks WHERE canonical_lease IS NOT NULL) THEN 'valid' ELSE 'void' END;
@@ -260,7 +261,7 @@ export class Store {
 
   /** Marks tasks whose manifest expired before they finished. */
   private expireTasks(now: number): void {
-    this.sql(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`)
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`)
       .run(now);
     this.sql(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now);
   }
@@ -270,7 +271,7 @@ export class Store {
     if (keyIds.length === 0) return 0;
     const ids = JSON.stringify(keyIds);
     return this.db.transaction(() => {
-      this.sql(`UPDATE results SET validation = 'void' WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?)))`)
+      this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?)))`)
         .run(ids);
       return this.sql(`UPDATE tasks SET state = 'revoked' WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?))`).run(ids).changes;
     })();
@@ -303,20 +304,17 @@ export class Store {
   deviceCredit(deviceId: string): DeviceCredit | null {
     const device = this.sql('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined;
     if (!device) return null;
-    const rows = this.sql('SELECT validation, credit, work FROM results WHERE device_id = ?').all(deviceId) as { validation: Validation; credit: number; work: number | null }[];
-    const results = { valid: 0, invalid: 0, pending: 0, error: 0 };
-    let validated = 0;
-    let pending = 0;
-    for (const row of rows) {
-      if (row.validation === 'valid') {
-        results.valid++;
-        validated += row.credit;
-      } else if (row.validation === 'pending') {
-        results.pending++;
-        pending += creditFor(row.work);
-      } else if (row.validation === 'invalid') results.invalid++;
-      else if (row.validation === 'error') results.error++;
-    }
+    // One pass over the device's results by the (device_id, validation) index: `credit` holds the
+    // credit granted to a valid result and the credit claimed by a pending one (see submitResult).
+    const rows = this.sql('SELECT validation, count(*) AS n, total(credit) AS credit FROM results WHERE device_id = ? GROUP BY validation').all(deviceId) as {
+      validation: Validation;
+      n: number;
+      credit: number;
+    }[];
+    const of = (validation: Validation) => rows.find((r) => r.validation === validation) ?? { n: 0, credit: 0 };
+    const results = { valid: of('valid').n, invalid: of('invalid').n, pending: of('pending').n, error: of('error').n };
+    const validated = of('valid').credit;
+    const pending = of('pending').credit;
     const round = (n: number) => Math.round(n * 1000) / 1000;
     return {
       deviceId,
@@ -410,8 +408,8 @@ export class Store {
       const failed = result.error !== null;
       this.sql(
           `INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at,
-                                work, output_digest, signature, validation)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                                work, output_digest, signature, validation, credit)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           result.leaseId,
@@ -431,6 +429,8 @@ export class Store {
           failed ? null : outputDigest,
           result.signature,
           failed ? 'error' : 'pending',
+          // While pending, the credit the result claims; judge() sets what it is granted (0 if invalid).
+          failed ? 0 : creditFor(result.work),
         );
       this.sql(`UPDATE leases SET status = 'answered' WHERE lease_id = ?`).run(result.leaseId);
       this.sql('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, result.deviceId);
@@ -449,7 +449,7 @@ export class Store {
         return 'accepted';
       }
       if (task.state !== 'queued') {
-        this.sql(`UPDATE results SET validation = 'void' WHERE lease_id = ?`).run(result.leaseId);
+        this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE lease_id = ?`).run(result.leaseId);
         return 'accepted';
       }
       this.sql('UPDATE tasks SET results = results + 1 WHERE task_id = ?').run(result.taskId);
@@ -506,7 +506,7 @@ export class Store {
   /** A task that ends with no quorum: its pending results are void (no credit, no judgement on the devices). */
   private endWithoutQuorum(taskId: string, state: 'failed' | 'inconclusive'): void {
     this.sql('UPDATE tasks SET state = ? WHERE task_id = ?').run(state, taskId);
-    this.sql(`UPDATE results SET validation = 'void' WHERE task_id = ? AND validation = 'pending'`).run(taskId);
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE task_id = ? AND validation = 'pending'`).run(taskId);
   }
 
   /** More time for a live lease whose task still needs it; returns the new expiry. */

@@ -40,7 +40,10 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   }
   const keys = new KeysetKeeper(db, TRUST, server, identity.deviceId, (level, text) => say(level, text));
   await keys.load();
-  await keys.refresh();
+  // With a keyset held (checked offline against the roots), the page need not wait for the
+  // network: the check runs on, and Start and every run wait for it (Controller.keysReady).
+  const checked = keys.refresh();
+  if (keys.version() === 0) await checked;
   if (keys.version() === 0) {
     throw new Error(`No list of ${TRUST.projectName}'s signing keys could be fetched or verified yet, so no task could be checked. Is the task server reachable?`);
   }
@@ -59,7 +62,7 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
     engines: options.engines,
   });
   onSignal = () => controller.signalsChanged();
-  warn = (message) => controller.notice(message);
+  warn = (message) => controller.say('info', message);
   say = (level, text) => controller.say(level, text);
   for (const { level, text } of early) controller.say(level, text);
   await controller.restore();

@@ -16,22 +16,28 @@ export function useLog(controller: Controller, limit = 200): LogEntry[] {
   return entries;
 }
 
+/** Something with a value now and a way to hear of the next ones (ProgressHistory, InstallOffers). */
+interface Watchable<T> {
+  current(): T;
+  subscribe(listener: (value: T) => void): () => void;
+}
+
+/** The source's value, re-rendered on each change. */
+function useWatched<T>(source: Watchable<T>): T {
+  const [value, setValue] = useState(() => source.current());
+  useEffect(() => {
+    setValue(source.current()); // a change between the first render and this effect
+    return source.subscribe(setValue);
+  }, [source]);
+  return value;
+}
+
 /** The samples of the dashboard's chart, oldest first; a new array each second. */
 export function useProgressHistory(history: ProgressHistory): readonly ProgressSample[] {
-  const [samples, setSamples] = useState(() => history.current());
-  useEffect(() => {
-    setSamples(history.current()); // a sample taken between the first render and this effect
-    return history.subscribe(setSamples);
-  }, [history]);
-  return samples;
+  return useWatched<readonly ProgressSample[]>(history);
 }
 
 /** What the page can offer for installing it as an app, now. */
 export function useInstallOffer(offers: InstallOffers): InstallOffer {
-  const [offer, setOffer] = useState(() => offers.current());
-  useEffect(() => {
-    setOffer(offers.current()); // an event fired between the first render and this effect
-    return offers.subscribe(setOffer);
-  }, [offers]);
-  return offer;
+  return useWatched(offers);
 }

@@ -94,6 +94,8 @@ export interface ControllerEvents {
 
 type Listener<K extends keyof ControllerEvents> = (value: ControllerEvents[K]) => void;
 
+/** A keyset the server confirmed this recently is not asked for again when the donor presses Start. */
+const KEYSET_FRESH_MS = 10_000;
 /** How long to wait before asking again when the server has no work or cannot be reached. */
 const IDLE_POLL_MS = 3000;
 /** Work held ahead of the running tasks, so computing goes on through a network outage. */
@@ -239,12 +241,7 @@ export class Controller {
     this.emit('log', entry);
   }
 
-  /** Something the donor should know that is not about one task (storage, cache). */
-  notice(text: string): void {
-    this.log('info', text);
-  }
-
-  /** A line for the activity log from the parts around the controller (the keyset keeper). */
+  /** A line for the activity log from the parts around the controller: the cache, storage, the keyset keeper. */
   say(level: 'info' | 'refused', text: string): void {
     this.log(level, text);
   }
@@ -280,7 +277,7 @@ export class Controller {
     this.running = true;
     void this.work.setRunning(true);
     // A key revoked while this device was stopped must not verify the tasks it still holds.
-    this.keysReady = this.keys.refresh();
+    this.keysReady = this.keys.refreshUnlessFresh(KEYSET_FRESH_MS);
     this.log('info', `Started: up to ${this.settings.workers} task${this.settings.workers === 1 ? '' : 's'} at once, ${Math.round(this.settings.cpu * 100)}% CPU each.`);
     // Dwell times end and the donor stops using the page with no event: look again every second.
     this.policyTimer ??= setInterval(() => this.evaluatePolicies(), 1000);

@@ -15,6 +15,8 @@ export class KeysetKeeper {
   private held: SignedKeyset | null = null;
   private keys: ReadonlyMap<string, TaskKey> = new Map();
   private refreshing: Promise<boolean> | null = null;
+  /** When the server last answered (a keyset, or "still the one you hold"), ms. */
+  private checkedAt = 0;
 
   constructor(
     private readonly db: IDBPDatabase<DewgridDB>,
@@ -59,6 +61,12 @@ export class KeysetKeeper {
     return this.refreshing;
   }
 
+  /** As refresh(), unless the server answered within `maxAgeMs` (a start right after the page loaded asks once, not twice). */
+  refreshUnlessFresh(maxAgeMs: number): Promise<boolean> {
+    if (!this.refreshing && this.checkedAt > 0 && Date.now() - this.checkedAt < maxAgeMs) return Promise.resolve(false);
+    return this.refresh();
+  }
+
   private async fetchAndCheck(): Promise<boolean> {
     let served: unknown;
     try {
@@ -66,6 +74,7 @@ export class KeysetKeeper {
     } catch {
       return false; // offline, or the server is down: keep what is held
     }
+    this.checkedAt = Date.now();
     if (served === null) return false;
     const verdict = await verifyKeyset(served, this.roots, this.held);
     if (!verdict.ok) {

@@ -6,19 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { seriousViolations, VIEWPORTS_AND_SCHEMES } from '../helpers/axe.ts';
+import { storedValue } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
 const env = useServerAndBrowser('dashboard');
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 
-type Win = { dewgrid: DewgridApi; axe: { run(context?: unknown, options?: unknown): Promise<{ violations: AxeViolation[] }> } };
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: { target: string[] }[];
-}
+type Win = { dewgrid: DewgridApi };
 
 const status = (page: Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
 
@@ -37,41 +33,12 @@ async function openDashboard(page: Page): Promise<void> {
   await page.waitForSelector('html[data-ready="true"]');
 }
 
-/** axe-core's serious and critical findings on the whole page, one line each. */
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: 'node_modules/axe-core/axe.min.js' });
-  const violations = await page.evaluate(async () => (await (window as unknown as Win).axe.run(document)).violations);
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.impact} ${v.id} (${v.help}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
 /** The settings as IndexedDB holds them (src/storage/work-store.ts: meta/settings). */
-function savedSettings(page: Page): Promise<unknown> {
-  return page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open('dewgrid');
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const read = open.result.transaction('meta').objectStore('meta').get('settings');
-          read.onsuccess = () => {
-            open.result.close();
-            resolve(read.result);
-          };
-        };
-      }),
-  );
-}
+const savedSettings = async (page: Page): Promise<unknown> => (await storedValue(page, 'meta', 'settings')).jsonValue();
 
 describe('dashboard', () => {
   it('has no serious or critical axe violations at phone and desktop sizes, light and dark, with the settings open while tasks run', async () => {
-    for (const [viewport, colorScheme] of [
-      [{ width: 390, height: 844 }, 'light'],
-      [{ width: 1280, height: 900 }, 'light'],
-      [{ width: 390, height: 844 }, 'dark'],
-      [{ width: 1280, height: 900 }, 'dark'],
-    ] as const) {
+    for (const [viewport, colorScheme] of VIEWPORTS_AND_SCHEMES) {
       const label = `${viewport.width}x${viewport.height} ${colorScheme}`;
       await publishLongTiles(2); // for this page (a new device) alone
       const page = await env.browser.newPage({ viewport, colorScheme, isMobile: viewport.width < 500, hasTouch: viewport.width < 500 });

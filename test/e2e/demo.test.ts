@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoBatchSpec, demoTiles } from '../../demo/tiles.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { storedValue, waitForBatch } from '../helpers/donor.ts';
 import type { BatchResults, DeviceCredit } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
@@ -56,19 +56,11 @@ describe('demo project end to end', () => {
     }
 
     // The device's key pair: WebCrypto's Ed25519 here, its private key out of the page's reach.
-    const identity = await page.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const open = indexedDB.open('dewgrid');
-        open.onsuccess = () => resolve(open.result);
-        open.onerror = () => reject(open.error);
-      });
-      const stored = await new Promise<{ kind: string; privateKey?: CryptoKey } | undefined>((resolve) => {
-        const get = db.transaction('meta').objectStore('meta').get('identity');
-        get.onsuccess = () => resolve(get.result);
-      });
-      db.close();
-      return { kind: stored?.kind, extractable: stored?.privateKey?.extractable, algorithm: stored?.privateKey?.algorithm.name };
-    });
+    const identity = await (await storedValue(page, 'meta', 'identity')).evaluate((stored: { kind?: string; privateKey?: CryptoKey } | undefined) => ({
+      kind: stored?.kind,
+      extractable: stored?.privateKey?.extractable,
+      algorithm: stored?.privateKey?.algorithm.name,
+    }));
     expect(identity).toEqual({ kind: 'webcrypto', extractable: false, algorithm: 'Ed25519' });
 
     // The donor sees the credit the server granted this device's key: all 108 results validated (R = 1).

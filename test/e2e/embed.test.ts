@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
+import { seriousViolations } from '../helpers/axe.ts';
 import { launchChromium } from '../helpers/browser.ts';
 import { startTestServer, TEST_KEYS_DIR, type TestServer } from '../helpers/server.ts';
 import { waitForBatch } from '../helpers/donor.ts';
@@ -329,13 +330,7 @@ describe('the embed on a partner site', () => {
     // axe is injected as a script tag, which the pages' CSPs would rightly refuse.
     const a11y = await browser.newContext({ bypassCSP: true });
     const { page, frame } = await openPartner(a11y);
-    await frame.addScriptTag({ path: 'node_modules/axe-core/axe.min.js' });
-    const serious = () =>
-      frame.evaluate(async () => {
-        const axe = (window as unknown as { axe: { run(context: Document): Promise<{ violations: { id: string; impact: string | null; help: string }[] }> } }).axe;
-        const { violations } = await axe.run(document);
-        return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
-      });
+    const serious = () => seriousViolations(frame);
     expect(await serious()).toEqual([]);
 
     const focused = () => frame.evaluate(() => document.activeElement?.textContent ?? '');

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { storedValue, waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { DeviceCredit } from '../../src/protocol/index.ts';
@@ -25,18 +25,7 @@ describe('device identity', () => {
     });
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    const kind = await page.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve) => {
-        const open = indexedDB.open('dewgrid');
-        open.onsuccess = () => resolve(open.result);
-      });
-      const stored = await new Promise<{ kind: string } | undefined>((resolve) => {
-        const get = db.transaction('meta').objectStore('meta').get('identity');
-        get.onsuccess = () => resolve(get.result);
-      });
-      db.close();
-      return stored?.kind;
-    });
+    const kind = await (await storedValue(page, 'meta', 'identity')).evaluate((stored: { kind?: string } | undefined) => stored?.kind);
     expect(kind).toBe('noble');
 
     const { batchId } = await publishBatch(

@@ -2,8 +2,8 @@
 // sizes (light and dark), refreshed in place as devices work (and not once paused), with the
 // keyboard focus kept; served by the server even where the donor page's service worker runs.
 import { describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { seriousViolations, VIEWPORTS_AND_SCHEMES } from '../helpers/axe.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { API, type WorkResponse } from '../../src/protocol/index.ts';
@@ -16,14 +16,6 @@ async function post(path: string, body: unknown): Promise<unknown> {
   return response.json();
 }
 
-async function seriousViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: 'node_modules/axe-core/axe.min.js' });
-  const violations = await page.evaluate(
-    async () => (await (window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string | null; nodes: { target: string[] }[] }[] }> } }).axe.run()).violations,
-  );
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
 describe('status page', () => {
   it('refreshes in place as devices work, keeps the focus, stops when paused, and has no serious axe violations', async () => {
     const request = await publishRequest(env.server.key, 'owner', 3);
@@ -33,12 +25,7 @@ describe('status page', () => {
     const { leases } = (await post(API.work, device.work(3))) as WorkResponse;
     await post(API.refusals, { kind: 'task', leaseId: leases[2]!.leaseId, taskId: leases[2]!.task.manifest.taskId, deviceId: device.deviceId, reason: 'bad-signature', detail: 'signature does not verify' });
 
-    for (const [viewport, colorScheme] of [
-      [{ width: 390, height: 844 }, 'light'],
-      [{ width: 1280, height: 900 }, 'light'],
-      [{ width: 390, height: 844 }, 'dark'],
-      [{ width: 1280, height: 900 }, 'dark'],
-    ] as const) {
+    for (const [viewport, colorScheme] of VIEWPORTS_AND_SCHEMES) {
       const page = await env.browser.newPage({ viewport, colorScheme });
       await page.goto(`${env.server.url}/status`);
       expect(await page.locator('#batches-table tbody tr').count()).toBe(1);

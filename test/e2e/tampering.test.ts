@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { countCompilations, waitForBatch } from '../helpers/donor.ts';
+import { countCompilations, storedValue, waitForBatch } from '../helpers/donor.ts';
 import { TamperProxy, type Exchange } from '../helpers/tamper-proxy.ts';
 import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
 import { readKeyset, revokeKey, rotateKey, type SigningKey } from '../../server/keys.ts';
@@ -158,19 +158,7 @@ describe('through a tampering proxy', () => {
 
     // One module compiled (the honest one); the tampered module is not kept as if trusted.
     expect(await compilations()).toBe(1);
-    const cached = await page.evaluate(async (hash) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const open = indexedDB.open('dewgrid');
-        open.onsuccess = () => resolve(open.result);
-        open.onerror = () => reject(open.error);
-      });
-      const found = await new Promise((resolve) => {
-        const get = db.transaction('blobs').objectStore('blobs').getKey(hash);
-        get.onsuccess = () => resolve(get.result !== undefined);
-      });
-      db.close();
-      return found;
-    }, variantHash);
+    const cached = await (await storedValue(page, 'blobs', variantHash)).evaluate((blob) => blob !== undefined);
     expect(cached).toBe(false);
 
     // The page says why, in plain words.

@@ -1,5 +1,5 @@
 /** A donor page in Chromium: open, start, wait for a batch on the server. */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, JSHandle, Page } from 'playwright-core';
 
 export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
@@ -46,4 +46,27 @@ export async function countCompilations(page: Page): Promise<() => Promise<numbe
     };
   });
   return () => page.evaluate(() => (window as unknown as { compiled: number }).compiled);
+}
+
+/**
+ * A handle on what the client's IndexedDB holds under `key` in `store` (undefined if nothing): read
+ * it with `.jsonValue()`, or `.evaluate()` for what does not leave the page (a CryptoKey).
+ */
+export function storedValue(page: Page, store: string, key: string): Promise<JSHandle> {
+  return page.evaluateHandle(
+    ([store, key]) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open('dewgrid');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const read = open.result.transaction(store).objectStore(store).get(key);
+          read.onerror = () => reject(read.error);
+          read.onsuccess = () => {
+            open.result.close();
+            resolve(read.result);
+          };
+        };
+      }),
+    [store, key] as const,
+  );
 }
