@@ -35,14 +35,10 @@ async function publishTasks(server: TestServer, module: Uint8Array, count: numbe
   return batchId;
 }
 
-function startTimes(server: TestServer, batchId: string): number[] {
-  const rows = server.app.store.db
-    .prepare('SELECT r.timings FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ? ORDER BY r.received_at')
-    .all(batchId) as { timings: string }[];
-  return rows.map((r) => {
-    const t = JSON.parse(r.timings) as { fetchMs: number; compileMs: number };
-    return t.fetchMs + t.compileMs;
-  });
+async function startTimes(server: TestServer, batchId: string): Promise<number[]> {
+  // Redundancy 1: each task's one result is its canonical one; in the order they arrived.
+  const tasks = (await server.app.store.tasks(batchId)).filter((t) => t.canonical).sort((a, b) => a.quorum.results[0]!.at - b.quorum.results[0]!.at);
+  return tasks.map(({ canonical }) => canonical!.timings.fetchMs + canonical!.timings.compileMs);
 }
 
 const summary = (values: number[]) => ({ median: median(values), p95: quantile(values, 0.95), n: values.length });
@@ -62,7 +58,7 @@ export async function benchStartLatency(samples = 15): Promise<StartLatencyRepor
       // One batch per new module: its first task is cold, the next ones warm.
       const batchId = await publishTasks(server, variant(fractal, i), 3);
       await waitForBatch(server.url, batchId, (c) => c.done === 3);
-      const [first, ...rest] = startTimes(server, batchId);
+      const [first, ...rest] = await startTimes(server, batchId);
       cold.push(first!);
       warm.push(...rest);
     }
@@ -73,7 +69,7 @@ export async function benchStartLatency(samples = 15): Promise<StartLatencyRepor
       await page.waitForSelector('html[data-ready="true"]');
       const batchId = await publishTasks(server, variant(fractal, i), 1);
       await waitForBatch(server.url, batchId, (c) => c.done === 1);
-      reloaded.push(...startTimes(server, batchId));
+      reloaded.push(...(await startTimes(server, batchId)));
     }
     return { cold: summary(cold), warm: summary(warm), reloaded: summary(reloaded) };
   });

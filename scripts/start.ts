@@ -35,10 +35,7 @@ process.env.DEWGRID_TRUST_FILE = join(dataDir, 'trust.json');
 await build({ root, logLevel: 'warn' });
 
 const { server, url } = await startServer({ ...process.env, DEWGRID_DATA: dataDir, DEWGRID_STATIC: staticDir });
-const unfinished = server.store
-  .batchIds()
-  .map((id) => server.store.batchStatus(id, Date.now())!)
-  .find((b) => b.name === DEMO_BATCH_NAME && b.counts.queued + b.counts.running > 0);
+const unfinished = (await server.store.batchStatuses()).find((b) => b.name === DEMO_BATCH_NAME && b.counts.queued + b.counts.running > 0);
 let batchId = unfinished?.batchId;
 if (!batchId) {
   const request = await buildBatch(demoBatchSpec(new Uint8Array(readFileSync(join(root, 'demo/fractal/fractal.wasm')))), key);

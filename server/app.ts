@@ -6,22 +6,20 @@
 import { MAX_RESULT_BODY_BYTES } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { BlobStore } from './blobs.ts';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
 import { batchRoutes } from './routes/batches.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { statusRoutes } from './routes/status.ts';
-import { Store } from './store.ts';
-import { KeysetStore } from './keyset.ts';
+import { openStore, type Store } from './store/index.ts';
+import { Keysets } from './keyset.ts';
 import { embedHeaders } from './embed-headers.ts';
 
 export { jsonBytes } from './routes/batches.ts';
 
 export interface ServerOptions {
-  /** Holds dewgrid.sqlite, blobs/, trust.json (the roots) and keyset.json; made if missing. */
+  /** Holds trust.json (the roots), and with SQLite dewgrid.sqlite and blobs/; made if missing. */
   dataDir: string;
   /** The built PWA; served at / when the folder exists. */
   staticDir?: string;
@@ -42,6 +40,8 @@ export interface ServerOptions {
   crossOriginIsolated?: boolean;
   /** Draws adaptive replication's spot checks; default Math.random. */
   random?: () => number;
+  /** How long past its task's wall time a lease lasts, ms; default 60 s. */
+  leaseMarginMs?: number;
   /** Told of every request as it arrives (tests count requests per route with it). */
   onRequest?: (method: string, url: string) => void;
 }
@@ -49,8 +49,7 @@ export interface ServerOptions {
 export interface DewgridServer {
   app: FastifyInstance;
   store: Store;
-  blobs: BlobStore;
-  keysets: KeysetStore;
+  keysets: Keysets;
   /** Stops listening, then closes the database. */
   close(): Promise<void>;
 }
@@ -75,9 +74,14 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const now = options.now ?? Date.now;
   const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
-  const keysets = await KeysetStore.open(options.dataDir);
-  const store = new Store(join(options.dataDir, 'dewgrid.sqlite'));
-  const blobs = new BlobStore(join(options.dataDir, 'blobs'));
+  const store = await openStore({ dataDir: options.dataDir, now: options.now, random: options.random, leaseMarginMs: options.leaseMarginMs });
+  let keysets: Keysets;
+  try {
+    keysets = await Keysets.open(store, options.dataDir);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
@@ -103,9 +107,9 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   installErrorHandler(app);
   installJsonParser(app);
 
-  deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES, random: options.random ?? Math.random });
-  blobRoutes(app, blobs);
-  batchRoutes(app, store, blobs, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
+  deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES });
+  blobRoutes(app, store);
+  batchRoutes(app, store, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
   statusRoutes(app, store, now);
   await siteRoutes(app, { staticDir: options.staticDir });
 
@@ -113,11 +117,10 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   return {
     app,
     store,
-    blobs,
     keysets,
     async close() {
       await app.close();
-      store.close();
+      await store.close();
     },
   };
 }

@@ -1,33 +1,51 @@
 /**
- * The keyset this server serves and publishes against: `keyset.json` in its data folder, checked
- * against the roots in its `trust.json` when loaded and whenever a new one is posted. Like a
- * client, the server never takes an older keyset (or another keyset under the same version).
+ * The keyset this server serves and publishes against: kept in the store (so every server on one
+ * database serves the same one), checked against the roots in the data folder's `trust.json`
+ * whenever it is read anew or a new one is posted. Like a client, the server never takes an older
+ * keyset (or another keyset under the same version).
  */
-import { existsSync } from 'node:fs';
 import { verifyKeyset, type SignedKeyset, type TaskKey, type TrustConfig } from '../src/protocol/index.ts';
 import { HttpError } from './errors.ts';
-import { keysetPath, readKeyset, readTrust, writeAtomic } from './keys.ts';
+import { keysetPath, readKeyset, readTrust } from './keys.ts';
+import { StoreError } from './store/errors.ts';
+import type { Store } from './store/store.ts';
 
-export class KeysetStore {
-  private signed: SignedKeyset | null = null;
-  private keys = new Map<string, TaskKey>();
+interface Verified {
+  signed: SignedKeyset;
+  keys: Map<string, TaskKey>;
+}
 
-  private constructor(private readonly dataDir: string) {}
+/** How many times a keyset is verified again when another server stored one meanwhile. */
+const REPLACE_ATTEMPTS = 3;
+
+export class Keysets {
+  /** The last keyset read from the store, verified: read again only when the store holds another version. */
+  private verified: Verified | null = null;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly dataDir: string,
+  ) {}
 
   /**
-   * Loads the data folder's keyset. A keyset that does not verify is not served (a server must not
-   * hand out what every client would refuse); the error says why.
+   * The store's keyset, after taking in the data folder's `keyset.json` where it is newer (as
+   * `dewgrid keygen` leaves it, and as servers before keysets lived in the store kept it).
+   * @throws Error when either does not verify against the data folder's trust.json: a server must
+   *   not hand out what every client would refuse.
    */
-  static async open(dataDir: string): Promise<KeysetStore> {
-    const store = new KeysetStore(dataDir);
-    if (existsSync(keysetPath(dataDir))) {
-      const signed = readKeyset(dataDir)!;
-      const verdict = await verifyKeyset(signed, store.roots(), null);
-      if (!verdict.ok) throw new Error(`${keysetPath(dataDir)} does not verify against ${dataDir}/trust.json: ${verdict.reason}: ${verdict.detail}`);
-      store.signed = verdict.value;
-      store.keys = verdict.keys;
+  static async open(store: Store, dataDir: string): Promise<Keysets> {
+    const keysets = new Keysets(store, dataDir);
+    const local = readKeyset(dataDir);
+    if (local) {
+      const held = await keysets.current();
+      if (!held || local.keyset.version > held.keyset.version) {
+        const verdict = await verifyKeyset(local, keysets.roots(), held);
+        if (!verdict.ok) throw new Error(`${keysetPath(dataDir)} does not verify against ${dataDir}/trust.json: ${verdict.reason}: ${verdict.detail}`);
+        await store.replaceKeyset({ version: verdict.value.keyset.version, body: JSON.stringify(verdict.value) }, held?.keyset.version ?? 0, []);
+      }
     }
-    return store;
+    await keysets.current();
+    return keysets;
   }
 
   /** The roots, read afresh: a project owner may add a root to trust.json while the server runs. */
@@ -37,32 +55,47 @@ export class KeysetStore {
     return trust;
   }
 
-  current(): SignedKeyset | null {
-    return this.signed;
+  private async load(): Promise<Verified | null> {
+    const stored = await this.store.keyset();
+    if (!stored) return null;
+    if (this.verified?.signed.keyset.version === stored.version) return this.verified;
+    const verdict = await verifyKeyset(JSON.parse(stored.body), this.roots(), null);
+    if (!verdict.ok) throw new Error(`the stored keyset version ${stored.version} does not verify against ${this.dataDir}/trust.json: ${verdict.reason}: ${verdict.detail}`);
+    return (this.verified = { signed: verdict.value, keys: verdict.keys });
   }
 
-  version(): number {
-    return this.signed?.keyset.version ?? 0;
+  /** The newest keyset, or null before one is pushed. */
+  async current(): Promise<SignedKeyset | null> {
+    return (await this.load())?.signed ?? null;
   }
 
   /** The task-signing keys of the current keyset, for checking what is published. */
-  taskKeys(): ReadonlyMap<string, TaskKey> {
-    return this.keys;
+  async taskKeys(): Promise<ReadonlyMap<string, TaskKey>> {
+    return (await this.load())?.keys ?? new Map();
   }
 
   /**
-   * Takes a newer keyset and writes it to the data folder.
-   * @returns 'unchanged' for the keyset already held, else the key ids it revokes that the old one did not.
+   * Takes a newer keyset and stores it; the unfinished tasks of keys it newly revokes are revoked
+   * with it, in one transaction.
+   * @returns 'unchanged' for the keyset already held, with the tasks revoked.
    * @throws HttpError 400 for a keyset that does not verify, 409 for an older or conflicting one.
    */
-  async replace(input: unknown): Promise<{ status: 'updated' | 'unchanged'; newlyRevoked: string[] }> {
-    const verdict = await verifyKeyset(input, this.roots(), this.signed);
-    if (!verdict.ok) throw new HttpError(verdict.reason === 'keyset-rollback' ? 409 : 400, `keyset refused (${verdict.reason}): ${verdict.detail}`);
-    if (this.signed && verdict.value.keyset.version === this.signed.keyset.version) return { status: 'unchanged', newlyRevoked: [] };
-    const newlyRevoked = [...verdict.keys].filter(([id, key]) => key.revokedAt !== null && this.keys.get(id)?.revokedAt == null).map(([id]) => id);
-    writeAtomic(keysetPath(this.dataDir), `${JSON.stringify(verdict.value, null, 2)}\n`);
-    this.signed = verdict.value;
-    this.keys = verdict.keys;
-    return { status: 'updated', newlyRevoked };
+  async replace(input: unknown): Promise<{ status: 'updated' | 'unchanged'; version: number; revokedTasks: number }> {
+    for (let attempt = 1; ; attempt++) {
+      const held = await this.load();
+      const verdict = await verifyKeyset(input, this.roots(), held?.signed ?? null);
+      if (!verdict.ok) throw new HttpError(verdict.reason === 'keyset-rollback' ? 409 : 400, `keyset refused (${verdict.reason}): ${verdict.detail}`);
+      const version = verdict.value.keyset.version;
+      if (held && version === held.signed.keyset.version) return { status: 'unchanged', version, revokedTasks: 0 };
+      const newlyRevoked = [...verdict.keys].filter(([id, key]) => key.revokedAt !== null && held?.keys.get(id)?.revokedAt == null).map(([id]) => id);
+      try {
+        const revokedTasks = await this.store.replaceKeyset({ version, body: JSON.stringify(verdict.value) }, held?.signed.keyset.version ?? 0, newlyRevoked);
+        this.verified = { signed: verdict.value, keys: verdict.keys };
+        return { status: 'updated', version, revokedTasks };
+      } catch (error) {
+        // Another server stored a keyset since this one read: judge this one against it instead.
+        if (!(error instanceof StoreError && error.status === 409) || attempt === REPLACE_ATTEMPTS) throw error;
+      }
+    }
   }
 }

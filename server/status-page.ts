@@ -12,7 +12,7 @@
  */
 import { KEYSET_REFUSAL_TEXT, REFUSAL_TEXT, TASK_STATES, type BatchStatus, type DeviceCredit, type KeysetRefusalReason, type TaskState } from '../src/protocol/index.ts';
 import { html, raw, type Html } from './html.ts';
-import type { DeviceActivity } from './store.ts';
+import type { DeviceActivity } from './store/index.ts';
 
 export interface Column<Row> {
   header: string;

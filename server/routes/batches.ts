@@ -16,10 +16,9 @@ import {
   type JsonBytes,
   type TaskResultView,
 } from '../../src/protocol/index.ts';
-import type { BlobStore } from '../blobs.ts';
 import { bodyOf, HttpError } from '../errors.ts';
-import type { KeysetStore } from '../keyset.ts';
-import type { Store } from '../store.ts';
+import type { Keysets } from '../keyset.ts';
+import type { Store } from '../store/index.ts';
 
 export interface BatchRouteOptions {
   now: () => number;
@@ -32,14 +31,14 @@ export function jsonBytes(bytes: Uint8Array): JsonBytes {
   return decodeUtf8OrNull(bytes) ?? { base64: Buffer.from(bytes).toString('base64') };
 }
 
-export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore, keysets: KeysetStore, options: BatchRouteOptions): void {
+export function batchRoutes(app: FastifyInstance, store: Store, keysets: Keysets, options: BatchRouteOptions): void {
   const { now } = options;
 
   app.post(API.batches, { bodyLimit: options.publishBodyLimit }, async (request, reply): Promise<BatchStatus> => {
     const publish = bodyOf(PublishRequest, request.body);
     const { batchId, name } = publish.batch;
     // The same checks a client makes, against the keyset clients get: unknown, retired and revoked keys are refused here.
-    const keys = keysets.taskKeys();
+    const keys = await keysets.taskKeys();
     if (keys.size === 0) throw new HttpError(400, 'this server holds no keyset, so no task can be checked: push one with `dewgrid keys push`');
     const taskIds = new Set<string>();
     const needed = new Map<string, number>(); // sha256 -> size, as the manifests name them
@@ -69,36 +68,28 @@ export function batchRoutes(app: FastifyInstance, store: Store, blobs: BlobStore
       if (size !== bytes.length) throw new HttpError(400, `blobs.${sha256}: ${bytes.length} bytes, but the tasks say ${size}`);
       incoming.set(sha256, bytes);
     }
-    for (const sha256 of needed.keys()) {
-      if (!incoming.has(sha256) && !blobs.has(sha256)) throw new HttpError(400, `blob ${sha256} is named by a task but was neither sent nor stored`);
-    }
-    // No await from here on: the checks below and the insert see the same database.
+    const unsent = [...needed.keys()].filter((sha256) => !incoming.has(sha256));
+    const [missing] = await store.missingBlobs(unsent);
+    if (missing) throw new HttpError(400, `blob ${missing} is named by a task but was neither sent nor stored`);
     const digest = createHash('sha256').update(canonicalJson(publish.tasks)).digest('hex');
-    const existing = store.batchDigest(batchId);
-    if (existing !== null) {
-      if (existing !== digest) throw new HttpError(409, `batch ${batchId} already exists with other tasks`);
-      return reply.code(200).send(store.batchStatus(batchId, now()));
-    }
-    const taken = store.existingTaskIds([...taskIds]);
-    if (taken.length > 0) throw new HttpError(409, `task id ${taken[0]} already belongs to another batch`);
-    // Blobs first: an orphan blob is harmless, a task without its blob is not.
-    for (const [sha256, bytes] of incoming) blobs.write(sha256, bytes);
-    store.addBatch(batchId, name, digest, publish.tasks, now(), publish.batch.adaptive === true);
-    return reply.code(201).send(store.batchStatus(batchId, now()));
+    // Blobs first: an orphan blob is harmless, a task without its blob is not. (Blobs are never deleted.)
+    await store.writeBlobs(incoming);
+    const outcome = await store.publishBatch({ batchId, name, digest, adaptive: publish.batch.adaptive === true, tasks: publish.tasks });
+    return reply.code(outcome === 'created' ? 201 : 200).send(await store.batchStatus(batchId));
   });
 
-  app.get(API.batches, async (): Promise<BatchStatus[]> => store.batchIds().map((id) => store.batchStatus(id, now())!));
+  app.get(API.batches, async (): Promise<BatchStatus[]> => store.batchStatuses());
 
   app.get<{ Params: { batchId: string } }>(API.batch(':batchId'), async (request): Promise<BatchStatus> => {
-    const status = store.batchStatus(request.params.batchId, now());
+    const status = await store.batchStatus(request.params.batchId);
     if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
     return status;
   });
 
   app.get<{ Params: { batchId: string } }>(API.batchResults(':batchId'), async (request): Promise<BatchResults> => {
-    const status = store.batchStatus(request.params.batchId, now());
+    const status = await store.batchStatus(request.params.batchId);
     if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
-    const tasks = store.tasks(status.batchId, now()).map(
+    const tasks = (await store.tasks(status.batchId)).map(
       (t): TaskResultView => ({
         taskId: t.taskId,
         name: t.envelope.manifest.name,

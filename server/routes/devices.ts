@@ -22,15 +22,13 @@ import {
   type WorkResponse,
 } from '../../src/protocol/index.ts';
 import { bodyOf, HttpError } from '../errors.ts';
-import type { KeysetStore } from '../keyset.ts';
-import type { Store } from '../store.ts';
+import type { Keysets } from '../keyset.ts';
+import type { Store } from '../store/index.ts';
 
 export interface DeviceRouteOptions {
   now: () => number;
   /** Results carry a task's outputs, so they may be larger than other bodies. */
   resultBodyLimit: number;
-  /** Draws spot checks for adaptive replication (tests make it predictable). */
-  random: () => number;
 }
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -61,7 +59,7 @@ const KNOWN_DEVICES_KEPT = 100_000;
 /** How often a known device's last_seen is written again. */
 const SEEN_EVERY_MS = 60_000;
 
-export function deviceRoutes(app: FastifyInstance, store: Store, keysets: KeysetStore, options: DeviceRouteOptions): void {
+export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keysets, options: DeviceRouteOptions): void {
   const { now } = options;
   const known = new Map<string, { publicKey: string; seenAt: number }>();
 
@@ -78,7 +76,7 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
     if (publicKey.length !== 32) throw new HttpError(400, `publicKey: an ed25519 public key has 32 bytes, not ${publicKey.length}`);
     // Ids are derived from keys: nobody can ask for work, or sign results, under another device's id.
     if ((await deviceIdOf(publicKey)) !== deviceId) throw new HttpError(400, `deviceId: ${deviceId} is not the id of this publicKey`);
-    store.registerDevice(deviceId, base64, now());
+    await store.registerDevice(deviceId, base64);
     known.delete(deviceId);
     known.set(deviceId, { publicKey: base64, seenAt: now() });
     if (known.size > KNOWN_DEVICES_KEPT) known.delete(known.keys().next().value!);
@@ -87,21 +85,21 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
   app.post(API.work, async (request): Promise<WorkResponse> => {
     const work = bodyOf(WorkRequest, request.body);
     await register(work.deviceId, work.publicKey);
-    const leases = store.lease(work.deviceId, work.engines, work.max, now(), options.random);
+    const { leases, keysetVersion } = await store.lease(work.deviceId, work.engines, work.max);
     return {
       leases: leases.map((l) => ({ leaseId: l.leaseId, expiresAt: l.expiresAt, task: JSON.parse(l.envelope) as SignedTask })),
-      keysetVersion: keysets.version(),
+      keysetVersion,
     };
   });
 
   app.post(API.renew, async (request) => {
     const renewal = bodyOf(LeaseRenewal, request.body);
-    return { expiresAt: store.renewLease(renewal, now()) };
+    return { expiresAt: await store.renewLease(renewal) };
   });
 
   app.post(API.results, { bodyLimit: options.resultBodyLimit }, async (request) => {
     const result = bodyOf(ResultSubmission, request.body);
-    const publicKey = known.get(result.deviceId)?.publicKey ?? store.devicePublicKey(result.deviceId);
+    const publicKey = known.get(result.deviceId)?.publicKey ?? (await store.devicePublicKey(result.deviceId));
     if (!publicKey) throw new HttpError(403, `device ${result.deviceId} has no key on record (a device registers its key when it asks for work)`);
     const outputs: OutputDigests = {
       stdout: sha256(fromBase64(result.stdout)),
@@ -112,23 +110,23 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
     // The same result posted again hashes the same, whatever its key order or whitespace.
     const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');
     const digest = result.error ? null : sha256(outputDigestBytes({ exitCode: result.exitCode, truncated: result.truncated, outputs }));
-    return { status: store.submitResult({ submission: result, bodyHash, outputDigest: digest }, now()) };
+    return { status: await store.submitResult({ submission: result, bodyHash, outputDigest: digest }) };
   });
 
   app.post(API.refusals, async (request) => {
     const report = bodyOf(RefusalReport, request.body);
-    return { status: report.kind === 'task' ? store.recordRefusal(report, now()) : store.recordKeysetRefusal(report, now()) };
+    return { status: report.kind === 'task' ? await store.recordRefusal(report) : await store.recordKeysetRefusal(report) };
   });
 
   app.get<{ Params: { deviceId: string } }>(API.device(':deviceId'), async (request, reply): Promise<DeviceCredit> => {
-    const credit = store.deviceCredit(request.params.deviceId);
+    const credit = await store.deviceCredit(request.params.deviceId);
     if (!credit) throw new HttpError(404, `no device ${request.params.deviceId.slice(0, 80)}`);
     reply.header('cache-control', 'no-cache');
     return credit;
   });
 
   app.get(API.keyset, async (request, reply) => {
-    const signed = keysets.current();
+    const signed = await keysets.current();
     if (!signed) throw new HttpError(404, 'this server holds no keyset yet: push one with `dewgrid keys push`');
     const etag = `"v${signed.keyset.version}"`;
     reply.header('etag', etag).header('cache-control', 'no-cache');
@@ -138,10 +136,6 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
 
   app.get(API.keysetRefusals, async () => store.keysetRefusals());
 
-  app.post(API.keyset, async (request) => {
-    const { status, newlyRevoked } = await keysets.replace(request.body);
-    // Tasks a revoked key signed are not handed out again (clients would refuse them anyway).
-    const revokedTasks = store.revokeTasksSignedBy(newlyRevoked);
-    return { status, version: keysets.version(), revokedTasks };
-  });
+  // Tasks a revoked key signed are not handed out again (clients would refuse them anyway).
+  app.post(API.keyset, async (request) => keysets.replace(request.body));
 }

@@ -1,7 +1,7 @@
 /** The project owner's status page: GET /status (server/status-page.ts), `?refresh=SECONDS` to change how often it refreshes. */
 import type { FastifyInstance } from 'fastify';
 import { HttpError } from '../errors.ts';
-import type { Store } from '../store.ts';
+import type { Store } from '../store/index.ts';
 import { renderStatusPage } from '../status-page.ts';
 
 export const STATUS_PAGE = '/status';
@@ -17,13 +17,14 @@ export function statusRoutes(app: FastifyInstance, store: Store, now: () => numb
     if (refresh !== undefined && !(/^\d{1,4}$/.test(refresh) && refreshSeconds >= 2 && refreshSeconds <= 3600)) {
       throw new HttpError(400, `refresh must be a whole number of seconds from 2 to 3600, got "${String(refresh).slice(0, 40)}"`);
     }
-    const at = now();
-    const devices = store.activeDevices(at - ACTIVE_WINDOW_MS, at, MAX_DEVICES_SHOWN + 1);
+    const devices = await store.activeDevices(ACTIVE_WINDOW_MS, MAX_DEVICES_SHOWN + 1);
+    const shown = devices.slice(0, MAX_DEVICES_SHOWN);
+    const credits = await Promise.all(shown.map((d) => store.deviceCredit(d.deviceId)));
     const page = renderStatusPage({
-      now: at,
-      batches: store.batchIds().map((id) => store.batchStatus(id, at)!),
-      devices: devices.slice(0, MAX_DEVICES_SHOWN).map((d) => ({ ...d, credit: store.deviceCredit(d.deviceId) })),
-      keysetRefusals: store.keysetRefusals(),
+      now: now(),
+      batches: await store.batchStatuses(),
+      devices: shown.map((d, i) => ({ ...d, credit: credits[i]! })),
+      keysetRefusals: await store.keysetRefusals(),
       moreDevices: devices.length > MAX_DEVICES_SHOWN,
       activeWindowMs: ACTIVE_WINDOW_MS,
       refreshSeconds,

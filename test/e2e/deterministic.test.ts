@@ -27,14 +27,14 @@ describe('deterministic runs in the browser', () => {
       await page.getByRole('button', { name: 'Start' }).click();
     }
     await waitForBatch(env.server.url, batchId, (c) => c.done === 1);
-    const rows = env.server.app.store.db
-      .prepare('SELECT r.device_id, r.exit_code, r.stdout, r.stderr, r.files FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ?')
-      .all(batchId) as { device_id: string; exit_code: number; stdout: Buffer; stderr: Buffer; files: string }[];
-    expect(rows).toHaveLength(2);
-    expect(rows[0]!.device_id).not.toBe(rows[1]!.device_id);
-    const [a, b] = rows.map(({ device_id: _, ...rest }) => rest);
-    expect(b).toEqual(a);
-    expect(a!.stdout.toString()).toMatch(/^realtime 1577836800\./);
+    // The two results' output digests (SHA-256 over exit code, stdout, stderr and every file) are equal.
+    const [task] = await env.server.app.store.tasks(batchId);
+    const results = task!.quorum.results;
+    expect(results).toHaveLength(2);
+    expect(results[0]!.deviceId).not.toBe(results[1]!.deviceId);
+    expect(results.map((r) => r.validation)).toEqual(['valid', 'valid']);
+    expect(results[1]!.digest).toBe(results[0]!.digest);
+    expect(task!.canonical!.stdout.toString()).toMatch(/^realtime 1577836800\./);
     for (const context of devices) await context.close();
   });
 });

@@ -10,6 +10,7 @@ import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { countCompilations, openDonorPage, waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { generateKeyPair, keyIdOf, sha256Hex } from '../../src/protocol/index.ts';
+import { blobFile } from '../../server/store/files.ts';
 
 const env = useServerAndBrowser('refusals');
 
@@ -31,7 +32,7 @@ describe('refusals', () => {
   it('refuses a tampered module and a foreign signature before compiling, and honest tasks complete', async () => {
     // Tampered: published honestly, then one byte flipped on the server's disk.
     const tampered = await publishBatch(env.server.url, await buildBatch(spec(fractal, 'tampered', [['fractal', '8', '8', '0', '0', '8', '8']]), env.server.key));
-    const blobPath = env.server.app.blobs.path(await sha256Hex(fractal));
+    const blobPath = blobFile(join(env.dataDir, 'blobs'), await sha256Hex(fractal));
     const onDisk = readFileSync(blobPath);
     onDisk[onDisk.length - 10]! ^= 0xff;
     writeFileSync(blobPath, onDisk);
@@ -40,8 +41,8 @@ describe('refusals', () => {
     const stranger = await generateKeyPair();
     const strangerKey = { keyId: await keyIdOf(stranger.publicKey), ...stranger };
     const foreign = await buildBatch({ ...spec(wordfreq, 'foreign', [['wordfreq', '/tmp', '/tmp/r']]), batchId: 'foreign' }, strangerKey);
-    env.server.app.blobs.write(await sha256Hex(wordfreq), wordfreq);
-    env.server.app.store.addBatch('foreign', 'foreign', 'x', foreign.tasks, Date.now());
+    await env.server.app.store.writeBlobs(new Map([[await sha256Hex(wordfreq), wordfreq]]));
+    await env.server.app.store.publishBatch({ batchId: 'foreign', name: 'foreign', digest: 'x', adaptive: false, tasks: foreign.tasks });
 
     // Honest work, with another module, in the same run.
     const honest = await publishBatch(env.server.url, await buildBatch(spec(wordfreq, 'honest', [['wordfreq', '/tmp', '/tmp/a'], ['wordfreq', '/tmp', '/tmp/b']]), env.server.key));

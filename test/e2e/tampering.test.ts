@@ -134,7 +134,7 @@ describe('through a tampering proxy', () => {
     const refusalsRecorded = async () => {
       const honestRefusals = (await waitForBatch(env.server.url, 'honest', () => true)).refusals.length;
       const moduleRefusals = (await waitForBatch(env.server.url, 'modtamper', () => true)).refusals.length;
-      return honestRefusals + moduleRefusals + Math.min(1, env.server.app.store.keysetRefusals().length);
+      return honestRefusals + moduleRefusals + Math.min(1, (await env.server.app.store.keysetRefusals()).length);
     };
     await expect.poll(refusalsRecorded, { timeout: 30_000 }).toBe(8);
     await page.waitForFunction(() => document.querySelectorAll('li[data-level="refused"]').length >= 8, null, { timeout: 20_000 });
@@ -154,7 +154,7 @@ describe('through a tampering proxy', () => {
     const modtamper = (await (await fetch(`${env.server.url}${API.batchResults('modtamper')}`)).json()) as BatchResults;
     expect(modtamper.tasks[0]!.refusals.map((r) => r.reason)).toEqual(['module-hash-mismatch']);
     expect(modtamper.tasks[0]!.quorum.results).toEqual([]);
-    expect(env.server.app.store.keysetRefusals()).toMatchObject([{ version: 1, reason: 'keyset-rollback' }]);
+    expect(await env.server.app.store.keysetRefusals()).toMatchObject([{ version: 1, reason: 'keyset-rollback' }]);
 
     // One module compiled (the honest one); the tampered module is not kept as if trusted.
     expect(await compilations()).toBe(1);

@@ -53,8 +53,8 @@ function dewgrid(...args: string[]): Promise<Run> {
   });
 }
 
-function manifests(batchId: string): TaskManifest[] {
-  return server.store.tasks(batchId, Date.now()).map((t) => t.envelope.manifest);
+async function manifests(batchId: string): Promise<TaskManifest[]> {
+  return (await server.store.tasks(batchId)).map((t) => t.envelope.manifest);
 }
 
 async function inject(path: string, payload: unknown) {
@@ -142,7 +142,7 @@ describe('dewgrid CLI', () => {
     const printed = JSON.parse(run.stdout);
     expect(printed).toEqual({ batchId: 'cli1', tasks: ['cli1-0', 'cli1-1', 'cli1-2'] });
 
-    const ms = manifests('cli1');
+    const ms = await manifests('cli1');
     expect(ms.map((m) => m.args)).toEqual([0, 1, 2].map((i) => ['count', `--index=${i}`, 'plain']));
     expect(ms.map((m) => m.env)).toEqual([0, 1, 2].map((i) => [['MODE', 'fast'], ['TASK', `${i}-of-3`]]));
     const m = ms[0]!;
@@ -169,7 +169,7 @@ describe('dewgrid CLI', () => {
     const run = await dewgrid('publish', join(work, 'count.wasm'), '--argv0', 'counter', '--dir', `${join(work, 'corpus')}:/`, '--file', `/etc/opts.txt=${join(work, 'opts.txt')}`, '--batch', 'cli2');
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/Published batch cli2: 1 task, signed by key [0-9a-f]{16}/);
-    const [m] = manifests('cli2');
+    const [m] = await manifests('cli2');
     expect(m).toMatchObject({ args: ['counter'], name: 'counter', preopens: ['/'], redundancy: 1 });
     expect(m!.limits).toEqual({ memoryBytes: 256 * 2 ** 20, wallTimeMs: 300_000, outputBytes: 16 * 2 ** 20 });
     expect(m!.files.map((f) => f.path)).toEqual(['/a.txt', '/deep/b.bin', '/etc/opts.txt']);
@@ -290,7 +290,7 @@ describe('dewgrid CLI', () => {
       expect(run.stdout, label).toBe('');
     }
     // None of them published anything.
-    expect(server.store.batchIds()).toEqual(['cli1', 'cli2']);
+    expect(await server.store.batchIds()).toEqual(['cli1', 'cli2']);
   });
 
   it('--help prints the usage and exits 0', async () => {
@@ -302,7 +302,7 @@ describe('dewgrid CLI', () => {
   it('publish --engine wasix signs tasks for the WASIX engine (from here on, batches the listings above do not expect)', async () => {
     const run = await dewgrid('publish', join(work, 'count.wasm'), '--engine', 'wasix', '--batch', 'cliwasix', '--json');
     expect(run.code, run.stderr).toBe(0);
-    expect(manifests('cliwasix').map((m) => m.engine)).toEqual(['wasix']);
+    expect((await manifests('cliwasix')).map((m) => m.engine)).toEqual(['wasix']);
   });
 
   it('publish and results show their progress on stderr with --progress, never in stdout; nothing without it off a terminal', async () => {

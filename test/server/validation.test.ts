@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, creditFor, generateKeyPair, keyIdOf, signKeyset, toBase64, type DeviceCredit, type Lease, type SignedKeyset, type TaskResultView } from '../../src/protocol/index.ts';
 import { keyPath, readKey, ROOT_KEY_NAME, rotateKey, revokeKey } from '../../server/keys.ts';
-import { TRUST_AFTER_VALID } from '../../server/store.ts';
+import { TRUST_AFTER_VALID } from '../../server/store/rules.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';

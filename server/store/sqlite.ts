@@ -1,0 +1,554 @@
+/**
+ * The SQLite engine (better-sqlite3, WAL): the embedded default, one file in the data folder and
+ * blobs beside it. One schema, one migration ladder keyed on PRAGMA user_version. One connection
+ * in one process: transactions run one at a time, in the order they were asked for.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import type { TaskState, Validation } from '../../src/protocol/index.ts';
+import type {
+  BatchResultRow,
+  BatchRow,
+  BatchTaskRow,
+  CanonicalRow,
+  DeviceActivity,
+  Engine,
+  EngineInfo,
+  KeysetRefusalRow,
+  LeaseCandidate,
+  Queries,
+  RefusalRow,
+  TaskFacts,
+} from './engine.ts';
+import { FileBlobs } from './files.ts';
+import type { CreditRow, LeaseFacts, PendingResult } from './rules.ts';
+
+const MIGRATIONS: string[] = [
+  // 1: batches, tasks, leases, results, refusals
+  `CREATE TABLE batches (
+     batch_id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     digest TEXT NOT NULL
+   );
+   CREATE TABLE tasks (
+     task_id TEXT PRIMARY KEY,
+     batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+     seq INTEGER NOT NULL,
+     envelope TEXT NOT NULL,
+     engine TEXT NOT NULL,
+     redundancy INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     wall_time_ms INTEGER NOT NULL,
+     state TEXT NOT NULL DEFAULT 'queued',
+     results INTEGER NOT NULL DEFAULT 0,
+     errors INTEGER NOT NULL DEFAULT 0,
+     refusals INTEGER NOT NULL DEFAULT 0,
+     canonical_lease TEXT
+   );
+   -- Tasks are inserted batch by batch, in order, so rowid order is "oldest batch first, then
+   -- task order": the lease query walks this index and stops after a few rows.
+   CREATE INDEX tasks_by_state ON tasks(state);
+   CREATE INDEX tasks_by_expiry ON tasks(state, expires_at);
+   CREATE INDEX tasks_by_batch ON tasks(batch_id, seq);
+   CREATE TABLE leases (
+     lease_id TEXT PRIMARY KEY,
+     task_id TEXT NOT NULL REFERENCES tasks(task_id),
+     device_id TEXT NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     status TEXT NOT NULL -- live | answered | refused
+   );
+   CREATE INDEX leases_by_task ON leases(task_id, status);
+   CREATE TABLE results (
+     lease_id TEXT PRIMARY KEY REFERENCES leases(lease_id),
+     task_id TEXT NOT NULL REFERENCES tasks(task_id),
+     device_id TEXT NOT NULL,
+     body_hash TEXT NOT NULL,
+     exit_code INTEGER,
+     stdout BLOB NOT NULL,
+     stderr BLOB NOT NULL,
+     files TEXT NOT NULL,
+     truncated TEXT NOT NULL,
+     error_code TEXT,
+     error_message TEXT,
+     timings TEXT NOT NULL,
+     received_at INTEGER NOT NULL
+   );
+   CREATE INDEX results_by_task ON results(task_id);
+   CREATE TABLE refusals (
+     id INTEGER PRIMARY KEY,
+     task_id TEXT NOT NULL REFERENCES tasks(task_id),
+     lease_id TEXT NOT NULL,
+     device_id TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     detail TEXT NOT NULL,
+     at INTEGER NOT NULL
+   );
+   CREATE INDEX refusals_by_task ON refusals(task_id);`,
+  // 2: trust in both directions: devices and their keys, signed results judged by quorum, credit,
+  // adaptive replication, tasks by signing key (revocation), refused keysets.
+  `ALTER TABLE batches ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE tasks ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+   UPDATE tasks SET key_id = json_extract(envelope, '$.manifest.keyId');
+   -- Successful results the task wants in all: the redundancy, raised when results disagree.
+   ALTER TABLE tasks ADD COLUMN needed INTEGER NOT NULL DEFAULT 1;
+   UPDATE tasks SET needed = redundancy;
+   CREATE INDEX tasks_by_key ON tasks(key_id, state);
+   -- A lease to a trusted device that may finish the task on its own (adaptive replication).
+   ALTER TABLE leases ADD COLUMN solo INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE results ADD COLUMN work INTEGER;
+   ALTER TABLE results ADD COLUMN output_digest TEXT;
+   ALTER TABLE results ADD COLUMN signature TEXT;
+   ALTER TABLE results ADD COLUMN validation TEXT NOT NULL DEFAULT 'pending';
+   -- The credit granted to a valid result, or claimed by a pending one; 0 otherwise.
+   ALTER TABLE results ADD COLUMN credit REAL NOT NULL DEFAULT 0;
+   UPDATE results SET validation = CASE WHEN error_code IS NOT NULL THEN 'error'
+     WHEN lease_id IN (SELECT canonical_lease FROM tasks WHERE canonical_lease IS NOT NULL) THEN 'valid' ELSE 'void' END;
+   CREATE INDEX results_by_device ON results(device_id, validation);
+   CREATE TABLE devices (
+     device_id TEXT PRIMARY KEY,
+     public_key TEXT NOT NULL,
+     first_seen INTEGER NOT NULL,
+     last_seen INTEGER NOT NULL,
+     consecutive_valid INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE TABLE keyset_refusals (
+     id INTEGER PRIMARY KEY,
+     device_id TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     reason TEXT NOT NULL,
+     detail TEXT NOT NULL,
+     at INTEGER NOT NULL
+   );`,
+  // 3: the status page's "active devices" reads leases, results and refusals by time.
+  `CREATE INDEX leases_by_issue ON leases(issued_at);
+   CREATE INDEX leases_live ON leases(status, expires_at);
+   CREATE INDEX results_by_time ON results(received_at);
+   CREATE INDEX refusals_by_time ON refusals(at);`,
+  // 4: the keyset in the database (was keyset.json in the data folder, taken in on start), every version kept.
+  `CREATE TABLE keysets (
+     version INTEGER PRIMARY KEY,
+     body TEXT NOT NULL,
+     stored_at INTEGER NOT NULL
+   );`,
+];
+export interface SqliteOptions {
+  /** Holds dewgrid.sqlite and blobs/. */
+  dataDir: string;
+  /** The clock, ms since epoch (tests move it); default Date.now. */
+  now?: () => number;
+}
+
+export class SqliteEngine implements Engine {
+  readonly name = 'sqlite';
+  readonly blobs: FileBlobs;
+  private readonly db: Database.Database;
+  private readonly queries: SqliteQueries;
+  private readonly clock: () => number;
+  /** The transaction running or last queued: the next one starts when it ends. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: SqliteOptions) {
+    this.db = new Database(join(options.dataDir, 'dewgrid.sqlite'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+    this.queries = new SqliteQueries(this.db);
+    this.blobs = new FileBlobs(join(options.dataDir, 'blobs'));
+    this.clock = options.now ?? Date.now;
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  /** Runs `work` when every transaction asked for before it has ended. */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(work);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  write<T>(work: (q: Queries, now: number) => Promise<T>): Promise<T> {
+    return this.serially(async () => {
+      // IMMEDIATE: the write lock from the start, so a transaction never fails half-way for want of it.
+      this.queries.sql('BEGIN IMMEDIATE').run();
+      try {
+        const result = await work(this.queries, this.clock());
+        this.queries.sql('COMMIT').run();
+        return result;
+      } catch (error) {
+        if (this.db.inTransaction) this.queries.sql('ROLLBACK').run();
+        throw error;
+      }
+    });
+  }
+
+  read<T>(work: (q: Queries, now: number) => Promise<T>): Promise<T> {
+    // No BEGIN needed: transactions run one at a time on this one connection, so nothing writes between a read's queries.
+    return this.serially(() => work(this.queries, this.clock()));
+  }
+
+  async info(): Promise<EngineInfo> {
+    return {
+      engine: 'sqlite',
+      schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
+      details: { journalMode: this.db.pragma('journal_mode', { simple: true }) as string, file: this.db.name },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    this.db.close();
+  }
+}
+
+interface LeaseRow {
+  lease_id: string;
+  task_id: string;
+  device_id: string;
+  expires_at: number;
+  status: LeaseFacts['status'];
+  solo: number;
+}
+
+const bool = (n: number | bigint) => Number(n) !== 0;
+
+class SqliteQueries implements Queries {
+  /** Statements are prepared once, on first use: preparing costs more than running most of them. */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(private readonly db: Database.Database) {}
+
+  sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) this.statements.set(text, (statement = this.db.prepare(text)));
+    return statement;
+  }
+
+  // ---- Publishing and keysets
+
+  async batchDigest(batchId: string): Promise<string | null> {
+    return (this.sql('SELECT digest FROM batches WHERE batch_id = ?').get(batchId) as { digest: string } | undefined)?.digest ?? null;
+  }
+
+  async takenTaskIds(taskIds: readonly string[]): Promise<string[]> {
+    const stmt = this.sql('SELECT 1 FROM tasks WHERE task_id = ?');
+    return taskIds.filter((id) => stmt.get(id) !== undefined);
+  }
+
+  async insertBatch(batch: Parameters<Queries['insertBatch']>[0], tasks: Parameters<Queries['insertBatch']>[1]): Promise<void> {
+    this.sql('INSERT INTO batches (batch_id, name, created_at, digest, adaptive) VALUES (?, ?, ?, ?, ?)').run(batch.batchId, batch.name, batch.createdAt, batch.digest, batch.adaptive ? 1 : 0);
+    const insert = this.sql(
+      'INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, redundancy, needed, expires_at, wall_time_ms, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    for (const t of tasks) insert.run(t.taskId, batch.batchId, t.seq, t.envelope, t.engine, t.redundancy, t.redundancy, t.expiresAt, t.wallTimeMs, t.keyId);
+  }
+
+  async keyset(): Promise<{ version: number; body: string } | null> {
+    return (this.sql('SELECT version, body FROM keysets ORDER BY version DESC LIMIT 1').get() as { version: number; body: string } | undefined) ?? null;
+  }
+
+  async insertKeyset(version: number, body: string, now: number): Promise<void> {
+    this.sql('INSERT INTO keysets (version, body, stored_at) VALUES (?, ?, ?)').run(version, body, now);
+  }
+
+  async revokeTasks(keyIds: readonly string[]): Promise<number> {
+    const ids = JSON.stringify(keyIds);
+    this.sql(
+      `UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?)))`,
+    ).run(ids);
+    return this.sql(`UPDATE tasks SET state = 'revoked' WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?))`).run(ids).changes;
+  }
+
+  async expireTasks(now: number): Promise<void> {
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`).run(now);
+    this.sql(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now);
+  }
+
+  // ---- Devices
+
+  async upsertDevice(deviceId: string, publicKey: string, now: number): Promise<string> {
+    const updated = this.sql(
+      `INSERT INTO devices (device_id, public_key, first_seen, last_seen) VALUES (?, ?, ?, ?)
+       ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen WHERE devices.public_key = excluded.public_key
+       RETURNING public_key`,
+    ).get(deviceId, publicKey, now, now) as { public_key: string } | undefined;
+    return updated?.public_key ?? (await this.devicePublicKey(deviceId))!;
+  }
+
+  async devicePublicKey(deviceId: string): Promise<string | null> {
+    return (this.sql('SELECT public_key FROM devices WHERE device_id = ?').get(deviceId) as { public_key: string } | undefined)?.public_key ?? null;
+  }
+
+  async deviceRun(deviceId: string): Promise<number | null> {
+    return (this.sql('SELECT consecutive_valid FROM devices WHERE device_id = ?').get(deviceId) as { consecutive_valid: number } | undefined)?.consecutive_valid ?? null;
+  }
+
+  async creditRows(deviceId: string): Promise<CreditRow[]> {
+    // One pass over the device's results by the (device_id, validation) index: `credit` holds the
+    // credit granted to a valid result and the credit claimed by a pending one.
+    return this.sql('SELECT validation, count(*) AS n, total(credit) AS credit FROM results WHERE device_id = ? GROUP BY validation').all(deviceId) as CreditRow[];
+  }
+
+  async touchDevice(deviceId: string, now: number): Promise<void> {
+    this.sql('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, deviceId);
+  }
+
+  async judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): Promise<void> {
+    this.sql('UPDATE results SET validation = ?, credit = ? WHERE lease_id = ?').run(agrees ? 'valid' : 'invalid', credit, leaseId);
+    this.sql('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(agrees ? 1 : 0, deviceId);
+  }
+
+  // ---- Leases
+
+  async leaseContext(deviceId: string): Promise<{ consecutiveValid: number; keysetVersion: number }> {
+    const row = this.sql('SELECT (SELECT consecutive_valid FROM devices WHERE device_id = ?) AS run, (SELECT max(version) FROM keysets) AS version').get(deviceId) as {
+      run: number | null;
+      version: number | null;
+    };
+    return { consecutiveValid: row.run ?? 0, keysetVersion: row.version ?? 0 };
+  }
+
+  async leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number): Promise<LeaseCandidate[]> {
+    // Tasks are inserted batch by batch, in order, so rowid order is "oldest batch first, then
+    // task order": the query walks the state index and stops after a few rows. One writer at a
+    // time: nothing can lease a task between this read and the insert.
+    const rows = this.sql(
+      `SELECT t.task_id, t.envelope, t.wall_time_ms, t.results, b.adaptive,
+              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live
+       FROM tasks t INDEXED BY tasks_by_state JOIN batches b ON b.batch_id = t.batch_id
+       WHERE t.state = 'queued' AND t.expires_at > @now
+         AND t.engine IN (SELECT value FROM json_each(@engines))
+         AND t.results + (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) < t.needed
+         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.solo = 1 AND l.status = 'live' AND l.expires_at > @now)
+         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = @device
+                         AND (l.status != 'live' OR l.expires_at > @now))
+       ORDER BY t.rowid
+       LIMIT @max`,
+    ).all({ now, engines: JSON.stringify(engines), device: deviceId, max }) as {
+      task_id: string;
+      envelope: string;
+      wall_time_ms: number;
+      results: number;
+      adaptive: number;
+      live: number;
+    }[];
+    return rows.map((r) => ({ taskId: r.task_id, envelope: r.envelope, wallTimeMs: r.wall_time_ms, results: r.results, adaptive: bool(r.adaptive), live: r.live }));
+  }
+
+  async insertLease(lease: Parameters<Queries['insertLease']>[0]): Promise<void> {
+    this.sql('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status, solo) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(lease.leaseId, lease.taskId, lease.deviceId, lease.issuedAt, lease.expiresAt, 'live', lease.solo ? 1 : 0);
+  }
+
+  async lease(leaseId: string): Promise<LeaseFacts | null> {
+    const row = this.sql('SELECT lease_id, task_id, device_id, expires_at, status, solo FROM leases WHERE lease_id = ?').get(leaseId) as LeaseRow | undefined;
+    return row ? { leaseId: row.lease_id, taskId: row.task_id, deviceId: row.device_id, expiresAt: row.expires_at, status: row.status, solo: bool(row.solo) } : null;
+  }
+
+  async setLeaseStatus(leaseId: string, status: 'answered' | 'refused'): Promise<void> {
+    this.sql('UPDATE leases SET status = ? WHERE lease_id = ?').run(status, leaseId);
+  }
+
+  async setLeaseExpiry(leaseId: string, expiresAt: number): Promise<void> {
+    this.sql('UPDATE leases SET expires_at = ? WHERE lease_id = ?').run(expiresAt, leaseId);
+  }
+
+  // ---- Tasks
+
+  async lockTask(taskId: string): Promise<TaskFacts | null> {
+    // One writer at a time holds the whole database: the row needs no lock of its own.
+    const row = this.sql('SELECT task_id, state, results, errors, redundancy, needed, wall_time_ms, canonical_lease FROM tasks WHERE task_id = ?').get(taskId) as
+      | { task_id: string; state: TaskState; results: number; errors: number; redundancy: number; needed: number; wall_time_ms: number; canonical_lease: string | null }
+      | undefined;
+    return row
+      ? { taskId: row.task_id, state: row.state, results: row.results, errors: row.errors, redundancy: row.redundancy, needed: row.needed, wallTimeMs: row.wall_time_ms, canonicalLeaseId: row.canonical_lease }
+      : null;
+  }
+
+  async setTaskErrors(taskId: string, errors: number): Promise<void> {
+    this.sql('UPDATE tasks SET errors = ? WHERE task_id = ?').run(errors, taskId);
+  }
+
+  async countResult(taskId: string): Promise<void> {
+    this.sql('UPDATE tasks SET results = results + 1 WHERE task_id = ?').run(taskId);
+  }
+
+  async countRefusal(taskId: string): Promise<number> {
+    return (this.sql('UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ? RETURNING refusals').get(taskId) as { refusals: number }).refusals;
+  }
+
+  async finishTask(taskId: string, canonicalLeaseId: string): Promise<void> {
+    this.sql(`UPDATE tasks SET state = 'done', canonical_lease = ? WHERE task_id = ?`).run(canonicalLeaseId, taskId);
+  }
+
+  async endTask(taskId: string, state: 'failed' | 'inconclusive' | 'refused'): Promise<void> {
+    if (this.sql(`UPDATE tasks SET state = ? WHERE task_id = ? AND state = 'queued'`).run(state, taskId).changes === 0) return;
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE task_id = ? AND validation = 'pending'`).run(taskId);
+  }
+
+  async raiseNeeded(taskId: string, needed: number): Promise<void> {
+    this.sql('UPDATE tasks SET needed = max(needed, ?) WHERE task_id = ?').run(needed, taskId);
+  }
+
+  // ---- Results
+
+  async resultBodyHash(leaseId: string): Promise<string | null> {
+    return (this.sql('SELECT body_hash FROM results WHERE lease_id = ?').get(leaseId) as { body_hash: string } | undefined)?.body_hash ?? null;
+  }
+
+  async insertResult(r: Parameters<Queries['insertResult']>[0]): Promise<void> {
+    this.sql(
+      `INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at,
+                            work, output_digest, signature, validation, credit)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      r.leaseId, r.taskId, r.deviceId, r.bodyHash, r.exitCode, r.stdout, r.stderr, r.files, r.truncated, r.errorCode, r.errorMessage, r.timings, r.receivedAt,
+      r.work, r.outputDigest, r.signature, r.validation, r.credit,
+    );
+  }
+
+  async pendingResults(taskId: string): Promise<PendingResult[]> {
+    const rows = this.sql(`SELECT lease_id, device_id, output_digest, work, received_at, rowid AS seq FROM results WHERE task_id = ? AND validation = 'pending'`).all(taskId) as {
+      lease_id: string;
+      device_id: string;
+      output_digest: string;
+      work: number | null;
+      received_at: number;
+      seq: number;
+    }[];
+    return rows.map((r) => ({ leaseId: r.lease_id, deviceId: r.device_id, digest: r.output_digest, work: r.work, receivedAt: r.received_at, seq: r.seq }));
+  }
+
+  async resultVerdict(leaseId: string): Promise<{ digest: string; credit: number }> {
+    return this.sql('SELECT output_digest AS digest, credit FROM results WHERE lease_id = ?').get(leaseId) as { digest: string; credit: number };
+  }
+
+  async voidResult(leaseId: string): Promise<void> {
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE lease_id = ?`).run(leaseId);
+  }
+
+  // ---- Refusals
+
+  async refusalExists(leaseId: string, reason: string, detail: string): Promise<boolean> {
+    return this.sql('SELECT 1 FROM refusals WHERE lease_id = ? AND reason = ? AND detail = ?').get(leaseId, reason, detail) !== undefined;
+  }
+
+  async insertRefusal(r: Parameters<Queries['insertRefusal']>[0]): Promise<void> {
+    this.sql('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?)').run(r.taskId, r.leaseId, r.deviceId, r.reason, r.detail, r.at);
+  }
+
+  async insertKeysetRefusal(r: KeysetRefusalRow): Promise<boolean> {
+    const earlier = this.sql('SELECT 1 FROM keyset_refusals WHERE device_id = ? AND version = ? AND reason = ? AND detail = ?').get(r.deviceId, r.version, r.reason, r.detail);
+    if (earlier) return false;
+    this.sql('INSERT INTO keyset_refusals (device_id, version, reason, detail, at) VALUES (?, ?, ?, ?, ?)').run(r.deviceId, r.version, r.reason, r.detail, r.at);
+    return true;
+  }
+
+  // ---- Reading
+
+  async keysetRefusals(): Promise<KeysetRefusalRow[]> {
+    return this.sql('SELECT device_id AS deviceId, version, reason, detail, at FROM keyset_refusals ORDER BY id').all() as KeysetRefusalRow[];
+  }
+
+  async activeDevices(since: number, now: number, limit: number): Promise<DeviceActivity[]> {
+    return this.sql(
+      `SELECT device_id AS deviceId, max(at) AS lastSeen,
+              sum(kind = 'lease') AS leases, sum(kind = 'result') AS results, sum(kind = 'error') AS errors,
+              sum(kind = 'refusal') AS refusals, sum(kind = 'live') AS live
+       FROM (SELECT device_id, issued_at AS at, 'lease' AS kind FROM leases WHERE issued_at >= @since
+             UNION ALL SELECT device_id, issued_at, 'live' FROM leases WHERE status = 'live' AND expires_at > @now
+             UNION ALL SELECT device_id, received_at, CASE WHEN error_code IS NULL THEN 'result' ELSE 'error' END FROM results WHERE received_at >= @since
+             UNION ALL SELECT device_id, at, 'refusal' FROM refusals WHERE at >= @since)
+       GROUP BY device_id ORDER BY lastSeen DESC, device_id LIMIT @limit`,
+    ).all({ since, now, limit }) as DeviceActivity[];
+  }
+
+  async batches(): Promise<BatchRow[]> {
+    const rows = this.sql('SELECT batch_id, name, created_at, adaptive FROM batches ORDER BY created_at, rowid').all() as { batch_id: string; name: string; created_at: number; adaptive: number }[];
+    return rows.map((r) => ({ batchId: r.batch_id, name: r.name, createdAt: r.created_at, adaptive: bool(r.adaptive) }));
+  }
+
+  async batch(batchId: string): Promise<BatchRow | null> {
+    const r = this.sql('SELECT batch_id, name, created_at, adaptive FROM batches WHERE batch_id = ?').get(batchId) as
+      | { batch_id: string; name: string; created_at: number; adaptive: number }
+      | undefined;
+    return r ? { batchId: r.batch_id, name: r.name, createdAt: r.created_at, adaptive: bool(r.adaptive) } : null;
+  }
+
+  async batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; n: number }[]> {
+    const rows = this.sql(
+      `SELECT t.state, t.expires_at <= @now AS expired,
+              t.state = 'queued' AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS leased,
+              count(*) AS n
+       FROM tasks t WHERE t.batch_id = @batch GROUP BY 1, 2, 3`,
+    ).all({ now, batch: batchId }) as { state: TaskState; expired: number; leased: number; n: number }[];
+    return rows.map((r) => ({ state: r.state, expired: bool(r.expired), leased: bool(r.leased), n: r.n }));
+  }
+
+  async batchRefusals(batchId: string): Promise<RefusalRow[]> {
+    return this.sql(
+      `SELECT r.task_id AS taskId, r.reason, r.detail, r.device_id AS deviceId, r.at FROM refusals r JOIN tasks t ON t.task_id = r.task_id
+       WHERE t.batch_id = ? ORDER BY r.id`,
+    ).all(batchId) as RefusalRow[];
+  }
+
+  async batchQuorum(batchId: string): Promise<{ awaiting: number; disputed: number }> {
+    return this.sql(
+      `SELECT count(*) AS awaiting, coalesce(sum(needed > redundancy), 0) AS disputed FROM tasks
+       WHERE batch_id = ? AND state = 'queued' AND results > 0`,
+    ).get(batchId) as { awaiting: number; disputed: number };
+  }
+
+  async batchTasks(batchId: string, now: number): Promise<BatchTaskRow[]> {
+    const rows = this.sql(
+      `SELECT t.task_id, t.envelope, t.state, t.results, t.redundancy, t.expires_at, t.canonical_lease,
+              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id) AS leases,
+              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live,
+              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.solo = 1 AND (l.status = 'answered' OR (l.status = 'live' AND l.expires_at > @now))) AS solo
+       FROM tasks t WHERE t.batch_id = @batch ORDER BY t.seq`,
+    ).all({ now, batch: batchId }) as {
+      task_id: string;
+      envelope: string;
+      state: TaskState;
+      results: number;
+      redundancy: number;
+      expires_at: number;
+      canonical_lease: string | null;
+      leases: number;
+      live: number;
+      solo: number;
+    }[];
+    return rows.map((r) => ({
+      taskId: r.task_id, envelope: r.envelope, state: r.state, results: r.results, redundancy: r.redundancy, expiresAt: r.expires_at,
+      leases: r.leases, live: r.live, solo: r.solo, canonicalLeaseId: r.canonical_lease,
+    }));
+  }
+
+  async batchResults(batchId: string): Promise<BatchResultRow[]> {
+    return this.sql(
+      `SELECT r.task_id AS taskId, r.device_id AS deviceId, r.output_digest AS digest, r.validation, r.credit, r.received_at AS at,
+              r.error_code AS errorCode, r.error_message AS errorMessage
+       FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ? ORDER BY r.received_at, r.rowid`,
+    ).all(batchId) as (BatchResultRow & { validation: Validation })[];
+  }
+
+  async canonicalResults(batchId: string): Promise<CanonicalRow[]> {
+    const rows = this.sql(
+      `SELECT r.lease_id, r.task_id, r.device_id, r.exit_code, r.stdout, r.stderr, r.files, r.truncated, r.timings
+       FROM tasks t JOIN results r ON r.lease_id = t.canonical_lease WHERE t.batch_id = ?`,
+    ).all(batchId) as { lease_id: string; task_id: string; device_id: string; exit_code: number | null; stdout: Buffer; stderr: Buffer; files: string; truncated: string; timings: string }[];
+    return rows.map((r) => ({
+      leaseId: r.lease_id, taskId: r.task_id, deviceId: r.device_id, exitCode: r.exit_code, stdout: r.stdout, stderr: r.stderr, files: r.files, truncated: r.truncated, timings: r.timings,
+    }));
+  }
+}
