@@ -241,7 +241,7 @@ describe('the embed on a partner site', () => {
     expect(await partnerLog(page)).toEqual([]);
   });
 
-  it('refuses a click while the card is faded or covered, and says so', async () => {
+  it('refuses a click while the card is faded, covered, blurred from above or zoomed out, and says so', async () => {
     const start = Date.now();
     const windows = openedWindows(context);
     // Faded: the partner's CSS on the iframe.
@@ -261,7 +261,34 @@ describe('the embed on a partner site', () => {
     await press(page, frame);
     await page.waitForTimeout(500);
     expect(await frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
+    // Blurred through a layer over it (backdrop-filter), the layer letting clicks through.
+    await page.evaluate(() => {
+      const layer = document.getElementById('decoy')!;
+      layer.style.background = 'transparent';
+      layer.style.backdropFilter = 'blur(6px)';
+    });
+    await press(page, frame);
+    await page.waitForTimeout(500);
+    expect(await frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
     await page.evaluate(() => document.getElementById('decoy')!.remove());
+    // Shrunk with CSS zoom, which the observer does not see: the card sees it in its devicePixelRatio.
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.zoom = '0.3'));
+    await page.waitForTimeout(300);
+    // Where its button is drawn: its place in the frame, scaled by the zoom (Playwright's own boxes
+    // do not scale frames by CSS zoom).
+    const frameBox = await page.evaluate(() => document.querySelector('iframe')!.getBoundingClientRect().toJSON() as DOMRect);
+    const inFrame = await frame.evaluate(() => document.querySelector('button.agree')!.getBoundingClientRect().toJSON() as DOMRect);
+    const target = { x: frameBox.x + (inFrame.x + inFrame.width / 2) * 0.3, y: frameBox.y + (inFrame.y + inFrame.height / 2) * 0.3 };
+    await frame.evaluate(() => {
+      (window as unknown as { __clicks: number }).__clicks = 0;
+      addEventListener('click', () => (window as unknown as { __clicks: number }).__clicks++, true);
+    });
+    await page.mouse.move(target.x, target.y);
+    await page.waitForTimeout(IN_VIEW_MS);
+    await page.mouse.click(target.x, target.y);
+    await expect.poll(() => frame.evaluate(() => (window as unknown as { __clicks: number }).__clicks)).toBe(1); // it reached the card
+    await expect.poll(() => frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was shrunk, zoomed or resized/);
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.zoom = ''));
     expect(windows()).toEqual([]); // refused in the card: not even the confirmation window opened
     expect(apiRequests(start)).toEqual([]);
     expect(leaseCount()).toBe(0);
