@@ -160,8 +160,13 @@ export function watchVisibility(target: Element): VisibilityWatch {
     timer = null;
     if (waiting.size === 0 || !record.visible) return;
     const left = MIN_VISIBLE_MS - record.visibleFor(performance.now());
-    if (left > 0) timer = setTimeout(wake, left + 10);
-    else for (const then of [...waiting]) (waiting.delete(then), then());
+    if (left > 0) {
+      timer = setTimeout(wake, left + 10);
+      return;
+    }
+    const due = [...waiting];
+    waiting.clear();
+    for (const then of due) then();
   };
 
   const observer = new IntersectionObserver(
