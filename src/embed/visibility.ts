@@ -159,7 +159,8 @@ export function watchVisibility(target: Element): VisibilityWatch {
     if (timer) clearTimeout(timer);
     timer = null;
     if (waiting.size === 0 || !record.visible) return;
-    const left = MIN_VISIBLE_MS - record.visibleFor(performance.now());
+    // The observer may report a change up to its delay late: in view for that much longer.
+    const left = MIN_VISIBLE_MS + OBSERVER_DELAY_MS - record.visibleFor(performance.now());
     if (left > 0) {
       timer = setTimeout(wake, left + 10);
       return;
