@@ -124,8 +124,10 @@ export class OutputFd extends Fd {
     // The program is told everything was written: a capped stream must not make it retry forever.
     return data.length;
   }
+  /** What was kept, in a buffer of exactly its size (it goes to the page, and into IndexedDB, whole). */
   bytes(): Uint8Array {
-    return this.buffer.subarray(0, this.kept);
+    if (this.buffer.length !== this.kept) this.buffer = this.buffer.slice(0, this.kept);
+    return this.buffer;
   }
 }
 
