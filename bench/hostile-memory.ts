@@ -11,7 +11,7 @@
  */
 import type { BatchResults } from '../src/protocol/index.ts';
 import { withBuiltClient } from './client-under-test.ts';
-import { MEMORY_ATTACKS, printed, RENDERER_CONSTANT_BYTES, runMemoryAttack, startDonor, type AttackMeasurement } from '../test/helpers/hostile-memory.ts';
+import { MEMORY_ATTACKS, printed, RENDERER_CONSTANT_BYTES, runMemoryAttack, startDonor, warmUp, type AttackMeasurement } from '../test/helpers/hostile-memory.ts';
 
 export async function benchHostileMemory(): Promise<AttackMeasurement[]> {
   return withBuiltClient('hostile-memory', async (server, browser) => {
@@ -20,6 +20,7 @@ export async function benchHostileMemory(): Promise<AttackMeasurement[]> {
     await page.waitForSelector('html[data-ready="true"]');
     await startDonor(page);
     const resultOf = async (batchId: string) => ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
+    await warmUp(server, resultOf);
     const out: AttackMeasurement[] = [];
     for (const attack of MEMORY_ATTACKS) out.push(await runMemoryAttack(server, attack, resultOf));
     return out;

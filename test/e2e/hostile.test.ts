@@ -10,7 +10,7 @@ import { waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
-import { MEMORY_ATTACKS, printed, RENDERER_CONSTANT_BYTES, runMemoryAttack, startDonor } from '../helpers/hostile-memory.ts';
+import { MEMORY_ATTACKS, printed, RENDERER_CONSTANT_BYTES, runMemoryAttack, startDonor, warmUp } from '../helpers/hostile-memory.ts';
 
 const env = useServerAndBrowser('hostile');
 const read = (path: string) => new Uint8Array(readFileSync(new URL(`../../${path}`, import.meta.url)));
@@ -147,6 +147,7 @@ describe('hostile modules against the shim\u2019s memory', () => {
     await startDonor(page);
     const resultOf = async (batchId: string) => ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
     const failures: string[] = [];
+    await warmUp(env.server, resultOf);
     for (const attack of MEMORY_ATTACKS) {
       const m = await runMemoryAttack(env.server, attack, resultOf);
       const grew = m.peakBytes - m.baselineBytes;

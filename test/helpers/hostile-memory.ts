@@ -139,6 +139,21 @@ export async function runMemoryAttack(
   }
 }
 
+/**
+ * Runs one ordinary task first, so the worker exists and the client has settled before the first
+ * attack's baseline is read (a worker's own start is not the attack's doing).
+ */
+export async function warmUp(server: { url: string; key: SigningKey }, resultOf: (batchId: string) => Promise<TaskResult | null>): Promise<void> {
+  const spec = { args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [] as [string, string][], stdin: null, files: [], preopens: [] };
+  const request = await buildBatch({ name: 'warm-up', module: read('demo/fractal/fractal.wasm'), tasks: [spec], limits: ATTACK_LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key);
+  const { batchId } = await publishBatch(server.url, request);
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    const task = await resultOf(batchId);
+    if (task && (task.error || task.exitCode !== null)) return;
+  }
+  throw new Error('the warm-up task did not finish in 60 s');
+}
+
 /** What the program printed, for matching against `held`. */
 export function printed(task: TaskResult): string {
   return typeof task.stdout === 'string' ? task.stdout : `(base64) ${task.stdout?.base64 ?? ''}`;
