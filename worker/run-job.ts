@@ -35,11 +35,13 @@ export function runJob(job: WorkerJob): WorkerOutcome {
   let budget: WebAssembly.Global | null = null;
   let untilTick = SYSCALLS_PER_TICK;
   const workSoFar = () => (budget ? workDone(usedUp, allowance, budget.value as number) : 0);
-  const yieldToHost = (): number => {
-    usedUp += allowance;
+  // `left` defaults to 0 for version 2's rewrite (bench/legacy), which spent allowances exactly and passed nothing.
+  const yieldToHost = (left = 0): number => {
+    const used = allowance - left; // left is zero or less: a loop's batch may overshoot it
+    usedUp += used;
     // The next allowance: as many probes as ran in about YIELD_EVERY_MS of computing.
     const elapsed = performance.now() - computedSince;
-    allowance = Math.round(Math.min(MAX_ALLOWANCE, Math.max(MIN_ALLOWANCE, (allowance * YIELD_EVERY_MS) / Math.max(elapsed, 0.05))));
+    allowance = Math.round(Math.min(MAX_ALLOWANCE, Math.max(MIN_ALLOWANCE, (used * YIELD_EVERY_MS) / Math.max(elapsed, 0.05))));
     dutyCycle.tick(usedUp);
     computedSince = performance.now();
     return allowance;
