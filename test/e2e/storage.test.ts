@@ -89,7 +89,7 @@ describe('storage', () => {
       const key = (await cache.keys())[0]!;
       const response = (await cache.match(key))!;
       const bytes = new Uint8Array(await response.arrayBuffer());
-      bytes[bytes.length - 1] ^= 0xff;
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
       await cache.put(key, new Response(bytes, { headers: response.headers }));
     });
     expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: false }]);
