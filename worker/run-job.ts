@@ -3,7 +3,6 @@
  * browser, and in Node for tests and benchmarks: it uses no DOM and no Node API.
  */
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../src/protocol/worker-api.ts';
-import { toBase64 } from '../src/protocol/bytes.ts';
 import type { RunErrorCode } from '../src/protocol/schema.ts';
 import { Wasi } from './wasi/index.ts';
 import { DutyCycle } from './duty-cycle.ts';
@@ -106,10 +105,10 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       error: null,
       runMs: performance.now() - started,
       work: budget ? workSoFar() : null,
-      encoded: {
-        stdout: new Blob([toBase64(result.stdout)]),
-        stderr: new Blob([toBase64(result.stderr)]),
-        files: result.files.map((f) => new Blob([toBase64(f.data)])),
+      blobs: {
+        stdout: new Blob([result.stdout as Uint8Array<ArrayBuffer>]),
+        stderr: new Blob([result.stderr as Uint8Array<ArrayBuffer>]),
+        files: result.files.map((f) => new Blob([f.data as Uint8Array<ArrayBuffer>])),
       },
       digests: null, // hashed by the worker runtime (worker/runtime.ts), as hashing is asynchronous
     };

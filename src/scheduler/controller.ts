@@ -571,9 +571,10 @@ export class Controller {
     const signature = toBase64(await this.identity.sign(resultSigningBytes({ ...claim, outputs })));
     const submission: StoredSubmission = {
       ...claim,
-      stdout: outcome.encoded.stdout,
-      stderr: outcome.encoded.stderr,
-      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.encoded.files[i]! })),
+      encoding: 'bytes',
+      stdout: outcome.blobs.stdout,
+      stderr: outcome.blobs.stderr,
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.blobs.files[i]! })),
       signature,
     };
     const name = `${manifest.name} ${manifest.taskId}`;

@@ -17,7 +17,7 @@ export class ServerError extends Error {
 async function postJson(base: string, path: string, body: unknown): Promise<unknown> {
   const response = await fetch(base + path, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': body instanceof Blob && body.type ? body.type : 'application/json' },
     // A Blob, not the string: sending a multi-megabyte string body (through the service worker)
     // held the main thread for ~100 ms in Chromium; a Blob body is streamed without that.
     body: body instanceof Blob ? body : new Blob([JSON.stringify(body)], { type: 'application/json' }),

@@ -34,10 +34,12 @@ export interface StoredLease {
 }
 
 /**
- * A result as kept until the server has it: a ResultSubmission whose base64 outputs are Blobs (as
- * the worker made them: see WorkerOutcome.encoded), or strings in entries older versions wrote.
+ * A result as kept until the server has it: a ResultSubmission whose outputs are their bytes in
+ * Blobs, as the worker made them (WorkerOutcome.blobs), posted as a binary body; or, in entries
+ * older versions wrote (no `encoding`), base64 text in Blobs or strings, posted as JSON.
  */
 export type StoredSubmission = Omit<ResultSubmission, 'stdout' | 'stderr' | 'files'> & {
+  encoding?: 'bytes';
   stdout: string | Blob;
   stderr: string | Blob;
   files: { path: string; data: string | Blob }[];
