@@ -12,6 +12,7 @@ import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
+import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -25,6 +26,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
   programs: async () => printPrograms(await benchPrograms()),
+  'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
 };
 
 const wanted = process.argv.slice(2);

@@ -213,7 +213,9 @@ export class ModulePreparer implements ModuleSource {
     const fetched = await this.server.fetchBlob(ref.sha256, ref.size);
     const verdict = await verifyBlob(ref, fetched, kind);
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
-    await this.blobs.put(ref.sha256, fetched);
+    // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
+    // second); the cache itself warns when it cannot keep them.
+    void this.blobs.put(ref.sha256, fetched).catch(() => undefined);
     return fetched;
   }
 }

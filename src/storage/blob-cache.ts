@@ -32,43 +32,76 @@ export class BlobCache {
       await this.delete(sha256);
       return null;
     }
-    await this.db.put('blobIndex', { sha256, size: entry.bytes.length, lastUsed: Date.now() });
+    this.touch(sha256, entry.bytes.length);
     return entry.bytes;
   }
 
-  /** Puts run one after another: each eviction must see what the previous put stored. */
+  /** Hits not yet written to the index: written together, in one transaction (a task may read hundreds of inputs). */
+  private touched = new Map<string, number>();
+
+  private touch(sha256: string, size: number): void {
+    if (this.touched.size === 0) setTimeout(() => void this.writeTouches(), 0);
+    this.touched.set(sha256, size);
+  }
+
+  private async writeTouches(): Promise<void> {
+    const touched = this.touched;
+    this.touched = new Map();
+    const tx = this.db.transaction('blobIndex', 'readwrite');
+    const now = Date.now();
+    // Only entries still there: one evicted meanwhile stays gone.
+    await Promise.all([...[...touched].map(async ([sha256, size]) => {
+      if ((await tx.store.getKey(sha256)) !== undefined) await tx.store.put({ sha256, size, lastUsed: now });
+    }), tx.done]).catch(() => undefined); // a lost touch only makes an entry look older
+  }
+
+  /** Puts run one batch after another: each eviction must see what the previous batch stored. */
   private puts: Promise<void> = Promise.resolve();
+  /** The batch that will be stored next: puts made meanwhile join it (one transaction, one eviction). */
+  private batch: { sha256: string; bytes: Uint8Array }[] | null = null;
+  private batchStored: Promise<void> = Promise.resolve();
 
   /** Stores bytes the caller has already verified against `sha256`, evicting old entries to stay in budget. */
   put(sha256: string, bytes: Uint8Array): Promise<void> {
-    const next = this.puts.then(() => this.putNow(sha256, bytes));
-    this.puts = next.catch(() => undefined);
-    return next;
+    if (bytes.length > this.budgetBytes) return Promise.resolve(); // larger than the whole budget: use it, do not keep it
+    if (!this.batch) {
+      const batch: { sha256: string; bytes: Uint8Array }[] = [];
+      this.batch = batch;
+      this.batchStored = this.puts.then(() => {
+        if (this.batch === batch) this.batch = null;
+        return this.putNow(batch);
+      });
+      this.puts = this.batchStored.catch(() => undefined);
+    }
+    this.batch.push({ sha256, bytes });
+    return this.batchStored;
   }
 
-  private async putNow(sha256: string, bytes: Uint8Array): Promise<void> {
-    if (bytes.length > this.budgetBytes) return; // larger than the whole budget: use it, do not keep it
-    await this.evictFor(bytes.length, sha256);
+  private async putNow(batch: { sha256: string; bytes: Uint8Array }[]): Promise<void> {
+    const unique = [...new Map(batch.map((b) => [b.sha256, b])).values()];
+    const incoming = unique.reduce((sum, b) => sum + b.bytes.length, 0);
+    const keep = new Set(unique.map((b) => b.sha256));
+    await this.evictFor(incoming, keep);
     try {
-      await this.store(sha256, bytes);
+      await this.store(unique);
     } catch (error) {
       if ((error as DOMException).name !== 'QuotaExceededError') throw error;
-      // The browser's quota, not ours: make room once more, then give up on caching this one.
-      await this.evictFor(bytes.length * 2, sha256);
+      // The browser's quota, not ours: make room once more, then give up on caching these.
+      await this.evictFor(incoming * 2, keep);
       try {
-        await this.store(sha256, bytes);
+        await this.store(unique);
       } catch {
         this.warn('This device is out of storage for Dewgrid: modules are used without being kept, so they will be downloaded again next time.');
       }
     }
   }
 
-  /** The bytes and their index entry, in one transaction: neither is ever there without the other. */
-  private async store(sha256: string, bytes: Uint8Array): Promise<void> {
+  /** The bytes and their index entries, in one transaction: neither is ever there without the other. */
+  private async store(entries: { sha256: string; bytes: Uint8Array }[]): Promise<void> {
     const tx = this.db.transaction(['blobs', 'blobIndex'], 'readwrite');
+    const now = Date.now();
     await Promise.all([
-      tx.objectStore('blobs').put({ sha256, bytes }),
-      tx.objectStore('blobIndex').put({ sha256, size: bytes.length, lastUsed: Date.now() }),
+      ...entries.flatMap(({ sha256, bytes }) => [tx.objectStore('blobs').put({ sha256, bytes }), tx.objectStore('blobIndex').put({ sha256, size: bytes.length, lastUsed: now })]),
       tx.done,
     ]);
   }
@@ -83,14 +116,14 @@ export class BlobCache {
   }
 
   /** Deletes least recently used entries until `incoming` more bytes fit in the budget; reads index entries only. */
-  private async evictFor(incoming: number, keep: string): Promise<void> {
+  private async evictFor(incoming: number, keep: Set<string>): Promise<void> {
     const tx = this.db.transaction(['blobs', 'blobIndex'], 'readwrite');
     const index = tx.objectStore('blobIndex');
     const entries = await index.index('lastUsed').getAll(); // oldest first; a few dozen bytes each
     let total = entries.reduce((sum, entry) => sum + entry.size, 0);
     for (const entry of entries) {
       if (total + incoming <= this.budgetBytes) break;
-      if (entry.sha256 === keep) continue;
+      if (keep.has(entry.sha256)) continue;
       total -= entry.size;
       void tx.objectStore('blobs').delete(entry.sha256);
       void index.delete(entry.sha256);
