@@ -127,6 +127,47 @@ describe('storage', () => {
     await context.close();
   });
 
+  it('takes a version 6 database to version 7: its cached blobs indexed by size and last use, the rewritten modules dropped', async () => {
+    const context = await env.browser.newContext();
+    const page = await context.newPage();
+    // A same-origin page that does not start the client, to make the old database in.
+    await page.goto(`${env.server.url}/api/keyset`);
+    const hash = await sha256Hex(fractal);
+    await page.evaluate(
+      ([sha256, bytes]) =>
+        new Promise<void>((resolve, reject) => {
+          const open = indexedDB.open('dewgrid', 6);
+          open.onupgradeneeded = () => {
+            const db = open.result;
+            db.createObjectStore('blobs', { keyPath: 'sha256' }).createIndex('lastUsed', 'lastUsed');
+            db.createObjectStore('meta');
+            db.createObjectStore('leases', { keyPath: 'leaseId' }).createIndex('addedAt', 'addedAt');
+            db.createObjectStore('outbox', { keyPath: 'leaseId' }).createIndex('nextAttemptAt', 'nextAttemptAt');
+            db.createObjectStore('checkpoints', { keyPath: 'leaseId' });
+            db.createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+            db.createObjectStore('completed', { keyPath: 'taskId' }).createIndex('expiresAt', 'expiresAt');
+            open.transaction!.objectStore('blobs').put({ sha256, bytes: new Uint8Array(bytes), size: bytes.length, lastUsed: 1234 });
+          };
+          open.onsuccess = () => (open.result.close(), resolve());
+          open.onerror = () => reject(open.error);
+        }),
+      [hash, Array.from(fractal)] as const,
+    );
+    await openClient(page);
+    const after = await idb<{ version: number; stores: string[]; index: unknown[] }>(page, `const r = db.transaction('blobIndex').objectStore('blobIndex').getAll(); r.onsuccess = () => resolve({ version: db.version, stores: [...db.objectStoreNames], index: r.result });`, null);
+    expect(after.version).toBe(7);
+    expect(after.stores).not.toContain('instrumented');
+    expect(after.index).toEqual([{ sha256: hash, size: fractal.length, lastUsed: 1234 }]);
+    // And the kept bytes serve a task without a fetch.
+    const fetched: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
+    const batch = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server.url, batch.batchId, (c) => c.done === 1);
+    expect(fetched).toEqual([]);
+    await context.close();
+  });
+
   it('records a cache hit in the index alone: the bytes are written once, when first stored', async () => {
     const context = await env.browser.newContext();
     const page = await context.newPage();
