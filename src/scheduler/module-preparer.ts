@@ -77,6 +77,8 @@ export class ModulePreparer implements ModuleSource {
   /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
   private readonly loading = new Map<string, Promise<Uint8Array>>();
   private warnings: string[] = [];
+  /** Verified bytes on their way into the cache, by hash. */
+  private readonly storing = new Map<string, Uint8Array>();
 
   constructor(
     private readonly server: BlobFetcher,
@@ -207,6 +209,8 @@ export class ModulePreparer implements ModuleSource {
 
   /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
   private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
+    const held = this.storing.get(ref.sha256);
+    if (held && held.length === ref.size) return held;
     const cached = await this.blobs.get(ref.sha256);
     if (cached && cached.length === ref.size) return cached;
     if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
@@ -214,8 +218,10 @@ export class ModulePreparer implements ModuleSource {
     const verdict = await verifyBlob(ref, fetched, kind);
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
     // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
-    // second); the cache itself warns when it cannot keep them.
-    void this.blobs.put(ref.sha256, fetched).catch(() => undefined);
+    // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache
+    // itself warns when it cannot keep them.
+    this.storing.set(ref.sha256, fetched);
+    void this.blobs.put(ref.sha256, fetched).catch(() => undefined).finally(() => this.storing.delete(ref.sha256));
     return fetched;
   }
 }

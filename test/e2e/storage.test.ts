@@ -188,7 +188,8 @@ describe('storage', () => {
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
     await waitForBatch(env.server.url, second.batchId, (c) => c.done === 1);
-    expect(await lastUsed()).toBeGreaterThan(before);
+    // Hits are written to the index together, just after: wait for it.
+    await expect.poll(lastUsed, { timeout: 10_000 }).toBeGreaterThan(before);
     expect(await stored()).toEqual(['bytes', 'sha256']);
     await context.close();
   });
