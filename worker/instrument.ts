@@ -11,7 +11,7 @@
  *   loop, and before every import's call, so the count is exact whatever the allowances;
  * - an **entry probe** only in functions that can recurse (in a cycle of the call graph; an
  *   indirect call reaches every function of its signature that a table or `ref.func` can hold),
- *   or that can make more than 32 activations of functions without one. Every cycle of calls
+ *   or that can make more than 256 activations of functions without one. Every cycle of calls
  *   passes a probe, every way back to a loop's top passes one, and the work between two probes
  *   is bounded.
  *
@@ -49,6 +49,8 @@ export interface InstrumentStats {
   /** Loops wrapped (the flush call outside them), and loops that keep it inside. */
   wrappedLoops: number;
   innerCallLoops: number;
+  /** Indirect calls given a probe in front of them (their signature is in a cycle of calls). */
+  probedIndirectCalls: number;
 }
 
 interface Rewriter {
@@ -91,6 +93,6 @@ export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): 
   const output = rw.rw_output();
   return {
     bytes: new Uint8Array(rw.memory.buffer, output, length).slice(),
-    stats: { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4) },
+    stats: { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4), probedIndirectCalls: rw.rw_stat(5) },
   };
 }

@@ -33,10 +33,20 @@ typedef unsigned long long u64;
 
 #define LOOP_BATCH 64
 /* Activations of functions without an entry probe that one activation may make, at most. */
-#define MAX_UNPROBED 32
+#define MAX_UNPROBED 256
 #define PAGE 65536u
 
+#ifdef __wasm__
 extern u8 __heap_base;
+#define HEAP_BASE (&__heap_base)
+#define HEAP_ROOM() ((u64)__builtin_wasm_memory_size(0) * PAGE - (u64)(u32)HEAP_BASE)
+#define GROW(pages) (__builtin_wasm_memory_grow(0, (pages)) != (u32)-1)
+#else /* a native build, to profile the pass (see build.sh) */
+#define HEAP_BASE native_heap
+static u8 native_heap[1u << 30];
+#define HEAP_ROOM() ((u64)sizeof native_heap)
+#define GROW(pages) 0
+#endif
 static u8 *heap_top;
 
 static char error_text[256];
@@ -56,18 +66,18 @@ static void fail(const char *message) {
 }
 
 static void *alloc(u32 n) {
-  u32 at = ((u32)heap_top + 15u) & ~15u;
-  u64 end = (u64)at + n;
-  u64 have = (u64)__builtin_wasm_memory_size(0) * PAGE;
+  u64 at = ((u64)(heap_top - HEAP_BASE) + 15u) & ~(u64)15u;
+  u64 end = at + n;
+  u64 have = HEAP_ROOM();
   if (end > have) {
     u64 pages = (end - have + PAGE - 1) / PAGE;
-    if (end > 0xffff0000ull || __builtin_wasm_memory_grow(0, (u32)pages) == (u32)-1) {
+    if (end > 0xffff0000ull || !GROW((u32)pages)) {
       fail("out of memory");
       return 0;
     }
   }
-  heap_top = (u8 *)(u32)end;
-  return (void *)at;
+  heap_top = HEAP_BASE + end;
+  return HEAP_BASE + at;
 }
 
 /* A growable byte buffer. */
@@ -165,6 +175,9 @@ static u32 leb(const u8 **pp) {
   return 0;
 }
 
+/* An unsigned LEB128 read from `p` into `v`, `p` kept in a register (a function taking &p kept it in memory). */
+#define LEB(p, v) do { u32 v_ = 0, s_ = 0; u8 b_; do { b_ = *(p)++; v_ |= (u32)(b_ & 0x7f) << s_; s_ += 7; } while ((b_ & 0x80) && s_ < 35); (v) = v_; } while (0)
+
 static inline const u8 *skip_leb(const u8 *p) {
   for (int i = 0; i < 10; i++)
     if (!(*p++ & 0x80)) return p;
@@ -191,7 +204,8 @@ static const u8 *skip_block_type(const u8 *p) {
 }
 
 static const u8 *skip_memarg(const u8 *p) {
-  u32 align = leb(&p);
+  u32 align;
+  LEB(p, align);
   if (align & 0x40) p = skip_leb(p); /* multi-memory: a memory index */
   return skip_leb(p);
 }
@@ -473,21 +487,33 @@ typedef struct {
 } Func;
 
 static Func *funcs;
+/* The rewritten instructions of every body, one after another. */
+static Buf bodies;
 /* Call sites: a defined function's index (below defined_funcs) or defined_funcs + a type class (an indirect call). */
 static u32 *edges;
+/* For an indirect call: where it starts in the body arena (a probe may go there). */
+static u32 *edge_at;
 static u32 edge_count, edge_capacity;
 
-static void add_edge(u32 to) {
+static void add_edge(u32 to, u32 at) {
   if (edge_count == edge_capacity) {
     u32 capacity = edge_capacity ? edge_capacity * 2 : 65536;
-    u32 *bigger = alloc(4 * capacity);
-    if (!bigger) return;
-    if (edge_count) __builtin_memcpy(bigger, edges, 4 * edge_count);
+    u32 *bigger = alloc(4 * capacity), *bigger_at = alloc(4 * capacity);
+    if (failed) return;
+    if (edge_count) {
+      __builtin_memcpy(bigger, edges, 4 * edge_count);
+      __builtin_memcpy(bigger_at, edge_at, 4 * edge_count);
+    }
     edges = bigger;
+    edge_at = bigger_at;
     edge_capacity = capacity;
   }
+  edge_at[edge_count] = at;
   edges[edge_count++] = to;
 }
+
+/* Per type class: whether its indirect calls get a probe (their class is in a cycle of calls). */
+static u8 *class_probed;
 
 /* Per open block: wrapped loops open up to and including it, and whether it is one. */
 static u32 *wrapped_up_to;
@@ -513,7 +539,7 @@ static inline void copy_run(Buf *out, const u8 *from, const u8 *to) {
  * Answers 1, 0 on an error, or USES_EXCEPTIONS when `wrap` is set and the body uses exception
  * handling (whose labels this does not shift): the caller rewrites it again without wrapping.
  */
-static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 counter, int wrap) {
+__attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 counter, int wrap) {
   const u8 *copy_from = p;
   u32 depth = 0;
   int loops = 0;
@@ -559,7 +585,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         u32 params = 0;
         if (!(t == 0x40 || (t >= 0x63 && t <= 0x7f))) {
           const u8 *q = type_at;
-          u32 index = leb(&q);
+          u32 index; LEB(q, index);
           params = index < type_count ? type_params[index] : 0;
         }
         if (!loops) {
@@ -619,6 +645,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
           }
           FLUSH_TO(p);
           if (p != end) { fail("a function body does not end at its end"); return 0; }
+          if (failed) return 0; /* a malformed number on the way */
           fn->loops = (u8)loops;
           return 1;
         }
@@ -651,7 +678,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         }
         break;
       case 0x0c: case 0x0d: case 0xd5: case 0xd6: { /* br, br_if, br_on_null, br_on_non_null */
-        u32 label = leb(&p);
+        u32 label; LEB(p, label);
         u32 below = BELOW;
         u32 crossed = label >= depth ? below : below - wrapped_up_to[depth - 1 - label];
         int exits = loops && label == depth; /* to the function's label: a way out */
@@ -665,12 +692,12 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         break;
       }
       case 0x0e: { /* br_table */
-        u32 n = leb(&p);
+        u32 n; LEB(p, n);
         const u8 *labels = p;
         u32 below = BELOW;
         int exits = 0, crosses = 0;
         for (u32 i = 0; i <= n && !failed; i++) {
-          u32 label = leb(&p);
+          u32 label; LEB(p, label);
           if (label >= depth) exits = 1;
           if (below - (label >= depth ? 0 : wrapped_up_to[depth - 1 - label]) > 0) crosses = 1;
           if (p > end) { fail("a function body ends without its end"); return 0; }
@@ -683,7 +710,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
           put_u32(out, n);
           const u8 *q = labels;
           for (u32 i = 0; i <= n; i++) {
-            u32 label = leb(&q);
+            u32 label; LEB(q, label);
             put_u32(out, label + 3 * (below - (label >= depth ? 0 : wrapped_up_to[depth - 1 - label])));
           }
           copy_from = p;
@@ -691,14 +718,14 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         break;
       }
       case 0x10: case 0x12: case 0xd2: { /* call, return_call, ref.func */
-        u32 f = leb(&p);
+        u32 f; LEB(p, f);
         if (op != 0xd2) {
           if (loops && (op == 0x12 || f < imported_funcs)) {
             FLUSH_TO(at);
             put_bytes(out, settle.bytes, settle.length);
             copy_from = at;
           }
-          if (f >= imported_funcs && f - imported_funcs < defined_funcs) add_edge(f - imported_funcs);
+          if (f >= imported_funcs && f - imported_funcs < defined_funcs) add_edge(f - imported_funcs, 0);
         } else {
           mark_referenced(f);
         }
@@ -710,31 +737,20 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         }
         break;
       }
-      case 0x11: case 0x13: { /* call_indirect, return_call_indirect */
-        if (loops && op == 0x13) {
-          FLUSH_TO(at);
-          put_bytes(out, settle.bytes, settle.length);
-          copy_from = at;
-        }
-        u32 type = leb(&p);
-        p = skip_leb(p);
-        add_edge(defined_funcs + (type < type_count ? type_class[type] : 0));
-        break;
-      }
-      case 0x14: case 0x15: { /* call_ref, return_call_ref */
-        if (loops && op == 0x15) {
-          FLUSH_TO(at);
-          put_bytes(out, settle.bytes, settle.length);
-          copy_from = at;
-        }
-        u32 type = leb(&p);
-        add_edge(defined_funcs + (type < type_count ? type_class[type] : 0));
+      case 0x11: case 0x13: case 0x14: case 0x15: { /* call_indirect, return_call_indirect, call_ref, return_call_ref */
+        /* Copied up to here: a probe may go in front of it, once the call graph is known. */
+        FLUSH_TO(at);
+        if (loops && (op == 0x13 || op == 0x15)) put_bytes(out, settle.bytes, settle.length);
+        copy_from = at;
+        u32 type; LEB(p, type);
+        if (op <= 0x13) p = skip_leb(p);
+        add_edge(defined_funcs + (type < type_count ? type_class[type] : 0), out->length);
         break;
       }
       case 0x1f: { /* try_table */
         if (wrap) return USES_EXCEPTIONS;
         p = skip_block_type(p);
-        u32 n = leb(&p);
+        u32 n; LEB(p, n);
         for (; n > 0 && !failed && p < end; n--) {
           u8 kind = *p++;
           if (kind <= 1) p = skip_leb(p);
@@ -757,7 +773,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         p = skip_leb(p);
         break;
       case 0x1c: { /* select t* */
-        u32 n = leb(&p);
+        u32 n; LEB(p, n);
         for (; n > 0 && !failed && p < end; n--) p = skip_valtype(p);
         break;
       }
@@ -765,7 +781,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
       case 0x44: p += 8; break;
       case 0xd0: p = skip_heap_type(p); break;
       case 0xfc: {
-        u32 sub = leb(&p);
+        u32 sub; LEB(p, sub);
         if (sub <= 7) break;
         if (sub == 8 || sub == 10 || sub == 12 || sub == 14) {
           p = skip_leb(p);
@@ -779,7 +795,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         break;
       }
       case 0xfd: { /* SIMD */
-        u32 sub = leb(&p);
+        u32 sub; LEB(p, sub);
         if (sub <= 11 || sub == 92 || sub == 93) p = skip_memarg(p);
         else if (sub == 12 || sub == 13) p += 16;
         else if (sub >= 21 && sub <= 34) p++;
@@ -787,7 +803,7 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         break;
       }
       case 0xfe: { /* atomics */
-        u32 sub = leb(&p);
+        u32 sub; LEB(p, sub);
         if (sub == 3) p++;
         else p = skip_memarg(p);
         break;
@@ -796,7 +812,6 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
         fail("an opcode that the yield hook does not know");
         return 0;
     }
-    if (failed) return 0;
   }
   fail("a function body ends without its end");
   return 0;
@@ -805,80 +820,72 @@ static int rewrite_body(const u8 *p, const u8 *end, Buf *out, Func *fn, u32 coun
 #undef FLUSH_TO
 }
 
-/* ---- Which functions get an entry probe ---------------------------------------------------- */
+/* ---- Which functions and calls get a probe ------------------------------------------------ */
 
 /*
  * Nodes: the defined functions, then one per type class (an indirect call's target: every
- * referenced function of that signature). A function gets an entry probe when it is in a cycle
- * (a strongly connected component of more than one node, or calling itself), or when it can make
- * more than MAX_UNPROBED activations of functions without a probe. Tarjan's algorithm, without
- * recursion; components come out callees first, so each function's count is known before its
- * callers need it.
+ * referenced function of that signature). Tarjan's algorithm, without recursion, twice:
+ *  1. over every edge: an indirect call whose class is in a cycle gets a probe in front of it
+ *     (C++'s virtual calls put most functions of a large program in one component through the
+ *     table: probing their entries would probe nearly every function);
+ *  2. without the edges through those classes: a function in a cycle now gets an entry probe, and
+ *     so does one that can make more than MAX_UNPROBED activations of functions without one.
+ * Components come out callees first, so each function's count is known before its callers need it.
  */
-static void choose_entry_probes(void) {
-  u32 n = defined_funcs + type_count;
-  /* The type nodes' edges: to the referenced functions of each class. */
-  u32 *type_from = alloc(4 * (type_count + 2));
-  u32 *type_edges = alloc(4 * (defined_funcs + 1));
-  u32 *index = alloc(4 * n), *low = alloc(4 * n), *stack = alloc(4 * n), *call_stack = alloc(4 * n), *next_edge = alloc(4 * n);
-  u32 *unprobed = alloc(4 * n); /* activations without a probe that one activation may make (itself included) */
-  u8 *on_stack = alloc(n);
-  if (failed) return;
-  for (u32 t = 0; t <= type_count; t++) type_from[t] = 0;
-  for (u32 f = 0; f < defined_funcs; f++)
-    if (referenced[f]) type_from[type_class[func_type[f]] + 1]++;
-  for (u32 t = 0; t < type_count; t++) type_from[t + 1] += type_from[t];
-  {
-    u32 *fill = alloc(4 * (type_count + 1));
-    if (failed) return;
-    for (u32 t = 0; t <= type_count; t++) fill[t] = type_from[t];
-    for (u32 f = 0; f < defined_funcs; f++)
-      if (referenced[f]) type_edges[fill[type_class[func_type[f]]]++] = f;
-  }
-#define EDGE_FROM(v) ((v) < defined_funcs ? funcs[v].edges_from : type_from[(v) - defined_funcs])
-#define EDGE_TO(v) ((v) < defined_funcs ? funcs[v].edges_to : type_from[(v) - defined_funcs + 1])
+static u32 *type_from, *type_edges, *scc_index, *scc_low, *scc_stack, *scc_calls, *scc_next, *unprobed;
+static u8 *scc_on_stack;
+
+static void strongly_connected(u32 n, int second) {
+#define CUT(w) (second && (w) >= defined_funcs && class_probed[(w) - defined_funcs])
+#define EDGE_FROM(v) ((v) < defined_funcs ? funcs[v].edges_from : CUT(v) ? 0 : type_from[(v) - defined_funcs])
+#define EDGE_TO(v) ((v) < defined_funcs ? funcs[v].edges_to : CUT(v) ? 0 : type_from[(v) - defined_funcs + 1])
 #define EDGE(v, i) ((v) < defined_funcs ? edges[i] : type_edges[i])
-  for (u32 v = 0; v < n; v++) { index[v] = 0; on_stack[v] = 0; }
+  for (u32 v = 0; v < n; v++) { scc_index[v] = 0; scc_on_stack[v] = 0; }
   u32 counter = 0, sp = 0;
   for (u32 root = 0; root < n; root++) {
-    if (index[root]) continue;
+    if (scc_index[root]) continue;
     u32 csp = 0;
-    call_stack[csp++] = root;
-    index[root] = low[root] = ++counter;
-    next_edge[root] = EDGE_FROM(root);
-    stack[sp++] = root;
-    on_stack[root] = 1;
+    scc_calls[csp++] = root;
+    scc_index[root] = scc_low[root] = ++counter;
+    scc_next[root] = EDGE_FROM(root);
+    scc_stack[sp++] = root;
+    scc_on_stack[root] = 1;
     while (csp) {
-      u32 v = call_stack[csp - 1];
-      if (next_edge[v] < EDGE_TO(v)) {
-        u32 w = EDGE(v, next_edge[v]);
-        next_edge[v]++;
-        if (!index[w]) {
-          index[w] = low[w] = ++counter;
-          next_edge[w] = EDGE_FROM(w);
-          stack[sp++] = w;
-          on_stack[w] = 1;
-          call_stack[csp++] = w;
-        } else if (on_stack[w] && index[w] < low[v]) {
-          low[v] = index[w];
+      u32 v = scc_calls[csp - 1];
+      if (scc_next[v] < EDGE_TO(v)) {
+        u32 w = EDGE(v, scc_next[v]);
+        scc_next[v]++;
+        if (!scc_index[w]) {
+          scc_index[w] = scc_low[w] = ++counter;
+          scc_next[w] = EDGE_FROM(w);
+          scc_stack[sp++] = w;
+          scc_on_stack[w] = 1;
+          scc_calls[csp++] = w;
+        } else if (scc_on_stack[w] && scc_index[w] < scc_low[v]) {
+          scc_low[v] = scc_index[w];
         }
         continue;
       }
       csp--;
-      if (csp && low[v] < low[call_stack[csp - 1]]) low[call_stack[csp - 1]] = low[v];
-      if (low[v] != index[v]) continue;
+      if (csp && scc_low[v] < scc_low[scc_calls[csp - 1]]) scc_low[scc_calls[csp - 1]] = scc_low[v];
+      if (scc_low[v] != scc_index[v]) continue;
       /* v is the root of a component: pop it. */
       u32 first = sp;
-      do first--; while (stack[first] != v);
+      do first--; while (scc_stack[first] != v);
       int cycle = sp - first > 1;
       if (!cycle && v < defined_funcs) {
         for (u32 i = funcs[v].edges_from; i < funcs[v].edges_to; i++)
           if (edges[i] == v) cycle = 1;
       }
       for (u32 k = first; k < sp; k++) {
-        u32 w = stack[k];
-        on_stack[w] = 0;
-        low[w] = 0xffffffffu; /* done: never again lowers another's */
+        u32 w = scc_stack[k];
+        scc_on_stack[w] = 0;
+        if (!second) {
+          if (w >= defined_funcs && cycle) {
+            class_probed[w - defined_funcs] = 1;
+          }
+          continue;
+        }
         if (w < defined_funcs) {
           if (cycle) {
             funcs[w].probed = 1;
@@ -895,9 +902,9 @@ static void choose_entry_probes(void) {
             unprobed[w] = total;
           }
         } else {
-          /* An indirect call: the most that any one target makes. */
+          /* An indirect call: the most any one target makes; none when the call has its own probe. */
           u32 most = 0;
-          if (!cycle)
+          if (!CUT(w))
             for (u32 i = EDGE_FROM(w); i < EDGE_TO(w); i++)
               if (unprobed[type_edges[i]] > most) most = unprobed[type_edges[i]];
           unprobed[w] = most;
@@ -906,12 +913,53 @@ static void choose_entry_probes(void) {
       sp = first;
     }
   }
+#undef CUT
 #undef EDGE_FROM
 #undef EDGE_TO
 #undef EDGE
 }
 
+static void choose_probes(void) {
+  u32 n = defined_funcs + type_count;
+  /* The type nodes' edges: to the referenced functions of each class. */
+  type_from = alloc(4 * (type_count + 2));
+  type_edges = alloc(4 * (defined_funcs + 1));
+  scc_index = alloc(4 * n);
+  scc_low = alloc(4 * n);
+  scc_stack = alloc(4 * n);
+  scc_calls = alloc(4 * n);
+  scc_next = alloc(4 * n);
+  unprobed = alloc(4 * n);
+  scc_on_stack = alloc(n);
+  class_probed = alloc(type_count + 1);
+  u32 *fill = alloc(4 * (type_count + 1));
+  if (failed) return;
+  for (u32 t = 0; t <= type_count; t++) { type_from[t] = 0; class_probed[t] = 0; }
+  for (u32 f = 0; f < defined_funcs; f++)
+    if (referenced[f]) type_from[type_class[func_type[f]] + 1]++;
+  for (u32 t = 0; t < type_count; t++) type_from[t + 1] += type_from[t];
+  for (u32 t = 0; t <= type_count; t++) fill[t] = type_from[t];
+  for (u32 f = 0; f < defined_funcs; f++)
+    if (referenced[f]) type_edges[fill[type_class[func_type[f]]]++] = f;
+  strongly_connected(n, 0);
+  strongly_connected(n, 1);
+}
+
 /* ---- Putting it together ------------------------------------------------------------------- */
+
+/* A function's rewritten instructions, a probe in front of each indirect call whose class is in a cycle. */
+__attribute__((noinline)) static void put_body(Buf *out, const Func *fn, const Buf *probe) {
+  u32 from = fn->out_start;
+  for (u32 i = fn->edges_from; i < fn->edges_to; i++) {
+    u32 to = edges[i];
+    if (to < defined_funcs || !class_probed[to - defined_funcs]) continue;
+    put_bytes(out, bodies.data + from, edge_at[i] - from);
+    put_bytes(out, probe->data, probe->length);
+    from = edge_at[i];
+    stats[5]++;
+  }
+  put_bytes(out, bodies.data + from, fn->out_start + fn->out_length - from);
+}
 
 static void write_section(Buf *out, u8 id, const u8 *content, u32 size) {
   put_byte(out, id);
@@ -926,8 +974,10 @@ static int is_name_section(const Section *s) {
 }
 
 __attribute__((export_name("rw_input"))) u8 *rw_input(u32 length) {
-  heap_top = &__heap_base;
+  heap_top = HEAP_BASE;
   failed = 0;
+  edge_count = edge_capacity = 0;
+  block_capacity = 0;
   error_text[0] = 0;
   for (int i = 0; i < 8; i++) stats[i] = 0;
   u8 *in = alloc(length + PADDING);
@@ -937,7 +987,7 @@ __attribute__((export_name("rw_input"))) u8 *rw_input(u32 length) {
 
 __attribute__((export_name("rw_output"))) u8 *rw_output(void) { return output; }
 __attribute__((export_name("rw_error"))) char *rw_error(void) { return error_text; }
-/* 0 functions, 1 probed for their callees' count, 2 probed as in a cycle, 3 wrapped loops, 4 loops with the call inside. */
+/* 0 functions, 1 probed for their callees' count, 2 probed as in a cycle, 3 wrapped loops, 4 loops with the call inside, 5 indirect calls probed. */
 __attribute__((export_name("rw_stat"))) u32 rw_stat(u32 i) { return i < 8 ? stats[i] : 0; }
 
 __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 length, u32 allowance) {
@@ -1042,7 +1092,6 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   if (failed) return -1;
 
   /* The code: each body's instructions rewritten into one arena; headers and entry probes later. */
-  Buf bodies;
   buf_init(&bodies, code ? code->size + code->size / 8 + 1024 : 1024);
   if (code) {
     p = code->content;
@@ -1080,7 +1129,7 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
       p = body_end;
     }
   }
-  choose_entry_probes();
+  choose_probes();
   if (failed) return -1;
 
   /* The whole module. */
@@ -1137,7 +1186,7 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
               put_byte(&out, 0x7f);
             }
             if (fn->probed) put_bytes(&out, entry.data, entry.length);
-            put_bytes(&out, bodies.data + fn->out_start, fn->out_length);
+            put_body(&out, fn, &entry);
             if (!failed) put_u32_padded_at(out.data + body_size_at, out.length - body_at);
           }
           put_u32(&out, flush.length);
