@@ -5,7 +5,12 @@ import { WorkStore } from '../storage/work-store.ts';
 import { loadIdentity } from '../storage/identity.ts';
 import { Controller, type SettingsBounds } from '../scheduler/controller.ts';
 import { KeysetKeeper } from '../scheduler/keyset-keeper.ts';
-import { watchSignals } from '../scheduler/signals.ts';
+import { watchSignals, type Signals } from '../scheduler/signals.ts';
+import { workerClock } from '../scheduler/clock.ts';
+import { TaskPreparer } from '../scheduler/prepare.ts';
+import { WorkerSlot } from '../scheduler/worker-slot.ts';
+import { runnableEngines } from '../scheduler/engines.ts';
+import { fetchAllowance } from '../scheduler/policies/page.ts';
 import { InstrumentedCache } from '../storage/instrumented-cache.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import type { TrustConfig } from '../protocol/api.ts';
@@ -15,6 +20,8 @@ import { TRUST } from './trust.ts';
 export interface Client {
   controller: Controller;
   trust: TrustConfig;
+  /** The device and page signals, as the policies read them (the night screen reads charging and visibility). */
+  signals: () => Signals;
 }
 
 /** What a host puts around the client (the embed on a partner site); the page passes none. See Controller. */
@@ -55,12 +62,30 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const controller = new Controller(server, cache, work, keys, identity, TRUST.projectName, options.maxWorkers, {
-    instrumented: new InstrumentedCache(db),
+  const maxWorkers = options.maxWorkers ?? Math.max(1, navigator.hardwareConcurrency || 1);
+  let fetchLimit = () => Infinity;
+  const preparer = new TaskPreparer(server, cache, () => keys.taskKeys(), new InstrumentedCache(db), {
+    fetchLimit: () => fetchLimit(),
+    refreshKeys: () => keys.refresh(),
+    completed: (taskId) => work.completed(taskId),
+  });
+  const controller = new Controller({
+    server,
+    store: work,
+    keys,
+    identity,
+    preparer,
+    project: TRUST.projectName,
+    maxWorkers,
+    newSlot: () => new WorkerSlot(),
+    cores: Math.max(1, navigator.hardwareConcurrency || 1),
+    // Timers from a worker: a hidden page's main-thread timers are throttled (src/scheduler/clock.ts).
+    clock: workerClock(),
     signals: signals.read,
     bounds: options.bounds,
-    engines: options.engines,
+    engines: () => runnableEngines().filter((engine) => !options.engines || options.engines.includes(engine)),
   });
+  fetchLimit = () => fetchAllowance(signals.read().saveData, controller.status().settings);
   onSignal = () => controller.signalsChanged();
   warn = (message) => controller.say('info', message);
   say = (level, text) => controller.say(level, text);
@@ -71,5 +96,5 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') controller.networkMayBeBack();
   });
-  return { controller, trust: TRUST };
+  return { controller, trust: TRUST, signals: signals.read };
 }

@@ -7,13 +7,9 @@ import * as Comlink from 'comlink';
 import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import type { Engine } from '../protocol/schema.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
+import { RunCancelled } from './run-cancelled.ts';
 
-export class RunCancelled extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'RunCancelled';
-  }
-}
+export { RunCancelled };
 
 /** A worker for one engine and its RPC handle. */
 interface EngineWorker {
@@ -85,13 +81,25 @@ export class WorkerSlot {
         clock.stop();
         reject(error);
       };
-      this.workerFor(job.engine).api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
+      const { worker, api } = this.workerFor(job.engine);
+      // A worker whose script cannot load or start fails with an error event, not an answer.
+      const failed = (event: ErrorEvent | Event) => {
+        if (this.cancelCurrent === null) return;
+        clock.stop();
+        this.cancelCurrent = null;
+        this.restart();
+        reject(new Error(`the task's worker failed to start or crashed${'message' in event && event.message ? `: ${event.message}` : ''}`));
+      };
+      worker.addEventListener('error', failed, { once: true });
+      api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
+          worker.removeEventListener('error', failed);
           clock.stop();
           this.cancelCurrent = null;
           resolve(outcome);
         },
         (error: unknown) => {
+          worker.removeEventListener('error', failed);
           clock.stop();
           this.cancelCurrent = null;
           reject(error instanceof Error ? error : new Error(String(error)));
@@ -126,7 +134,7 @@ export class WorkerSlot {
 
   /** The current run's figures (zeros when idle, or when the page is not isolated). Cheap enough to poll. */
   progress(): RunProgress {
-    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0 };
+    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
   }
 
   /** Work and computing time of this slot's ended runs; with the current run's, a total that never goes back. */

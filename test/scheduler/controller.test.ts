@@ -1,0 +1,137 @@
+// The controller (src/scheduler/controller.ts) wires the parts; these tests drive the whole client
+// in Node with a fake clock, a fake server and fake worker slots: nothing waits on a real timer.
+import { describe, expect, it } from 'vitest';
+import { Controller, type Status } from '../../src/scheduler/controller.ts';
+import type { Signals } from '../../src/scheduler/signals.ts';
+import type { Prepared } from '../../src/scheduler/prepare.ts';
+import { FakeClock, until } from '../helpers/fake-clock.ts';
+import { FakePreparer, FakeServer, FakeSlot, lease, MemoryStore, outcome, testIdentity } from '../helpers/scheduler-fakes.ts';
+
+async function setUp(options: { workers?: number } = {}) {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const store = new MemoryStore();
+  const preparer = new FakePreparer();
+  const slots: FakeSlot[] = [];
+  const signals: Signals = { battery: null, pressure: null, pressureObserved: false, hidden: false, lastInputAt: null, saveData: false };
+  const controller = new Controller({
+    server,
+    store,
+    keys: { version: () => 1, refresh: async () => false, refreshUnlessFresh: async () => false },
+    identity: await testIdentity(),
+    preparer,
+    project: 'test',
+    maxWorkers: options.workers ?? 2,
+    newSlot: () => {
+      const slot = new FakeSlot();
+      slots.push(slot);
+      return slot;
+    },
+    cores: 2,
+    clock,
+    signals: () => signals,
+    engines: () => ['wasi-preview1'],
+  });
+  const heard: { at: number; status: Status }[] = [];
+  controller.on('status', (status) => heard.push({ at: clock.now(), status }));
+  await controller.restore();
+  return { clock, server, store, preparer, slots, signals, controller, heard };
+}
+
+describe('Controller', () => {
+  it('start: leases work, runs it on a slot, posts the signed result, and counts it', async () => {
+    const { clock, server, slots, controller } = await setUp({ workers: 1 });
+    controller.setLimits({ workers: 1 });
+    server.available.push(lease('t1', clock.now() + 90_000));
+    controller.start();
+    await clock.advance(0);
+    expect(controller.status().counts).toMatchObject({ running: 1, queued: 0 });
+    slots[0]!.finish(outcome('done'));
+    await until(() => server.results.length > 0);
+    expect(server.results.map((r) => r.taskId)).toEqual(['t1']);
+    expect(controller.status().counts).toMatchObject({ running: 0, done: 1, unsent: 0 });
+  });
+
+  it('a prepare that outlives the lease: renewed all along, one lease, no replayed-task refusal (issue #16)', async () => {
+    const { clock, server, preparer, slots, controller } = await setUp({ workers: 1 });
+    controller.setLimits({ workers: 1 });
+    const held = lease('big', clock.now() + 80_000); // wall time + a minute
+    server.available.push(held);
+    // Fetching and compiling a large module takes five minutes.
+    let ready!: (prepared: Prepared) => void;
+    preparer.outcomes.set('big', () => new Promise((resolve) => (ready = resolve)));
+    controller.start();
+    await clock.advance(5 * 60_000);
+    const renewals = server.callsOf('renew').filter((c) => (c.body as { leaseId: string }).leaseId === held.leaseId);
+    expect(renewals.length).toBeGreaterThanOrEqual(5);
+    expect(renewals.every((c, i) => i === 0 || c.at - renewals[i - 1]!.at <= 60_000)).toBe(true);
+    ready({ kind: 'ready', manifest: held.task.manifest, module: {} as WebAssembly.Module, moduleBytes: null, stdin: new Uint8Array(0), files: [], fetchMs: 300_000, compileMs: 1 });
+    await clock.advance(0);
+    slots[0]!.finish(outcome());
+    await until(() => server.results.length > 0);
+    expect(server.refusals).toEqual([]);
+    expect(server.results.map((r) => r.leaseId)).toEqual([held.leaseId]);
+  });
+
+  it('tells the page of changes at most once a second, and nothing while it is hidden; once when shown again', async () => {
+    const { clock, server, signals, controller, heard } = await setUp();
+    server.available.push(...['a', 'b', 'c', 'd', 'e', 'f'].map((t) => lease(t, clock.now() + 600_000)));
+    heard.length = 0;
+    controller.start(); // the donor's own action: heard at once
+    expect(heard).toHaveLength(1);
+    await clock.advance(10_000);
+    const gaps = heard.slice(1).map((h, i) => h.at - heard[i]!.at);
+    expect(gaps.every((gap) => gap >= 1000)).toBe(true);
+    signals.hidden = true;
+    controller.signalsChanged();
+    const whileHidden = heard.length;
+    await clock.advance(30_000);
+    expect(heard.length).toBe(whileHidden);
+    signals.hidden = false;
+    controller.signalsChanged();
+    expect(heard.length).toBe(whileHidden + 1);
+  });
+
+  it('keeps its pace on the injected clock alone: results go out and work comes in with no other timer', async () => {
+    const { clock, server, slots, controller } = await setUp({ workers: 1 });
+    controller.setLimits({ workers: 1 });
+    server.online = false;
+    controller.start();
+    await clock.advance(10_000);
+    server.online = true;
+    server.available.push(lease('t1', clock.now() + 600_000));
+    await clock.advance(3_000); // the idle poll
+    expect(controller.status().counts.running).toBe(1);
+    server.online = false;
+    slots[0]!.finish(outcome());
+    await until(() => controller.status().counts.unsent === 1);
+    await clock.advance(5_000);
+    expect(controller.status().counts.unsent).toBe(1);
+    server.online = true;
+    await clock.advance(15_000); // the outbox's backoff
+    expect(controller.status().counts.unsent).toBe(0);
+  });
+
+  it('the governor looks again every second on the clock: the donor\'s use of the page ends with no event', async () => {
+    const { clock, signals, controller } = await setUp();
+    controller.start();
+    signals.lastInputAt = clock.now();
+    controller.signalsChanged();
+    expect(controller.status().activity.reason).toBe('Running at 50%: you are using this page.');
+    await clock.advance(6_000);
+    expect(controller.status().activity.reason).toBe('Running at full speed.');
+  });
+
+  it('a held lease whose task another device finished (410 on renewal) is let go before it runs', async () => {
+    const { clock, server, store, controller } = await setUp({ workers: 1 });
+    controller.setLimits({ workers: 1 });
+    server.available.push(lease('a', clock.now() + 90_000), lease('b', clock.now() + 90_000));
+    controller.start();
+    await clock.advance(0);
+    server.renewStatus = 410;
+    await clock.advance(31_000);
+    expect(controller.status().counts.queued).toBe(0);
+    expect([...store.heldLeases.values()].map((l) => l.task.manifest.taskId)).toEqual([]);
+    expect(controller.recentLog().some((e) => /^Dropped test b: the project no longer needs it/.test(e.text))).toBe(true);
+  });
+});
