@@ -23,6 +23,18 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // Browser tests that read the machine's real load (Compute Pressure, /proc): run by
+        // scripts/test.js after the others, one file at a time, with nothing else of the suite running.
+        test: {
+          name: 'alone',
+          include: ['test/alone/**/*.test.ts'],
+          globalSetup: ['test/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

@@ -140,3 +140,15 @@ export function formatCpuUse(use: CpuUse, digits = 3): string {
     .map((g) => `${g} ${use.groups[g].toFixed(digits)}`)
     .join(', ');
 }
+
+/** CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal) since boot: /proc/stat's first line. */
+export function machineBusySeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS_PER_S;
+}
+
+/** CPU seconds used so far by every process below `root` (the browser it launched). */
+export function treeSeconds(root = process.pid): number {
+  return sampleThreads(root).reduce((sum, s) => sum + s.seconds, 0);
+}

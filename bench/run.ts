@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: every benchmark, printed; the figures go into docs/benchmarks.md by hand, with
  * the machine. `npm run bench -- NAME...` runs only those (names below), e.g. `npm run bench -- throttle`.
+ * `sustained` (20 minutes by default) runs only when named: `npm run bench -- sustained --seconds=90`
+ * for a short check (or DEWGRID_SUSTAINED_SECONDS).
  */
 import { cpus, totalmem } from 'node:os';
 import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
@@ -11,6 +13,7 @@ import { benchInstrumentation, printInstrumentation } from './instrumentation.ts
 import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
+import { benchSustained, printSustained, sustainedSeconds } from './sustained.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -23,13 +26,16 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   throttle: async () => printThrottle(await benchThrottle()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
+  sustained: async () => printSustained(await benchSustained(sustainedSeconds())),
 };
+/** Too long for the default run: only when named. */
+const ONLY_BY_NAME = new Set(['sustained']);
 
-const wanted = process.argv.slice(2);
+const wanted = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 const unknown = wanted.filter((name) => !(name in BENCHMARKS));
 if (unknown.length) {
   console.error(`npm run bench: no benchmark named ${unknown.join(', ')}; there are: ${Object.keys(BENCHMARKS).join(', ')}`);
   process.exit(2);
 }
 console.log(`Dewgrid benchmarks — node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-for (const [name, run] of Object.entries(BENCHMARKS)) if (wanted.length === 0 || wanted.includes(name)) await run();
+for (const [name, run] of Object.entries(BENCHMARKS)) if (wanted.length === 0 ? !ONLY_BY_NAME.has(name) : wanted.includes(name)) await run();

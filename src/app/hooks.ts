@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { Controller, LogEntry, Status } from '../scheduler/controller.ts';
 import type { InstallOffer, InstallOffers } from './install.ts';
 import type { ProgressHistory, ProgressSample } from './progress-history.ts';
+import type { NightScreen, NightState } from './night-screen.ts';
 
 export function useStatus(controller: Controller): Status {
   const [status, setStatus] = useState(() => controller.status());
@@ -40,4 +41,9 @@ export function useProgressHistory(history: ProgressHistory): readonly ProgressS
 /** What the page can offer for installing it as an app, now. */
 export function useInstallOffer(offers: InstallOffers): InstallOffer {
   return useWatched(offers);
+}
+
+/** Whether night mode shows, and whether the installed app offers it. */
+export function useNightScreen(night: NightScreen): NightState {
+  return useWatched(night);
 }

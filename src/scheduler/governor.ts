@@ -25,6 +25,8 @@ export interface RunReading {
 /** What the settings panel's details show of how load is judged, and the latest figures. */
 export interface LoadDetails {
   method: LoadMethod;
+  /** Whether the browser gives Compute Pressure records at all (while visible and focused). */
+  pressureObserved: boolean;
   /** Dewgrid's share of the device's CPU over the last window (0 to 1). */
   ownShare: number;
   /** The least share other programs used, by the signal in force (0 to 1). */
@@ -75,7 +77,7 @@ export class Governor {
 
   details(signals: Signals): LoadDetails {
     const method: LoadMethod = signals.pressure ? (signals.pressure.ownContributionEstimate !== null ? 'estimate' : 'accounting') : 'waits';
-    return { method, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: this.othersShare };
+    return { method, pressureObserved: signals.pressureObserved, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: this.othersShare };
   }
 
   /** Decides again; `now` is epoch ms. */
