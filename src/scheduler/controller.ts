@@ -163,7 +163,6 @@ export class Controller {
   private keysReady: Promise<unknown> = Promise.resolve();
   private readonly publish: Timer;
   private lastPublishedAt = -Infinity;
-  private wasHidden = false;
 
   constructor(private readonly parts: ControllerParts) {
     this.clock = parts.clock ?? mainThreadClock;
@@ -190,6 +189,7 @@ export class Controller {
     this.runner = new TaskRunner(parts.preparer, this.outbox, store, server, identity.deviceId, this.clock, say, {
       keysReady: () => this.keysReady,
       running: () => this.running,
+      needed: (lease) => !this.unneeded.has(lease.leaseId),
       cpu: () => this.governor.current().cpu,
       completed: (run) => this.emit('completed', run),
       onChange: () => this.changed(),
@@ -277,15 +277,10 @@ export class Controller {
   }
 
   /**
-   * Tells the page something changed, at most once a second (a render each time), and not at all
-   * while it is hidden (it hears once when it is shown again). `now`: at once (the donor's own action).
+   * Tells the page something changed, at most once a second (a render each time; the dashboard
+   * renders nothing while hidden, see useStatus). `now`: at once (the donor's own action).
    */
   private changed(now = false): void {
-    if (this.signals().hidden) {
-      this.wasHidden = true;
-      this.publish.cancel();
-      return;
-    }
     const since = this.clock.now() - this.lastPublishedAt;
     if (now || since >= STATUS_EVERY_MS) this.publishNow();
     else this.publish.armIfIdle(STATUS_EVERY_MS - since);
@@ -368,12 +363,7 @@ export class Controller {
 
   /** Something the policies read has changed (src/scheduler/signals.ts): decide again. */
   signalsChanged(): void {
-    const hidden = this.signals().hidden;
     this.evaluate();
-    if (!hidden && this.wasHidden) {
-      this.wasHidden = false;
-      this.changed(true); // shown again: one render with everything that changed meanwhile
-    }
   }
 
   /**
@@ -450,18 +440,23 @@ export class Controller {
     } finally {
       this.active.delete(slot);
     }
+    if (end.kind !== 'cut-short' && end.kind !== 'waiting') this.unneeded.delete(lease.leaseId);
     if (end.kind === 'cut-short') this.supply.giveBack(lease);
     else if (end.kind === 'waiting') this.supply.defer(lease, end.why);
     else this.supply.finished(lease, end.kind === 'answered' ? end.ranMs : undefined);
     this.pump();
   }
 
-  /** The server says a held lease's task needs no more results: a waiting one is let go, a running one stopped. */
+  /**
+   * The server says a held lease's task needs no more results (finished elsewhere, or revoked): a
+   * running one is stopped; a waiting one is still checked when its turn comes (a task of a revoked
+   * key is refused, and the project hears of it), then let go without running.
+   */
   private notNeeded(lease: Lease): void {
-    if (this.supply.drop(lease)) {
-      this.log.say('info', `Dropped ${lease.task.manifest.name} ${lease.task.manifest.taskId}: ${NOT_NEEDED} (another device finished it).`);
-      return;
-    }
+    this.unneeded.add(lease.leaseId);
     for (const [slot, running] of this.active) if (running === lease) slot.cancel(NOT_NEEDED);
   }
+
+  /** Leases the server said need no result any more. */
+  private readonly unneeded = new Set<string>();
 }

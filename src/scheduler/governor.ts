@@ -105,11 +105,19 @@ export class Governor {
     const latest = this.windows.at(-1);
     const ownMax = Math.max(0, ...this.windows.map((w) => w.ownShare));
     const pressure = context.signals.pressure;
-    const others = Math.max(pressure ? othersFromPressure(pressure, ownMax) : 0, latest?.waited != null ? othersFromWaits(latest.ownShare, latest.waited) : 0);
-    this.othersShare = others;
-    if (context.settings.backOffForOtherPrograms && others >= OTHERS_VERY_BUSY) return { kind: 'pause', reason: 'other programs are busy' };
+    // Pressure sees programs on the cores Dewgrid leaves free too; waits, only those on its own,
+    // which a step down relieves: only the first can pause, or go below half.
+    const byPressure = pressure ? othersFromPressure(pressure, ownMax) : 0;
+    const byWaits = latest?.waited != null ? othersFromWaits(latest.ownShare, latest.waited) : 0;
+    this.othersShare = Math.max(byPressure, byWaits);
+    const back = context.settings.backOffForOtherPrograms;
+    if (back && byPressure >= OTHERS_VERY_BUSY) return { kind: 'pause', reason: 'other programs are busy' };
     if (this.heatNow) return { kind: 'down', reason: 'device hot (slowing down)' };
-    if (context.settings.backOffForOtherPrograms && others >= OTHERS_BUSY) return { kind: 'down', reason: 'other programs are busy' };
+    if (back && byPressure >= OTHERS_BUSY) return { kind: 'down', reason: 'other programs are busy' };
+    // Waits alone: down to half the limit at most. Below that Dewgrid's threads no longer crowd a
+    // core each (the scheduler favours a thread that naps), and two Dewgrid pages on one machine
+    // share it at half each rather than starving each other.
+    if (back && byWaits >= OTHERS_BUSY) return { kind: 'down', reason: 'other programs are busy', lowest: 0.5 };
     return { kind: 'none' };
   }
 

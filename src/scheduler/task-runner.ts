@@ -74,6 +74,8 @@ export interface RunnerHooks {
   keysReady(): Promise<unknown>;
   /** Whether the donor still wants work done (false after Stop). */
   running(): boolean;
+  /** Whether the project still needs the lease's result (the server said otherwise on renewal); by default it does. */
+  needed?(lease: Lease): boolean;
   /** The CPU share a run starts with where no control block can change it later. */
   cpu(): number;
   /** A task finished with a program result (for the picture). */
@@ -116,6 +118,7 @@ export class TaskRunner {
         return { kind: 'answered', ranMs: undefined };
       }
       if (!this.hooks.running()) throw new RunCancelled('stopped');
+      if (this.hooks.needed && !this.hooks.needed(lease)) throw new RunCancelled(NOT_NEEDED);
       const outcome = await this.execute(slot, lease, prepared, name);
       await this.answer({ lease, manifest, outcome, fetchMs: prepared.fetchMs, compileMs: prepared.compileMs });
       return { kind: 'answered', ranMs: outcome.error ? undefined : outcome.runMs };

@@ -138,16 +138,6 @@ export class WorkSupply {
     this.changed();
   }
 
-  /** A held lease that is not to run (its task is finished elsewhere): forgotten, unless it is running. @returns whether it was waiting */
-  drop(lease: Lease): boolean {
-    const waiting = [this.queue, this.deferred].find((list) => list.includes(lease));
-    if (!waiting) return false;
-    waiting.splice(waiting.indexOf(lease), 1);
-    this.forget(lease);
-    this.changed();
-    return true;
-  }
-
   /** The network may be back: what waited on it is tried again, and the server asked at once. */
   networkMayBeBack(): void {
     this.retryDeferred.cancel();

@@ -38,27 +38,25 @@ describe('a hidden page', () => {
   it('goes on at full speed by default, renews its leases and sends its results while its main-thread timers are throttled', async () => {
     const page = await browser.newPage(server.url);
     await page.waitFor(`document.documentElement.dataset.ready === 'true'`);
-    // One task at a time, of about a second each; other test files may load the machine meanwhile.
+    // One task at a time, of about two seconds each (so the leases waiting in the buffer need
+    // renewing while the page is hidden); other test files may load the machine meanwhile.
     await page.evaluate(`window.dewgrid.setSettings({ workers: 1, backOffForOtherPrograms: false })`);
     expect((await status(page)).settings.whenHidden).toBe('run');
-    const tasks = Array.from({ length: 300 }, (_, i) => ({ args: ['fractal', '960', '720', String((i % 12) * 80), String(Math.floor(i / 12) % 9 * 80), '80', '80', '60000'], env: [], stdin: null, files: [], preopens: [] }));
+    const tasks = Array.from({ length: 120 }, () => ({ args: ['fractal', '960', '720', '860', '640', '80', '80', '60000'], env: [], stdin: null, files: [], preopens: [] }));
     const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'background', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
     await page.evaluate('window.dewgrid.start()');
     await page.waitFor('window.dewgrid.status().counts.running === 1');
     // A chain of main-thread timers, to see what throttling the page is under.
     await page.evaluate(`(() => { window.gaps = []; window.lastTick = performance.now(); const tick = () => { const now = performance.now(); gaps.push(now - lastTick); lastTick = now; setTimeout(tick, 100); }; tick(); })()`);
 
-    if (!process.env.DEBUG_VISIBLE) {
     await browser.newPage(); // another tab in front: this one is hidden
     expect(await page.evaluate('document.visibilityState')).toBe('hidden');
-    }
     await new Promise((resolve) => setTimeout(resolve, 15_000)); // past the 10 s before intensive throttling
     const before = await status(page);
     const from = Date.now();
     await new Promise((resolve) => setTimeout(resolve, 45_000));
     const after = await status(page);
     const seconds = (Date.now() - from) / 1000;
-    console.log('DEBUG busy', (after.computed.busyMs - before.computed.busyMs) / 1000 / seconds, after.counts.done - before.counts.done, JSON.stringify(after.activity));
 
     // The page's own timers were throttled: its 100 ms chain ran about once a second, or less.
     const gaps = await page.evaluate<number[]>(`gaps.slice(-30)`);
@@ -68,13 +66,13 @@ describe('a hidden page', () => {
     const busyShare = (after.computed.busyMs - before.computed.busyMs) / 1000 / seconds;
     expect(busyShare).toBeGreaterThan(0.8);
     expect(after.activity).toMatchObject({ state: 'running', reason: 'Running at full speed.' });
-    expect(after.counts.done).toBeGreaterThan(before.counts.done + 5);
+    expect(after.counts.done).toBeGreaterThan(before.counts.done + 3);
     // The results reached the server while hidden, and the leases waiting in the queue were renewed.
     const hidden = requests.filter((r) => r.at >= from);
-    expect(hidden.filter((r) => r.url === '/api/results').length).toBeGreaterThan(5);
+    expect(hidden.filter((r) => r.url === '/api/results').length).toBeGreaterThan(3);
     expect(hidden.filter((r) => r.url === '/api/leases/renew').length).toBeGreaterThan(0);
     const done = ((await (await fetch(`${server.url}/api/batches/${batchId}`)).json()) as { counts: { done: number } }).counts.done;
-    expect(done).toBeGreaterThan(5);
+    expect(done).toBeGreaterThan(3);
     await page.evaluate('window.dewgrid.stop()');
   });
 });

@@ -73,23 +73,19 @@ describe('Controller', () => {
     expect(server.results.map((r) => r.leaseId)).toEqual([held.leaseId]);
   });
 
-  it('tells the page of changes at most once a second, and nothing while it is hidden; once when shown again', async () => {
-    const { clock, server, signals, controller, heard } = await setUp();
+  it('tells the page of changes at most once a second, and at once of the donor\'s own actions', async () => {
+    const { clock, server, controller, heard } = await setUp();
     server.available.push(...['a', 'b', 'c', 'd', 'e', 'f'].map((t) => lease(t, clock.now() + 600_000)));
     heard.length = 0;
     controller.start(); // the donor's own action: heard at once
     expect(heard).toHaveLength(1);
     await clock.advance(10_000);
     const gaps = heard.slice(1).map((h, i) => h.at - heard[i]!.at);
+    expect(gaps.length).toBeGreaterThan(0);
     expect(gaps.every((gap) => gap >= 1000)).toBe(true);
-    signals.hidden = true;
-    controller.signalsChanged();
-    const whileHidden = heard.length;
-    await clock.advance(30_000);
-    expect(heard.length).toBe(whileHidden);
-    signals.hidden = false;
-    controller.signalsChanged();
-    expect(heard.length).toBe(whileHidden + 1);
+    const before = heard.length;
+    controller.setLimits({ cpu: 0.5 });
+    expect(heard.length).toBe(before + 1);
   });
 
   it('keeps its pace on the injected clock alone: results go out and work comes in with no other timer', async () => {
@@ -122,16 +118,21 @@ describe('Controller', () => {
     expect(controller.status().activity.reason).toBe('Running at full speed.');
   });
 
-  it('a held lease whose task another device finished (410 on renewal) is let go before it runs', async () => {
-    const { clock, server, store, controller } = await setUp({ workers: 1 });
+  it('a held lease whose task needs no more results (410 on renewal) is still checked, then let go without running', async () => {
+    const { clock, server, store, slots, controller, preparer } = await setUp({ workers: 1 });
     controller.setLimits({ workers: 1 });
-    server.available.push(lease('a', clock.now() + 90_000), lease('b', clock.now() + 90_000));
+    // a's lease is renewed in a minute; b's in 30 s, when the server says it needs it no more.
+    server.available.push(lease('a', clock.now() + 600_000), lease('b', clock.now() + 90_000));
     controller.start();
     await clock.advance(0);
-    server.renewStatus = 410;
+    server.renewStatus = 410; // b finished elsewhere (or its key was revoked) meanwhile
     await clock.advance(31_000);
-    expect(controller.status().counts.queued).toBe(0);
-    expect([...store.heldLeases.values()].map((l) => l.task.manifest.taskId)).toEqual([]);
-    expect(controller.recentLog().some((e) => /^Dropped test b: the project no longer needs it/.test(e.text))).toBe(true);
+    expect(controller.status().counts.queued).toBe(1);
+    slots[0]!.finish(outcome());
+    await until(() => controller.recentLog().some((e) => /^Dropped test b: the project no longer needs it/.test(e.text)));
+    expect(preparer.prepared).toEqual(['a', 'b']); // checked: a task of a revoked key would be refused and reported
+    expect(slots[0]!.jobs.map((j) => j.taskId)).toEqual(['a']); // not run
+    expect([...store.heldLeases.values()]).toEqual([]);
+    expect(controller.status().counts).toMatchObject({ queued: 0, running: 0, done: 1 });
   });
 });

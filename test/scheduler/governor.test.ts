@@ -102,6 +102,13 @@ describe('Governor', () => {
     expect(decisions.at(-1)!.details.method).toBe('waits');
   });
 
+  it('waits alone step down to half at most, never pause (two Dewgrid pages on one machine share it, not stall)', () => {
+    // Twice as many busy threads as cores: every worker waits half its time, however far it steps down.
+    const decisions = simulate({ seconds: 60, runs: [new Run('a'), new Run('b')], world: () => ({ waited: 0.5 }) });
+    expect(decisions.some((d) => d.state === 'paused' || d.cpu < 0.5)).toBe(false);
+    expect(decisions.at(-1)!.reason).toBe('Running at 50%: other programs are busy.');
+  });
+
   it('a little waiting (the browser\'s own threads) is not other programs', () => {
     const decisions = simulate({ seconds: 30, runs: [new Run('a'), new Run('b')], world: () => ({ waited: 0.05 }) });
     expect(decisions.every((d) => d.state === 'running')).toBe(true);

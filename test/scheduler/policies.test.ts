@@ -117,8 +117,9 @@ describe('ladderPolicy (step down, probe up)', () => {
     });
   };
 
-  it('a pull that holds two seconds steps down once, then waits for the signals to settle before the next', () => {
+  it('a pull that holds two seconds steps down once, then waits for the signals to settle before the next; never below 25%', () => {
     expect(run(Array(12).fill(down))).toEqual([1, 1, 0.75, 0.75, 0.75, 0.75, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(run(Array(60).fill(down)).at(-1)).toBe(0.25);
   });
 
   it('a strong pull pauses at once, without stepping', () => {

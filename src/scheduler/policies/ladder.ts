@@ -1,8 +1,9 @@
 /**
  * Backing off for the device (heat, other programs) in steps, and probing back up: 100%, 75%, 50%,
- * 25% of the donor's limit, then a pause. A pull that holds for a couple of seconds takes one step
- * down (at most one every few seconds, so the signals can show its effect first); a strong one
- * (other programs using half the device) pauses at once. Once nothing pulls for the hold time (the
+ * 25% of the donor's limit, or a pause. A pull that holds for a couple of seconds takes one step
+ * down, to 25% at the least (at most one step every few seconds, so the signals can show its
+ * effect first); only a strong one (other programs using half the device beyond Dewgrid's own
+ * share) pauses, at once. Once nothing pulls for the hold time (the
  * donor's "wait at least" setting), it steps back up one level. A probe that is pulled straight back
  * down doubles the hold, up to eight times: the limit settles at the level the device bears, and
  * the state line says which, rather than pausing for the dwell and starting again at full speed.
@@ -13,8 +14,11 @@ import { NO_OBJECTION, type Verdict } from './verdict.ts';
 /** The factors of the donor's limit, one per step; the last is a pause. */
 export const LEVELS = [1, 0.75, 0.5, 0.25, 0] as const;
 const PAUSED = LEVELS.length - 1;
+/** The lowest a step down goes: 25%. Only a strong pull pauses. */
+const LOWEST_STEP = PAUSED - 1;
 
-export type Pull = { kind: 'none' } | { kind: 'down' | 'pause'; reason: string };
+/** What the device asks: nothing, a step down (to `lowest` at the least: a factor of LEVELS; 0.25 by default), or a pause. */
+export type Pull = { kind: 'none' } | { kind: 'down'; reason: string; lowest?: number } | { kind: 'pause'; reason: string };
 
 export interface LadderState {
   step: number;
@@ -51,7 +55,8 @@ export function ladderPolicy(pull: Pull, settings: Pick<Settings, 'dwellSeconds'
     const since = state.pull?.kind === pull.kind ? state.pull.since : now;
     state.pull = { kind: pull.kind, since };
     const confirmed = now - since >= Math.min(CONFIRM_MS, baseHold);
-    const target = pull.kind === 'pause' ? PAUSED : Math.min(PAUSED, state.step + 1);
+    const lowest = pull.kind === 'down' && pull.lowest !== undefined ? Math.max(0, LEVELS.indexOf(pull.lowest as (typeof LEVELS)[number])) : LOWEST_STEP;
+    const target = pull.kind === 'pause' ? PAUSED : Math.min(lowest, state.step + 1);
     const settled = now - state.steppedAt >= Math.min(SETTLE_MS, baseHold) || pull.kind === 'pause';
     if (confirmed && settled && target > state.step) {
       // A probe up pulled straight back down: the level above does not hold; wait longer before the next.

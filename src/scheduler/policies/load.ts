@@ -29,7 +29,7 @@ export const PRESSURE_FLOOR: Record<Pressure, number> = { nominal: 0, fair: 0.47
 
 /** Others at this share of the device, or more: Dewgrid steps down. */
 export const OTHERS_BUSY = 0.25;
-/** Others at this share of the device, or more: Dewgrid pauses. */
+/** Others at this share of the device, or more, by Compute Pressure: Dewgrid pauses (waits only step it down: a step down relieves them). */
 export const OTHERS_VERY_BUSY = 0.5;
 
 /** How load is being judged, for the settings panel's details. */
