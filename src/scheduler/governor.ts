@@ -29,8 +29,12 @@ export interface LoadDetails {
   pressureObserved: boolean;
   /** Dewgrid's share of the device's CPU over the last window (0 to 1). */
   ownShare: number;
-  /** The least share other programs used, by the signal in force (0 to 1). */
+  /** The least share other programs used, by the signal in force (0 to 1): the larger of the two below. */
   othersShare: number;
+  /** By Compute Pressure less Dewgrid's own share (0 where there is no current record). */
+  othersByPressure: number;
+  /** By the workers' waits for a core. */
+  othersByWaits: number;
 }
 
 export interface GovernorContext {
@@ -65,7 +69,7 @@ export class Governor {
   private lastReadings = new Map<string, RunProgress | null>();
   private lastWindowAt: number | null = null;
   private windows: Window[] = [];
-  private othersShare = 0;
+  private others = { byPressure: 0, byWaits: 0 };
 
   constructor(settings: Pick<Settings, 'cpu'>) {
     this.decision = decide(settings, []);
@@ -77,7 +81,8 @@ export class Governor {
 
   details(signals: Signals): LoadDetails {
     const method: LoadMethod = signals.pressure ? (signals.pressure.ownContributionEstimate !== null ? 'estimate' : 'accounting') : 'waits';
-    return { method, pressureObserved: signals.pressureObserved, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: this.othersShare };
+    const { byPressure, byWaits } = this.others;
+    return { method, pressureObserved: signals.pressureObserved, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: Math.max(byPressure, byWaits), othersByPressure: byPressure, othersByWaits: byWaits };
   }
 
   /** Decides again; `now` is epoch ms. */
@@ -109,7 +114,7 @@ export class Governor {
     // which a step down relieves: only the first can pause, or go below half.
     const byPressure = pressure ? othersFromPressure(pressure, ownMax) : 0;
     const byWaits = latest?.waited != null ? othersFromWaits(latest.ownShare, latest.waited) : 0;
-    this.othersShare = Math.max(byPressure, byWaits);
+    this.others = { byPressure, byWaits };
     const back = context.settings.backOffForOtherPrograms;
     if (back && byPressure >= OTHERS_VERY_BUSY) return { kind: 'pause', reason: 'other programs are busy' };
     if (this.heatNow) return { kind: 'down', reason: 'device hot (slowing down)' };
