@@ -138,6 +138,8 @@ const KEYSET_FRESH_MS = 10_000;
 const GOVERNOR_TICK_MS = 1000;
 /** The page hears of changes at most this often (a render each time): the dashboard's own cost stays small. */
 const STATUS_EVERY_MS = 1000;
+/** So many tasks in a row that this device could not run, and it stops taking work. */
+const MAX_DEVICE_FAILURES = 3;
 
 const NEUTRAL_SIGNALS: Signals = { battery: null, pressure: null, pressureObserved: false, hidden: false, lastInputAt: null, saveData: false };
 
@@ -301,6 +303,7 @@ export class Controller {
     const { workers, cpu } = this.settings;
     this.log.say('info', `Started: up to ${workers} task${workers === 1 ? '' : 's'} at once, ${Math.round(cpu * 100)}% CPU each.`);
     this.stopTicking ??= every(this.clock, GOVERNOR_TICK_MS, () => this.evaluate());
+    this.supply.resume();
     this.evaluate();
     this.changed(true);
     this.pump();
@@ -312,6 +315,7 @@ export class Controller {
     this.running = false;
     void this.parts.store.setRunning(false);
     this.supply.pause();
+    this.supply.letLapse();
     this.stopTicking?.();
     this.stopTicking = null;
     for (const slot of [...this.active.keys()]) slot.cancel('stopped by the user');
@@ -420,10 +424,15 @@ export class Controller {
     this.changed();
   }
 
+  /** A free worker slot; one that could not be made fails its run, so the task is answered as this device's failure. */
   private freeSlot(): TaskSlot {
     let slot = this.slots.find((s) => !this.active.has(s));
     if (!slot) {
-      slot = this.parts.newSlot();
+      try {
+        slot = this.parts.newSlot();
+      } catch (error) {
+        return brokenSlot(error);
+      }
       const decision = this.governor.current();
       slot.setThrottle({ cpu: decision.cpu, paused: decision.state === 'paused' });
       this.slots.push(slot);
@@ -441,6 +450,12 @@ export class Controller {
       this.active.delete(slot);
     }
     if (end.kind !== 'cut-short' && end.kind !== 'waiting') this.unneeded.delete(lease.leaseId);
+    // A device that cannot run tasks stops taking them, rather than answering every lease with its failure.
+    this.deviceFailures = end.kind === 'answered' && end.device ? this.deviceFailures + 1 : end.kind === 'answered' ? 0 : this.deviceFailures;
+    if (this.deviceFailures >= MAX_DEVICE_FAILURES && this.running) {
+      this.log.say('error', `This device could not run ${MAX_DEVICE_FAILURES} tasks in a row; it stops taking work. Reload the page to try again.`);
+      this.stop();
+    }
     if (end.kind === 'cut-short') this.supply.giveBack(lease);
     else if (end.kind === 'waiting') this.supply.defer(lease, end.why);
     else this.supply.finished(lease, end.kind === 'answered' ? end.ranMs : undefined);
@@ -459,4 +474,19 @@ export class Controller {
 
   /** Leases the server said need no result any more. */
   private readonly unneeded = new Set<string>();
+  /** Tasks in a row this device could not run. */
+  private deviceFailures = 0;
+}
+
+/** A slot whose worker could not even be made (a Worker constructor that throws): its run fails with that error. */
+function brokenSlot(error: unknown): TaskSlot {
+  const idle = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
+  return {
+    run: () => Promise.reject(error instanceof Error ? error : new Error(String(error))),
+    setThrottle: () => undefined,
+    progress: () => idle,
+    computed: () => ({ work: 0, busyMs: 0 }),
+    pausedAt: () => 0,
+    cancel: () => undefined,
+  };
 }

@@ -56,7 +56,8 @@ export interface ResultSink {
 }
 
 export type RunEnd =
-  | { kind: 'answered'; ranMs: number | undefined }
+  /** `device`: answered with this device's own failure (a worker that would not start, storage that failed). */
+  | { kind: 'answered'; ranMs: number | undefined; device?: true }
   | { kind: 'refused' }
   | { kind: 'cut-short' }
   | { kind: 'waiting'; why: string }
@@ -163,7 +164,11 @@ export class TaskRunner {
     } else {
       this.tally.done++;
       this.say('done', `${name} finished in ${Math.round(outcome.runMs)} ms with exit code ${outcome.exitCode}.`);
-      this.hooks.completed?.({ manifest, outcome });
+      try {
+        this.hooks.completed?.({ manifest, outcome });
+      } catch {
+        // a view's trouble with the result (the picture) is not the task's: it is answered already
+      }
     }
     this.hooks.onChange?.();
   }
@@ -191,7 +196,7 @@ export class TaskRunner {
     if (named && /^[A-Za-z0-9_-]{1,64}$/.test(String(named.taskId))) {
       try {
         await this.answer({ lease, manifest: named, outcome: failedOutcome('device', message, 0), fetchMs: 0, compileMs: 0 });
-        return { kind: 'answered', ranMs: undefined };
+        return { kind: 'answered', ranMs: undefined, device: true };
       } catch (failure) {
         this.say('error', `Could not keep the failure of ${name} to send it: ${(failure as Error).message}`);
       }

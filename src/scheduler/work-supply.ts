@@ -152,6 +152,20 @@ export class WorkSupply {
   }
 
   /**
+   * Stop: the held leases stay on the device, to run first on the next start, but are no longer
+   * renewed: a donor who does not come back must not keep tasks from other devices. They lapse on
+   * the server unless renewed again in time (resume()); lapsed ones are dropped when taken.
+   */
+  letLapse(): void {
+    this.keeper.releaseAll();
+  }
+
+  /** Start again: every lease still held is renewed again. */
+  resume(): void {
+    for (const lease of [...this.queue, ...this.deferred, ...this.taken]) this.keeper.hold(lease);
+  }
+
+  /**
    * Asks the server for more when the work held is below the buffer for `workers` tasks at once
    * (unless a request is under way, or the last one found nothing a moment ago).
    */

@@ -15,6 +15,13 @@ export { RunCancelled };
 interface EngineWorker {
   worker: Worker;
   api: Comlink.Remote<WorkerApi>;
+  /**
+   * Why the worker failed (its script would not load or start, or it crashed), kept from its first
+   * error event: the slot starts its worker ahead of the first run, so the event may come before.
+   */
+  failure: Error | null;
+  /** Told of the failure when it comes during a run. */
+  onFailure: ((error: Error) => void) | null;
 }
 
 /** Each engine's worker script; Vite bundles each as its own worker entry. */
@@ -23,7 +30,13 @@ function spawn(engine: Engine): EngineWorker {
     engine === 'wasix'
       ? new Worker(new URL('../../worker/wasix/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-wasix-task' })
       : new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-task' });
-  return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+  const entry: EngineWorker = { worker, api: Comlink.wrap<WorkerApi>(worker), failure: null, onFailure: null };
+  // A worker whose script cannot load or start fails with an error event, not an answer.
+  worker.addEventListener('error', (event) => {
+    entry.failure ??= new Error(`the task's worker failed to start or crashed${event instanceof ErrorEvent && event.message ? `: ${event.message}` : ''}`);
+    entry.onFailure?.(entry.failure);
+  });
+  return entry;
 }
 
 export class WorkerSlot {
@@ -81,25 +94,30 @@ export class WorkerSlot {
         clock.stop();
         reject(error);
       };
-      const { worker, api } = this.workerFor(job.engine);
-      // A worker whose script cannot load or start fails with an error event, not an answer.
-      const failed = (event: ErrorEvent | Event) => {
+      const engineWorker = this.workerFor(job.engine);
+      const failed = (error: Error) => {
         if (this.cancelCurrent === null) return;
+        engineWorker.onFailure = null;
         clock.stop();
         this.cancelCurrent = null;
         this.restart();
-        reject(new Error(`the task's worker failed to start or crashed${'message' in event && event.message ? `: ${event.message}` : ''}`));
+        reject(error);
       };
-      worker.addEventListener('error', failed, { once: true });
+      if (engineWorker.failure) {
+        failed(engineWorker.failure);
+        return;
+      }
+      engineWorker.onFailure = failed;
+      const { api } = engineWorker;
       api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
-          worker.removeEventListener('error', failed);
+          engineWorker.onFailure = null;
           clock.stop();
           this.cancelCurrent = null;
           resolve(outcome);
         },
         (error: unknown) => {
-          worker.removeEventListener('error', failed);
+          engineWorker.onFailure = null;
           clock.stop();
           this.cancelCurrent = null;
           reject(error instanceof Error ? error : new Error(String(error)));

@@ -7,7 +7,7 @@ import type { Prepared } from '../../src/scheduler/prepare.ts';
 import { FakeClock, until } from '../helpers/fake-clock.ts';
 import { FakePreparer, FakeServer, FakeSlot, lease, MemoryStore, outcome, testIdentity } from '../helpers/scheduler-fakes.ts';
 
-async function setUp(options: { workers?: number } = {}) {
+async function setUp(options: { workers?: number; newSlot?: () => FakeSlot } = {}) {
   const clock = new FakeClock();
   const server = new FakeServer(clock);
   const store = new MemoryStore();
@@ -22,11 +22,13 @@ async function setUp(options: { workers?: number } = {}) {
     preparer,
     project: 'test',
     maxWorkers: options.workers ?? 2,
-    newSlot: () => {
-      const slot = new FakeSlot();
-      slots.push(slot);
-      return slot;
-    },
+    newSlot:
+      options.newSlot ??
+      (() => {
+        const slot = new FakeSlot();
+        slots.push(slot);
+        return slot;
+      }),
     cores: 2,
     clock,
     signals: () => signals,
@@ -134,5 +136,37 @@ describe('Controller', () => {
     expect(slots[0]!.jobs.map((j) => j.taskId)).toEqual(['a']); // not run
     expect([...store.heldLeases.values()]).toEqual([]);
     expect(controller.status().counts).toMatchObject({ queued: 0, running: 0, done: 1 });
+  });
+
+  it('a device whose workers cannot start answers each task as its own failure, then stops taking work', async () => {
+    const { clock, server, controller } = await setUp({
+      workers: 1,
+      newSlot: () => {
+        throw new DOMException("Failed to construct 'Worker': refused by the page's policy", 'SecurityError');
+      },
+    });
+    controller.setLimits({ workers: 1 });
+    server.available.push(...['a', 'b', 'c', 'd', 'e'].map((t) => lease(t, clock.now() + 600_000)));
+    controller.start();
+    await until(() => server.results.length === 3);
+    await clock.advance(1000);
+    expect(server.results.map((r) => [r.taskId, r.error?.code])).toEqual([['a', 'device'], ['b', 'device'], ['c', 'device']]);
+    expect(server.results[0]!.error!.message).toMatch(/^this device could not run it: SecurityError: Failed to construct 'Worker'/);
+    expect(controller.status()).toMatchObject({ running: false, counts: { done: 0, failed: 3 } });
+    expect(controller.recentLog().some((e) => /could not run 3 tasks in a row; it stops taking work/.test(e.text))).toBe(true);
+  });
+
+  it('stopped, it renews no lease: a donor who does not come back keeps no task from other devices', async () => {
+    const { clock, server, slots, controller } = await setUp({ workers: 1 });
+    controller.setLimits({ workers: 1 });
+    server.available.push(lease('a', clock.now() + 90_000), lease('b', clock.now() + 90_000));
+    controller.start();
+    await clock.advance(0);
+    controller.stop();
+    await until(() => !slots[0]!.busy);
+    const before = server.callsOf('renew').length;
+    await clock.advance(120_000);
+    expect(server.callsOf('renew').length).toBe(before);
+    expect(controller.status().counts.queued).toBe(2); // kept on the device, to run first when started again
   });
 });

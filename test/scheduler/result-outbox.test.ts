@@ -8,7 +8,7 @@ import { ResultOutbox } from '../../src/scheduler/result-outbox.ts';
 import { ActivityLog } from '../../src/scheduler/activity-log.ts';
 import { outputDigests, resultSigningBytes } from '../../src/protocol/results.ts';
 import { fromBase64 } from '../../src/protocol/bytes.ts';
-import { FakeClock, until } from '../helpers/fake-clock.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakeServer, HttpError, lease, manifest, MemoryStore, outcome, testIdentity } from '../helpers/scheduler-fakes.ts';
 
 async function setUp() {

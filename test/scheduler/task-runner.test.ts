@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { NOT_NEEDED, TaskRunner } from '../../src/scheduler/task-runner.ts';
 import { ResultOutbox } from '../../src/scheduler/result-outbox.ts';
 import { ActivityLog } from '../../src/scheduler/activity-log.ts';
-import { FakeClock, until } from '../helpers/fake-clock.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakePreparer, FakeServer, FakeSlot, lease, MemoryStore, outcome, testIdentity } from '../helpers/scheduler-fakes.ts';
 
 async function setUp() {
@@ -52,14 +52,13 @@ describe('TaskRunner', () => {
   });
 
   it('refuses what fails a check, reports it, and lets the lease go', async () => {
-    const { clock, server, store, preparer, runner, held, log } = await setUp();
+    const { server, store, preparer, runner, held, log } = await setUp();
     preparer.outcomes.set('t1', async () => ({ kind: 'refused', reason: 'bad-signature', detail: 'the signature does not verify' }));
     expect(await runner.run(new FakeSlot(), held)).toEqual({ kind: 'refused' });
     expect(server.refusals).toMatchObject([{ kind: 'task', leaseId: held.leaseId, taskId: 't1', reason: 'bad-signature' }]);
     expect(store.heldLeases.size).toBe(0);
     expect(runner.tally.refused).toBe(1);
     expect(log.recent()[0]!.text).toMatch(/^Refused test t1: /);
-    void clock;
   });
 
   it('a worker that cannot start: the project gets a signed `device` failure, the lease goes at once, nothing counts as done', async () => {
@@ -67,7 +66,7 @@ describe('TaskRunner', () => {
     const slot = new FakeSlot();
     const { end } = await started(runner, slot, held, clock);
     slot.fail(new Error("the task's worker failed to start or crashed"));
-    expect(await end).toEqual({ kind: 'answered', ranMs: undefined });
+    expect(await end).toEqual({ kind: 'answered', ranMs: undefined, device: true });
     await clock.advance(0);
     expect(server.results).toHaveLength(1);
     expect(server.results[0]).toMatchObject({ leaseId: held.leaseId, taskId: 't1', exitCode: null, error: { code: 'device' } });
