@@ -79,9 +79,8 @@ export class WorkSupply {
     });
   }
 
-  /** Leases kept from an earlier session: they run first. */
+  /** Leases kept from an earlier session: they run first (and are renewed again from the next start, resume()). */
   restore(leases: Lease[]): void {
-    for (const lease of leases) this.keeper.hold(lease);
     this.queue.push(...leases);
     if (leases.length) this.say('info', `Picked up ${leases.length} task${leases.length === 1 ? '' : 's'} left from last time.`);
     this.changed();
