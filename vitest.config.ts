@@ -9,7 +9,7 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          exclude: ['test/e2e/**', 'test/alone/**'],
           testTimeout: 30_000,
         },
       },

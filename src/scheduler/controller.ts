@@ -271,7 +271,7 @@ export class Controller {
       charging: signals.battery ? signals.battery.charging : null,
       progress: this.runningProgress(),
       computed,
-      counts: { running: this.active.size, queued: this.supply.waiting, unsent: this.outbox.unsent, done: tally.done, failed: tally.failed, refused: tally.refused },
+      counts: { running: this.active.size - this.stopping.size, queued: this.supply.waiting, unsent: this.outbox.unsent, done: tally.done, failed: tally.failed, refused: tally.refused },
       deviceId: this.parts.identity.deviceId,
       project: this.parts.project,
       credit: this.credit.credit,
@@ -318,7 +318,10 @@ export class Controller {
     this.supply.letLapse();
     this.stopTicking?.();
     this.stopTicking = null;
-    for (const slot of [...this.active.keys()]) slot.cancel('stopped by the user');
+    for (const [slot, lease] of this.active) {
+      this.stopping.add(lease); // computing nothing from now on, though its runner may still be preparing it
+      slot.cancel('stopped by the user');
+    }
     this.log.say('info', 'Stopped.');
     this.changed(true);
   }
@@ -448,6 +451,7 @@ export class Controller {
       end = await this.runner.run(slot, lease);
     } finally {
       this.active.delete(slot);
+      this.stopping.delete(lease);
     }
     if (end.kind !== 'cut-short' && end.kind !== 'waiting') this.unneeded.delete(lease.leaseId);
     // A device that cannot run tasks stops taking them, rather than answering every lease with its failure.
@@ -476,6 +480,8 @@ export class Controller {
   private readonly unneeded = new Set<string>();
   /** Tasks in a row this device could not run. */
   private deviceFailures = 0;
+  /** Runs Stop cut short whose runners have not returned yet (one may be preparing its task): not counted as running. */
+  private readonly stopping = new Set<Lease>();
 }
 
 /** A slot whose worker could not even be made (a Worker constructor that throws): its run fails with that error. */

@@ -158,8 +158,10 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
     for (let i = 0; i < 8; i++) {
       await page.waitForTimeout(1000);
       const { activity, load } = await status(page);
-      // Compute Pressure's part: nothing left for others once Dewgrid's own share is taken off.
-      expect(load.othersByPressure).toBe(0);
+      // Compute Pressure's part: "critical" says at least 0.82 of the device is busy, and Dewgrid's
+      // own share comes off it: nothing is left at full speed (on a busy machine, where the waits
+      // stepped Dewgrid down, what its lower share leaves).
+      expect(load.othersByPressure).toBeLessThanOrEqual(Math.max(0, 0.82 - load.ownShare) + 0.02);
       expect(activity.state).not.toBe('paused');
       // On an otherwise idle machine, full speed; other programs would show as waits for a core.
       if (load.othersByWaits < 0.25) expect(activity.reason).toBe('Running at full speed.');

@@ -150,7 +150,7 @@ describe('policies on a long task', () => {
     expect(task.results).toBe(1);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).not.toMatch(/left from last time/);
     await page.close();
-  });
+  }, 240_000);
 });
 
 describe('heat', () => {
