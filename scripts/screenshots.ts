@@ -32,7 +32,7 @@ try {
     await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void } }).dewgrid.setLimits({ cpu: 0.5, workers: 1 }));
     await page.waitForTimeout(3000); // a few idle seconds first, as a donor's page has
     await page.getByRole('button', { name: 'Start' }).click();
-    if (name === 'desktop') await page.locator('.settings summary').click();
+    if (name === 'desktop') await page.locator('.settings > summary').click();
     await waitForBatch(server.url, batchId, (c) => c.done === request.tasks.length);
     await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), request.tasks.length);
     await page.waitForTimeout(3000); // and the chart's fall back to idle

@@ -146,9 +146,11 @@ export type WorkResponse = v.InferOutput<typeof WorkResponse>;
 
 /**
  * Why a run produced no program result. `exit` codes are program results, not errors:
- * a program that exits 3 has a result with exitCode 3 and error null.
+ * a program that exits 3 has a result with exitCode 3 and error null. `device`: this device could
+ * not prepare or run the task at all (its worker would not start, its storage failed): a failure
+ * of the device, which says nothing about the task.
  */
-export const RUN_ERRORS = ['trap', 'timeout', 'memory-limit', 'link', 'invalid-module', 'internal'] as const;
+export const RUN_ERRORS = ['trap', 'timeout', 'memory-limit', 'link', 'invalid-module', 'internal', 'device'] as const;
 export type RunErrorCode = (typeof RUN_ERRORS)[number];
 
 /** Why a client refused a task before compiling it. */

@@ -87,6 +87,11 @@ export class WorkStore {
     return Object.entries(stored?.files ?? {}).map(([path, data]) => ({ path, data }));
   }
 
+  /** The tasks whose results wait in the outbox (a lease for one of them again is this device's own). */
+  async unsentTaskIds(): Promise<Set<string>> {
+    return new Set((await this.db.getAll('outbox')).map((entry) => entry.submission.taskId));
+  }
+
   async outbox(): Promise<OutboxEntry[]> {
     return this.db.getAll('outbox');
   }

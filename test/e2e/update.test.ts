@@ -50,6 +50,8 @@ describe('updates', () => {
         server.key,
       ),
     );
+    // The suite's other files are other programs to this page; backing off for them is not what this test is about.
+    await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ backOffForOtherPrograms: false }));
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
 
