@@ -93,6 +93,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       error: null,
       runMs: performance.now() - started,
       work: budget ? workSoFar() : null,
+      progress: { ...dutyCycle.progress },
       encoded: {
         stdout: new Blob([toBase64(result.stdout)]),
         stderr: new Blob([toBase64(result.stderr)]),
