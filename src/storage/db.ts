@@ -25,13 +25,17 @@ export interface StoredLease {
 }
 
 /**
- * A result as kept until the server has it: a ResultSubmission whose base64 outputs are Blobs (as
- * the worker made them: see WorkerOutcome.encoded), or strings in entries older versions wrote.
+ * One base64 output as kept: a Blob as the worker made it (see WorkerOutcome.encoded), its bytes
+ * where IndexedDB refuses Blobs (src/storage/blob-support.ts), or a string in entries older
+ * versions wrote.
  */
+export type StoredOutput = string | Blob | Uint8Array<ArrayBuffer>;
+
+/** A result as kept until the server has it: a ResultSubmission with its outputs as StoredOutputs. */
 export type StoredSubmission = Omit<ResultSubmission, 'stdout' | 'stderr' | 'files'> & {
-  stdout: string | Blob;
-  stderr: string | Blob;
-  files: { path: string; data: string | Blob }[];
+  stdout: StoredOutput;
+  stderr: StoredOutput;
+  files: { path: string; data: StoredOutput }[];
 };
 
 /** A result waiting to reach the server. Written before the first post; removed once the server has it. */

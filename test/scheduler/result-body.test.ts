@@ -1,8 +1,9 @@
-// A kept result's request body is assembled from parts (Blobs from the worker, or strings kept by
-// older versions) so the page never stringifies megabytes of output; it must still be exactly the
-// JSON of the submission.
+// A kept result's request body is assembled from parts (Blobs from the worker, their bytes where
+// IndexedDB refuses Blobs, or strings kept by older versions) so the page never stringifies
+// megabytes of output; it must still be exactly the JSON of the submission.
 import { describe, expect, it } from 'vitest';
 import { resultBody } from '../../src/storage/result-body.ts';
+import { withOutputsAsBytes } from '../../src/storage/blob-support.ts';
 import { parse, ResultSubmission, toBase64 } from '../../src/protocol/index.ts';
 
 const base64 = (text: string) => toBase64(new TextEncoder().encode(text));
@@ -30,9 +31,11 @@ const asBlobs = (s: ReturnType<typeof submission>) => ({
 describe('resultBody', () => {
   const cases = [[], [{ path: '/out/a "quoted" \\ name.txt', data: base64('ä') }], [{ path: '/x', data: '' }, { path: '/y/z', data: base64('A') }]];
   for (const files of cases) {
-    it(`is the submission's JSON with ${files.length} output file(s), from strings and from Blobs`, async () => {
+    it(`is the submission's JSON with ${files.length} output file(s), from strings, Blobs and bytes`, async () => {
       const expected = submission(files);
-      for (const kept of [expected, asBlobs(expected)]) {
+      const asBytes = await withOutputsAsBytes(asBlobs(expected));
+      expect(asBytes.stdout).toBeInstanceOf(Uint8Array);
+      for (const kept of [expected, asBlobs(expected), asBytes]) {
         const body = resultBody(kept);
         expect(body.type).toBe('application/json');
         const parsed = JSON.parse(await body.text());
