@@ -7,6 +7,7 @@ import { showUpdate } from './components/UpdateBanner.tsx';
 // Listening from start-up, not from a component: a beforeinstallprompt fired while the app boots is held for the Install button.
 import { installOffers } from './install.ts';
 import { ProgressHistory } from './progress-history.ts';
+import { reportedProcessors } from '../scheduler/processors.ts';
 import './style.css';
 
 declare global {
@@ -26,7 +27,7 @@ boot().then(
       setSettings: (settings) => controller.setSettings(settings),
     };
     // Sampled from now on, whatever is on screen: the chart shows the minutes before it was looked at.
-    const history = new ProgressHistory(() => controller.status(), Math.max(1, navigator.hardwareConcurrency || 1));
+    const history = new ProgressHistory(() => controller.status(), reportedProcessors());
     history.start();
     render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));

@@ -15,6 +15,7 @@ import { FetchDeferred, TaskPreparer, type ReadyTask } from './prepare.ts';
 import { TaskServer } from './server-api.ts';
 import { runnableEngines } from './engines.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
+import { defaultWorkers, reportedProcessors } from './processors.ts';
 import { DEFAULT_SETTINGS, updatedSettings, type Settings } from './policies/settings.ts';
 import { batteryPolicy, type BatteryState } from './policies/battery.ts';
 import { heatPolicy, INITIAL_HEAT, INITIAL_SLOWDOWN, slowdownPolicy, type HeatState, type SlowdownState } from './policies/heat.ts';
@@ -152,7 +153,7 @@ export class Controller {
     private readonly keys: KeysetKeeper,
     private readonly identity: DeviceIdentity,
     private readonly project: string,
-    private readonly maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1),
+    private readonly maxWorkers = reportedProcessors(),
     options: {
       instrumented?: InstrumentedCache;
       /** The device and page signals the policies read (src/scheduler/signals.ts); neutral when absent. */
@@ -174,7 +175,7 @@ export class Controller {
     });
     this.bounds = options.bounds ?? {};
     this.engines = () => runnableEngines().filter((engine) => !options.engines || options.engines.includes(engine));
-    this.settings = this.bounded({ ...DEFAULT_SETTINGS, workers: this.maxWorkers });
+    this.settings = this.bounded({ ...DEFAULT_SETTINGS, workers: defaultWorkers(this.maxWorkers) });
     this.decision = decide(this.settings, []);
   }
 
