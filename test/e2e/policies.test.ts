@@ -3,6 +3,10 @@
 // identical to an undisturbed run; the page says why, in the words the policy chose. Signals:
 // a navigator.getBattery stand-in, CDP compute-pressure emulation, a document.visibilityState
 // stand-in (headless pages are always visible), and real pointer moves for "in use".
+// Chromium only: it alone has the Compute Pressure API and a way to drive it (CDP's
+// Emulation.setPressureSourceOverrideEnabled / setPressureStateOverride); Firefox and WebKit have
+// neither the API nor the Battery Status API, so there the policies run on what remains (the
+// slowdown watch, visibility, use of the page), as the engine journeys do (engines-*.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
