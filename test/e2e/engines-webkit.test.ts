@@ -9,4 +9,4 @@ import { describe } from 'vitest';
 import { donorJourneys } from '../helpers/journeys.ts';
 
 describe('ephemeral session, no SharedArrayBuffer', () => donorJourneys('webkit', { profile: 'ephemeral' }));
-describe('persistent profile, SharedArrayBuffer', () => donorJourneys('webkit', { profile: 'persistent', sharedArrayBuffer: true, only: ['start', 'offline', 'cpu'] }));
+describe('persistent profile, SharedArrayBuffer', () => donorJourneys('webkit', { profile: 'persistent', sharedArrayBuffer: true, only: ['offline', 'cpu'] }));

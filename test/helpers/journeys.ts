@@ -116,9 +116,9 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
     });
 
     it.runIf(wanted('outputs'))('runs the demo batch and a CLI batch, with outputs byte-identical to node:wasi', async () => {
-      // Every ninth tile of the demo batch: twelve tasks across the picture.
+      // Every thirteenth tile of the demo batch: nine tasks across the picture.
       const demo = demoBatchSpec(fractal);
-      const tiles = demo.tasks.filter((_, i) => i % 9 === 0);
+      const tiles = demo.tasks.filter((_, i) => i % 13 === 0);
       const demoBatch = await publishBatch(server.url, await buildBatch({ ...demo, tasks: tiles }, server.key));
 
       // A program that is not the demo, through the CLI: args, env, stdin, a file and a folder.
@@ -223,7 +223,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
     await ready(page);
     await page.waitFor(async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, undefined);
     const count = 6;
-    const batchId = await publish({ name: 'offline-reload', tasks: Array.from({ length: count }, () => costlyTile(30_000)) });
+    const batchId = await publish({ name: 'offline-reload', tasks: Array.from({ length: count }, () => costlyTile(20_000)) });
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1 }));
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     // Held on the device with its module, one task run: then the network goes.
