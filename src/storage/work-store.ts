@@ -115,8 +115,16 @@ export class WorkStore {
     await this.db.delete('outbox', leaseId);
   }
 
+  /**
+   * Schedules another attempt. The outputs go back as bytes, not as the Blobs read from the store:
+   * WebKit makes a Blob read from IndexedDB unreadable for the rest of the session once it is put
+   * back into its record (WebKitGTK 2.50, persistent profile, a Blob from an earlier session:
+   * NotFoundError on reading it, and a request with it as its body never ends), so every result
+   * kept across a reload stalled on its first retry until the next reload.
+   */
   async retryLater(entry: OutboxEntry, nextAttemptAt: number): Promise<void> {
-    await this.db.put('outbox', { ...entry, attempts: entry.attempts + 1, nextAttemptAt });
+    const submission = await withOutputsAsBytes(entry.submission);
+    await this.db.put('outbox', { ...entry, submission, attempts: entry.attempts + 1, nextAttemptAt });
   }
 
   /** Drops every held lease, waiting result and checkpoint (work of another identity); says how many. */
