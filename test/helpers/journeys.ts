@@ -48,6 +48,29 @@ function bytesOf(value: JsonBytes | null): Uint8Array {
   return typeof value === 'string' ? new TextEncoder().encode(value) : fromBase64(value.base64);
 }
 
+/** Runs in the page: each result in the client's outbox, by lease, with its attempts so far. */
+const outboxAttempts = () =>
+  new Promise<Record<string, number>>((resolve, reject) => {
+    const open = indexedDB.open('dewgrid');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const read = open.result.transaction('outbox').objectStore('outbox').getAll();
+      read.onsuccess = () => {
+        open.result.close();
+        resolve(Object.fromEntries((read.result as { leaseId: string; attempts: number }[]).map((entry) => [entry.leaseId, entry.attempts])));
+      };
+    };
+  });
+
+/** Polls `check` from the test until it holds. */
+async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`still not so after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** The fractal's tile at the demo view's corner that lies inside the set: every pixel runs to `maxIter`, so its cost is known. */
 function costlyTile(maxIter: number) {
   return { args: ['fractal', '960', '720', '900', '680', '40', '40', String(maxIter)], env: [] as [string, string][], stdin: null, files: [], preopens: [] };
@@ -72,7 +95,9 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
   };
   const publish = async (spec: Omit<BatchSpec, 'module' | 'limits' | 'redundancy' | 'expiresInMs'> & Partial<BatchSpec>) =>
     (await publishBatch(server.url, await buildBatch({ module: fractal, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000, ...spec }, server.key))).batchId;
-  const dewgrid = (...args: string[]) => run(process.execPath, ['server/bin/dewgrid.js', ...args, '--server', server.url, '--data', join(work, 'data')], { maxBuffer: 64 * 2 ** 20 });
+  /** The CLI; a batch id comes last, after `--`: ids are base64url and may begin with '-'. */
+  const dewgrid = (args: string[], batchId?: string) =>
+    run(process.execPath, ['server/bin/dewgrid.js', ...args, '--server', server.url, '--data', join(work, 'data'), ...(batchId ? ['--', batchId] : [])], { maxBuffer: 64 * 2 ** 20 });
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), `dewgrid-journeys-${engineName}-`));
@@ -129,10 +154,10 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       writeFileSync(join(corpus, 'binary.dat'), Buffer.from([0, 1, 2, 253, 254, 255]));
       writeFileSync(join(work, 'stdin.txt'), 'stdin says hello\n');
       writeFileSync(join(work, 'extra.txt'), 'an extra file placed by --file\n');
-      const published = await dewgrid(
+      const published = await dewgrid([
         'publish', wordfreq, '--arg', '/data', '--arg', '/out/report-{i}.tsv', '--env', 'WORDFREQ_TOP=4', '--env', 'WORDFREQ_EXIT={i}',
         '--stdin', join(work, 'stdin.txt'), '--dir', `${corpus}:/data`, '--file', `/out/extra.txt=${join(work, 'extra.txt')}`, '--count', '2', '--json',
-      );
+      ]);
       const cliBatch = JSON.parse(published.stdout) as { batchId: string; tasks: string[] };
 
       // The page from the first journey is still running.
@@ -140,7 +165,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       await waitForBatch(server.url, demoBatch.batchId, (c) => c.done === tiles.length);
       await waitForBatch(server.url, cliBatch.batchId, (c) => c.done === 2);
 
-      const demoResults = JSON.parse((await dewgrid('results', demoBatch.batchId, '--json')).stdout) as BatchResults;
+      const demoResults = JSON.parse((await dewgrid(['results', '--json'], demoBatch.batchId)).stdout) as BatchResults;
       expect(demoResults.tasks).toHaveLength(tiles.length);
       for (const task of demoResults.tasks) {
         const spec = tiles.find((t) => t.args.join(' ') === task.args.join(' '))!;
@@ -152,7 +177,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
 
       // `results --out` writes the bytes to disk: compare those, file by file.
       const out = join(work, 'results');
-      await dewgrid('results', cliBatch.batchId, '--out', out);
+      await dewgrid(['results', '--out', out], cliBatch.batchId);
       expect(readdirSync(out).sort()).toEqual([...cliBatch.tasks].sort());
       const files = [
         ...['binary.dat', 'nested/deep.txt', 'one.txt'].map((name) => ({ path: `/data/${name}`, data: new Uint8Array(readFileSync(join(corpus, name))) })),
@@ -200,7 +225,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
             };
           }),
       );
-      // WebCrypto's Ed25519 in all three (Chromium 113+, Firefox 129+, Safari 17+), the private key out of the page's reach.
+      // WebCrypto's Ed25519 in all three (Chromium 137+, Firefox 129+, Safari 17+), the private key out of the page's reach.
       expect(identity).toEqual({ kind: 'webcrypto', extractable: false, algorithm: 'Ed25519' });
       const { deviceId, counts } = await status(page);
       const credit = (await (await fetch(`${server.url}/api/devices/${deviceId}`)).json()) as DeviceCredit;
@@ -234,10 +259,20 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
     await page.setOffline(true);
     await server.stop();
     try {
+      // A result made offline waits in the outbox (tried, failed, kept for later) across the reload:
+      // its next attempt rewrites its record (WebKit makes a Blob read from IndexedDB unreadable once
+      // it is put back into its record: docs/engines.md).
+      await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 1, undefined);
+      const keptAtReload = await page.evaluate(outboxAttempts);
       await page.reload();
       await ready(page);
-      // Computed offline, after the reload: results wait in the outbox.
+      // Computed offline after the reload too, and a result from before the reload tried again
+      // in this session (its record rewritten): results wait in the outbox.
       await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 2, undefined);
+      await eventually(async () => {
+        const now = await page.evaluate(outboxAttempts);
+        return Object.entries(keptAtReload).some(([leaseId, attempts]) => (now[leaseId] ?? 0) > attempts);
+      }, 'a result kept before the reload was tried again after it');
       expect((await status(page)).running).toBe(true);
     } finally {
       await server.start();

@@ -7,10 +7,10 @@ import { launchChromium, launchChromiumProfile } from '../browser.ts';
 import { buttonXPath, callExpression, DEFAULT_WAIT_MS, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
 
 function scopeOf(target: Page | Frame): Scope {
-  const evaluate = <A, R>(fn: PageFunction<A, R>, arg?: A) => target.evaluate(callExpression(fn as PageFunction<never, unknown>, arg)) as Promise<R>;
+  const run = (source: string, arg: unknown) => target.evaluate(callExpression(source, arg)) as Promise<unknown>;
   return {
-    evaluate,
-    waitFor: (fn, arg, timeoutMs) => pollUntil(evaluate, fn, arg, timeoutMs),
+    evaluate: <A, R>(fn: PageFunction<A, R>, arg?: A) => run(fn.toString(), arg) as Promise<R>,
+    waitFor: (fn, arg, timeoutMs) => pollUntil(run, fn, arg, timeoutMs),
     async click(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
       const xpath = buttonXPath(what);
       await target.locator(xpath ? `xpath=${xpath}` : (what as string)).click({ timeout: timeoutMs });

@@ -78,9 +78,12 @@ export interface Engine {
 /** How long waits last by default: long, for a machine loaded by the rest of the suite. */
 export const DEFAULT_WAIT_MS = 90_000;
 
-/** The expression that runs `fn(arg)`; `__name` is tsx's helper for named functions, missing in the page. */
-export function callExpression(fn: PageFunction<never, unknown>, arg: unknown): string {
-  return `(() => { const __name = (f) => f; return (${fn.toString()})(${arg === undefined ? '' : JSON.stringify(arg)}); })()`;
+/** Runs the function whose source is given on `arg` in a page or frame, and returns the (awaited) result. */
+export type RunSource = (source: string, arg: unknown) => Promise<unknown>;
+
+/** The expression that calls the function whose source is given; `__name` is tsx's helper for named functions, missing in the page. */
+export function callExpression(source: string, arg: unknown): string {
+  return `(() => { const __name = (f) => f; return (${source})(${arg === undefined ? '' : JSON.stringify(arg)}); })()`;
 }
 
 /** The XPath for a button by its text, or null for a CSS target. */
@@ -93,12 +96,20 @@ export function describeTarget(target: Target): string {
   return typeof target === 'string' ? target : `the "${target.button}" button`;
 }
 
-/** waitFor() on top of an engine's evaluate(). */
-export async function pollUntil<A, R>(evaluate: (fn: PageFunction<A, R>, arg: A) => Promise<R>, fn: PageFunction<A, R>, arg: A, timeoutMs = DEFAULT_WAIT_MS): Promise<Truthy<R>> {
+/** How long one poll of waitFor() may take before it counts as not yet. */
+const POLL_SLICE_MS = 5000;
+
+/**
+ * waitFor() on top of an engine's means to run script. Each poll gives up after POLL_SLICE_MS, so a
+ * promise that never settles (serviceWorker.ready with no worker registered) makes a wait that
+ * fails naming its condition, not a test that hangs.
+ */
+export async function pollUntil<A, R>(run: RunSource, fn: PageFunction<A, R>, arg: A, timeoutMs = DEFAULT_WAIT_MS): Promise<Truthy<R>> {
+  const sliced = `(arg) => Promise.race([Promise.resolve().then(() => (${fn.toString()})(arg)), new Promise((resolve) => setTimeout(() => resolve(null), ${POLL_SLICE_MS}))])`;
   const deadline = Date.now() + timeoutMs;
-  let last: R | undefined;
+  let last: unknown;
   for (;;) {
-    last = await evaluate(fn, arg);
+    last = await run(sliced, arg);
     if (last) return last as Truthy<R>;
     if (Date.now() > deadline) throw new Error(`waitFor: still ${JSON.stringify(last)} after ${timeoutMs} ms: ${fn.toString().slice(0, 300)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -27,10 +27,10 @@ const PREFS = {
 };
 
 function scopeOf(target: Page | Frame): Scope {
-  const evaluate = <A, R>(fn: PageFunction<A, R>, arg?: A) => target.evaluate(callExpression(fn as PageFunction<never, unknown>, arg)) as Promise<R>;
+  const run = (source: string, arg: unknown) => target.evaluate(callExpression(source, arg)) as Promise<unknown>;
   return {
-    evaluate,
-    waitFor: (fn, arg, timeoutMs) => pollUntil(evaluate, fn, arg, timeoutMs),
+    evaluate: <A, R>(fn: PageFunction<A, R>, arg?: A) => run(fn.toString(), arg) as Promise<R>,
+    waitFor: (fn, arg, timeoutMs) => pollUntil(run, fn, arg, timeoutMs),
     async click(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
       const xpath = buttonXPath(what);
       const handle = await target.waitForSelector(xpath ? `::-p-xpath(${xpath})` : (what as string), { visible: true, timeout: timeoutMs });

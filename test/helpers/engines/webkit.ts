@@ -130,10 +130,10 @@ function scopeOf(session: Session, iframeSelector: string | null): Scope {
         await session.command('POST', '/frame', { id: null });
       }
     });
-  const evaluate = <A, R>(fn: PageFunction<A, R>, arg?: A) => inScope(() => session.evaluate(callExpression(fn as PageFunction<never, unknown>, arg))) as Promise<R>;
+  const run = (source: string, arg: unknown) => inScope(() => session.evaluate(callExpression(source, arg)));
   return {
-    evaluate,
-    waitFor: (fn, arg, timeoutMs) => pollUntil(evaluate, fn, arg, timeoutMs),
+    evaluate: <A, R>(fn: PageFunction<A, R>, arg?: A) => run(fn.toString(), arg) as Promise<R>,
+    waitFor: (fn, arg, timeoutMs) => pollUntil(run, fn, arg, timeoutMs),
     click: (target, timeoutMs = DEFAULT_WAIT_MS) =>
       inScope(async () => {
         const element = await session.find(target, timeoutMs);
