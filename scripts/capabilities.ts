@@ -14,7 +14,7 @@ import { launchEngine, type EngineName, type EngineOptions } from '../test/helpe
 import { startPartnerSite } from '../demo/partner/server.ts';
 
 const CONFIGS: [EngineName, EngineOptions][] = [
-  ['chromium', {}],
+  ['chromium', { computePressure: true }],
   ['firefox', {}],
   ['webkit', { profile: 'ephemeral' }],
   ['webkit', { profile: 'persistent', sharedArrayBuffer: true }],
@@ -65,7 +65,11 @@ async function probe(): Promise<Record<string, unknown>> {
   out['Screen Wake Lock'] = 'wakeLock' in navigator;
   out['JSPI (WebAssembly.Suspending)'] = typeof (WebAssembly as { Suspending?: unknown }).Suspending === 'function';
   out.hardwareConcurrency = navigator.hardwareConcurrency;
-  out['service worker controls the page'] = await Promise.race([navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller !== null), new Promise((r) => setTimeout(() => r(false), 10_000))]);
+  out['service worker controls the page'] = await new Promise((resolve) => {
+    const deadline = Date.now() + 15_000;
+    const look = () => (navigator.serviceWorker.controller !== null ? resolve(true) : Date.now() > deadline ? resolve(false) : setTimeout(look, 100));
+    look();
+  });
   return out;
 }
 

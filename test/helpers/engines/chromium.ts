@@ -43,12 +43,12 @@ function donorPage(page: Page, context: BrowserContext, onClose: () => Promise<v
 
 /**
  * Chromium with the flags of test/helpers/browser.ts, third-party storage partitioned as browsers
- * ship it (the embed's card needs storage), Compute Pressure off (the suite's own load would read
- * as real pressure).
+ * ship it (the embed's card needs storage), Compute Pressure as browser.ts sets it unless asked.
  */
 export async function launchChromiumEngine(options: EngineOptions): Promise<Engine> {
   const persistent = options.profile === 'persistent';
-  const browser: Browser | null = persistent ? null : await launchChromium({ storagePartitioning: true });
+  const flags = { storagePartitioning: true, computePressure: options.computePressure };
+  const browser: Browser | null = persistent ? null : await launchChromium(flags);
   return {
     name: 'chromium',
     description: `Chromium ${browser?.version() ?? ''}${persistent ? ' (persistent profile)' : ''}`.replace('  ', ' '),
@@ -58,7 +58,7 @@ export async function launchChromiumEngine(options: EngineOptions): Promise<Engi
         return donorPage(await context.newPage(), context, () => context.close());
       }
       const dir = mkdtempSync(join(tmpdir(), 'dewgrid-chromium-profile-'));
-      const context = await launchChromiumProfile(dir, { storagePartitioning: true });
+      const context = await launchChromiumProfile(dir, flags);
       return donorPage(context.pages()[0] ?? (await context.newPage()), context, async () => {
         await context.close();
         rmSync(dir, { recursive: true, force: true });

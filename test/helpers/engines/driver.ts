@@ -22,6 +22,11 @@ export interface EngineOptions {
    * Safari has on cross-origin isolated pages (WebKitGTK 2.50 has none by default).
    */
   sharedArrayBuffer?: boolean;
+  /**
+   * Chromium only: leave the Compute Pressure API on (test/helpers/browser.ts turns it off for
+   * tests: the suite's own load would read as real pressure).
+   */
+  computePressure?: boolean;
 }
 
 /**
