@@ -3,7 +3,7 @@
  * the machine. `npm run bench -- NAME...` runs only those (names below), e.g. `npm run bench -- throttle`.
  */
 import { cpus, totalmem } from 'node:os';
-import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
+import { benchSyscallSpeed, benchWasmSpeed, benchYieldHookByEngine, printSpeed } from './wasm-speed.ts';
 import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
 import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
 import { benchStartLatency, printStartLatency } from './start-latency.ts';
@@ -20,6 +20,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'start-latency': async () => printStartLatency(await benchStartLatency()),
   'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
+  'yield-hook-by-engine': async () => (await benchYieldHookByEngine()).forEach(printSpeed),
   throttle: async () => printThrottle(await benchThrottle()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),

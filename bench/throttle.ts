@@ -81,7 +81,8 @@ export async function benchThrottle(windowMs = 5000, pauses = 15): Promise<Throt
     for (const { engine, options } of THROTTLE_ENGINES) {
       const browser = await launchEngine(engine, options);
       try {
-        reports.push({ engine: browser.description, ...(await measure(server, await browser.newPage(), windowMs, pauses)) });
+        const page = await browser.newPage();
+        reports.push({ engine: browser.description, ...(await measure(server, page, windowMs, pauses)) });
       } finally {
         await browser.close();
       }

@@ -19,10 +19,16 @@ type BenchJob = Omit<WorkerJob, 'module' | 'stdin'> & { stdin: number[] };
  */
 const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
-/** Runs `jobs` in order `rounds` times, each run timed; returns wall ms per run, in order. */
-async function runBench(name: string, moduleBytes: number[], jobs: BenchJob[], rounds: number): Promise<{ runMs: number[]; stdoutBytes: number }> {
+/**
+ * Runs `jobs` in order `rounds` times, each run timed; returns wall ms per run, in order. The module's
+ * bytes need only come with the first call for `name` (null after: the compiled module is kept).
+ */
+async function runBench(name: string, moduleBytes: number[] | null, jobs: BenchJob[], rounds: number): Promise<{ runMs: number[]; stdoutBytes: number }> {
   let module = compiled.get(name);
-  if (!module) compiled.set(name, (module = WebAssembly.compile(new Uint8Array(moduleBytes))));
+  if (!module) {
+    if (!moduleBytes) throw new Error(`runBench: no module compiled as ${name} yet, and no bytes given`);
+    compiled.set(name, (module = WebAssembly.compile(new Uint8Array(moduleBytes))));
+  }
   const runMs: number[] = [];
   let stdoutBytes = 0;
   for (let r = 0; r < rounds; r++) {
