@@ -1,7 +1,8 @@
 /**
  * Processes a browser test starts itself (Xvfb, WebKitWebDriver and the browser it launches), each
  * in a process group of its own so that ending the group ends everything under it, whatever the
- * test did; and ended when the test process exits, even on a failure that skipped the teardown.
+ * test did; and ended when the test process exits or is signalled, even on a failure that skipped
+ * the teardown.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -16,9 +17,22 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-process.once('exit', () => {
+const killAll = () => {
   for (const pid of groups) killGroup(pid, 'SIGKILL');
-});
+  groups.clear();
+};
+process.once('exit', killAll);
+// A signal ends Node without 'exit' (a `timeout`, Ctrl-C, CI cancelling): the groups first, then
+// the signal's own way; where others listen too (puppeteer closes its browser on SIGTERM and then
+// lets the process run on), the process ends once they have had two seconds.
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+for (const [signal, number] of Object.entries(SIGNALS) as [keyof typeof SIGNALS, number][]) {
+  process.once(signal, () => {
+    killAll();
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    else setTimeout(() => process.exit(128 + number), 2000).unref();
+  });
+}
 
 export interface GroupProcess {
   child: ChildProcess;
