@@ -5,12 +5,13 @@
  * for a short check (or DEWGRID_SUSTAINED_SECONDS).
  */
 import { cpus, totalmem } from 'node:os';
-import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
+import { benchSyscallSpeed, benchWasmSpeed, benchYieldHookByEngine, printSpeed } from './wasm-speed.ts';
 import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
 import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
 import { benchStartLatency, printStartLatency } from './start-latency.ts';
 import { benchInstrumentation, printInstrumentation } from './instrumentation.ts';
 import { benchThrottle, printThrottle } from './throttle.ts';
+import { benchThrottleEngines, printThrottleEngines } from './throttle-engines.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
@@ -28,7 +29,9 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'start-latency': async () => printStartLatency(await benchStartLatency()),
   'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
+  'yield-hook-by-engine': async () => (await benchYieldHookByEngine()).forEach(printSpeed),
   throttle: async () => printThrottle(await benchThrottle()),
+  'throttle-engines': async () => printThrottleEngines(await benchThrottleEngines()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
   programs: async () => printPrograms(await benchPrograms()),

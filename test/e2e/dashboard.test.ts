@@ -179,7 +179,7 @@ describe('dashboard', () => {
     const description = await page.locator(`[id="${await work.getAttribute('aria-describedby')}"]`).textContent();
     expect(description).toMatch(/^Highest [\d.,]+[KMBT]? steps a second, at /);
     expect(await page.locator('.line-chart.work figcaption').textContent()).toMatch(/^Now [\d.,]+[KMBT]? steps a second; [\d.,]+[KMBT]? steps in the last \d+ seconds?\./);
-    expect(await page.locator('.line-chart.cpu figcaption').textContent()).toMatch(/^CPU now \d+% of this device's \d+ cores?; \d+% on average over the last \d+ seconds?\.$/);
+    expect(await page.locator('.line-chart.cpu figcaption').textContent()).toMatch(/^CPU now \d+% of the \d+ processors? this browser reports; \d+% on average over the last \d+ seconds?\.$/);
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());
     await page.close();
   });

@@ -9,6 +9,9 @@
 // card out of sight never starts from remembered consent (item 7); consent survives a reload and
 // lapses after 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a
 // forged card address; the service worker keeps off the card; and the card without isolation.
+// In Chromium: the covered or faded card's refusal needs IntersectionObserver v2, and the card's
+// isolation Document-Isolation-Policy, both Chromium's alone. The card after a real click and a yes
+// in Dewgrid's window runs in all three engines in the engine journeys (engines-*.test.ts).
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -6,6 +6,10 @@
 // pointer moves for "in use", and a program whose pace drops halfway (what heat looks like to the
 // yield hook's work counter). Compute Pressure, which tells other programs' load from Dewgrid's own,
 // is tested in test/alone/pressure.test.ts, with nothing else of the suite running.
+// Chromium only: it alone has the Compute Pressure API and a way to drive it (CDP's
+// Emulation.setPressureSourceOverrideEnabled / setPressureStateOverride); Firefox and WebKit have
+// neither the API nor the Battery Status API, so there the policies run on what remains (the
+// slowdown watch, visibility, use of the page), as the engine journeys do (engines-*.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
