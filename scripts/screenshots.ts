@@ -24,7 +24,7 @@ try {
     ['phone', { width: 390, height: 844 }],
   ] as const) {
     const request = await buildBatch(demoBatchSpec(new Uint8Array(readFileSync('demo/fractal/fractal.wasm'))), server.key);
-    const { batchId } = await publishBatch(server.url, request);
+    const { batchId } = await publishBatch(server.url, request, server.key);
     const page = await browser.newPage({ viewport, deviceScaleFactor: name === 'phone' ? 2 : 1, isMobile: name === 'phone', hasTouch: name === 'phone' });
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
@@ -33,7 +33,7 @@ try {
     await page.waitForTimeout(3000); // a few idle seconds first, as a donor's page has
     await page.getByRole('button', { name: 'Start' }).click();
     if (name === 'desktop') await page.locator('.settings summary').click();
-    await waitForBatch(server.url, batchId, (c) => c.done === request.tasks.length);
+    await waitForBatch(server, batchId, (c) => c.done === request.tasks.length);
     await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), request.tasks.length);
     await page.waitForTimeout(3000); // and the chart's fall back to idle
     await page.screenshot({ path: `docs/screenshots/${name}.png`, fullPage: true });
