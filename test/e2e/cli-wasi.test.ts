@@ -61,7 +61,7 @@ describe('a program we did not write for the demo, through the CLI and a browser
 
     const { page, errors } = await openDonorPage(browser, server.url);
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(server.url, batchId, (c) => c.done === 2);
+    await waitForBatch(server, batchId, (c) => c.done === 2);
     expect(errors).toEqual([]);
 
     const { stdout } = await dewgrid('results', batchId, '--json');

@@ -93,7 +93,7 @@ describe('policies on a long task', () => {
 
     const { batchId } = await publishBatch(
       server.url,
-      await buildBatch({ name: 'long', module: fractal, tasks: [{ args: ARGS, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+      await buildBatch({ name: 'long', module: fractal, tasks: [{ args: ARGS, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key,
     );
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at full speed\./);
@@ -147,8 +147,8 @@ describe('policies on a long task', () => {
     await expectRunningAgain(page);
     await expectActivity(page, 'running', /^Running at full speed\./);
 
-    await waitForBatch(server.url, batchId, (counts) => counts.done === 1, 120_000);
-    const task = ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
+    await waitForBatch(server, batchId, (counts) => counts.done === 1, 120_000);
+    const task = ((await (await server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
     const undisturbed = runJob({
       taskId: 'reference', engine: 'wasi-preview1', module: new WebAssembly.Module(fractal), args: ARGS, env: [], stdin: new Uint8Array(0), files: [], preopens: [],
       limits: { memoryBytes: 64 * 2 ** 20, outputBytes: 2 ** 20 }, cpu: 1, deterministic: false,

@@ -31,7 +31,7 @@ const spec = (module: Uint8Array, name: string, args: string[][]) => ({
 describe('refusals', () => {
   it('refuses a tampered module and a foreign signature before compiling, and honest tasks complete', async () => {
     // Tampered: published honestly, then one byte flipped on the server's disk.
-    const tampered = await publishBatch(env.server.url, await buildBatch(spec(fractal, 'tampered', [['fractal', '8', '8', '0', '0', '8', '8']]), env.server.key));
+    const tampered = await publishBatch(env.server.url, await buildBatch(spec(fractal, 'tampered', [['fractal', '8', '8', '0', '0', '8', '8']]), env.server.key), env.server.key);
     const blobPath = blobFile(join(env.dataDir, 'blobs'), await sha256Hex(fractal));
     const onDisk = readFileSync(blobPath);
     onDisk[onDisk.length - 10]! ^= 0xff;
@@ -45,7 +45,7 @@ describe('refusals', () => {
     await env.server.app.store.publishBatch({ batchId: 'foreign', name: 'foreign', digest: 'x', adaptive: false, tasks: foreign.tasks });
 
     // Honest work, with another module, in the same run.
-    const honest = await publishBatch(env.server.url, await buildBatch(spec(wordfreq, 'honest', [['wordfreq', '/tmp', '/tmp/a'], ['wordfreq', '/tmp', '/tmp/b']]), env.server.key));
+    const honest = await publishBatch(env.server.url, await buildBatch(spec(wordfreq, 'honest', [['wordfreq', '/tmp', '/tmp/a'], ['wordfreq', '/tmp', '/tmp/b']]), env.server.key), env.server.key);
 
     const page = await env.browser.newPage();
     // Count compilations in the page: refused modules must never reach WebAssembly.compile.
@@ -54,9 +54,9 @@ describe('refusals', () => {
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
 
-    await waitForBatch(env.server.url, honest.batchId, (c) => c.done === 2);
-    const tamperedStatus = await waitForBatch(env.server.url, tampered.batchId, () => true);
-    const foreignStatus = await waitForBatch(env.server.url, 'foreign', () => true);
+    await waitForBatch(env.server, honest.batchId, (c) => c.done === 2);
+    const tamperedStatus = await waitForBatch(env.server, tampered.batchId, () => true);
+    const foreignStatus = await waitForBatch(env.server, 'foreign', () => true);
     await page.waitForFunction(() => document.querySelectorAll('li[data-level="refused"]').length >= 2);
 
     expect(tamperedStatus.refusals.map((r) => r.reason)).toEqual(['module-hash-mismatch']);

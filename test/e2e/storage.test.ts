@@ -18,7 +18,7 @@ const wordfreq = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.
 
 async function publish(module: Uint8Array, args: string[], count: number) {
   const tasks = Array.from({ length: count }, () => ({ args, env: [] as [string, string][], stdin: null, files: [], preopens: ['/tmp'] }));
-  return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+  return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key);
 }
 
 /** Runs a raw IndexedDB request against the client's database, from the page. */
@@ -50,7 +50,7 @@ describe('storage', () => {
     await openClient(page);
     const first = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
 
     const hash = await sha256Hex(fractal);
@@ -64,7 +64,7 @@ describe('storage', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(env.server.url, second.batchId, (c) => c.done === 2);
+    await waitForBatch(env.server, second.batchId, (c) => c.done === 2);
     expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
     await context.close();
@@ -82,8 +82,8 @@ describe('storage', () => {
     const a = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 3);
     const b = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 3);
     await page.getByRole('button', { name: 'Start' }).click();
-    await waitForBatch(env.server.url, a.batchId, (c) => c.done === 3);
-    await waitForBatch(env.server.url, b.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server, a.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server, b.batchId, (c) => c.done === 3);
     const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.size })));`, null);
     expect(cached.reduce((n, c) => n + c.size, 0)).toBeLessThanOrEqual(budget);
     expect(cached.map((c) => c.sha256)).toEqual([await sha256Hex(wordfreq)]); // the older one went

@@ -7,8 +7,24 @@ import { createServer, type DewgridServer } from '../../server/app.ts';
 import { cpSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { currentSigningKey, keyPath, readKey, ROOT_KEY_NAME, type SigningKey } from '../../server/keys.ts';
+import { MAX_OWNER_TOKEN_MS, signOwnerToken, type OwnerScope } from '../../src/protocol/index.ts';
 
 export type { SigningKey };
+
+/**
+ * The project owner's credential for a test: an owner token signed by the project's key, living
+ * as long as a token may (tests move the server's clock by hours).
+ */
+export async function ownerHeaders(key: SigningKey, scope: OwnerScope = 'all'): Promise<{ authorization: string }> {
+  return { authorization: `Bearer ${await signOwnerToken(key, { scope, lifetimeMs: MAX_OWNER_TOKEN_MS })}` };
+}
+
+/** fetch as the project owner. */
+export async function ownerFetch(server: { url: string; key: SigningKey }, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set('authorization', (await ownerHeaders(server.key)).authorization);
+  return fetch(server.url + path, { ...init, headers });
+}
 
 export interface TestServer {
   url: string;
@@ -17,6 +33,8 @@ export interface TestServer {
   key: SigningKey;
   /** The project's root key, which signs keysets (for rotation and revocation tests). */
   root: SigningKey;
+  /** GET (or any request) as the project owner, with a token the project's key signed. */
+  owner(path: string, init?: RequestInit): Promise<Response>;
   /** The running server (replaced by start()). */
   app: DewgridServer;
   stop(): Promise<void>;
@@ -66,6 +84,7 @@ export async function startTestServer(options: {
     key,
     root,
     app,
+    owner: (path, init) => ownerFetch(server, path, init),
     async stop() {
       if (!up) return;
       up = false;
