@@ -19,6 +19,17 @@ export async function ownerHeaders(key: SigningKey, scope: OwnerScope = 'all'): 
   return { authorization: `Bearer ${await signOwnerToken(key, { scope, lifetimeMs: MAX_OWNER_TOKEN_MS })}` };
 }
 
+/** A loopback port nothing listens on now (one was, a moment ago): a server that is down. */
+export async function closedPort(): Promise<number> {
+  const { createServer: tcp } = await import('node:net');
+  return new Promise((resolve) => {
+    const probe = tcp().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
 /** fetch as the project owner. */
 export async function ownerFetch(server: { url: string; key: SigningKey }, path: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);

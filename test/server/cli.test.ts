@@ -9,7 +9,7 @@ import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, REFUSAL_TEXT, sha256Hex, toBase64, type TaskManifest, type WorkResponse } from '../../src/protocol/index.ts';
 import { TINY_MODULE } from '../helpers/tasks.ts';
 import { TestDevice } from '../helpers/device.ts';
-import { ownerHeaders } from '../helpers/server.ts';
+import { closedPort, ownerHeaders } from '../helpers/server.ts';
 import { currentSigningKey } from '../../server/keys.ts';
 
 let work: string;
@@ -266,6 +266,7 @@ describe('dewgrid CLI', { timeout: 120_000 }, () => {
 
   it('usage problems exit 2 with one line naming the problem; server problems exit 1 with its message', async () => {
     const wasm = join(work, 'count.wasm');
+    const down = await closedPort();
     const cases: [string[], number, RegExp][] = [
       [[], 2, /no command given/],
       [['frobnicate'], 2, /unknown command "frobnicate"/],
@@ -300,7 +301,7 @@ describe('dewgrid CLI', { timeout: 120_000 }, () => {
       [['status', 'a', 'b'], 2, /status takes at most one batch id/],
       [['status', '--server', 'ftp://x'], 2, /--server must be an http\(s\) URL/],
       [['status', 'nope'], 1, /404 no batch nope/],
-      [['status', '--server', 'http://127.0.0.1:1'], 1, /no server answers at http:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED 127\.0\.0\.1:1\)\nStart/],
+      [['status', '--server', `http://127.0.0.1:${down}`], 1, new RegExp(`no server answers at http://127\\.0\\.0\\.1:${down} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${down}\\)\nStart`)],
     ];
     const runs = await Promise.all(cases.map(([args]) => dewgrid(...args)));
     for (const [index, [args, code, message]] of cases.entries()) {
