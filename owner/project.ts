@@ -315,10 +315,10 @@ export class Project {
   /**
    * A project from its data folder, as `dewgrid keygen` (or `npm start`) left it: it signs with
    * the newest valid key the folder holds (or `keyFile`).
-   * @param dataDir default `.dewgrid`
+   * @param dataDir default $DEWGRID_DATA, or `.dewgrid`
    * @param options.server default $DEWGRID_SERVER, or http://localhost:8787
    */
-  static async open(dataDir: string = DEFAULT_DATA_DIR, options: { server?: string; keyFile?: string; fetch?: typeof fetch } = {}): Promise<Project> {
+  static async open(dataDir: string = process.env.DEWGRID_DATA ?? DEFAULT_DATA_DIR, options: { server?: string; keyFile?: string; fetch?: typeof fetch } = {}): Promise<Project> {
     const key = options.keyFile ? await readKey(options.keyFile) : await currentSigningKey(dataDir);
     return new Project(serverUrl(options.server ?? process.env.DEWGRID_SERVER ?? DEFAULT_SERVER), key, options.fetch);
   }

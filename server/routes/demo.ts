@@ -10,7 +10,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { API, signOwnerToken, type BatchStatus, type DemoState } from '../../src/protocol/index.ts';
-import { DEMO_IMAGE, demoBatchSpec, demoPictureNumber } from '../../demo/tiles.ts';
+import { DEMO_IMAGE, demoBatchSpec, demoPictureNumber, demoView } from '../../demo/tiles.ts';
 import { HttpError } from '../errors.ts';
 import type { SigningKey } from '../keys.ts';
 import { buildBatch } from '../publish.ts';
@@ -41,7 +41,7 @@ export function demoRoutes(app: FastifyInstance, store: Store, demo: DemoOptions
     const tasks = Object.values(status.counts).reduce((a, b) => a + b, 0);
     return {
       number,
-      name: status.name,
+      name: demoView(number).name,
       batchId: status.batchId,
       image: { ...DEMO_IMAGE },
       tasks,

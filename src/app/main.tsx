@@ -7,6 +7,7 @@ import { showUpdate } from './components/UpdateBanner.tsx';
 // Listening from start-up, not from a component: a beforeinstallprompt fired while the app boots is held for the Install button.
 import { installOffers } from './install.ts';
 import { ProgressHistory } from './progress-history.ts';
+import { DemoPictures } from './demo-pictures.ts';
 import './style.css';
 
 declare global {
@@ -28,7 +29,9 @@ boot().then(
     // Sampled from now on, whatever is on screen: the chart shows the minutes before it was looked at.
     const history = new ProgressHistory(() => controller.status(), Math.max(1, navigator.hardwareConcurrency || 1));
     history.start();
-    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} />, root);
+    const demo = new DemoPictures(location.origin);
+    demo.start();
+    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} demo={demo} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));
     document.documentElement.dataset.ready = 'true';
   },

@@ -137,6 +137,7 @@ export const KeysetRefusalListSchema = v.array(
 export interface DemoState {
   /** 1 for the first picture `npm start` published, and so on. */
   number: number;
+  /** The picture's name (`Seahorse valley`). */
   name: string;
   batchId: string;
   image: { width: number; height: number; tile: number };

@@ -4,7 +4,7 @@
  * bring it back on the same port and data, as a crash and restart (or a network outage) would.
  */
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { cpSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { currentSigningKey, keyPath, readKey, ROOT_KEY_NAME, type SigningKey } from '../../server/keys.ts';
 import { MAX_OWNER_TOKEN_MS, signOwnerToken, type OwnerScope } from '../../src/protocol/index.ts';
@@ -72,6 +72,8 @@ export async function startTestServer(options: {
   port?: number;
   crossOriginIsolated?: boolean;
   onRequest?: (method: string, url: string) => void;
+  /** Run `npm start`'s demo: a donor on this machine may ask for the next picture. */
+  demo?: boolean;
 }): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
   const root = await readKey(keyPath(options.dataDir, ROOT_KEY_NAME));
@@ -82,6 +84,7 @@ export async function startTestServer(options: {
       logger: false,
       crossOriginIsolated: options.crossOriginIsolated,
       onRequest: options.onRequest,
+      demo: options.demo ? { module: new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))), key } : undefined,
     });
     const url = await app.app.listen({ port, host: '127.0.0.1' });
     return { app, url };

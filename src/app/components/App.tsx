@@ -12,12 +12,14 @@ import { WorkChart } from './WorkChart.tsx';
 import { Picture } from './Picture.tsx';
 import { ActivityLog } from './ActivityLog.tsx';
 import { InstallPrompt } from './InstallPrompt.tsx';
+import type { DemoPictures } from '../demo-pictures.ts';
 
 /**
  * The donor's dashboard. The order of the parts is the reading and Tab order on every screen;
- * the stylesheet only arranges them in two columns where there is room.
+ * the stylesheet only arranges them in two columns where there is room. The picture comes right
+ * after the controls: what the donor's device is making is the first thing to see.
  */
-export function App(props: { controller: Controller; trust: TrustConfig; history: ProgressHistory; installOffers: InstallOffers }) {
+export function App(props: { controller: Controller; trust: TrustConfig; history: ProgressHistory; installOffers: InstallOffers; demo: DemoPictures }) {
   const { controller, trust } = props;
   const status = useStatus(controller);
   return (
@@ -33,11 +35,11 @@ export function App(props: { controller: Controller; trust: TrustConfig; history
         <InstallPrompt offers={props.installOffers} />
       </header>
       <Controls controller={controller} status={status} />
+      <Picture controller={controller} demo={props.demo} />
       <Counters counts={status.counts} />
       <Credit credit={status.credit} />
       <WorkChart history={props.history} />
       <Settings controller={controller} status={status} />
-      <Picture controller={controller} />
       <ActivityLog controller={controller} />
     </main>
   );
