@@ -46,7 +46,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  if (start?.pid && start.exitCode === null) process.kill(-start.pid, 'SIGKILL');
+  if (start?.pid && start.exitCode === null && start.signalCode === null) process.kill(-start.pid, 'SIGKILL');
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -81,7 +81,10 @@ describe('the README, as written', () => {
     // The page, the demo, and the status page as the owner (the link's token).
     expect((await fetch(`http://localhost:${port}/`)).status).toBe(200);
     expect(await (await fetch(`http://localhost:${port}/api/info`)).json()).toMatchObject({ service: 'dewgrid', projectName: 'Dewgrid demo project', demo: true });
-    const page = await (await fetch(link)).text();
+    const opened = await fetch(link, { redirect: 'manual' });
+    expect(opened.status).toBe(303);
+    const cookie = opened.headers.get('set-cookie')!.split(';')[0]!;
+    const page = await (await fetch(`http://localhost:${port}/status`, { headers: { cookie } })).text();
     expect(page).toContain('id="batches-table"');
     expect(page).toContain('Mandelbrot demo');
   });
