@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API, sha256Hex, signTask, toBase64, type PublishRequest, type TaskManifest } from '../src/protocol/index.ts';
 import { spawn } from 'node:child_process';
-import { writeKey } from '../test/helpers/server.ts';
+import { ownerHeaders, writeKey } from '../test/helpers/server.ts';
 import { TestDevice } from '../test/helpers/device.ts';
 import { quantile, fmt } from './stats.ts';
 
@@ -23,8 +23,8 @@ export interface ThroughputReport {
 
 const MODULE = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
 
-async function post(base: string, path: string, body: unknown): Promise<unknown> {
-  const response = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+async function post(base: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<unknown> {
+  const response = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
   return response.json();
 }
@@ -63,7 +63,7 @@ export async function benchServerThroughput(clients = 32, cycles = 20000): Promi
         tasks.push(await signTask(manifest, server.key.secretKey));
       }
       const request: PublishRequest = { batch: { batchId, name: 'bench' }, tasks, blobs: { [moduleHash]: toBase64(MODULE) } };
-      await post(server.url, API.batches, request);
+      await post(server.url, API.batches, request, await ownerHeaders(server.key));
     }
 
     const latencies: number[] = [];
