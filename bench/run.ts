@@ -11,6 +11,9 @@ import { benchInstrumentation, printInstrumentation } from './instrumentation.ts
 import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
+import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
+import { benchPrograms, printPrograms } from './programs.ts';
+import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
 import { benchBodyMemory, printBodyMemory } from './body-memory.ts';
 
 /** In the order docs/benchmarks.md gives them. */
@@ -24,6 +27,9 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   throttle: async () => printThrottle(await benchThrottle()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
+  programs: async () => printPrograms(await benchPrograms()),
+  'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
+  'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
   'body-memory': async () => printBodyMemory(await benchBodyMemory()),
 };
 

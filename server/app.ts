@@ -4,7 +4,7 @@
  * a rejected request changes nothing. Who may call each route, and how large a body it reads, is
  * one table (route-policy.ts).
  */
-import { API, MAX_RESULT_BODY_BYTES, PROTOCOL_VERSION, type ServerInfo } from '../src/protocol/index.ts';
+import { API, MAX_RESULT_BODY_BYTES, PROTOCOL_VERSION, RESULT_BODY_TYPE, type ServerInfo } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
@@ -109,10 +109,12 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   app.addHook('onSend', async (request, reply) => {
     reply.headers(embedHeaders(request.url, options.crossOriginIsolated !== false) ?? headers);
   });
-  // Every API body is JSON; Fastify would otherwise parse text/plain into a string.
+  // Every API body is JSON (Fastify would otherwise parse text/plain into a string), but for
+  // results, which may also come as a binary body (RESULT_BODY_TYPE).
   app.addHook('onRequest', async (request, reply) => {
     if (request.method !== 'POST') return;
     const type = request.headers['content-type'] ?? '';
+    if (request.url === API.results && type.split(';')[0]!.trim().toLowerCase() === RESULT_BODY_TYPE) return;
     if (!/^application\/json\s*(;|$)/i.test(type)) {
       return reply.code(415).send(errorBody(415, `the body must be application/json, not ${type || 'untyped'}`));
     }

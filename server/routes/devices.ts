@@ -13,6 +13,9 @@ import {
   LeaseRenewal,
   outputDigestBytes,
   RefusalReport,
+  parseResultBody,
+  RESULT_BODY_TYPE,
+  ResultHead,
   resultSigningBytes,
   ResultSubmission,
   WorkRequest,
@@ -58,6 +61,23 @@ export function checkResultSignature(result: ResultSubmission, publicKey: string
   }
 }
 
+/**
+ * A binary result body as the submission it stands for, outputs in base64 as the store keeps them
+ * (and as the JSON form would have them, so both forms of one result are the same result).
+ * @throws HttpError 400 naming what is wrong with the body.
+ */
+function binaryResult(body: Buffer): { submission: ResultSubmission; outputs: OutputDigests } {
+  const parsed = parseResultBody(body);
+  if (!parsed.ok) throw new HttpError(400, `binary result: ${parsed.message}`);
+  const head = bodyOf(ResultHead, parsed.head);
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  const [stdout, stderr, ...files] = parsed.outputs;
+  return {
+    submission: { ...head, stdout: base64(stdout!), stderr: base64(stderr!), files: head.files.map((f, i) => ({ path: f.path, data: base64(files[i]!) })) },
+    outputs: { stdout: sha256(stdout!), stderr: sha256(stderr!), files: head.files.map((f, i) => ({ path: f.path, sha256: sha256(files[i]!) })) },
+  };
+}
+
 /** Devices whose key was checked and recorded lately: a work request from one costs no hashing and no write. */
 const KNOWN_DEVICES_KEPT = 100_000;
 /** How often a known device's last_seen is written again. */
@@ -101,11 +121,15 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
     return { expiresAt: await store.renewLease(renewal) };
   });
 
+  // Binary results (docs/protocol.md): the outputs' bytes after a JSON head, not base64 in JSON.
+  app.addContentTypeParser(RESULT_BODY_TYPE, { parseAs: 'buffer', bodyLimit: options.resultBodyLimit }, (_request, body, done) => done(null, body));
+
   app.post(API.results, { bodyLimit: options.resultBodyLimit }, async (request) => {
-    const result = bodyOf(ResultSubmission, request.body);
+    const binary = Buffer.isBuffer(request.body) ? binaryResult(request.body) : null;
+    const result = binary?.submission ?? bodyOf(ResultSubmission, request.body);
     const publicKey = known.get(result.deviceId)?.publicKey ?? (await store.devicePublicKey(result.deviceId));
     if (!publicKey) throw new HttpError(403, `device ${result.deviceId} has no key on record (a device registers its key when it asks for work)`);
-    const outputs: OutputDigests = {
+    const outputs: OutputDigests = binary?.outputs ?? {
       stdout: sha256(fromBase64(result.stdout)),
       stderr: sha256(fromBase64(result.stderr)),
       files: result.files.map((f) => ({ path: f.path, sha256: sha256(fromBase64(f.data)) })),

@@ -1,6 +1,6 @@
 /** A donor page in Chromium: open, start, wait for a batch on the server. */
-import type { Browser, JSHandle, Page } from 'playwright-core';
-import { ownerHeaders, type SigningKey } from './server.ts';
+import type { Browser, JSHandle, Page, Worker } from 'playwright-core';
+import { ownerHeaders } from './server.ts';
 
 export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
@@ -15,7 +15,7 @@ export async function openDonorPage(browser: Browser, url: string): Promise<{ pa
  * Polls a batch's status as its owner until `done` holds of its counts.
  * @param server the test server (its URL and the project's key, which signs the owner's token)
  */
-export async function waitForBatch(server: { url: string; key: SigningKey }, batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
+export async function waitForBatch(server: { url: string; key: { keyId: string; secretKey: Uint8Array } }, batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
   const deadline = Date.now() + timeoutMs;
   const headers = await ownerHeaders(server.key);
   for (;;) {
@@ -39,19 +39,38 @@ export async function waitForAsync<A>(page: Page, predicate: (arg: A) => Promise
 }
 
 /**
- * Counts WebAssembly.compile calls in the page from its first script on (read it with
- * compilations()): what a refusal stops must never reach the compiler.
+ * Counts WebAssembly.compile and compileStreaming calls in the page from its first script on, and
+ * in its prepare worker (where modules are compiled) from its start (read it with compilations()):
+ * what a refusal stops must never reach the compiler.
  */
 export async function countCompilations(page: Page): Promise<() => Promise<number>> {
-  await page.addInitScript(() => {
-    const compile = WebAssembly.compile;
-    (window as unknown as { compiled: number }).compiled = 0;
+  const count = () => {
+    const scope = globalThis as unknown as { compiled?: number };
+    if (scope.compiled !== undefined) return;
+    scope.compiled = 0;
+    const { compile, compileStreaming } = WebAssembly;
     WebAssembly.compile = (bytes) => {
-      (window as unknown as { compiled: number }).compiled++;
+      scope.compiled!++;
       return compile(bytes);
     };
+    WebAssembly.compileStreaming = (source) => {
+      scope.compiled!++;
+      return compileStreaming(source);
+    };
+  };
+  await page.addInitScript(count);
+  // The prepare worker starts with the client, long before the first lease is prepared.
+  const workers: Worker[] = [];
+  page.on('worker', (worker) => {
+    if (!worker.url().includes('prepare-worker')) return;
+    workers.push(worker);
+    void worker.evaluate(count).catch(() => undefined);
   });
-  return () => page.evaluate(() => (window as unknown as { compiled: number }).compiled);
+  return async () => {
+    let total = await page.evaluate(() => (globalThis as unknown as { compiled: number }).compiled);
+    for (const worker of workers) total += await worker.evaluate(() => (globalThis as unknown as { compiled?: number }).compiled ?? 0).catch(() => 0);
+    return total;
+  };
 }
 
 /**

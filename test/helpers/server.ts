@@ -15,7 +15,7 @@ export type { SigningKey };
  * The project owner's credential for a test: an owner token signed by the project's key, living
  * as long as a token may (tests move the server's clock by hours).
  */
-export async function ownerHeaders(key: SigningKey, scope: OwnerScope = 'all'): Promise<{ authorization: string }> {
+export async function ownerHeaders(key: { keyId: string; secretKey: Uint8Array }, scope: OwnerScope = 'all'): Promise<{ authorization: string }> {
   return { authorization: `Bearer ${await signOwnerToken(key, { scope, lifetimeMs: MAX_OWNER_TOKEN_MS })}` };
 }
 
@@ -31,7 +31,7 @@ export async function closedPort(): Promise<number> {
 }
 
 /** fetch as the project owner. */
-export async function ownerFetch(server: { url: string; key: SigningKey }, path: string, init: RequestInit = {}): Promise<Response> {
+export async function ownerFetch(server: { url: string; key: { keyId: string; secretKey: Uint8Array } }, path: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   headers.set('authorization', (await ownerHeaders(server.key)).authorization);
   return fetch(server.url + path, { ...init, headers });

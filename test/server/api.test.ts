@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { API, generateKeyPair, keyIdOf, sha256Hex, signTask, toBase64 } from '../../src/protocol/index.ts';
+import { API, fromBase64, generateKeyPair, keyIdOf, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type ResultSubmission } from '../../src/protocol/index.ts';
 import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
@@ -89,6 +89,41 @@ describe('happy path', () => {
       ['done', 'world'],
     ]);
     expect(await lease('dev2')).toEqual([]);
+  });
+
+  it('takes results as binary bodies (outputs raw after a JSON head), the same result as their JSON form, and names what is wrong with a bad one', async () => {
+    await publish('b1', 2);
+    const [l1, l2] = await lease('dev1', 2);
+    const binary = (submission: ResultSubmission, mangle: (body: Uint8Array) => Uint8Array = (b) => b) => {
+      const { stdout, stderr, files, ...rest } = submission;
+      const outputs = [fromBase64(stdout), fromBase64(stderr), ...files.map((f) => fromBase64(f.data))];
+      const head = { ...rest, stdout: { size: outputs[0]!.length }, stderr: { size: outputs[1]!.length }, files: files.map((f, i) => ({ path: f.path, size: outputs[i + 2]!.length })) };
+      const parts = resultBodyParts(head, outputs) as Uint8Array[];
+      const body = mangle(Uint8Array.from(parts.flatMap((p) => [...p])));
+      return server.app.inject({ method: 'POST', url: API.results, headers: { 'content-type': RESULT_BODY_TYPE }, payload: Buffer.from(body) });
+    };
+    const first = await result(l1!, 'dev1', 'bytes \u0000\u00ff hello');
+    expect(JSON.parse((await binary(first)).body)).toEqual({ status: 'accepted' });
+    // The same result again, as JSON: the server already has it.
+    expect((await call('POST', API.results, first)).body).toEqual({ status: 'duplicate' });
+    const results = (await call('GET', API.batchResults('b1'))).body;
+    expect(results.tasks[0].stdout).toBe('bytes \u0000\u00ff hello');
+
+    const second = await result(l2!, 'dev1', 'world');
+    for (const [mangle, message] of [
+      [(b: Uint8Array) => b.subarray(0, 2), /4-byte length of its head/],
+      [(b: Uint8Array) => b.subarray(0, b.length - 1), /add up to more than/],
+      [(b: Uint8Array) => Uint8Array.from([...b, 0]), /1 bytes follow the outputs/],
+      [(b: Uint8Array) => Uint8Array.from([0, 0, 0, 2, 0x7b, 0x7d]), /an output size that is not a whole number/],
+    ] as const) {
+      const response = await binary(second, mangle);
+      expect(response.statusCode).toBe(400);
+      expect(JSON.parse(response.body).message).toMatch(message);
+    }
+    // A signature over other outputs is refused as before.
+    const forged = await binary({ ...second, stdout: toBase64(new TextEncoder().encode('other')) });
+    expect(forged.statusCode).toBe(403);
+    expect(JSON.parse((await binary(second)).body)).toEqual({ status: 'accepted' });
   });
 
   it('serves blobs by hash with immutable caching', async () => {
@@ -456,6 +491,7 @@ describe('the embed for partner sites', () => {
     writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
     writeFileSync(join(staticDir, 'embed.js'), '(()=>{})();');
     writeFileSync(join(staticDir, 'embed', 'frame.html'), '<!doctype html><title>Card</title>');
+    writeFileSync(join(staticDir, 'embed', 'confirm.html'), '<!doctype html><title>Confirm</title>');
     await server.close();
     server = await createServer({ dataDir, staticDir, now: () => clock, crossOriginIsolated });
   }
@@ -482,6 +518,16 @@ describe('the embed for partner sites', () => {
     // The page itself may be framed by no other site: clicks on Start are lured there otherwise.
     const page = await server.app.inject({ method: 'GET', url: '/' });
     expect(page.headers).toMatchObject({ 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'content-security-policy': "frame-ancestors 'self'" });
+  });
+
+  it('serves the confirmation window framed by no one, and without COOP, which would cut it off from its card', async () => {
+    await siteServer();
+    const window = await server.app.inject({ method: 'GET', url: '/embed/confirm.html?nonce=00112233445566778899aabbccddeeff' });
+    expect(window.statusCode).toBe(200);
+    expect(window.headers).toMatchObject({ 'x-frame-options': 'DENY', 'cache-control': 'no-cache' });
+    expect(window.headers['content-security-policy']).toMatch(/(^|; )frame-ancestors 'none'($|;)/);
+    expect(window.headers['content-security-policy']).toMatch(/(^|; )script-src 'self'($|;)/);
+    for (const name of ['cross-origin-opener-policy', 'cross-origin-embedder-policy', 'document-isolation-policy']) expect(window.headers, name).not.toHaveProperty(name);
   });
 
   it('leaves the card unisolated where the host sends no isolation headers', async () => {
