@@ -12,6 +12,8 @@ import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
+import { benchScale, scalePrinter } from './scale.ts';
+import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -25,6 +27,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
+  scale: async () => void (await benchScale(scalePrinter())),
+  donors: async () => printDonors([1e6, 1e7].map((n) => simulateDonors(n, costsFromEnv()))),
 };
 
 const wanted = process.argv.slice(2);
