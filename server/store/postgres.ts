@@ -199,7 +199,8 @@ export class PostgresEngine implements Engine {
       max: poolSize,
       connectionTimeoutMillis: 10_000,
       idleTimeoutMillis: 60_000,
-      application_name: 'dewgrid',
+      // Which server a connection is, in pg_stat_activity.
+      application_name: `dewgrid ${process.pid}`,
       types: TYPES,
     });
     // An idle connection the database drops (a restart) is an error event on the pool: the pool
