@@ -53,12 +53,13 @@ async function freezeMidLease(server: ServerProcess, databaseUrl: string): Promi
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   try {
-    // Inside a lease transaction past its locking query (the locking query itself, the check under
-    // the lock, the lease's insert): until it commits, it holds the locks of the tasks it leases.
+    // Between two statements of a lease transaction, the locking query done (the locking query
+    // itself, the check under the lock, the lease's insert): until it commits, it holds the locks
+    // of the tasks it leases. (Not while a statement runs: it may be waiting for a lock itself.)
     const holding = async () =>
       (
         await admin.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state IN ('active', 'idle in transaction')
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'
              AND (query LIKE '%FOR UPDATE OF t SKIP LOCKED%' OR query LIKE '%SELECT t.task_id, t.envelope%' OR query LIKE 'INSERT INTO leases%')`,
           [`dewgrid ${server.pid}`],
         )
