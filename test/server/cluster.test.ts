@@ -47,24 +47,23 @@ const FREEZE_MS = 6000;
 const FREEZE_SETTLE_MS = 2000;
 
 /**
- * Freezes the server (SIGSTOP) at a moment it is inside a lease transaction, holding the locks of
- * the tasks it is about to hand out (pg_stat_activity shows its connection on one of that
- * transaction's statements after the locking one); resolves once it is frozen so.
+ * Freezes the server (SIGSTOP) at a moment it is inside a lease transaction, holding the lock of
+ * the task it is about to hand out (pg_stat_activity shows its connection idle in that
+ * transaction after inserting the lease); resolves once it is frozen so.
  */
 async function freezeMidLease(server: ServerProcess, databaseUrl: string): Promise<void> {
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   try {
-    // Between two statements of a lease transaction, the locking query done (the locking query
-    // itself, the check under the lock, the lease's insert): until it commits, it holds the locks
-    // of the tasks it leases. (Not while a statement runs: it may be waiting for a lock itself.)
+    // A lease transaction that has inserted its lease and not yet committed: it holds the lock of a
+    // task that every other server, seeing no lease on it yet, would take next. (Not earlier: a
+    // task locked and then found taken meanwhile is let go of by the lease query, though its lock
+    // is held; not while a statement runs: it may be waiting for a lock itself.)
     const holding = async () =>
       (
-        await admin.query(
-          `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'
-             AND (query LIKE '%FOR UPDATE OF t SKIP LOCKED%' OR query LIKE '%SELECT t.task_id, t.envelope%' OR query LIKE 'INSERT INTO leases%')`,
-          [`dewgrid ${server.pid}`],
-        )
+        await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction' AND query LIKE 'INSERT INTO leases%'`, [
+          `dewgrid ${server.pid}`,
+        ])
       ).rowCount! > 0;
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
