@@ -2,7 +2,7 @@
 // an empty database, simulated devices asking a different server on every request; a quarter of
 // the way through one server is killed outright (SIGKILL) and replaced; half way, another is
 // frozen (SIGSTOP: a long pause, a descheduled VM) in the middle of handing out leases, holding its
-// locks, for six seconds; three quarters of the way (once the freeze is over), PostgreSQL itself
+// locks, for ten seconds; three quarters of the way (once the freeze is over), PostgreSQL itself
 // crashes and restarts.
 // Every task must end done with one canonical result and the results its redundancy asks for,
 // every result must be credited once, no request may fail for good (a 5xx or a dropped connection
@@ -42,9 +42,9 @@ afterAll(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-const FREEZE_MS = 6000;
+const FREEZE_MS = 10_000;
 /** Counted from this long into the freeze: by then every device has met the frozen server once and passes it over. */
-const FREEZE_SETTLE_MS = 2000;
+const FREEZE_SETTLE_MS = 5000;
 
 /**
  * Freezes the server (SIGSTOP) at a moment it is inside a lease transaction, holding the lock of
@@ -117,7 +117,7 @@ describe('three task servers on one PostgreSQL', () => {
       devices: DEVICES,
       retry: true,
       patienceMs: 30_000,
-      requestTimeoutMs: 1500,
+      requestTimeoutMs: 4000,
       done: (r) => answered(r) >= SLOTS,
       onCycle(cycles) {
         cycleCount = cycles;
