@@ -15,6 +15,8 @@ import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
 import { benchBodyMemory, printBodyMemory } from './body-memory.ts';
+import { benchScale, scalePrinter } from './scale.ts';
+import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -31,6 +33,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
   'body-memory': async () => printBodyMemory(await benchBodyMemory()),
+  scale: async () => void (await benchScale(scalePrinter())),
+  donors: async () => printDonors([1e6, 1e7].map((n) => simulateDonors(n, costsFromEnv()))),
 };
 
 const wanted = process.argv.slice(2);

@@ -29,6 +29,10 @@ export { DEFAULT_BODY_LIMIT };
 export interface ServerOptions {
   /** Holds trust.json (the roots), and with SQLite dewgrid.sqlite and blobs/; made if missing. */
   dataDir: string;
+  /** `postgres://...`: keep the state in that PostgreSQL database (shared by every server on it) instead of SQLite in dataDir. */
+  databaseUrl?: string;
+  /** PostgreSQL connections this server holds at most; default 10. */
+  databasePoolSize?: number;
   /** The built PWA; served at / when the folder exists. */
   staticDir?: string;
   /** The clock, ms since epoch; tests move it to expire leases and manifests. */
@@ -85,7 +89,14 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const now = options.now ?? Date.now;
   const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
-  const store = await openStore({ dataDir: options.dataDir, now: options.now, random: options.random, leaseMarginMs: options.leaseMarginMs });
+  const store = await openStore({
+    dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    poolSize: options.databasePoolSize,
+    now: options.now,
+    random: options.random,
+    leaseMarginMs: options.leaseMarginMs,
+  });
   let keysets: Keysets;
   try {
     keysets = await Keysets.open(store, options.dataDir);

@@ -279,4 +279,11 @@ export interface Queries {
    * made it (the engine's schema does it, whatever workflow wrote). Sequence numbers only grow.
    */
   taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]>;
+  /**
+   * Numbers the events committed since it last ran, in the order it finds them. Must hold: a
+   * reader that has seen sequence number n never later meets an event numbered below n. One
+   * writer at a time (SQLite) numbers events as they are written, and has nothing to do here;
+   * engines whose transactions commit side by side number them here, one sequencer at a time.
+   */
+  sequenceEvents(): Promise<void>;
 }

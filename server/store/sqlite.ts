@@ -573,6 +573,10 @@ class SqliteQueries implements Queries {
     ).all({ batch: batchId, ids: ids(taskIds) }) as (BatchResultRow & { validation: Validation })[];
   }
 
+  async sequenceEvents(): Promise<void> {
+    // One writer at a time: AUTOINCREMENT numbers events in the order they commit.
+  }
+
   async taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]> {
     return this.sql('SELECT seq, task_id AS taskId, state FROM task_events WHERE batch_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(batchId, afterSeq, limit) as TaskEventRow[];
   }

@@ -370,9 +370,12 @@ export class Store {
     return this.engine.write((q, now) => q.expireTasks(now));
   }
 
-  /** The batch's task events after `afterSeq` (see Queries.taskEvents). */
+  /** The batch's task events after `afterSeq` (see Queries.taskEvents), those committed since last asked numbered first. */
   taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]> {
-    return this.engine.read((q) => q.taskEvents(batchId, afterSeq, limit));
+    return this.engine.write(async (q) => {
+      await q.sequenceEvents();
+      return q.taskEvents(batchId, afterSeq, limit);
+    });
   }
 
   async batchIds(): Promise<string[]> {

@@ -1,6 +1,7 @@
 // Acceptance (issue #15, 2 and 3): the client library publishes 100 tasks from code, each with its
 // own args, env, stdin and files as data, and consumes their results as they arrive, following the
 // batch's event stream (resumed where it left off after a broken connection); status and cancel.
+// On SQLite, and again on PostgreSQL (the postgres project), where events are numbered once committed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { createServer, type DewgridServer } from '../../server/app.ts';
 import { Project, ServerRefusedError, ServerUnreachableError, type TaskResult } from '../../owner/index.ts';
 import { API, fromBase64, toBase64, type Lease, type WorkResponse } from '../../src/protocol/index.ts';
 import { closedPort, writeKey } from '../helpers/server.ts';
+import { freshStore } from '../helpers/engine.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { TINY_MODULE } from '../helpers/tasks.ts';
 
@@ -19,7 +21,7 @@ let url: string;
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-client-'));
   await writeKey(dataDir);
-  server = await createServer({ dataDir });
+  server = await createServer({ dataDir, ...(await freshStore()) });
   url = await server.app.listen({ port: 0, host: '127.0.0.1' });
 });
 
