@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { countCompilations, openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { agreed, countCompilations, openDonorPage, waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { generateKeyPair, keyIdOf, sha256Hex } from '../../src/protocol/index.ts';
 import { blobFile } from '../../server/store/files.ts';
@@ -54,7 +54,7 @@ describe('refusals', () => {
     await page.waitForSelector('html[data-ready="true"]');
     await page.getByRole('button', { name: 'Start' }).click();
 
-    await waitForBatch(env.server, honest.batchId, (c) => c.done === 2);
+    await waitForBatch(env.server, honest.batchId, (c) => agreed(c) === 2); // wordfreq exits 1 here: no writable folder
     const tamperedStatus = await waitForBatch(env.server, tampered.batchId, () => true);
     const foreignStatus = await waitForBatch(env.server, 'foreign', () => true);
     await page.waitForFunction(() => document.querySelectorAll('li[data-level="refused"]').length >= 2);

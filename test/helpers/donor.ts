@@ -11,6 +11,11 @@ export async function openDonorPage(browser: Browser, url: string): Promise<{ pa
   return { page, errors };
 }
 
+/** Tasks whose result devices agreed on, whatever the program's exit code (`done` and `exit-nonzero`). */
+export function agreed(counts: Record<string, number>): number {
+  return (counts.done ?? 0) + (counts['exit-nonzero'] ?? 0);
+}
+
 /**
  * Polls a batch's status as its owner until `done` holds of its counts.
  * @param server the test server (its URL and the project's key, which signs the owner's token)
