@@ -256,26 +256,26 @@ async function publish(positionals: string[], ctx: Context): Promise<void> {
   await reach(ctx);
   const project = await openProject(ctx);
   const progress = Progress.on(process.stderr, values.progress === true);
-  if (!values.json) process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${ctx.server}...\n`);
-  const onProgress = progress.shown
-    ? (p: PublishProgress) => {
-        if (p.step === 'signing') {
-          progress.update(`Signing tasks: ${p.signed}/${p.total}`);
-          if (p.signed === p.total) progress.done(`Signed ${p.total} task${p.total === 1 ? '' : 's'}.`);
-        } else if (p.step === 'blobs') {
-          progress.done(
-            p.sending === 0
-              ? `Blobs: the server has all ${p.blobs} already.`
-              : `Blobs: uploading ${p.sending === p.blobs ? `all ${p.blobs}` : `${p.sending} of ${p.blobs} (the server has the rest)`}, ${formatBytes(p.bytes)}.`,
-          );
-        } else if (p.step === 'uploading') {
-          progress.update(`Uploading blobs and tasks: ${formatBytes(p.sent)} of ${formatBytes(p.total)}`);
-        } else {
-          progress.done(`Uploaded blobs and tasks: ${formatBytes(p.total)}.`);
-          progress.update('Waiting for the server to verify and store the batch...');
-        }
-      }
-    : undefined;
+  // Said once the tasks are signed and checked: a batch the schema refuses is a usage error, on one line.
+  const announce = () => !values.json && process.stderr.write(`Publishing ${count} task${count === 1 ? '' : 's'} of ${argv0} to ${ctx.server}...\n`);
+  const onProgress = (p: PublishProgress) => {
+    if (p.step === 'signing') {
+      progress.update(`Signing tasks: ${p.signed}/${p.total}`);
+      if (p.signed === p.total) progress.done(`Signed ${p.total} task${p.total === 1 ? '' : 's'}.`);
+    } else if (p.step === 'blobs') {
+      announce();
+      progress.done(
+        p.sending === 0
+          ? `Blobs: the server has all ${p.blobs} already.`
+          : `Blobs: uploading ${p.sending === p.blobs ? `all ${p.blobs}` : `${p.sending} of ${p.blobs} (the server has the rest)`}, ${formatBytes(p.bytes)}.`,
+      );
+    } else if (p.step === 'uploading') {
+      progress.update(`Uploading blobs and tasks: ${formatBytes(p.sent)} of ${formatBytes(p.total)}`);
+    } else {
+      progress.done(`Uploaded blobs and tasks: ${formatBytes(p.total)}.`);
+      progress.update('Waiting for the server to verify and store the batch...');
+    }
+  };
   let batch;
   try {
     batch = await project.publish(

@@ -46,7 +46,7 @@ describe('demo project end to end', () => {
     expect(blobFetches).toHaveLength(1);
 
     // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
-    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url], { maxBuffer: 256 * 2 ** 20 });
+    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url, '--data', env.server.dataDir], { maxBuffer: 256 * 2 ** 20 });
     const results = JSON.parse(cli.stdout) as BatchResults;
     expect(results.batchId).toBe(batchId);
     expect(results.tasks).toHaveLength(tiles.length);

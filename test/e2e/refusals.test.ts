@@ -70,7 +70,7 @@ describe('refusals', () => {
     expect(log.join('\n')).toMatch(/signed by a key this client does not trust/);
     expect(await page.locator('[data-count="refused"] dd').textContent()).toBe('2');
 
-    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', tampered.batchId, '--server', env.server.url]);
+    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', tampered.batchId, '--server', env.server.url, '--data', env.server.dataDir]);
     expect(stdout).toMatch(/module-hash-mismatch: the module's bytes do not match the hash the project signed/);
     await page.close();
   });

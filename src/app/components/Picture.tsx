@@ -38,6 +38,15 @@ export function Picture({ controller, demo }: { controller: Controller; demo: De
     element.getContext('2d')!.clearRect(0, 0, next.width, next.height);
   };
 
+  // The canvas's size, set once here and then only by show().
+  useEffect(() => {
+    const element = canvas.current;
+    if (element && element.width !== current.current.width) {
+      element.width = current.current.width;
+      element.height = current.current.height;
+    }
+  }, []);
+
   // The demo's picture as soon as it is known, so its grid shows before the first tile.
   useEffect(() => {
     if (state && state.batchId !== current.current.batchId && !retired.current.has(state.batchId)) show({ batchId: state.batchId, ...state.image });
@@ -75,10 +84,9 @@ export function Picture({ controller, demo }: { controller: Controller; demo: De
   const rows = Math.ceil(picture.height / picture.tile);
   return (
     <figure class="picture" hidden={!mine && tiles === 0} aria-labelledby="picture-caption">
+      {/* No width or height here: setting either clears the canvas, so only show() sets them, before it draws. */}
       <canvas
         ref={canvas}
-        width={picture.width}
-        height={picture.height}
         data-tiles={tiles}
         data-batch={picture.batchId ?? ''}
         style={{ '--cols': String(cols), '--rows': String(rows), aspectRatio: `${picture.width} / ${picture.height}` }}
