@@ -109,7 +109,7 @@ async function measure(server: TestServer, page: DonorPage, windowMs: number, pa
   const pid = process.pid;
 
   const fractal = new Uint8Array(readFileSync('demo/fractal/fractal.wasm'));
-  await publishBatch(server.url, await buildBatch({ name: 'throttle', module: fractal, tasks: [{ args: ['fractal', '960', '720', '800', '600', '160', '120', '300000'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  await publishBatch(server.url, await buildBatch({ name: 'throttle', module: fractal, tasks: [{ args: ['fractal', '960', '720', '800', '600', '160', '120', '300000'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
   await page.evaluate(() => (window as unknown as Win).dewgrid.start());
   await page.waitFor(() => (window as unknown as Win).dewgrid.status().progress.work > 0, undefined, 60_000);
 

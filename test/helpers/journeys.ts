@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { launchEngine, type DonorPage, type Engine, type EngineName, type EngineOptions } from './engines/index.ts';
-import { startTestServer, TEST_KEYS_DIR, type TestServer } from './server.ts';
+import { ownerHeaders, startTestServer, TEST_KEYS_DIR, type TestServer } from './server.ts';
 import { waitForBatch } from './donor.ts';
 import { runUnderNodeWasi } from './node-wasi.ts';
 import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
@@ -94,7 +94,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
     pages = [];
   };
   const publish = async (spec: Omit<BatchSpec, 'module' | 'limits' | 'redundancy' | 'expiresInMs'> & Partial<BatchSpec>) =>
-    (await publishBatch(server.url, await buildBatch({ module: fractal, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000, ...spec }, server.key))).batchId;
+    (await publishBatch(server.url, await buildBatch({ module: fractal, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000, ...spec }, server.key), server.key)).batchId;
   /** The CLI; a batch id comes last, after `--`: ids are base64url and may begin with '-'. */
   const dewgrid = (args: string[], batchId?: string) =>
     run(process.execPath, ['server/bin/dewgrid.js', ...args, '--server', server.url, '--data', join(work, 'data'), ...(batchId ? ['--', batchId] : [])], { maxBuffer: 64 * 2 ** 20 });
@@ -135,7 +135,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       await ready(page);
       await page.click({ button: 'Start' });
       await page.waitFor(() => (window as unknown as Win).dewgrid.status().running, undefined);
-      await waitForBatch(server.url, batchId, (c) => c.done === 2);
+      await waitForBatch(server, batchId, (c) => c.done === 2);
       await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.done === 2, undefined);
       expect(page.errors()).toEqual([]);
     });
@@ -144,7 +144,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       // Every thirteenth tile of the demo batch: nine tasks across the picture.
       const demo = demoBatchSpec(fractal);
       const tiles = demo.tasks.filter((_, i) => i % 13 === 0);
-      const demoBatch = await publishBatch(server.url, await buildBatch({ ...demo, tasks: tiles }, server.key));
+      const demoBatch = await publishBatch(server.url, await buildBatch({ ...demo, tasks: tiles }, server.key), server.key);
 
       // A program that is not the demo, through the CLI: args, env, stdin, a file and a folder.
       const corpus = join(work, 'corpus');
@@ -162,8 +162,8 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
 
       // The page from the first journey is still running.
       const page = await donor();
-      await waitForBatch(server.url, demoBatch.batchId, (c) => c.done === tiles.length);
-      await waitForBatch(server.url, cliBatch.batchId, (c) => c.done === 2);
+      await waitForBatch(server, demoBatch.batchId, (c) => c.done === tiles.length);
+      await waitForBatch(server, cliBatch.batchId, (c) => c.done === 2);
 
       const demoResults = JSON.parse((await dewgrid(['results', '--json'], demoBatch.batchId)).stdout) as BatchResults;
       expect(demoResults.tasks).toHaveLength(tiles.length);
@@ -208,7 +208,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       const page = await donor();
       if ((await status(page)).counts.done === 0) {
         const batchId = await publish({ name: 'identity', tasks: [{ ...costlyTile(2000), args: ['fractal', '32', '32', '0', '0', '32', '32'] }] });
-        await waitForBatch(server.url, batchId, (c) => c.done === 1);
+        await waitForBatch(server, batchId, (c) => c.done === 1);
       }
       const identity = await page.evaluate(
         () =>
@@ -278,9 +278,9 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       await server.start();
       await page.setOffline(false);
     }
-    await waitForBatch(server.url, batchId, (c) => c.done === count);
+    await waitForBatch(server, batchId, (c) => c.done === count);
     await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent === 0, undefined);
-    const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+    const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`, { headers: await ownerHeaders(server.key, 'read') })).json()) as BatchResults;
     expect(results.tasks.map((t) => [t.state, t.results])).toEqual(Array.from({ length: count }, () => ['done', 1]));
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());
     expect(page.errors()).toEqual([]);
@@ -299,7 +299,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
     // Where the browser can tell (IntersectionObserver v2), a click counts once the card has been in view for 500 ms.
     await new Promise((resolve) => setTimeout(resolve, 700));
     await card.click({ button: 'Lend idle time' });
-    await waitForBatch(server.url, batchId, (c) => c.done === tiles.length);
+    await waitForBatch(server, batchId, (c) => c.done === tiles.length);
     await card.waitFor((n) => document.querySelector('.counts')?.textContent?.includes(`Tasks done${n}`), tiles.length);
     // The partner's own script logged the card's events, from Dewgrid's origin.
     const log = await page.waitFor(
@@ -332,7 +332,7 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
       const before = (await status(page)).computed.busyMs;
       const name = `cpu-${cpu * 100}`;
       const batchId = await publish({ name, tasks: [costlyTile(50_000)] });
-      await waitForBatch(server.url, batchId, (c) => c.done === 1);
+      await waitForBatch(server, batchId, (c) => c.done === 1);
       await page.waitFor((n) => (window as unknown as Win).dewgrid.status().counts.done === n + 1, doneBefore);
       const busyMs = (await status(page)).computed.busyMs - before;
       const runMs = await page.waitFor((batch) => {

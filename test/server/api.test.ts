@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, fromBase64, generateKeyPair, keyIdOf, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type ResultSubmission } from '../../src/protocol/index.ts';
-import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
 import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
@@ -36,7 +36,8 @@ async function call(method: 'GET' | 'POST', url: string, payload?: unknown, head
   const response = await server.app.inject({
     method,
     url,
-    headers: payload === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    // As the project owner: the owner's routes need the token; device routes ignore it.
+    headers: payload === undefined ? { ...(await ownerHeaders(key)), ...headers } : { 'content-type': 'application/json', ...(await ownerHeaders(key)), ...headers },
     payload: typeof payload === 'string' || payload === undefined ? payload : JSON.stringify(payload),
   });
   return { status: response.statusCode, body: response.body ? JSON.parse(response.body) : null, headers: response.headers };
@@ -379,7 +380,7 @@ describe('publishing', () => {
     expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ done: 1, queued: 1 });
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0].stdout).toBe('kept');
     expect(await server.store.info()).toMatchObject(
-      TEST_ENGINE === 'sqlite' ? { engine: 'sqlite', schemaVersion: 4, details: { journalMode: 'wal' } } : { engine: 'postgres', schemaVersion: 1 },
+      TEST_ENGINE === 'sqlite' ? { engine: 'sqlite', schemaVersion: 5, details: { journalMode: 'wal' } } : { engine: 'postgres', schemaVersion: 2 },
     );
   });
 });
@@ -410,7 +411,7 @@ describe('leasing', () => {
     const [task] = (await call('GET', API.batchResults('b1'))).body.tasks;
     expect(task).toMatchObject({
       taskId: 'b1-0',
-      state: 'done',
+      state: 'exit-nonzero', // agreed on, but the program did not succeed
       exitCode: 3,
       stdout: 'ok',
       stderr: { base64: toBase64(new Uint8Array([0xff, 0xfe, 0])) },
