@@ -1,9 +1,10 @@
 /**
  * The task server: the API of docs/protocol.md, blobs by hash, the keyset, and the built PWA.
  * Every body is validated with the shared protocol schemas; every error is `{ error, message }`;
- * a rejected request changes nothing.
+ * a rejected request changes nothing. Who may call each route, and how large a body it reads, is
+ * one table (route-policy.ts).
  */
-import { API, MAX_RESULT_BODY_BYTES, RESULT_BODY_TYPE } from '../src/protocol/index.ts';
+import { API, MAX_RESULT_BODY_BYTES, PROTOCOL_VERSION, RESULT_BODY_TYPE, type ServerInfo } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
@@ -12,15 +13,26 @@ import { blobRoutes } from './routes/blobs.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { statusRoutes } from './routes/status.ts';
+import { eventRoutes } from './routes/events.ts';
+import { demoRoutes, type DemoOptions } from './routes/demo.ts';
 import { openStore, type Store } from './store/index.ts';
 import { Keysets } from './keyset.ts';
 import { embedHeaders } from './embed-headers.ts';
+import { ownerAuth } from './owner-auth.ts';
+import { applyRoutePolicy, DEFAULT_BODY_LIMIT } from './route-policy.ts';
+import { ExpirySweep } from './sweep.ts';
+import { readTrust } from './keys.ts';
 
 export { jsonBytes } from './routes/batches.ts';
+export { DEFAULT_BODY_LIMIT };
 
 export interface ServerOptions {
   /** Holds trust.json (the roots), and with SQLite dewgrid.sqlite and blobs/; made if missing. */
   dataDir: string;
+  /** `postgres://...`: keep the state in that PostgreSQL database (shared by every server on it) instead of SQLite in dataDir. */
+  databaseUrl?: string;
+  /** PostgreSQL connections this server holds at most; default 10. */
+  databasePoolSize?: number;
   /** The built PWA; served at / when the folder exists. */
   staticDir?: string;
   /** The clock, ms since epoch; tests move it to expire leases and manifests. */
@@ -28,7 +40,7 @@ export interface ServerOptions {
   logger?: boolean;
   /** Body limit for publishing (modules travel in it), bytes. Default 256 MiB. */
   publishBodyLimit?: number;
-  /** Body limit everywhere else, bytes. Default 8 MiB. */
+  /** Body limit for routes the route policy gives none, bytes. Default 64 KiB (route-policy.ts). */
   bodyLimit?: number;
   /** Body limit for results, bytes: big enough for a task's outputs at their caps. */
   resultBodyLimit?: number;
@@ -44,6 +56,10 @@ export interface ServerOptions {
   leaseMarginMs?: number;
   /** Told of every request as it arrives (tests count requests per route with it). */
   onRequest?: (method: string, url: string) => void;
+  /** How often queued tasks past their expiry are ended, ms (sweep.ts); default 60 s, 0 for never. */
+  sweepIntervalMs?: number;
+  /** `npm start`'s demo: donors on this machine may ask for the next picture (routes/demo.ts). */
+  demo?: DemoOptions;
 }
 
 export interface DewgridServer {
@@ -54,7 +70,6 @@ export interface DewgridServer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_BODY_LIMIT = 8 * 2 ** 20;
 export const DEFAULT_PUBLISH_BODY_LIMIT = 256 * 2 ** 20;
 
 const COMMON_HEADERS = {
@@ -74,7 +89,14 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const now = options.now ?? Date.now;
   const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
-  const store = await openStore({ dataDir: options.dataDir, now: options.now, random: options.random, leaseMarginMs: options.leaseMarginMs });
+  const store = await openStore({
+    dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    poolSize: options.databasePoolSize,
+    now: options.now,
+    random: options.random,
+    leaseMarginMs: options.leaseMarginMs,
+  });
   let keysets: Keysets;
   try {
     keysets = await Keysets.open(store, options.dataDir);
@@ -82,6 +104,8 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     await store.close();
     throw error;
   }
+  const owner = ownerAuth(keysets, now);
+  const sweep = new ExpirySweep(store, options.sweepIntervalMs ?? 60_000, now);
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
@@ -108,19 +132,33 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   });
   installErrorHandler(app);
   installJsonParser(app);
+  applyRoutePolicy(app, owner);
 
   deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES });
   blobRoutes(app, store);
   batchRoutes(app, store, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
-  statusRoutes(app, store, now);
+  eventRoutes(app, store, { headers });
+  app.get(API.info, async (): Promise<ServerInfo> => {
+    let projectName: string | null = null;
+    try {
+      projectName = readTrust(options.dataDir)?.projectName ?? null;
+    } catch {
+      // an unreadable trust file names no project
+    }
+    return { service: 'dewgrid', protocol: PROTOCOL_VERSION, projectName, keysetVersion: (await keysets.current())?.keyset.version ?? 0, demo: options.demo !== undefined };
+  });
+  if (options.demo) demoRoutes(app, store, options.demo);
+  statusRoutes(app, store, { now, owner, sweep });
   await siteRoutes(app, { staticDir: options.staticDir });
 
   await app.ready();
+  sweep.start();
   return {
     app,
     store,
     keysets,
     async close() {
+      sweep.stop();
       await app.close();
       await store.close();
     },

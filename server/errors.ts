@@ -8,6 +8,7 @@ import { parse, type ApiError } from '../src/protocol/index.ts';
 
 const ERROR_CODES: Record<number, string> = {
   400: 'bad-request',
+  401: 'unauthorized',
   403: 'forbidden',
   404: 'not-found',
   405: 'method-not-allowed',
@@ -16,12 +17,13 @@ const ERROR_CODES: Record<number, string> = {
   413: 'payload-too-large',
   415: 'unsupported-media-type',
   500: 'internal',
+  503: 'unavailable',
 };
 
 /** A refusal a route or the store decided on; the error handler turns it into `{ error, message }`. */
 export class HttpError extends Error {
   constructor(
-    readonly status: 400 | 403 | 404 | 409 | 410 | 413 | 415,
+    readonly status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 503,
     message: string,
   ) {
     super(message);
@@ -73,7 +75,11 @@ export function installJsonParser(app: FastifyInstance): void {
 /** Maps Fastify's own errors (body limits, content types) and ours to `{ error, message }`. */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: { statusCode?: number; message: string; code?: string } | HttpError, _request, reply) => {
-    if (error instanceof HttpError) return fail(reply, error.status, error.message);
+    if (error instanceof HttpError) {
+      // A 503 is a moment's trouble (the database restarting): say when to try again.
+      if (error.status === 503) reply.header('retry-after', '1');
+      return fail(reply, error.status, error.message);
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     let message = error.message;
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = 'the body must be application/json';

@@ -6,3 +6,5 @@ export * from './signing.ts';
 export * from './verify.ts';
 export * from './keyset.ts';
 export * from './results.ts';
+export * from './owner.ts';
+export * from './owner-api.ts';

@@ -146,9 +146,11 @@ export type WorkResponse = v.InferOutput<typeof WorkResponse>;
 
 /**
  * Why a run produced no program result. `exit` codes are program results, not errors:
- * a program that exits 3 has a result with exitCode 3 and error null.
+ * a program that exits 3 has a result with exitCode 3 and error null. `device`: this device could
+ * not prepare or run the task at all (its worker would not start, its storage failed): a failure
+ * of the device, which says nothing about the task.
  */
-export const RUN_ERRORS = ['trap', 'timeout', 'memory-limit', 'link', 'invalid-module', 'internal'] as const;
+export const RUN_ERRORS = ['trap', 'timeout', 'memory-limit', 'link', 'invalid-module', 'internal', 'device'] as const;
 export type RunErrorCode = (typeof RUN_ERRORS)[number];
 
 /** Why a client refused a task before compiling it. */
@@ -254,11 +256,26 @@ export type PublishRequest = v.InferOutput<typeof PublishRequest>;
 export const MissingBlobsRequest = v.strictObject({ hashes: v.pipe(v.array(Sha256Hex), v.maxLength(100000)) });
 
 /**
- * `done`: a quorum of devices agreed (the canonical result is theirs); `inconclusive`: results
- * kept disagreeing up to the replica limit; `revoked`: its signing key was revoked before it was done.
+ * `done`: a quorum of devices agreed (the canonical result is theirs) and the program exited 0;
+ * `exit-nonzero`: a quorum agreed on a result whose exit code is not 0 (the program ran and
+ * reported failure: its result is there, but it did not succeed); `failed`: runs kept erroring
+ * (trap, timeout, ...); `inconclusive`: results kept disagreeing up to the replica limit;
+ * `revoked`: its signing key was revoked before it was done; `cancelled`: its owner cancelled it.
  */
-export const TASK_STATES = ['queued', 'running', 'done', 'failed', 'refused', 'expired', 'inconclusive', 'revoked'] as const;
+export const TASK_STATES = ['queued', 'running', 'done', 'exit-nonzero', 'failed', 'refused', 'expired', 'inconclusive', 'revoked', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
+
+/** The states a task ends in: nothing changes it afterwards. */
+export const FINAL_STATES: readonly TaskState[] = ['done', 'exit-nonzero', 'failed', 'refused', 'expired', 'inconclusive', 'revoked', 'cancelled'];
+
+export function isFinal(state: TaskState): boolean {
+  return FINAL_STATES.includes(state);
+}
+
+/** Whether the task succeeded: agreed on, and its program exited 0. Every other end is a task that did not. */
+export function succeeded(state: TaskState): boolean {
+  return state === 'done';
+}
 
 /** Bytes as JSON: UTF-8 text where the bytes are valid UTF-8, else `{ base64 }`. */
 export type JsonBytes = string | { base64: string };

@@ -1,7 +1,8 @@
 import type { Controller, Status } from '../../scheduler/controller.ts';
+import { reportedProcessors } from '../../scheduler/processors.ts';
 
 export function Controls({ controller, status }: { controller: Controller; status: Status }) {
-  const maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1);
+  const maxWorkers = reportedProcessors();
   return (
     <section class="controls" aria-label="Controls">
       <button
