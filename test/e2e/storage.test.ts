@@ -193,4 +193,17 @@ describe('storage', () => {
     expect(await stored()).toEqual(['bytes', 'sha256']);
     await context.close();
   });
+  it('fetches a task\'s many small inputs in one request, and the task runs on them', async () => {
+    const context = await env.browser.newContext();
+    const page = await context.newPage();
+    await openClient(page);
+    const files = Array.from({ length: 40 }, (_, i) => ({ path: `/tmp/in/${i}.txt`, data: new TextEncoder().encode(`input number ${i} of forty\n`) }));
+    const requests: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/api/blobs/') && requests.push(`${r.method()} ${r.url().slice(env.server.url.length)}`)));
+    const batch = await publish(wordfreq, ['wordfreq', '/tmp/in', '/tmp/report'], 1, files);
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
+    expect(requests.sort()).toEqual([`GET /api/blobs/${await sha256Hex(wordfreq)}`, 'POST /api/blobs/batch']);
+    await context.close();
+  });
 });
