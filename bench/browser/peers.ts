@@ -1,0 +1,116 @@
+/**
+ * The bench page's part of bench/peers.ts: one program at a time in three runners, each in a
+ * dedicated worker holding the program ready (compiled, or packaged where the runtime compiles its
+ * own copy), run on request and timed from the page: the job posted to the outcome back.
+ *  - dewgrid: the client's own worker runtime (worker/runtime.ts) as a donor's page runs it: the
+ *    module with the yield hook and the memory cap, as the prepare worker makes it
+ *    (src/scheduler/module-preparer.ts), and a throttle control block at 100% CPU;
+ *  - shim: browser_wasi_shim (shim-worker.ts); wasmer: @wasmer/sdk (wasmer-worker.ts).
+ * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
+ * written file), taken after the clock stops.
+ */
+import * as Comlink from 'comlink';
+import type { WorkerApi } from '../../src/protocol/worker-api.ts';
+import { INITIAL_ALLOWANCE, ThrottleBlock } from '../../src/protocol/throttle.ts';
+import { capMemory } from '../../src/scheduler/memory-cap.ts';
+import { instrument } from '../../worker/instrument.ts';
+import type { PeerJob, PeerOutputs, PeerReply, PeerRequest } from './peer-protocol.ts';
+
+export type Runner = 'dewgrid' | 'shim' | 'wasmer';
+
+/** A program as bench/peers.ts writes it beside the page: the job, files and stdin in base64. */
+interface ProgramFile {
+  args: string[];
+  env: [string, string][];
+  stdin: string;
+  files: { path: string; base64: string }[];
+  preopens: string[];
+  outputPaths: string[];
+  memoryBytes: number;
+}
+
+/** ms: from the job posted to the outcome back on the page; runMs: the run as its worker timed it (Dewgrid's: instantiate and run, before hashing its outputs). */
+export type RunReport = { ms: number; runMs: number; fingerprint: string; unreadable?: PeerOutputs['unreadable'] } | { error: string };
+
+interface Loaded {
+  job: PeerJob;
+  memoryBytes: number;
+  donorModule: WebAssembly.Module;
+  dewgrid: { worker: Worker; api: Comlink.Remote<WorkerApi> };
+  peers: Partial<Record<Exclude<Runner, 'dewgrid'>, Worker>>;
+  /** Why a runner cannot run this program, where it cannot even load it. */
+  refused: Partial<Record<Runner, string>>;
+}
+
+let loaded: Loaded | null = null;
+
+const base64Bytes = (text: string) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+function ask(worker: Worker, request: PeerRequest): Promise<PeerReply> {
+  return new Promise((resolve) => {
+    worker.onmessage = (event: MessageEvent<PeerReply>) => resolve(event.data);
+    worker.onerror = (event) => resolve({ type: 'failed', message: event.message || 'the worker failed' });
+    worker.postMessage(request);
+  });
+}
+
+/** Loads program `name` (`name`.wasm and `name`.json beside the page) into fresh workers; returns why any runner refused it. */
+async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>> {
+  if (loaded) {
+    loaded.dewgrid.worker.terminate();
+    for (const worker of Object.values(loaded.peers)) worker.terminate();
+    loaded = null;
+  }
+  const bytes = new Uint8Array(await (await fetch(`${name}.wasm`)).arrayBuffer());
+  const program = (await (await fetch(`${name}.json`)).json()) as ProgramFile;
+  const job: PeerJob = { ...program, stdin: base64Bytes(program.stdin), files: program.files.map((f) => ({ path: f.path, data: base64Bytes(f.base64) })) };
+  const capped = capMemory(instrument(bytes, INITIAL_ALLOWANCE), program.memoryBytes);
+  if (!capped.ok) throw new Error(capped.message);
+  const worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' });
+  const refused: Loaded['refused'] = {};
+  const peers: Loaded['peers'] = {};
+  const plain = await WebAssembly.compile(bytes);
+  // Each `new Worker(new URL(...))` written out: the form Vite finds and bundles.
+  const spawn = { shim: () => new Worker(new URL('./shim-worker.ts', import.meta.url), { type: 'module' }), wasmer: () => new Worker(new URL('./wasmer-worker.ts', import.meta.url), { type: 'module' }) };
+  for (const runner of ['shim', 'wasmer'] as const) {
+    const peer = spawn[runner]();
+    const reply = await ask(peer, { type: 'load', module: plain, bytes, job });
+    if (reply.type === 'failed') {
+      refused[runner] = reply.message;
+      peer.terminate();
+    } else peers[runner] = peer;
+  }
+  loaded = { job, memoryBytes: program.memoryBytes, donorModule: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), dewgrid: { worker, api: Comlink.wrap<WorkerApi>(worker) }, peers, refused };
+  return refused;
+}
+
+async function fingerprint(outputs: PeerOutputs): Promise<string> {
+  const sha = async (data: Uint8Array) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const lines = [`exit ${outputs.exitCode}`, `stdout ${await sha(outputs.stdout)}`, `stderr ${await sha(outputs.stderr)}`];
+  for (const file of outputs.files) lines.push(`${file.path} ${await sha(file.data)}`);
+  return lines.join('\n');
+}
+
+/** Runs the loaded program once in `runner`. */
+async function peersRun(runner: Runner): Promise<RunReport> {
+  if (!loaded) throw new Error('peersRun: no program loaded');
+  const { job } = loaded;
+  if (runner === 'dewgrid') {
+    const control = new ThrottleBlock();
+    control.set({ cpu: 1, paused: false });
+    const started = performance.now();
+    const outcome = await loaded.dewgrid.api.run({ ...job, taskId: 'bench', engine: 'wasi-preview1', module: loaded.donorModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer });
+    const ms = performance.now() - started;
+    if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
+    return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }) };
+  }
+  const worker = loaded.peers[runner];
+  if (!worker) return { error: loaded.refused[runner] ?? 'not loaded' };
+  const started = performance.now();
+  const reply = await ask(worker, { type: 'run', job });
+  const ms = performance.now() - started;
+  if (reply.type !== 'ran') return { error: reply.type === 'failed' ? reply.message : 'no outputs' };
+  return { ms, runMs: reply.runMs, fingerprint: await fingerprint(reply.outputs), unreadable: reply.outputs.unreadable };
+}
+
+Object.assign(window, { peersLoad, peersRun });
