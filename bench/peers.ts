@@ -26,9 +26,9 @@ import { fmt, median } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
-const RUNNERS: Runner[] = ['dewgrid', 'shim', 'wasmer'];
-const PEERS: Exclude<Runner, 'dewgrid'>[] = ['shim', 'wasmer'];
-export const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
+const RUNNERS: Runner[] = ['dewgrid', 'bare', 'shim', 'wasmer'];
+const PEERS: Runner[] = ['shim', 'wasmer'];
+export const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
 const ENGINES: EngineName[] = ['chromium', 'firefox'];
 
 interface PeerProgram {
@@ -48,7 +48,7 @@ function small(name: string, path: string, args: string[], preopens: string[] = 
 async function peerPrograms(): Promise<PeerProgram[]> {
   const [flite, yosys] = await programs();
   const all = [
-    small('fractal tile (CPU)', 'demo/fractal/fractal.wasm', ['fractal', '960', '720', '320', '240', '160', '160', '4000']),
+    small('fractal tile (CPU)', 'demo/fractal/fractal.wasm', ['fractal', '960', '720', '300', '200', '400', '400', '4000']),
     small('syscall-heavy (bench/fixtures/syscalls.c)', 'bench/fixtures/syscalls.wasm', ['syscalls'], ['/work']),
     small('hello (bench/fixtures/hello.c)', 'bench/fixtures/hello.wasm', ['hello']),
     { ...flite!, rounds: 5 },
@@ -108,7 +108,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
             if (failed[i]![runner]) continue;
             const report = await benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner);
             if ('error' in report) failed[i]![runner] = report.error;
-            else if (report.fingerprint !== comparable(expected, report.unreadable?.paths ?? [])) failed[i]![runner] = `outputs differ from node:wasi's (${differences(report.fingerprint, expected)})`;
+            else if (report.fingerprint !== comparable(expected, report.unreadable?.paths ?? [])) failed[i]![runner] = `outputs differ from node:wasi's (${differences(report.fingerprint, expected)}; stderr: ${JSON.stringify(report.stderrHead)})`;
             else if (keep) {
               if (report.unreadable) notes[i]![runner] = `${report.unreadable.paths.join(', ')} not compared: ${report.unreadable.why}`;
               times[i]![runner].ms.push(report.ms);

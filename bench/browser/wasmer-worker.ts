@@ -2,14 +2,14 @@
  * A peer for bench/peers.ts: the module run under @wasmer/sdk 0.16 as a plain WASI command, the
  * way worker/wasix/runtime.ts uses the SDK (its unbundled files at /wasmer-sdk/, one guest thread,
  * networking off). The SDK takes bytes, not a compiled module: the package is made once at load
- * (the SDK compiles its copy then), and each run gets a fresh sandbox with the task's input files,
- * as a task's run would.
+ * with the task's input files at their paths (the SDK compiles its copy then, and gives each run a
+ * private writable overlay of the files), and each run gets a fresh sandbox.
  *
- * The SDK's sandbox file API reaches only /workspace, so the task's folders move there, as a user
- * of the SDK would put them: `/out` is `/workspace/out`, in the input files' paths and in the
- * arguments that name them. A path compiled into the program stays where it is (the package
- * holds an empty file in each task folder, so the folder exists), and what the program writes
- * there cannot be read back: the run says so rather than compare it.
+ * The SDK's sandbox file API reaches only /workspace, so a folder the program writes its outputs
+ * to moves there, as a user of the SDK would put it: `/out` is `/workspace/out` in the arguments
+ * that name it. A path compiled into the program stays where it is (the package holds an empty
+ * file in each task folder, so the folder exists), and what the program writes there cannot be
+ * read back: the run says so rather than compare it.
  */
 import type { Package, Wasmer } from '@wasmer/sdk/browser';
 import type { PeerJob, PeerOutputs, PeerReply, PeerRequest } from './peer-protocol.ts';
@@ -42,8 +42,9 @@ function moved(text: string, folders: string[]): string {
 async function run(job: PeerJob): Promise<PeerOutputs> {
   if (!pkg) throw new Error('no module loaded');
   const wasmer = await loadWasmer();
-  const folders = job.preopens;
-  const sandbox = await wasmer.sandboxes.create({ packages: [pkg], env: Object.fromEntries(job.env), files: Object.fromEntries(job.files.map((f) => [moved(f.path, folders), f.data])), network: { mode: 'disabled' } });
+  // The task folders that node:wasi's run wrote outputs to.
+  const folders = job.preopens.filter((folder) => job.outputPaths.some((path) => path.startsWith(`${folder}/`)));
+  const sandbox = await wasmer.sandboxes.create({ packages: [pkg], env: Object.fromEntries(job.env), network: { mode: 'disabled' } });
   try {
     for (const folder of folders) await sandbox.fs.mkdir(moved(folder, folders), { recursive: true });
     // argv[0] is the command's name under the SDK.
@@ -75,8 +76,9 @@ self.onmessage = async (event: MessageEvent<PeerRequest>) => {
     if (!self.crossOriginIsolated) throw new Error('@wasmer/sdk needs a cross-origin isolated page (without it, runs "succeed" with no output)');
     if (event.data.type === 'load') {
       const wasmer = await loadWasmer();
-      const folders = Object.fromEntries(event.data.job.preopens.map((folder) => [`${folder}/${KEEP}`, '']));
-      pkg = await wasmer.packages.create({ modules: { task: event.data.bytes }, commands: { task: { module: 'task' } }, files: folders });
+      const { preopens, files } = event.data.job;
+      const inputs = Object.fromEntries([...preopens.map((folder) => [`${folder}/${KEEP}`, new Uint8Array(0)] as const), ...files.map((f) => [f.path, f.data] as const)]);
+      pkg = await wasmer.packages.create({ modules: { task: event.data.bytes }, commands: { task: { module: 'task' } }, files: inputs });
       reply = { type: 'loaded' };
     } else {
       const started = performance.now();
