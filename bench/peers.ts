@@ -28,7 +28,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
 const RUNNERS: Runner[] = ['dewgrid', 'bare', 'shim', 'wasmer'];
 const PEERS: Runner[] = ['shim', 'wasmer'];
-export const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
+const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
 const ENGINES: EngineName[] = ['chromium', 'firefox'];
 
 interface PeerProgram {
