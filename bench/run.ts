@@ -17,6 +17,7 @@ import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
+import { benchPeers } from './peers.ts';
 import { benchBodyMemory, printBodyMemory } from './body-memory.ts';
 import { benchScale, scalePrinter } from './scale.ts';
 import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
@@ -37,6 +38,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   signatures: async () => printSignatures(await benchSignatures()),
   programs: async () => printPrograms(await benchPrograms()),
   'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
+  peers: async () => void (await benchPeers()), // prints each program's figures as they come
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
   'body-memory': async () => printBodyMemory(await benchBodyMemory()),
   scale: async () => void (await benchScale(scalePrinter())),

@@ -8,6 +8,7 @@ build() { "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -o "$2" "$1"; echo "bui
 build demo/fractal/fractal.c demo/fractal/fractal.wasm
 for src in test/fixtures/wasi/*.c; do build "$src" "${src%.c}.wasm"; done
 build bench/fixtures/syscalls.c bench/fixtures/syscalls.wasm
+build bench/fixtures/hello.c bench/fixtures/hello.wasm
 # Hostile modules for the sandbox tests (test/fixtures/hostile/README.md): imports.c links against a function no host provides.
 for src in test/fixtures/hostile/{loop,bomb,recursion,deep,trap,flood,fsflood,symlinks,names,fds,unlinked,inputs,stdio,checkpoints}.c; do build "$src" "${src%.c}.wasm"; done
 "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -Wl,--allow-undefined -o test/fixtures/hostile/imports.wasm test/fixtures/hostile/imports.c

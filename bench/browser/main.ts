@@ -7,6 +7,7 @@ import type { WorkerApi, WorkerJob } from '../../src/protocol/worker-api.ts';
 import { verifyEnvelope } from '../../src/protocol/verify.ts';
 import { verifyKeyset } from '../../src/protocol/keyset.ts';
 import type { TrustConfig } from '../../src/protocol/api.ts';
+import './peers.ts'; // bench/peers.ts's runners
 
 const api = Comlink.wrap<WorkerApi>(new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' }));
 

@@ -1,0 +1,129 @@
+/**
+ * The bench page's part of bench/peers.ts: one program at a time in three runners, each in a
+ * dedicated worker holding the program ready (compiled, or packaged where the runtime compiles its
+ * own copy), run on request and timed from the page: the job posted to the outcome back.
+ *  - dewgrid: the client's own worker runtime (worker/runtime.ts) as a donor's page runs it: the
+ *    module with the yield hook and the memory cap, as the prepare worker makes it
+ *    (src/scheduler/module-preparer.ts), and a throttle control block at 100% CPU;
+ *  - bare: the same without the yield hook, to tell the hook's cost from the rest;
+ *  - shim: browser_wasi_shim (shim-worker.ts); wasmer: @wasmer/sdk (wasmer-worker.ts).
+ * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
+ * written file), taken after the clock stops.
+ */
+import * as Comlink from 'comlink';
+import type { WorkerApi } from '../../src/protocol/worker-api.ts';
+import { INITIAL_ALLOWANCE, ThrottleBlock } from '../../src/protocol/throttle.ts';
+import { capMemory } from '../../src/scheduler/memory-cap.ts';
+import { instrument } from '../../worker/instrument.ts';
+import type { PeerJob, PeerOutputs, PeerReply, PeerRequest } from './peer-protocol.ts';
+
+/** bare: Dewgrid's runtime on the module without the yield hook (memory cap kept): where Dewgrid's gap to a peer comes from. */
+export type Runner = 'dewgrid' | 'bare' | 'shim' | 'wasmer';
+
+/** A program as bench/peers.ts writes it beside the page: the job, files and stdin in base64. */
+interface ProgramFile {
+  args: string[];
+  env: [string, string][];
+  stdin: string;
+  files: { path: string; base64: string }[];
+  preopens: string[];
+  outputPaths: string[];
+  memoryBytes: number;
+}
+
+/** ms: from the job posted to the outcome back on the page; runMs: the run as its worker timed it (Dewgrid's: instantiate and run, before hashing its outputs). */
+export type RunReport = { ms: number; runMs: number; fingerprint: string; stderrHead: string; unreadable?: PeerOutputs['unreadable'] } | { error: string };
+
+interface Loaded {
+  job: PeerJob;
+  memoryBytes: number;
+  donorModule: WebAssembly.Module;
+  bareModule: WebAssembly.Module;
+  /** One worker/runtime.ts each for dewgrid and bare. */
+  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: Comlink.Remote<WorkerApi> }>;
+  peers: Partial<Record<'shim' | 'wasmer', Worker>>;
+  /** Why a runner cannot run this program, where it cannot even load it. */
+  refused: Partial<Record<Runner, string>>;
+}
+
+let loaded: Loaded | null = null;
+
+const base64Bytes = (text: string) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+
+function ask(worker: Worker, request: PeerRequest): Promise<PeerReply> {
+  return new Promise((resolve) => {
+    worker.onmessage = (event: MessageEvent<PeerReply>) => resolve(event.data);
+    worker.onerror = (event) => resolve({ type: 'failed', message: event.message || 'the worker failed' });
+    worker.postMessage(request);
+  });
+}
+
+/** Loads program `name` (`name`.wasm and `name`.json beside the page) into fresh workers; returns why any runner refused it. */
+async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>> {
+  if (loaded) {
+    for (const { worker } of Object.values(loaded.runtimes)) worker.terminate();
+    for (const worker of Object.values(loaded.peers)) worker.terminate();
+    loaded = null;
+  }
+  const bytes = new Uint8Array(await (await fetch(`${name}.wasm`)).arrayBuffer());
+  const program = (await (await fetch(`${name}.json`)).json()) as ProgramFile;
+  const job: PeerJob = { ...program, stdin: base64Bytes(program.stdin), files: program.files.map((f) => ({ path: f.path, data: base64Bytes(f.base64) })) };
+  const compiledCapped = async (source: Uint8Array) => {
+    const capped = capMemory(source, program.memoryBytes);
+    if (!capped.ok) throw new Error(capped.message);
+    return WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>);
+  };
+  const runtime = () => {
+    const worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' });
+    return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+  };
+  const refused: Loaded['refused'] = {};
+  const peers: Loaded['peers'] = {};
+  const plain = await WebAssembly.compile(bytes);
+  // Each `new Worker(new URL(...))` written out: the form Vite finds and bundles.
+  const spawn = { shim: () => new Worker(new URL('./shim-worker.ts', import.meta.url), { type: 'module' }), wasmer: () => new Worker(new URL('./wasmer-worker.ts', import.meta.url), { type: 'module' }) };
+  for (const runner of ['shim', 'wasmer'] as const) {
+    const peer = spawn[runner]();
+    const reply = await ask(peer, { type: 'load', module: plain, bytes, job });
+    if (reply.type === 'failed') {
+      refused[runner] = reply.message;
+      peer.terminate();
+    } else peers[runner] = peer;
+  }
+  loaded = { job, memoryBytes: program.memoryBytes, donorModule: await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE)), bareModule: await compiledCapped(bytes), runtimes: { dewgrid: runtime(), bare: runtime() }, peers, refused };
+  return refused;
+}
+
+async function fingerprint(outputs: PeerOutputs): Promise<string> {
+  const sha = async (data: Uint8Array) => [...new Uint8Array(await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>))].map((b) => b.toString(16).padStart(2, '0')).join('');
+  const lines = [`exit ${outputs.exitCode}`, `stdout ${await sha(outputs.stdout)}`, `stderr ${await sha(outputs.stderr)}`];
+  for (const file of outputs.files) lines.push(`${file.path} ${await sha(file.data)}`);
+  return lines.join('\n');
+}
+
+/** The start of stderr, to say why a run's outputs differ. */
+const head = (stderr: Uint8Array) => new TextDecoder().decode(stderr.subarray(0, 300));
+
+/** Runs the loaded program once in `runner`. */
+async function peersRun(runner: Runner): Promise<RunReport> {
+  if (!loaded) throw new Error('peersRun: no program loaded');
+  const { job } = loaded;
+  if (runner === 'dewgrid' || runner === 'bare') {
+    const control = new ThrottleBlock();
+    control.set({ cpu: 1, paused: false });
+    const started = performance.now();
+    const outcome = await loaded.runtimes[runner].api.run({ ...job, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer });
+    const ms = performance.now() - started;
+    if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
+    return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }), stderrHead: head(outcome.stderr) };
+  }
+  const worker = loaded.peers[runner];
+  if (!worker) return { error: loaded.refused[runner] ?? 'not loaded' };
+  const started = performance.now();
+  const reply = await ask(worker, { type: 'run', job });
+  const ms = performance.now() - started;
+  if (reply.type !== 'ran') return { error: reply.type === 'failed' ? reply.message : 'no outputs' };
+  return { ms, runMs: reply.runMs, fingerprint: await fingerprint(reply.outputs), stderrHead: head(reply.outputs.stderr), unreadable: reply.outputs.unreadable };
+}
+
+Object.assign(window, { peersLoad, peersRun });

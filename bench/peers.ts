@@ -1,0 +1,176 @@
+/**
+ * (l, peers) Dewgrid beside the WASI runtimes a user could pick instead, in Chromium and Firefox at
+ * once (issue #16): each program in three runners on the bench page (bench/browser/peers.ts), each
+ * in a dedicated worker with the program already compiled:
+ *  - Dewgrid as the donor runs it: worker/runtime.ts, the module with the yield hook and the memory
+ *    cap, a throttle control block at 100% CPU;
+ *  - browser_wasi_shim (@bjorn3/browser_wasi_shim) and @wasmer/sdk (as a WASI command), both on the
+ *    program as published.
+ * And node:wasi as the reference, in this process. Rounds interleave everything: node:wasi, then
+ * each engine, each runner, the order of engines and runners rotating every round; one round to
+ * warm up, then medians. Every run's outputs (exit code, stdout, stderr, the files it wrote) are
+ * compared with node:wasi's by SHA-256; a runner that fails or differs gets its reason, no figure.
+ * Times are the page's: the job posted to the outcome back (node:wasi's: instantiate and run).
+ */
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BENCH_PAGE_DIR, openBenchPage, type BenchPage } from './browser-page.ts';
+import { programs } from './programs.ts';
+import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
+import type { WasiOptions, WasiResult } from '../worker/wasi/index.ts';
+import type { Runner, RunReport } from './browser/peers.ts';
+import type { EngineName } from '../test/helpers/engines/index.ts';
+import { fmt, median } from './stats.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const MiB = 2 ** 20;
+const RUNNERS: Runner[] = ['dewgrid', 'bare', 'shim', 'wasmer'];
+const PEERS: Runner[] = ['shim', 'wasmer'];
+const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
+const ENGINES: EngineName[] = ['chromium', 'firefox'];
+
+interface PeerProgram {
+  name: string;
+  wasm: Uint8Array;
+  options: WasiOptions;
+  memoryBytes: number;
+  rounds: number;
+}
+
+function small(name: string, path: string, args: string[], preopens: string[] = []): PeerProgram {
+  const options: WasiOptions = { args, env: [], stdin: new Uint8Array(0), files: [], preopens, maxStdoutBytes: 16 * MiB, maxStderrBytes: 16 * MiB, maxOutputFileBytes: 64 * MiB };
+  return { name, wasm: new Uint8Array(readFileSync(join(root, path))), options, memoryBytes: 256 * MiB, rounds: 7 };
+}
+
+/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so. */
+async function peerPrograms(): Promise<PeerProgram[]> {
+  const [flite, yosys] = await programs();
+  const all = [
+    small('fractal tile (CPU)', 'demo/fractal/fractal.wasm', ['fractal', '960', '720', '300', '200', '400', '400', '4000']),
+    small('syscall-heavy (bench/fixtures/syscalls.c)', 'bench/fixtures/syscalls.wasm', ['syscalls'], ['/work']),
+    small('hello (bench/fixtures/hello.c)', 'bench/fixtures/hello.wasm', ['hello']),
+    { ...flite!, rounds: 5 },
+    { ...yosys!, rounds: 5 },
+  ];
+  const only = process.env.DEWGRID_BENCH_PROGRAMS?.split(',');
+  return all.filter((p) => !only || only.some((name) => p.name.startsWith(name)));
+}
+
+function fingerprint(result: WasiResult): string {
+  const sha = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+  return [`exit ${result.exitCode}`, `stdout ${sha(result.stdout)}`, `stderr ${sha(result.stderr)}`, ...result.files.map((f) => `${f.path} ${sha(f.data)}`)].join('\n');
+}
+
+/** One runner on one program in one engine: its median, or why it has none. */
+export type PeerFigure = { ms: number; runMs: number; runs: number; note?: string } | { failed: string };
+
+export interface PeerReport {
+  program: string;
+  nodeWasiMs: number;
+  /** By engine description, then runner. */
+  engines: { engine: string; runners: Record<Runner, PeerFigure> }[];
+}
+
+export async function benchPeers(): Promise<PeerReport[]> {
+  const list = await peerPrograms();
+  const benches: BenchPage[] = [];
+  const reports: PeerReport[] = [];
+  try {
+    for (const engine of ENGINES) benches.push(await openBenchPage(engine));
+    // @wasmer/sdk finds its runtime and its workers beside its own module: shipped as it is (as vite.config.ts does for the client).
+    for (const part of ['dist', 'pkg']) cpSync(join(root, 'node_modules/@wasmer/sdk', part), join(BENCH_PAGE_DIR, 'wasmer-sdk', part), { recursive: true });
+    for (const [p, program] of list.entries()) {
+      const module = await WebAssembly.compile(program.wasm as Uint8Array<ArrayBuffer>);
+      const reference = await runUnderNodeWasi(module, program.options);
+      if (reference.exitCode !== 0) throw new Error(`${program.name} under node:wasi exited ${reference.exitCode}`);
+      const expected = fingerprint(reference);
+      const name = `peers-${p}`;
+      writeFileSync(join(BENCH_PAGE_DIR, `${name}.wasm`), program.wasm);
+      const b64 = (data: Uint8Array) => Buffer.from(data).toString('base64');
+      const { args, env, stdin, files, preopens } = program.options;
+      writeFileSync(join(BENCH_PAGE_DIR, `${name}.json`), JSON.stringify({ args, env, stdin: b64(stdin), files: files.map((f) => ({ path: f.path, base64: b64(f.data) })), preopens, outputPaths: reference.files.map((f) => f.path), memoryBytes: program.memoryBytes }));
+      const failed = benches.map(() => ({}) as Partial<Record<Runner, string>>);
+      for (const [i, bench] of benches.entries()) Object.assign(failed[i]!, await bench.page.evaluate((n) => (window as unknown as { peersLoad(n: string): Promise<Partial<Record<Runner, string>>> }).peersLoad(n), name));
+      const notes = benches.map(() => ({}) as Partial<Record<Runner, string>>);
+      const nodeMs: number[] = [];
+      const times = benches.map(() => Object.fromEntries(RUNNERS.map((r) => [r, { ms: [] as number[], runMs: [] as number[] }])) as Record<Runner, { ms: number[]; runMs: number[] }>);
+      for (let round = -1; round < program.rounds; round++) {
+        const keep = round >= 0;
+        const node = await runUnderNodeWasi(module, program.options);
+        if (keep) nodeMs.push(node.runMs);
+        const turn = round + 1;
+        for (let k = 0; k < benches.length; k++) {
+          const i = (k + turn) % benches.length;
+          for (let r = 0; r < RUNNERS.length; r++) {
+            const runner = RUNNERS[(r + turn + k) % RUNNERS.length]!;
+            if (failed[i]![runner]) continue;
+            const report = await benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner);
+            if ('error' in report) failed[i]![runner] = report.error;
+            else if (report.fingerprint !== comparable(expected, report.unreadable?.paths ?? [])) failed[i]![runner] = `outputs differ from node:wasi's (${differences(report.fingerprint, expected)}; stderr: ${JSON.stringify(report.stderrHead)})`;
+            else if (keep) {
+              if (report.unreadable) notes[i]![runner] = `${report.unreadable.paths.join(', ')} not compared: ${report.unreadable.why}`;
+              times[i]![runner].ms.push(report.ms);
+              times[i]![runner].runMs.push(report.runMs);
+            }
+          }
+        }
+      }
+      reports.push({
+        program: program.name,
+        nodeWasiMs: median(nodeMs),
+        engines: benches.map((bench, i) => ({
+          engine: bench.description,
+          runners: Object.fromEntries(RUNNERS.map((r) => {
+            const t = times[i]![r];
+            const figure: PeerFigure = failed[i]![r] ? { failed: failed[i]![r]! } : { ms: median(t.ms), runMs: median(t.runMs), runs: t.ms.length, note: notes[i]![r] };
+            return [r, figure];
+          })) as Record<Runner, PeerFigure>,
+        })),
+      });
+      printPeers(reports.slice(-1)); // as it goes: a long run shows its figures early
+    }
+  } finally {
+    for (const bench of benches) await bench.close();
+  }
+  return reports;
+}
+
+/** A fingerprint without the lines of files a runtime could not hand back. */
+function comparable(fingerprint: string, unreadable: string[]): string {
+  return fingerprint.split('\n').filter((line) => !unreadable.includes(line.slice(0, line.lastIndexOf(' ')))).join('\n');
+}
+
+/** Which outputs differ: "stdout", "/out/x.wav", "exit", or a file missing on one side. */
+function differences(got: string, expected: string): string {
+  const mine = new Map(got.split('\n').map((l) => [l.slice(0, l.lastIndexOf(' ')), l]));
+  const theirs = new Map(expected.split('\n').map((l) => [l.slice(0, l.lastIndexOf(' ')), l]));
+  const keys = [...new Set([...mine.keys(), ...theirs.keys()])];
+  return keys.filter((k) => mine.get(k) !== theirs.get(k)).map((k) => (!mine.has(k) ? `${k} missing` : !theirs.has(k) ? `${k} extra` : k)).join(', ');
+}
+
+let headerPrinted = false;
+
+export function printPeers(reports: PeerReport[]): void {
+  if (!headerPrinted) {
+    headerPrinted = true;
+    console.log('\n(l, peers) Dewgrid as the donor runs it, browser_wasi_shim and @wasmer/sdk, each in a dedicated worker, interleaved; medians, ms from job posted to outcome back');
+  }
+  for (const r of reports) {
+    console.log(`  ${r.program}: node:wasi ${fmt(r.nodeWasiMs, 2)} ms (instantiate + run)`);
+    for (const e of r.engines) {
+      const shown = RUNNERS.map((runner) => {
+        const f = e.runners[runner];
+        return 'failed' in f ? `${RUNNER_NAMES[runner]} cannot: ${f.failed}` : `${RUNNER_NAMES[runner]} ${fmt(f.ms, 2)} (in its worker ${fmt(f.runMs, 2)}${f.note ? `; ${f.note}` : ''})`;
+      });
+      const dew = e.runners.dewgrid;
+      const peerMs = PEERS.map((p) => e.runners[p]).flatMap((f) => ('ms' in f ? [f.ms] : []));
+      const ratios = 'ms' in dew
+        ? `Dewgrid / faster peer ${peerMs.length ? fmt(dew.ms / Math.min(...peerMs), 2) : 'n/a (no peer ran it)'}; Dewgrid / node:wasi ${fmt(dew.ms / r.nodeWasiMs, 2)} (in its worker ${fmt(dew.runMs / r.nodeWasiMs, 2)})`
+        : 'no Dewgrid figure';
+      console.log(`    ${e.engine} (${'runs' in dew ? dew.runs : 0} runs): ${shown.join('; ')}`);
+      console.log(`      ${ratios}`);
+    }
+  }
+}
