@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
 import { batchRoutes } from './routes/batches.ts';
 import { blobRoutes } from './routes/blobs.ts';
-import { deviceRoutes } from './routes/devices.ts';
+import { DEFAULT_DEVICE_LIMITS, deviceRoutes, type DeviceLimits } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { statusRoutes } from './routes/status.ts';
 import { openStore, type Store } from './store/index.ts';
@@ -44,6 +44,14 @@ export interface ServerOptions {
   leaseMarginMs?: number;
   /** Told of every request as it arrives (tests count requests per route with it). */
   onRequest?: (method: string, url: string) => void;
+  /** Rate limits on the device routes (routes/devices.ts); default DEFAULT_DEVICE_LIMITS. */
+  deviceLimits?: Partial<DeviceLimits>;
+  /**
+   * Behind a reverse proxy: take the client's address from X-Forwarded-For when the request comes
+   * from these proxies (Fastify's trustProxy: true for any, or their addresses or CIDR ranges). The limits on
+   * new device keys are per client address.
+   */
+  trustProxy?: boolean | string | string[];
 }
 
 export interface DewgridServer {
@@ -84,6 +92,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   }
   const app = Fastify({
     logger: options.logger ?? false,
+    trustProxy: options.trustProxy ?? false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A URL that does not decode (`/api/batches/%E0%A4%A`) is answered before routing, so say it here.
     frameworkErrors(error, _request, reply) {
@@ -107,7 +116,11 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   installErrorHandler(app);
   installJsonParser(app);
 
-  deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES });
+  deviceRoutes(app, store, keysets, {
+    now,
+    resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES,
+    limits: { ...DEFAULT_DEVICE_LIMITS, ...options.deviceLimits },
+  });
   blobRoutes(app, store);
   batchRoutes(app, store, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
   statusRoutes(app, store, now);

@@ -287,10 +287,10 @@ async function status(positionals: string[], values: Values, server: string): Pr
     const all = await getJson<BatchStatus[]>(server + API.batches);
     if (values.json) return void console.log(JSON.stringify(all, null, 2));
     if (all.length === 0) return void console.log('No batches.');
-    for (const b of all) console.log(`${b.batchId}  ${b.name}  ${countsLine(b) || 'empty'}${b.refusals.length ? `  (${b.refusals.length} refusals)` : ''}`);
-    const keysetRefusals = await getJson<{ deviceId: string; version: number; reason: KeysetRefusalReason; detail: string }[]>(server + API.keysetRefusals);
+    for (const b of all) console.log(`${b.batchId}  ${b.name}  ${countsLine(b) || 'empty'}${reportsLine(b) ? `  (${reportsLine(b)})` : ''}`);
+    const keysetRefusals = await getJson<{ deviceId: string; version: number; reason: KeysetRefusalReason; detail: string; newDevice?: boolean }[]>(server + API.keysetRefusals);
     for (const r of keysetRefusals) {
-      console.log(`keyset version ${r.version} refused on device ${r.deviceId}: ${r.reason}: ${KEYSET_REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
+      console.log(`keyset version ${r.version} refused on ${deviceWords(r.deviceId, r.newDevice)}: ${r.reason}: ${KEYSET_REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
     }
     return;
   }
@@ -300,7 +300,33 @@ async function status(positionals: string[], values: Values, server: string): Pr
   if (b.quorum.awaiting) {
     console.log(`  quorum: ${b.quorum.awaiting} task${b.quorum.awaiting === 1 ? '' : 's'} awaiting agreement${b.quorum.disputed ? `, ${b.quorum.disputed} of them disputed (results disagreed: more replicas drawn)` : ''}`);
   }
-  for (const r of b.refusals) console.log(`  refused ${r.taskId} on device ${r.deviceId}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
+  if (reportsLine(b)) console.log(`  reports: ${reportsLine(b)}`);
+  for (const f of b.failures ?? []) {
+    const what = f.code === 'device' ? 'could not prepare or run' : 'failed';
+    console.log(`  ${what} ${f.taskId} on ${deviceWords(f.deviceId, f.newDevice)}: ${f.code}: ${f.message}`);
+  }
+  for (const r of b.refusals) console.log(`  refused ${r.taskId} on ${deviceWords(r.deviceId, r.newDevice)}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? r.reason} (${r.detail})`);
+}
+
+/** "device X", marked when the device had not earned trust: its report re-issues a task, never ends it. */
+function deviceWords(deviceId: string, newDevice: boolean | undefined): string {
+  return `${newDevice ? 'new ' : ''}device ${deviceId}`;
+}
+
+/** What devices reported against a batch's tasks, in words; '' for nothing. */
+function reportsLine(b: BatchStatus): string {
+  const r = b.reports;
+  if (!r) return ''; // a server from before reports were counted
+  const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+  const parts = [
+    r.errors ? plural(r.errors, 'error') : '',
+    r.refusals ? plural(r.refusals, 'refusal') : '',
+    r.deviceFailures ? plural(r.deviceFailures, 'device failure') : '',
+  ].filter(Boolean);
+  if (parts.length === 0) return '';
+  return `${parts.join(', ')}${r.fromNewDevices ? `, ${r.fromNewDevices} of them from new devices` : ''}${
+    r.awaitingTrust ? `; ${plural(r.awaitingTrust, 'task waits', 'tasks wait')} for a device that has earned trust` : ''
+  }`;
 }
 
 function bytesOf(data: JsonBytes): Buffer {

@@ -15,14 +15,17 @@ const ERROR_CODES: Record<number, string> = {
   410: 'gone',
   413: 'payload-too-large',
   415: 'unsupported-media-type',
+  429: 'too-many-requests',
   500: 'internal',
 };
 
 /** A refusal a route or the store decided on; the error handler turns it into `{ error, message }`. */
 export class HttpError extends Error {
   constructor(
-    readonly status: 400 | 403 | 404 | 409 | 410 | 413 | 415,
+    readonly status: 400 | 403 | 404 | 409 | 410 | 413 | 415 | 429,
     message: string,
+    /** For a 429: when to try again (the Retry-After header). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -73,7 +76,10 @@ export function installJsonParser(app: FastifyInstance): void {
 /** Maps Fastify's own errors (body limits, content types) and ours to `{ error, message }`. */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: { statusCode?: number; message: string; code?: string } | HttpError, _request, reply) => {
-    if (error instanceof HttpError) return fail(reply, error.status, error.message);
+    if (error instanceof HttpError) {
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+      return fail(reply, error.status, error.message);
+    }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     let message = error.message;
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = 'the body must be application/json';

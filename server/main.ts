@@ -1,6 +1,8 @@
 /**
  * Starts the task server: PORT (8787), HOST (127.0.0.1), DEWGRID_DATA (./.dewgrid),
- * DEWGRID_STATIC (dist). Run it with `npx tsx server/main.ts`; `npm start` calls startServer.
+ * DEWGRID_STATIC (dist), DEWGRID_DEVICE_RATE (requests a second one device may make, default 20),
+ * DEWGRID_TRUST_PROXY (behind a reverse proxy: `true`, or its addresses, comma-separated). Run it with
+ * `npx tsx server/main.ts`; `npm start` calls startServer.
  */
 import { pathToFileURL } from 'node:url';
 import { createServer, type DewgridServer } from './app.ts';
@@ -8,7 +10,16 @@ import { createServer, type DewgridServer } from './app.ts';
 export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise<{ server: DewgridServer; url: string }> {
   const port = Number(env.PORT ?? 8787);
   if (!/^\d+$/.test(env.PORT ?? '8787') || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
-  const server = await createServer({ dataDir: env.DEWGRID_DATA ?? '.dewgrid', staticDir: env.DEWGRID_STATIC ?? 'dist', logger: false });
+  const rate = env.DEWGRID_DEVICE_RATE === undefined ? undefined : Number(env.DEWGRID_DEVICE_RATE);
+  if (rate !== undefined && !(rate > 0)) throw new Error(`DEWGRID_DEVICE_RATE must be a number of requests a second above 0, got "${env.DEWGRID_DEVICE_RATE}"`);
+  const proxy = env.DEWGRID_TRUST_PROXY;
+  const server = await createServer({
+    dataDir: env.DEWGRID_DATA ?? '.dewgrid',
+    staticDir: env.DEWGRID_STATIC ?? 'dist',
+    logger: false,
+    deviceLimits: rate === undefined ? undefined : { perDevice: { perSecond: rate, burst: Math.max(10, rate * 10) } },
+    trustProxy: proxy === undefined ? undefined : proxy === 'true' ? true : proxy.split(',').map((a) => a.trim()),
+  });
   const url = await server.app.listen({ port, host: env.HOST ?? '127.0.0.1' });
   let closing = false;
   const shutdown = (signal: string) => {

@@ -24,7 +24,7 @@ export function statusRoutes(app: FastifyInstance, store: Store, now: () => numb
       now: now(),
       batches: await store.batchStatuses(),
       devices: shown.map((d, i) => ({ ...d, credit: credits[i]! })),
-      keysetRefusals: await store.keysetRefusals(),
+      keysetRefusals: (await store.keysetRefusals()).map(({ trusted, ...r }) => ({ ...r, newDevice: !trusted })),
       moreDevices: devices.length > MAX_DEVICES_SHOWN,
       activeWindowMs: ACTIVE_WINDOW_MS,
       refreshSeconds,

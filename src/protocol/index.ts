@@ -6,3 +6,4 @@ export * from './signing.ts';
 export * from './verify.ts';
 export * from './keyset.ts';
 export * from './results.ts';
+export * from './device-signing.ts';

@@ -512,7 +512,7 @@ export class Controller {
         }
         keepCheckpoint = (file) => void saving.push(this.work.saveCheckpoint(lease.leaseId, file));
       }
-      const stopRenewing = this.keepLeaseAlive(lease);
+      const stopRenewing = this.keepLeaseAlive(lease, slot);
       const outcome = await slot.run(job, prepared.manifest.limits.wallTimeMs, keepCheckpoint).finally(stopRenewing);
       await Promise.allSettled(saving);
       await this.finish(lease, prepared.manifest, outcome, prepared.fetchMs, prepared.compileMs);
@@ -543,11 +543,16 @@ export class Controller {
    * another device meanwhile. Offline, renewal fails quietly: the server takes a late result
    * anyway while the task still needs one.
    */
-  private keepLeaseAlive(lease: Lease): () => void {
+  private keepLeaseAlive(lease: Lease, slot: WorkerSlot): () => void {
     const period = Math.min(60_000, Math.max(5_000, (lease.expiresAt - Date.now()) / 3));
+    // Renewal shows progress, signed: the run's work counter, which must have moved since the last one.
+    let shown = -1;
     const timer = setInterval(() => {
+      const progress = Math.floor(slot.progress().work);
+      if (progress <= shown) return;
+      shown = progress;
       this.server
-        .renewLease({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId })
+        .renewLease({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId, phase: 'running', progress })
         .then((expiresAt) => {
           lease.expiresAt = expiresAt;
           return this.work.updateLease(lease);

@@ -202,7 +202,7 @@ describe('dewgrid CLI', () => {
       }
       if (deviceId === dev1) {
         const l = mine[2]!;
-        const refusal = { kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' };
+        const refusal = await device.refusal({ kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' });
         expect((await inject(API.refusals, refusal)).status).toBe(200);
       }
     }
@@ -210,11 +210,15 @@ describe('dewgrid CLI', () => {
     const one = await dewgrid('status', 'cli1');
     expect(one.code, one.stderr).toBe(0);
     expect(one.stdout).toMatch(/Batch cli1 \(CLI test\): 1 running, 2 done/);
-    expect(one.stdout).toContain(`refused cli1-2 on device ${dev1}: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+    expect(one.stdout).toContain(`refused cli1-2 on new device ${dev1}: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+    expect(one.stdout).toContain('  reports: 1 refusal, 1 of them from new devices');
 
     const all = await dewgrid('status');
     expect(all.code, all.stderr).toBe(0);
-    expect(all.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^cli1 {2}CLI test {2}1 running, 2 done {2}\(1 refusals\)$/), expect.stringMatching(/^cli2 {2}counter {2}1 running$/)]);
+    expect(all.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^cli1 {2}CLI test {2}1 running, 2 done {2}\(1 refusal, 1 of them from new devices\)$/),
+      expect.stringMatching(/^cli2 {2}counter {2}1 running$/),
+    ]);
     const allJson = await dewgrid('status', '--json');
     expect(JSON.parse(allJson.stdout).map((b: { batchId: string }) => b.batchId)).toEqual(['cli1', 'cli2']);
 
