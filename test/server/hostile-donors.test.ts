@@ -500,3 +500,38 @@ describe('#16.4: a lease covers preparing a large module', () => {
     expect((await server.store.tasks('big'))[0]!.leases).toBe(1);
   }, 60_000);
 });
+
+describe('the Sybil budget (docs/security.md): what N free keys can still do', () => {
+  it('R colluding keys that answer all R replicas first decide the output: a quorum cannot tell keys apart', async () => {
+    await publish('b', 1, { redundancy: 2 });
+    const [k1, k2, honest] = [await TestDevice.create(), await TestDevice.create(), await TestDevice.create()];
+    const [l1] = await lease(k1);
+    const [l2] = await lease(k2);
+    expect(await lease(honest)).toEqual([]); // both replicas are the attacker's
+    await answer(k1, l1!, 'wrong');
+    await answer(k2, l2!, 'wrong');
+    expect((await tasks('b'))[0]).toMatchObject({ state: 'done', stdout: 'wrong' });
+  });
+
+  it('two keys that corroborate each other earn trust, and two trusted keys end a task an honest device could have run', async () => {
+    const [k1, k2] = await trustedPair();
+    await publish('b', 1);
+    for (const k of [k1, k2]) {
+      const [l] = await lease(k);
+      await fail(k, l!);
+    }
+    expect((await status('b')).counts).toMatchObject({ failed: 1 });
+  });
+
+  it('one address brings 200 new keys at once, then one every 6 s', async () => {
+    const register = async () => (await call('POST', API.work, (await TestDevice.create()).work(1))).status;
+    for (let i = 0; i < 200; i++) expect(await register(), `key ${i}`).toBe(200);
+    const refused = await call('POST', API.work, (await TestDevice.create()).work(1));
+    expect(refused.status).toBe(429);
+    expect(refused.body.message).toMatch(/^new devices from .*: too many requests; try again in 6 s$/);
+    expect(refused.headers['retry-after']).toBe('6');
+    clock += 6_000;
+    expect(await register()).toBe(200);
+    expect(await register()).toBe(429);
+  });
+});
