@@ -362,8 +362,8 @@ export function inWriteOrder(verdicts: readonly Verdict[]): Verdict[] {
  * lease stays dead; a renewal shows more progress than the last one (so a replayed renewal gets
  * nothing), within what the task allows; a lease goes from preparing to running once; and no
  * lease outlives its end (leaseTerms).
- * @throws StoreError 409 for a lease no longer live, no progress, or one at its end; 410 for an
- *   expired lease or a task no longer queued; 400 for progress past what the task allows.
+ * @throws StoreError 409 for a lease no longer live or expired, no progress, or one at its end;
+ *   410 for a task no longer queued (its run may stop); 400 for progress past what the task allows.
  */
 export function admitRenewal(
   lease: LeaseFacts,
@@ -373,7 +373,7 @@ export function admitRenewal(
   marginMs: number,
 ): number {
   if (lease.status !== 'live') throw new StoreError(409, `lease ${lease.leaseId} is ${lease.status}`);
-  if (lease.expiresAt <= now) throw new StoreError(410, `lease ${lease.leaseId} expired at ${new Date(lease.expiresAt).toISOString()}: an expired lease is not renewed`);
+  if (lease.expiresAt <= now) throw new StoreError(409, `lease ${lease.leaseId} expired at ${new Date(lease.expiresAt).toISOString()}: an expired lease is not renewed`);
   if (task.state !== 'queued') throw new StoreError(410, `task ${lease.taskId} is ${task.state}`);
   const { phase, progress } = renewal;
   if (lease.phase === 'running' && phase === 'preparing') throw new StoreError(409, `lease ${lease.leaseId} is running: it does not go back to preparing`);

@@ -244,7 +244,7 @@ describe('bad input gets the right 4xx and changes nothing', () => {
     // but the task still needs it: accepted, counted once.
     clock = second!.expiresAt + 1;
     const revived = await call('POST', API.renew, await dev1.renewal(second!, 'running', 1000));
-    expect(revived.status).toBe(410);
+    expect(revived.status).toBe(409);
     expect(revived.body.message).toMatch(/expired .*not renewed/);
     clock += 10 * 60_000;
     expect((await call('POST', API.results, await result(second!, 'dev1', 'late'))).body).toEqual({ status: 'accepted' });
