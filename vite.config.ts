@@ -106,8 +106,15 @@ export default defineConfig({
     outDir: 'dist',
     target: 'es2022',
     sourcemap: true,
-    // The page, and the embed's card (its own page, for partner sites' iframes), sharing the app's modules.
-    rolldownOptions: { input: { index: fileURLToPath(new URL('./index.html', import.meta.url)), frame: fileURLToPath(new URL('./embed/frame.html', import.meta.url)) } },
+    // The page, and the embed's card (its own page, for partner sites' iframes) and confirmation window, sharing the app's modules.
+    rolldownOptions: {
+      input: {
+        index: fileURLToPath(new URL('./index.html', import.meta.url)),
+        frame: fileURLToPath(new URL('./embed/frame.html', import.meta.url)),
+        // The window a card opens for the person to confirm in (src/embed/confirmation.ts).
+        confirm: fileURLToPath(new URL('./embed/confirm.html', import.meta.url)),
+      },
+    },
   },
   server: {
     // Same headers the task server sends, so `vite` dev behaves like production.

@@ -11,6 +11,7 @@ import { benchInstrumentation, printInstrumentation } from './instrumentation.ts
 import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
+import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -23,6 +24,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   throttle: async () => printThrottle(await benchThrottle()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
+  'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
 };
 
 const wanted = process.argv.slice(2);

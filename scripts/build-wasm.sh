@@ -8,8 +8,8 @@ build() { "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -o "$2" "$1"; echo "bui
 build demo/fractal/fractal.c demo/fractal/fractal.wasm
 for src in test/fixtures/wasi/*.c; do build "$src" "${src%.c}.wasm"; done
 build bench/fixtures/syscalls.c bench/fixtures/syscalls.wasm
-# Hostile modules for the sandbox tests: imports.c links against a function no host provides.
-for src in test/fixtures/hostile/{loop,bomb,recursion,deep,trap,flood,fsflood}.c; do build "$src" "${src%.c}.wasm"; done
+# Hostile modules for the sandbox tests (test/fixtures/hostile/README.md): imports.c links against a function no host provides.
+for src in test/fixtures/hostile/{loop,bomb,recursion,deep,trap,flood,fsflood,symlinks,names,fds,unlinked,inputs,stdio,checkpoints}.c; do build "$src" "${src%.c}.wasm"; done
 "$CC" --target=wasm32-wasi -O2 -Wl,--strip-all -Wl,--allow-undefined -o test/fixtures/hostile/imports.wasm test/fixtures/hostile/imports.c
 head -c 1000 demo/fractal/fractal.wasm > test/fixtures/hostile/truncated.wasm
 printf '\0asm\1\0\0\0\x99garbage, not sections' > test/fixtures/hostile/invalid.wasm

@@ -6,7 +6,7 @@
  * isolate it. The card isolates itself with Document-Isolation-Policy instead (Chromium 137+; it
  * works without isolation elsewhere), may be framed by any site, and keeps a strict CSP of its own.
  */
-import { FRAME_PATH } from '../src/embed/options.ts';
+import { CONFIRM_PATH, FRAME_PATH } from '../src/embed/options.ts';
 
 export const LOADER_PATH = '/embed.js';
 
@@ -25,6 +25,12 @@ export const FRAME_CSP = [
 ].join('; ');
 
 /**
+ * The confirmation window's policy (src/embed/confirmation.ts, confirm.tsx): its own scripts and styles, no
+ * connections, and never framed, by anyone: a framed copy could be clickjacked like the card.
+ */
+export const CONFIRM_CSP = ["default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"].join('; ');
+
+/**
  * The headers for an embed URL, or null for every other one (which get the page's).
  * @param isolate whether to isolate the card (createServer's crossOriginIsolated option)
  */
@@ -38,5 +44,7 @@ export function embedHeaders(url: string, isolate: boolean): Record<string, stri
       ...(isolate ? { 'document-isolation-policy': 'isolate-and-require-corp' } : {}),
     };
   }
+  // No COOP: it would cut the window off from the card that opened it (the card is its opener).
+  if (path === CONFIRM_PATH) return { 'x-content-type-options': 'nosniff', 'content-security-policy': CONFIRM_CSP, 'x-frame-options': 'DENY' };
   return null;
 }

@@ -6,6 +6,7 @@ import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../src/protoc
 import { toBase64 } from '../src/protocol/bytes.ts';
 import type { RunErrorCode } from '../src/protocol/schema.ts';
 import { Wasi } from './wasi/index.ts';
+import { shimBudgetBytes } from './wasi/budget.ts';
 import { DutyCycle } from './duty-cycle.ts';
 import { BUDGET_EXPORT, INITIAL_ALLOWANCE, ThrottleBlock, workDone, YIELD_IMPORT } from '../src/protocol/throttle.ts';
 
@@ -51,6 +52,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       maxStdoutBytes: job.limits.outputBytes,
       maxStderrBytes: job.limits.outputBytes,
       maxOutputFileBytes: job.limits.outputBytes,
+      maxHeldBytes: shimBudgetBytes(job.limits),
       deterministic: job.deterministic ? { seed: job.taskId } : undefined,
     },
     {

@@ -2,12 +2,13 @@
  * The card's frame (embed/frame.html), on Dewgrid's origin inside a partner's page. Before
  * consent it shows what would run from what the build itself knows (the compiled-in trust) and
  * fetches nothing; see Card.tsx. It posts its events only to the partner origin it was embedded
- * by (frame-context.ts), and it adds no message listener: nothing the partner posts is read.
+ * by (frame-context.ts), and nothing the partner posts is read: its one message listener, while
+ * a confirmation window is open, takes only that window's answer (confirmation.ts).
  */
 import { render } from 'preact';
 import { TRUST } from '../app/trust.ts';
 import { Card } from './Card.tsx';
-import { consentFor, frameStorage } from './consent.ts';
+import { consentChannel, consentFor, frameStorage } from './consent.ts';
 import { frameContext } from './frame-context.ts';
 import { MESSAGE_SOURCE } from './messages.ts';
 import './card.css';
@@ -28,7 +29,12 @@ if (context.ok) {
   const { partner, options } = context;
   document.documentElement.dataset.theme = options.theme;
   render(
-    <Card partner={partner} options={options} consent={consentFor(partner, frameStorage())} post={(message) => window.parent.postMessage({ source: MESSAGE_SOURCE, ...message }, partner)} />,
+    <Card
+      partner={partner}
+      options={options}
+      consent={consentFor(partner, frameStorage(), { channel: consentChannel(partner), storageEvents: window })}
+      post={(message) => window.parent.postMessage({ source: MESSAGE_SOURCE, ...message }, partner)}
+    />,
     root,
   );
 } else {

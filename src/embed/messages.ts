@@ -1,7 +1,8 @@
 /**
  * What the card's frame tells the page that embeds it, by postMessage (docs/protocol.md, "Partner
- * sites"). Only the frame speaks: it posts to the partner origin it was embedded by, and it listens
- * to no message at all, so nothing a page posts can press its button or grant consent.
+ * sites"). Only the frame speaks: it posts to the partner origin it was embedded by, and it reads
+ * no message from the page (its one listener takes only its own confirmation window's answer,
+ * confirmation.ts), so nothing a page posts can press its button or grant consent.
  */
 
 /** Marks Dewgrid's messages among whatever else a page receives. */

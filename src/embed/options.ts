@@ -12,6 +12,8 @@ export type Theme = (typeof THEMES)[number];
 
 /** The card's page on Dewgrid's origin. */
 export const FRAME_PATH = '/embed/frame.html';
+/** The page of the window a card opens for the person to confirm in (confirmation.ts). */
+export const CONFIRM_PATH = '/embed/confirm.html';
 
 export interface EmbedOptions {
   /** The project the partner means to show; the frame refuses to ask when its build trusts another. */

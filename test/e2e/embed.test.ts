@@ -1,12 +1,15 @@
 // The embed on partner sites (issue #7): the demo partner page on another site, with its strict
 // CSP, shows the card; nothing reaches Dewgrid's API and none of the client loads before a
 // person's click inside the card (checked on the server, per request); the partner's scripts and
-// messages cannot give consent, a covered or faded card refuses clicks; after the click tasks
-// complete and the partner hears started/progress/stopped from Dewgrid's origin; the partner's
-// page hidden pauses the card; revoking stops at once; consent survives a reload and lapses after
-// 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a forged card
-// address; the service worker keeps off the card; and the card without isolation.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// messages cannot give consent, a covered or faded card refuses clicks, a masked card's click only
+// opens the confirmation window, a card slid under the pointer refuses the click (issue #13 item
+// 6); consent is confirmed in a window on Dewgrid's origin that the partner cannot reach; after
+// that tasks complete and the partner hears started/progress/stopped from Dewgrid's origin; the
+// partner's page hidden pauses the card; revoking stops at once, in every card of the site, and a
+// card out of sight never starts from remembered consent (item 7); consent survives a reload and
+// lapses after 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a
+// forged card address; the service worker keeps off the card; and the card without isolation.
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +27,7 @@ const trust = JSON.parse(readFileSync(join(TEST_KEYS_DIR, 'trust.json'), 'utf8')
 /** The publisher key the card shows: the project's root, which stands behind every signing key. */
 const keyId = Object.keys(trust.roots)[0]!;
 const DAY_MS = 24 * 60 * 60 * 1000;
-/** A little longer than the card must have been in view for a click to count (MIN_VISIBLE_MS). */
+/** A little longer than the card must have been in view, and the pointer at rest on it, for a click to count (MIN_VISIBLE_MS). */
 const IN_VIEW_MS = 700;
 
 /** What the page and its frames record: CSP violations (each frame its own), and the partner's messages. */
@@ -83,8 +86,12 @@ afterAll(async () => {
 
 /** Requests to the task server's API (and its trust file) since `since`. */
 const apiRequests = (since: number) => requests.filter((r) => r.at >= since && (r.path.startsWith('/api/') || r.path === '/trust.json'));
-/** Leases handed out for the batch's tasks, ever. */
-const leaseCount = async (batchId: string) => (await server.app.store.tasks(batchId)).reduce((n, t) => n + t.leases, 0);
+/** Leases handed out for the batch's tasks, ever; with no batch named, for every batch's. */
+const leaseCount = async (batchId?: string): Promise<number> => {
+  let total = 0;
+  for (const id of batchId ? [batchId] : await server.app.store.batchIds()) total += (await server.app.store.tasks(id)).reduce((n, t) => n + t.leases, 0);
+  return total;
+};
 
 async function publish(name: string, tasks: string[][], wallTimeMs = 60_000): Promise<string> {
   const request = await buildBatch(
@@ -117,7 +124,44 @@ async function openPartner(context: BrowserContext, url = partnerUrl): Promise<{
 }
 
 const agreeButton = (frame: Frame) => frame.getByRole('button', { name: 'Lend idle time' });
+
+/** Rests the pointer on the card's button a moment, as a person reaching for it does, then presses it. */
+async function press(page: Page, frame: Frame): Promise<void> {
+  await agreeButton(frame).hover();
+  await page.waitForTimeout(IN_VIEW_MS);
+  await agreeButton(frame).click();
+}
+
+/** The confirmation window the card opened, once it shows what it asks. */
+async function confirmationWindow(opened: Promise<Page>): Promise<Page> {
+  const popup = await opened;
+  await popup.waitForSelector('html[data-ready="true"]');
+  expect(new URL(popup.url()).pathname).toBe('/embed/confirm.html');
+  return popup;
+}
+
+/** Says yes in the confirmation window once its button works (after a moment in front), and waits for it to close. */
+async function sayYes(popup: Page): Promise<void> {
+  const yes = popup.getByRole('button', { name: 'Yes, lend idle time' });
+  await expect.poll(() => yes.isEnabled(), { timeout: 10_000 }).toBe(true);
+  await yes.click();
+  await expect.poll(() => popup.isClosed()).toBe(true);
+}
+
+/** A person's consent: the card's button, then yes in Dewgrid's window. */
+async function consentInCard(page: Page, frame: Frame): Promise<void> {
+  const opened = page.waitForEvent('popup');
+  await press(page, frame);
+  await sayYes(await confirmationWindow(opened));
+}
 const withdrawButton = (frame: Frame) => frame.getByRole('button', { name: 'Stop and forget my consent' });
+/** The windows (pages) opened in `context` from now on, by URL. */
+function openedWindows(context: BrowserContext): () => string[] {
+  const urls: string[] = [];
+  context.on('page', (opened) => urls.push(opened.url()));
+  return () => urls;
+}
+
 /** The event types the partner page's own script logged, oldest first, with the origin each came from. */
 const partnerLog = (page: Page) =>
   page.evaluate(() => [...document.querySelectorAll<HTMLElement>('#events li')].reverse().map((li) => ({ type: li.dataset.type, origin: li.dataset.origin, text: li.textContent })));
@@ -143,7 +187,7 @@ describe('the embed on a partner site', () => {
     const text = (await card.textContent())!;
     expect(text).toContain('at most 50% of one processor core');
     expect(text.replace(/\s/g, '')).toContain(`Publisherkey${keyId}`);
-    expect(text).toContain('The button works only while the whole card is in view and uncovered.');
+    expect(text).toContain('You confirm in a small window of Dewgrid\u2019s own');
     expect(await frame.evaluate(() => crossOriginIsolated)).toBe(true); // Document-Isolation-Policy
 
     await page.waitForTimeout(1500);
@@ -202,12 +246,12 @@ describe('the embed on a partner site', () => {
     expect(await partnerLog(page)).toEqual([]);
   });
 
-  it('refuses a click while the card is faded or covered, and says so', async () => {
+  it('refuses a click while the card is faded, covered, blurred from above or zoomed out, and says so', async () => {
     const start = Date.now();
+    const windows = openedWindows(context);
     // Faded: the partner's CSS on the iframe.
     await page.evaluate(() => void (document.querySelector('iframe')!.style.opacity = '0.3'));
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await press(page, frame);
     await expect.poll(() => frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
     // Covered: a see-through layer over it that lets the click through to the button.
     await page.evaluate(() => {
@@ -219,19 +263,118 @@ describe('the embed on a partner site', () => {
       Object.assign(layer.style, { position: 'absolute', left: `${box.left + scrollX}px`, top: `${box.top + scrollY}px`, width: `${box.width}px`, height: `${box.height}px`, background: 'rgba(255, 255, 255, 0.02)', pointerEvents: 'none' });
       document.body.append(layer);
     });
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await press(page, frame);
     await page.waitForTimeout(500);
-    expect(await agreeButton(frame).isVisible()).toBe(true);
+    expect(await frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
+    // Blurred through a layer over it (backdrop-filter), the layer letting clicks through.
+    await page.evaluate(() => {
+      const layer = document.getElementById('decoy')!;
+      layer.style.background = 'transparent';
+      layer.style.backdropFilter = 'blur(6px)';
+    });
+    await press(page, frame);
+    await page.waitForTimeout(500);
+    expect(await frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was not fully in view/);
     await page.evaluate(() => document.getElementById('decoy')!.remove());
+    // Shrunk with CSS zoom, which the observer does not see: the card sees it in its devicePixelRatio.
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.zoom = '0.3'));
+    await page.waitForTimeout(300);
+    // Where its button is drawn: its place in the frame, scaled by the zoom (Playwright's own boxes
+    // do not scale frames by CSS zoom).
+    const frameBox = await page.evaluate(() => document.querySelector('iframe')!.getBoundingClientRect().toJSON() as DOMRect);
+    const inFrame = await frame.evaluate(() => document.querySelector('button.agree')!.getBoundingClientRect().toJSON() as DOMRect);
+    const target = { x: frameBox.x + (inFrame.x + inFrame.width / 2) * 0.3, y: frameBox.y + (inFrame.y + inFrame.height / 2) * 0.3 };
+    await frame.evaluate(() => {
+      (window as unknown as { __clicks: number }).__clicks = 0;
+      addEventListener('click', () => (window as unknown as { __clicks: number }).__clicks++, true);
+    });
+    await page.mouse.move(target.x, target.y);
+    await page.waitForTimeout(IN_VIEW_MS);
+    await page.mouse.click(target.x, target.y);
+    await expect.poll(() => frame.evaluate(() => (window as unknown as { __clicks: number }).__clicks)).toBe(1); // it reached the card
+    await expect.poll(() => frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card was shrunk, zoomed or resized/);
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.zoom = ''));
+    expect(windows()).toEqual([]); // refused in the card: not even the confirmation window opened
     expect(apiRequests(start)).toEqual([]);
     expect(await leaseCount(batchId)).toBe(0);
   });
 
-  it('computes after the click, and tells the partner page from Dewgrid\u2019s origin', async () => {
+  it('takes no consent from a click on a masked card: the click only opens Dewgrid\u2019s window, which a click meant for the page cannot answer', async () => {
+    // IntersectionObserver v2 reports a card masked to 1% as fully visible (issue #13 item 6a), so
+    // the click gets past the card's own checks; consent still needs a yes in the window.
+    const start = Date.now();
+    const stored = () => frame.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('dewgrid:embed-consent:')));
+    expect(await stored()).toEqual([]);
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.maskImage = 'linear-gradient(rgba(0,0,0,.01), rgba(0,0,0,.01))'));
+    const opened = page.waitForEvent('popup');
+    await press(page, frame);
+    const popup = await confirmationWindow(opened);
+    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/^Confirm in the Dewgrid window that opened\./);
+    // A second click at once, where the window's button is (a double click, a game): the button does not work yet.
+    const yes = popup.getByRole('button', { name: 'Yes, lend idle time' });
+    expect(await yes.isDisabled()).toBe(true);
+    const box = (await yes.boundingBox())!;
+    await popup.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForTimeout(1500);
+    expect(popup.isClosed()).toBe(false);
+    // The person reads it and closes it: nothing runs, nothing is remembered.
+    await popup.close();
+    await expect.poll(() => frame.getByRole('alert').textContent()).toBe('The Dewgrid window was closed without an answer: nothing runs.');
+    await page.evaluate(() => void (document.querySelector('iframe')!.style.maskImage = ''));
+    expect(apiRequests(start)).toEqual([]);
+    expect(await leaseCount()).toBe(0);
+    expect(await stored()).toEqual([]);
+  });
+
+  it('refuses a click on a card that was in view, then slid 200 px under the pointer just before it', async () => {
+    // Issue #13 item 6b: in view for 1.2 s with the pointer resting on the partner's page just
+    // below it, then moved down (about 200 px) so that its button is under the pointer, and clicked
+    // at once. (A tall window, so the card stays wholly in view after the move.)
+    const start = Date.now();
+    const windows = openedWindows(context);
+    const viewport = page.viewportSize()!;
+    await page.setViewportSize({ width: viewport.width, height: 1600 });
+    const button = (await agreeButton(frame).boundingBox())!;
+    const cardBox = (await (await page.$('iframe'))!.boundingBox())!;
+    const pointer = { x: button.x + button.width / 2, y: Math.max(cardBox.y + cardBox.height + 10, button.y + button.height / 2 + 200) };
+    const slide = Math.round(pointer.y - (button.y + button.height / 2));
+    expect(slide).toBeGreaterThanOrEqual(200);
+    await page.mouse.move(pointer.x, pointer.y);
+    await page.waitForTimeout(1200);
+    await page.evaluate((slide) => {
+      const iframe = document.querySelector('iframe')!;
+      iframe.style.position = 'relative';
+      iframe.style.top = `${slide}px`;
+      // Two frames later (about 30 ms), when the browser routes clicks by the new layout.
+      return new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    }, slide);
+    await page.mouse.down();
+    await page.mouse.up();
+    await expect.poll(() => frame.getByRole('alert').textContent()).toMatch(/^That click did not count: this card had just moved, or the pointer had just come onto it/);
+    await page.evaluate(() => {
+      const iframe = document.querySelector('iframe')!;
+      iframe.style.position = '';
+      iframe.style.top = '';
+    });
+    await page.setViewportSize(viewport);
+    expect(windows()).toEqual([]);
+    expect(apiRequests(start)).toEqual([]);
+    expect(await leaseCount()).toBe(0);
+  });
+
+  it('opened by anything but a card, the window has nothing to confirm', async () => {
+    const popupOpened = page.waitForEvent('popup');
+    await page.evaluate((url) => void window.open(url, '_blank', 'popup'), `${dewgrid}/embed/confirm.html?nonce=${'ab'.repeat(16)}`);
+    const popup = await popupOpened;
+    await popup.waitForSelector('html[data-ready="true"]', { timeout: 10_000 });
+    expect(await popup.getByRole('alert').textContent()).toMatch(/no card asked: there is nothing to confirm/);
+    expect(await popup.getByRole('button').count()).toBe(0);
+    await popup.close();
+  });
+
+  it('computes after the click and a yes in Dewgrid\u2019s window, and tells the partner page from Dewgrid\u2019s origin', async () => {
     await page.evaluate(() => void ((window as unknown as Win).__messages.length = 0)); // the fakes posted above
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await consentInCard(page, frame);
     await waitForBatch(server.url, batchId, (c) => c.done === tiles.length);
     await expect.poll(() => frame.locator('.counts').textContent(), { timeout: 10_000 }).toContain(`Tasks done${tiles.length}`);
     await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/Running at 50%|Waiting for work from the project/);
@@ -295,14 +438,66 @@ describe('the embed on a partner site', () => {
     await context.close();
   });
 
+  it('stops every card of the site when consent is withdrawn in one, and never starts a card out of sight from remembered consent', async () => {
+    // Issue #13 item 7: after consent in the card, the partner adds a second card in view and a
+    // third 1 px wide and transparent; "Stop and forget my consent" in the first stops them all.
+    const batch = await publish('embed-many-cards', Array.from({ length: 40 }, (_, i) => ['fractal', '960', '720', String((i % 15) * 64), String(Math.floor(i / 15) * 64), '64', '64', '4000']));
+    const many = await browser.newContext();
+    onTestFinished(() => many.close()); // a card left running would make requests in the tests after
+    await many.addInitScript(RECORDER);
+    const { page, frame: first } = await openPartner(many);
+    /** How many of the cards' messages of `type` the page received (from every card: the partner's own log shows the first). */
+    const heard = (type: string) => page.evaluate((type) => (window as unknown as Win).__messages.filter((m) => m.data?.source === 'dewgrid-embed' && m.data.type === type).length, type);
+    await consentInCard(page, first);
+    await expect.poll(() => withdrawButton(first).isVisible()).toBe(true);
+    await page.evaluate(() => {
+      const card = document.querySelector<HTMLIFrameElement>('iframe[title^="Dewgrid"]')!;
+      const add = (id: string, css: string) => {
+        const copy = document.createElement('iframe');
+        copy.id = id;
+        copy.title = `Dewgrid (${id})`;
+        copy.src = card.src;
+        copy.referrerPolicy = 'origin';
+        copy.style.cssText = css; // the CSSOM: the partner's CSP refuses style attributes
+        document.body.append(copy);
+      };
+      add('second', 'position: fixed; right: 0; bottom: 0; width: 352px; height: 640px; border: 0; z-index: 2147483647');
+      add('hidden', 'position: fixed; left: 0; top: 0; width: 1px; height: 1px; opacity: 0; border: 0');
+    });
+    const cardAt = async (selector: string) => {
+      const found = (await (await page.waitForSelector(selector)).contentFrame())!;
+      await found.waitForSelector('html[data-ready="true"]');
+      return found;
+    };
+    const second = await cardAt('#second');
+    const hidden = await cardAt('#hidden');
+    // The card in view starts from the remembered yes; the one out of sight waits, and fetches nothing.
+    await expect.poll(() => withdrawButton(second).isVisible(), { timeout: 15_000 }).toBe(true);
+    await page.waitForTimeout(2000);
+    expect(await hidden.getByRole('status').textContent()).toMatch(/this card starts once it is in view\.$/);
+    expect(await withdrawButton(hidden).count()).toBe(0);
+    expect(await heard('started')).toBe(2); // the first card and the second, never the hidden one
+
+    await withdrawButton(first).click();
+    const stoppedAt = Date.now() + 300;
+    const elsewhere = 'Stopped: your consent was withdrawn in another Dewgrid card on this site, and is forgotten. Nothing more runs.';
+    await expect.poll(() => second.getByRole('alert').textContent()).toBe(elsewhere);
+    await expect.poll(() => hidden.getByRole('alert').textContent()).toBe(elsewhere);
+    const doneAtStop = (await (await fetch(`${server.url}/api/batches/${batch}`)).json()).counts.done as number;
+    // Idle cards ask for work every 3 s: 4 s without a request is every card stopped.
+    await page.waitForTimeout(4000);
+    expect(apiRequests(stoppedAt).filter((r) => r.path === '/api/work' || r.path === '/api/results')).toEqual([]);
+    expect((await (await fetch(`${server.url}/api/batches/${batch}`)).json()).counts.done).toBe(doneAtStop);
+    expect(await heard('stopped')).toBe(2);
+  });
+
   it('asks again once 30 days have passed since consent', async () => {
     const later = await browser.newContext();
     await later.addInitScript(CLOCK);
     const opened = await openPartner(later);
     let { frame } = opened;
     const { page } = opened;
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await consentInCard(page, frame);
     await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
 
     // 29 days on: still remembered.
@@ -341,7 +536,16 @@ describe('the embed on a partner site', () => {
     };
     await page.waitForTimeout(IN_VIEW_MS);
     await tabTo('Lend idle time');
+    const opened = page.waitForEvent('popup');
     await page.keyboard.press('Enter');
+    // The confirmation window, from the keyboard too: its "Yes" is not focused for the person, so Enter held down cannot answer it.
+    const popup = await confirmationWindow(opened);
+    expect(await seriousViolations(popup.mainFrame())).toEqual([]);
+    const focusedInWindow = () => popup.evaluate(() => document.activeElement?.textContent ?? '');
+    expect(await focusedInWindow()).not.toBe('Yes, lend idle time');
+    await expect.poll(() => popup.getByRole('button', { name: 'Yes, lend idle time' }).isEnabled(), { timeout: 10_000 }).toBe(true);
+    for (let i = 0; i < 10 && (await focusedInWindow()) !== 'Yes, lend idle time'; i++) await popup.keyboard.press('Tab');
+    await popup.keyboard.press('Enter');
     await expect.poll(() => withdrawButton(frame).isVisible()).toBe(true);
     expect(await serious()).toEqual([]);
     await tabTo('Stop and forget my consent');
@@ -401,8 +605,7 @@ describe('the embed on a partner site', () => {
     const { page, frame } = await openPartner(sameSite, site.url);
     await expect.poll(() => agreeButton(frame).isVisible()).toBe(true);
     // The donor's 90% from the page, held to the partner's 50% in the card.
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await consentInCard(page, frame);
     await expect.poll(() => frame.locator('main').textContent()).toContain('At most 50% of one core');
     await withdrawButton(frame).click();
     await sameSite.close();
@@ -441,8 +644,7 @@ describe('the embed on a host that sends no isolation headers', () => {
     const context = await browser.newContext();
     const { page, frame, errors } = await openPartner(context, plainSite.url.replace('127.0.0.1', 'localhost'));
     expect(await frame.evaluate(() => crossOriginIsolated)).toBe(false);
-    await page.waitForTimeout(IN_VIEW_MS);
-    await agreeButton(frame).click();
+    await consentInCard(page, frame);
     await waitForBatch(plain.url, batchId, (c) => c.done === 2);
     expect(errors).toEqual([]);
     await context.close();

@@ -10,6 +10,7 @@ import { waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
+import { MEMORY_ATTACKS, printed, RENDERER_CONSTANT_BYTES, runMemoryAttack, startDonor, warmUp } from '../helpers/hostile-memory.ts';
 
 const env = useServerAndBrowser('hostile');
 const read = (path: string) => new Uint8Array(readFileSync(new URL(`../../${path}`, import.meta.url)));
@@ -130,6 +131,31 @@ describe('hostile modules', () => {
     const longestWallMs = await page.evaluate(() => (window as unknown as { longest: number }).longest);
     console.log(`hostile suite: longest main-thread task ${longestCpuMs.toFixed(1)} ms of thread time (${longestWallMs.toFixed(0)} ms wall by the Long Tasks API, 0 if none over 50) over ${tasks.length} tasks`);
     expect(longestCpuMs, 'longest main-thread task during the suite, ms of thread time').toBeLessThanOrEqual(50);
+    await page.close();
+  });
+});
+
+// Modules that try to make the shim hold the donor's memory (issue #13 item 5): each must end as
+// its budget says (ENAMETOOLONG, ENOSPC, EMFILE, capped output, checkpoints kept once a second),
+// and the page's renderer processes, measured from outside the page (/proc), must stay within the
+// task's own bound plus a constant. Before the budget, the symbolic links alone took 512 MiB.
+describe('hostile modules against the shim\u2019s memory', () => {
+  it('holds each to its budget, in what it is told and in the renderer\u2019s memory', async () => {
+    const page = await env.browser.newPage();
+    await page.goto(env.server.url);
+    await page.waitForSelector('html[data-ready="true"]');
+    await startDonor(page);
+    const resultOf = async (batchId: string) => ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
+    const failures: string[] = [];
+    await warmUp(env.server, resultOf);
+    for (const attack of MEMORY_ATTACKS) {
+      const m = await runMemoryAttack(env.server, attack, resultOf);
+      const grew = m.peakBytes - m.baselineBytes;
+      console.log(`${attack.name}: renderers grew ${(grew / MiB).toFixed(0)} MiB (bound ${(m.boundBytes / MiB).toFixed(0)} + ${RENDERER_CONSTANT_BYTES / MiB} MiB); ${m.task.error ? `error ${m.task.error.code}` : JSON.stringify(printed(m.task).slice(0, 120))}`);
+      if (m.task.error || !attack.held.test(printed(m.task))) failures.push(`${attack.name}: ${m.task.error ? JSON.stringify(m.task.error) : JSON.stringify(printed(m.task).slice(0, 300))}`);
+      if (grew > m.boundBytes + RENDERER_CONSTANT_BYTES) failures.push(`${attack.name}: the renderers grew by ${(grew / MiB).toFixed(0)} MiB, more than ${((m.boundBytes + RENDERER_CONSTANT_BYTES) / MiB).toFixed(0)} MiB`);
+    }
+    expect(failures).toEqual([]);
     await page.close();
   });
 });

@@ -65,3 +65,38 @@ describe('consent', () => {
     expect(consentFor('https://partner.example', refusing).given(t0 + 1)).toBe(false);
   });
 });
+
+describe('withdrawal, across the cards of a partner site', () => {
+  it('stops every other card of the site: on their shared channel, and by the storage event', async () => {
+    const storage = new MemoryStorage();
+    const name = `dewgrid:embed-consent:test-${Math.random()}`;
+    const open = () => new BroadcastChannel(name);
+    const [a, b] = [open(), open()];
+    const first = consentFor('https://partner.example', storage, { channel: a, storageEvents: null });
+    const second = consentFor('https://partner.example', storage, { channel: b, storageEvents: null });
+    first.give(t0);
+    expect(second.given(t0 + 1)).toBe(true);
+    const heard: string[] = [];
+    const stop = second.onWithdrawnElsewhere(() => heard.push('second'));
+    first.onWithdrawnElsewhere(() => heard.push('first (its own withdrawal)'));
+    first.withdraw();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(heard).toEqual(['second']);
+    expect(second.given(t0 + 2)).toBe(false);
+    // A storage event removing the record (another card without the channel) does the same.
+    const events = new EventTarget();
+    const third = consentFor('https://partner.example', storage, { channel: null, storageEvents: events });
+    third.give(t0);
+    let stopped = 0;
+    third.onWithdrawnElsewhere(() => stopped++);
+    events.dispatchEvent(Object.assign(new Event('storage'), { key: 'dewgrid:embed-consent:https://other.example', newValue: null }));
+    events.dispatchEvent(Object.assign(new Event('storage'), { key: 'dewgrid:embed-consent:https://partner.example', newValue: '{"givenAt":1}' }));
+    expect(stopped).toBe(0);
+    storage.removeItem('dewgrid:embed-consent:https://partner.example'); // what the other card did
+    events.dispatchEvent(Object.assign(new Event('storage'), { key: 'dewgrid:embed-consent:https://partner.example', newValue: null }));
+    expect(stopped).toBe(1);
+    expect(third.given(t0 + 1)).toBe(false); // forgotten in memory too, not only in storage
+    stop();
+    for (const c of [a, b]) c.close();
+  });
+});

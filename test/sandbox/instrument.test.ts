@@ -53,6 +53,17 @@ function programs(): { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }
     { name: 'hostile/trap', wasm: read('test/fixtures/hostile/trap.wasm'), job: { args: ['trap'] } },
     { name: 'hostile/flood', wasm: read('test/fixtures/hostile/flood.wasm'), job: { args: ['flood'] } },
     { name: 'hostile/fsflood', wasm: read('test/fixtures/hostile/fsflood.wasm'), job: { args: ['fsflood'] } },
+    { name: 'hostile/symlinks', wasm: read('test/fixtures/hostile/symlinks.wasm'), job: { args: ['symlinks'] } },
+    { name: 'hostile/names', wasm: read('test/fixtures/hostile/names.wasm'), job: { args: ['names'] } },
+    { name: 'hostile/fds', wasm: read('test/fixtures/hostile/fds.wasm'), job: { args: ['fds'] } },
+    { name: 'hostile/unlinked', wasm: read('test/fixtures/hostile/unlinked.wasm'), job: { args: ['unlinked'] } },
+    {
+      name: 'hostile/inputs',
+      wasm: read('test/fixtures/hostile/inputs.wasm'),
+      // A small output cap: comparing megabytes of output files takes the test runner seconds.
+      job: { args: ['inputs'], preopens: ['/out', '/in'], files: [{ path: '/in/a', data: new Uint8Array(MiB) }, { path: '/in/b', data: new Uint8Array(MiB) }], limits: { memoryBytes: 64 * MiB, outputBytes: 64 * 1024 } },
+    },
+    { name: 'hostile/checkpoints', wasm: read('test/fixtures/hostile/checkpoints.wasm'), job: { args: ['checkpoints'], preopens: ['/checkpoint'] } },
   ];
   for (const p of conformancePrograms()) list.push({ name: `${p.language} ${p.name}`, wasm: p.wasm, job: p.options });
   return list;
@@ -66,6 +77,7 @@ describe('instrumented modules behave exactly like the originals', () => {
       'invalid.wasm': 'not a module: "refuses what is not a module" below',
       'truncated.wasm': 'not a module: "refuses what is not a module" below',
       'imports.wasm': 'cannot link: the hostile browser suite (test/e2e/hostile.test.ts)',
+      'stdio.wasm': 'a million one-byte fd_writes to stdout: the path hostile/flood takes above, a million times more slowly; the hostile browser suite runs it',
     };
     for (const dir of ['demo/fractal', 'bench/fixtures', 'test/fixtures/wasi', 'test/fixtures/conformance', 'test/fixtures/hostile']) {
       for (const file of readdirSync(new URL(`../../${dir}`, import.meta.url)).filter((f) => f.endsWith('.wasm'))) {

@@ -470,6 +470,7 @@ describe('the embed for partner sites', () => {
     writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
     writeFileSync(join(staticDir, 'embed.js'), '(()=>{})();');
     writeFileSync(join(staticDir, 'embed', 'frame.html'), '<!doctype html><title>Card</title>');
+    writeFileSync(join(staticDir, 'embed', 'confirm.html'), '<!doctype html><title>Confirm</title>');
     await server.close();
     server = await createServer({ dataDir, staticDir, now: () => clock, crossOriginIsolated });
   }
@@ -496,6 +497,16 @@ describe('the embed for partner sites', () => {
     // The page itself may be framed by no other site: clicks on Start are lured there otherwise.
     const page = await server.app.inject({ method: 'GET', url: '/' });
     expect(page.headers).toMatchObject({ 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'content-security-policy': "frame-ancestors 'self'" });
+  });
+
+  it('serves the confirmation window framed by no one, and without COOP, which would cut it off from its card', async () => {
+    await siteServer();
+    const window = await server.app.inject({ method: 'GET', url: '/embed/confirm.html?nonce=00112233445566778899aabbccddeeff' });
+    expect(window.statusCode).toBe(200);
+    expect(window.headers).toMatchObject({ 'x-frame-options': 'DENY', 'cache-control': 'no-cache' });
+    expect(window.headers['content-security-policy']).toMatch(/(^|; )frame-ancestors 'none'($|;)/);
+    expect(window.headers['content-security-policy']).toMatch(/(^|; )script-src 'self'($|;)/);
+    for (const name of ['cross-origin-opener-policy', 'cross-origin-embedder-policy', 'document-isolation-policy']) expect(window.headers, name).not.toHaveProperty(name);
   });
 
   it('leaves the card unisolated where the host sends no isolation headers', async () => {

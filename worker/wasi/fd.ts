@@ -5,10 +5,9 @@
  */
 import {
   ERRNO_BADF,
-  ERRNO_FBIG,
   ERRNO_INVAL,
-  ERRNO_NOSPC,
   ERRNO_ISDIR,
+  ERRNO_MFILE,
   ERRNO_NOTSUP,
   ERRNO_SPIPE,
   FDFLAGS_APPEND,
@@ -20,7 +19,8 @@ import {
   WHENCE_END,
   WHENCE_SET,
 } from './constants.ts';
-import { DirInode, FileInode, WasiError, type Inode } from './fs.ts';
+import { COST, MAX_OPEN_FDS, type ShimBudget } from './budget.ts';
+import { DirInode, FileInode, WasiError, type Inode, type MemoryFs } from './fs.ts';
 
 export interface Stat {
   filetype: number;
@@ -30,33 +30,6 @@ export interface Stat {
   atim: bigint;
   mtim: bigint;
   ctim: bigint;
-}
-
-/**
- * Counts the bytes the program's files hold beyond the input files, against the task's output cap
- * (maxOutputFileBytes). Input bytes are not counted; deleting or truncating them frees room.
- */
-export class ByteBudget {
-  used = 0;
-  constructor(readonly cap: number) {}
-  /**
-   * Resizes `file` to `length` bytes in the books.
-   * @throws WasiError FBIG when the file alone would grow past the cap, NOSPC when all files together would
-   */
-  resize(file: FileInode, length: number): void {
-    const delta = length - file.length;
-    if (delta <= 0) {
-      this.used += delta;
-      return;
-    }
-    if (length > Number.MAX_SAFE_INTEGER || length - file.baseline > this.cap) throw new WasiError(ERRNO_FBIG);
-    if (this.used + delta > this.cap) throw new WasiError(ERRNO_NOSPC);
-    this.used += delta;
-  }
-  /** Frees the bytes of a file whose last link went. */
-  free(file: FileInode): void {
-    this.used -= file.length;
-  }
 }
 
 export abstract class Fd {
@@ -122,10 +95,14 @@ export class StdinFd extends Fd {
   }
 }
 
-/** fd 1 and 2: captured output, kept up to a cap; what is past the cap is counted, not kept. */
+/**
+ * fd 1 and 2: captured output, kept up to a cap; what is past the cap is counted, not kept. One
+ * buffer, grown by doubling up to the cap: a program writing a byte per call must not make the
+ * host keep an object per call (a million 1-byte writes were 240 MB of heap as separate arrays).
+ */
 export class OutputFd extends Fd {
   readonly filetype = FILETYPE_CHARACTER_DEVICE;
-  private chunks: Uint8Array[] = [];
+  private buffer = new Uint8Array(0);
   private kept = 0;
   truncated = false;
   constructor(private readonly cap: number) {
@@ -136,21 +113,21 @@ export class OutputFd extends Fd {
     if (data.length > room) this.truncated = true;
     const keep = data.subarray(0, Math.max(0, room));
     if (keep.length > 0) {
-      this.chunks.push(keep.slice());
+      if (this.kept + keep.length > this.buffer.length) {
+        const grown = new Uint8Array(Math.min(this.cap, Math.max(this.kept + keep.length, this.buffer.length * 2, 4096)));
+        grown.set(this.buffer.subarray(0, this.kept));
+        this.buffer = grown;
+      }
+      this.buffer.set(keep, this.kept);
       this.kept += keep.length;
     }
     // The program is told everything was written: a capped stream must not make it retry forever.
     return data.length;
   }
+  /** What was kept, in a buffer of exactly its size (it goes to the page, and into IndexedDB, whole). */
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.kept);
-    let at = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, at);
-      at += chunk.length;
-    }
-    this.chunks = [out];
-    return out;
+    if (this.buffer.length !== this.kept) this.buffer = this.buffer.slice(0, this.kept);
+    return this.buffer;
   }
 }
 
@@ -163,7 +140,7 @@ export class OpenFile extends Fd {
     rightsBase: bigint,
     rightsInheriting: bigint,
     fdflags: number,
-    private readonly budget: ByteBudget,
+    private readonly budget: ShimBudget,
     private readonly now: () => bigint,
   ) {
     super(rightsBase, rightsInheriting);
@@ -194,7 +171,8 @@ export class OpenFile extends Fd {
     // POSIX: pwrite on an O_APPEND descriptor appends on Linux; uvwasi follows the host (Linux).
     const at = !fromWrite && this.fdflags & FDFLAGS_APPEND ? this.file.length : offset;
     const end = at + data.length;
-    if (end > this.file.length) this.budget.resize(this.file, end);
+    // Also when the length stays: a changed input file comes back whole, so it counts from now on.
+    if (end > this.file.length || this.file.pristine) this.budget.resizeFile(this.file, Math.max(end, this.file.length));
     this.file.write(at, data);
     this.file.times.mtim = this.file.times.ctim = this.now();
     return data.length;
@@ -215,8 +193,7 @@ export class OpenFile extends Fd {
   }
   override setSize(size: bigint): void {
     const length = size > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(size);
-    this.budget.resize(this.file, length);
-    this.file.resize(length);
+    this.budget.resizeFile(this.file, length);
     this.file.times.mtim = this.file.times.ctim = this.now();
   }
   override allocate(offset: bigint, len: bigint): void {
@@ -278,5 +255,87 @@ export class PreopenDirectory extends OpenDirectory {
     readonly name: string,
   ) {
     super(dir, RIGHTS_DIRECTORY, RIGHTS_ALL);
+  }
+}
+
+/**
+ * The descriptor table: numbers to descriptors, at most MAX_OPEN_FDS of them, each held against
+ * the task's budget (budget.ts). It tells the file system when a descriptor opens or closes on an
+ * inode, so a deleted file's bytes stay counted while it is open.
+ */
+export class FdTable {
+  private readonly fds = new Map<number, Fd>();
+  constructor(private readonly fs: MemoryFs) {}
+
+  get(n: number): Fd | undefined {
+    return this.fds.get(n);
+  }
+  has(n: number): boolean {
+    return this.fds.has(n);
+  }
+
+  /** Places a descriptor the manifest brings (stdio, preopens) before the run: granted, as the inputs. */
+  place(n: number, fd: Fd): void {
+    this.fs.budget.grant(COST.descriptor);
+    this.attach(n, fd);
+  }
+
+  /** Descriptors reserved by reserve() and not yet opened. */
+  private reserved = 0;
+
+  /**
+   * Reserves room for one more descriptor, before anything is made for it (POSIX open checks
+   * EMFILE first); open() then takes it, or unreserve() gives it back.
+   * @throws WasiError MFILE past MAX_OPEN_FDS descriptors, or when the budget has no room for one more
+   */
+  reserve(): void {
+    if (this.fds.size + this.reserved >= MAX_OPEN_FDS) throw new WasiError(ERRNO_MFILE);
+    this.fs.budget.hold(COST.descriptor, ERRNO_MFILE);
+    this.reserved++;
+  }
+
+  unreserve(): void {
+    this.reserved--;
+    this.fs.budget.release(COST.descriptor);
+  }
+
+  /** Gives `fd` the lowest free number from 3 (POSIX open), in the room reserve() made. */
+  open(fd: Fd): number {
+    this.reserved--;
+    let n = 3;
+    while (this.fds.has(n)) n++;
+    this.attach(n, fd);
+    return n;
+  }
+
+  /** @throws WasiError BADF for a number that is not open */
+  close(n: number): Fd {
+    const fd = this.fds.get(n);
+    if (!fd) throw new WasiError(ERRNO_BADF);
+    this.detach(n, fd);
+    return fd;
+  }
+
+  /** Moves `from` to `to`, closing what `to` was (fd_renumber). @throws WasiError BADF unless both are open */
+  renumber(from: number, to: number): void {
+    const fd = this.fds.get(from);
+    if (!fd || !this.fds.has(to)) throw new WasiError(ERRNO_BADF);
+    if (from === to) return;
+    this.detach(to, this.fds.get(to)!);
+    this.fds.delete(from);
+    this.fds.set(to, fd);
+  }
+
+  private attach(n: number, fd: Fd): void {
+    this.fds.set(n, fd);
+    const inode = fd.inode();
+    if (inode) this.fs.opened(inode);
+  }
+
+  private detach(n: number, fd: Fd): void {
+    this.fds.delete(n);
+    this.fs.budget.release(COST.descriptor);
+    const inode = fd.inode();
+    if (inode) this.fs.closed(inode);
   }
 }

@@ -1,8 +1,10 @@
 /**
  * The per-task in-memory file system: one tree rooted at "/", so a preopen at "/" and preopens
  * at deeper paths all see the same files. Paths given to the program resolve relative to a
- * directory inode and may never climb above it (ERRNO_NOTCAPABLE), as in uvwasi.
+ * directory inode and may never climb above it (ERRNO_NOTCAPABLE), as in uvwasi. Every entry,
+ * inode and byte the program makes is held against the task's budget (budget.ts).
  */
+import { COST, ShimBudget, stringCost, SYMLINK_MAX, utf8Length, type BudgetedFile } from './budget.ts';
 import {
   ERRNO_EXIST,
   ERRNO_INVAL,
@@ -33,6 +35,8 @@ let nextIno = 1n;
 abstract class InodeBase {
   readonly ino = nextIno++;
   nlink = 1n;
+  /** Descriptors open on it: a file deleted while open keeps its bytes until the last one closes. */
+  opens = 0;
   times: Times;
   constructor(now: bigint) {
     this.times = { atim: now, mtim: now, ctim: now };
@@ -41,18 +45,24 @@ abstract class InodeBase {
   abstract size(): bigint;
 }
 
-export class FileInode extends InodeBase {
+export class FileInode extends InodeBase implements BudgetedFile {
   readonly filetype = FILETYPE_REGULAR_FILE;
   /** Bytes [0, length) are the file; the buffer may be larger, to grow without copying each write. */
   private buffer: Uint8Array;
   length: number;
-  /** Size the file came with (an input file), 0 for one the program created: its growth past this counts as output. */
+  /** Size the file came with (an input file), 0 for one the program created: held by the inputs, not the task. */
   readonly baseline: number;
+  /** An input file the program has not changed, renamed or linked (ShimBudget: not output). */
+  pristine: boolean;
   constructor(now: bigint, data: Uint8Array = new Uint8Array(0)) {
     super(now);
     this.buffer = data.slice();
     this.length = data.length;
     this.baseline = data.length;
+    this.pristine = data.length > 0;
+  }
+  get capacity(): number {
+    return this.buffer.length;
   }
   size(): bigint {
     return BigInt(this.length);
@@ -60,15 +70,14 @@ export class FileInode extends InodeBase {
   bytes(): Uint8Array {
     return this.buffer.subarray(0, this.length);
   }
-  /** Sets the length, zero-filling any new bytes. */
-  resize(length: number): void {
-    if (length > this.buffer.length) {
-      const grown = new Uint8Array(Math.max(length, Math.min(this.buffer.length * 2, length + 64 * 1024 * 1024)));
-      grown.set(this.buffer.subarray(0, this.length));
-      this.buffer = grown;
-    } else if (length < this.length) {
-      this.buffer.fill(0, length, this.length);
-    }
+  reserve(capacity: number): void {
+    const grown = new Uint8Array(Math.max(capacity, this.length));
+    grown.set(this.bytes());
+    this.buffer = grown;
+  }
+  /** Sets the length within the capacity (ShimBudget.resizeFile reserves it first), zero-filling new bytes. */
+  setLength(length: number): void {
+    if (length < this.length) this.buffer.fill(0, length, this.length);
     this.length = length;
   }
   read(position: number, into: Uint8Array): number {
@@ -76,8 +85,8 @@ export class FileInode extends InodeBase {
     into.set(this.buffer.subarray(position, position + n));
     return n;
   }
+  /** Writes within the length (ShimBudget.resizeFile makes the room first). */
   write(position: number, data: Uint8Array): void {
-    if (position + data.length > this.length) this.resize(position + data.length);
     this.buffer.set(data, position);
   }
 }
@@ -108,14 +117,15 @@ export class SymlinkInode extends InodeBase {
     super(now);
   }
   size(): bigint {
-    return BigInt(new TextEncoder().encode(this.target).length);
+    return BigInt(utf8Length(this.target));
   }
 }
 
 export type Inode = FileInode | DirInode | SymlinkInode;
 
 const MAX_SYMLINK_HOPS = 32;
-const MAX_PATH_BYTES = 4096;
+/** Longest path a call may name, in UTF-8 bytes (Linux's PATH_MAX). */
+export const MAX_PATH_BYTES = 4096;
 
 export interface Resolved {
   /** The directory holding the last component. */
@@ -126,13 +136,89 @@ export interface Resolved {
   inode: Inode | null;
 }
 
+/** What an inode itself costs in the held budget (its entries and a file's bytes apart). */
+function inodeCost(inode: Inode): number {
+  if (inode instanceof FileInode) return COST.file;
+  if (inode instanceof DirInode) return COST.directory;
+  return COST.symlink + stringCost(inode.target);
+}
+
+const entryCost = (name: string) => COST.entry + stringCost(name);
+
 export class MemoryFs {
   readonly root: DirInode;
-  constructor(private readonly now: () => bigint) {
+  constructor(
+    private readonly now: () => bigint,
+    readonly budget: ShimBudget,
+  ) {
     this.root = new DirInode(now(), null);
+    budget.grant(COST.directory);
   }
 
-  /** Creates directories along an absolute path and returns the last. */
+  /**
+   * Adds `name` for `inode` in `dir`, as the program asks (path_open, path_create_directory,
+   * path_symlink, path_link): the entry's cost is held, and a new inode's too.
+   * @param made whether `inode` is new (else a hard link to one that exists)
+   * @throws WasiError NAMETOOLONG for a name past NAME_MAX, or a link target past SYMLINK_MAX;
+   *   NOSPC when the budget has no room
+   */
+  addEntry(dir: DirInode, name: string, inode: Inode, made: boolean): void {
+    ShimBudget.checkName(name);
+    if (made && inode instanceof SymlinkInode && utf8Length(inode.target) > SYMLINK_MAX) throw new WasiError(ERRNO_NAMETOOLONG);
+    this.budget.hold(entryCost(name) + (made ? inodeCost(inode) : 0));
+    dir.entries.set(name, inode);
+    dir.times.mtim = dir.times.ctim = this.now();
+  }
+
+  /** Removes `name` from `dir`: one link fewer for its inode, which is forgotten once nothing reaches it. */
+  removeEntry(dir: DirInode, name: string): void {
+    const inode = dir.entries.get(name);
+    if (!inode) return;
+    dir.entries.delete(name);
+    this.budget.release(entryCost(name));
+    inode.nlink = inode.nlink > 0n ? inode.nlink - 1n : 0n;
+    this.forgetIfUnreachable(inode);
+    dir.times.mtim = dir.times.ctim = this.now();
+  }
+
+  /**
+   * Moves the entry `fromName` of `fromDir` to `toName` in `toDir`, replacing what is there.
+   * Nothing changes when it fails.
+   * @throws WasiError NAMETOOLONG, NOSPC as addEntry
+   */
+  moveEntry(fromDir: DirInode, fromName: string, toDir: DirInode, toName: string): void {
+    const inode = fromDir.entries.get(fromName);
+    if (!inode) return;
+    ShimBudget.checkName(toName);
+    this.budget.hold(entryCost(toName));
+    this.removeEntry(toDir, toName);
+    fromDir.entries.delete(fromName);
+    this.budget.release(entryCost(fromName));
+    toDir.entries.set(toName, inode);
+    fromDir.times.mtim = toDir.times.mtim = this.now();
+  }
+
+  /** A descriptor opened on `inode`. */
+  opened(inode: Inode): void {
+    inode.opens++;
+  }
+
+  /** A descriptor on `inode` closed. */
+  closed(inode: Inode): void {
+    inode.opens--;
+    this.forgetIfUnreachable(inode);
+  }
+
+  private forgetIfUnreachable(inode: Inode): void {
+    if (inode.nlink > 0n || inode.opens > 0) return;
+    if (inode instanceof FileInode) this.budget.forgetFile(inode);
+    else this.budget.release(inodeCost(inode));
+  }
+
+  /**
+   * Creates directories along an absolute path and returns the last. For the manifest's preopens
+   * and inputs, before the run: their cost is granted on top of the budget, not taken from it.
+   */
   mkdirp(path: string): DirInode {
     let dir = this.root;
     for (const part of path.split('/').filter(Boolean)) {
@@ -142,21 +228,25 @@ export class MemoryFs {
       else {
         const created = new DirInode(this.now(), dir);
         dir.entries.set(part, created);
+        this.budget.grant(entryCost(part) + COST.directory);
         dir = created;
       }
     }
     return dir;
   }
 
-  /** Places a file at an absolute path, creating its parent directories. */
+  /** Places an input file at an absolute path, creating its parent directories (granted, as mkdirp). */
   writeFile(path: string, data: Uint8Array): FileInode {
     const parts = path.split('/').filter(Boolean);
     const name = parts.pop();
     if (!name) throw new WasiError(ERRNO_INVAL);
     const dir = this.mkdirp(`/${parts.join('/')}`);
-    if (dir.entries.get(name) instanceof DirInode) throw new WasiError(ERRNO_EXIST);
+    const existing = dir.entries.get(name);
+    if (existing instanceof DirInode) throw new WasiError(ERRNO_EXIST);
+    if (existing) this.removeEntry(dir, name);
     const file = new FileInode(this.now(), data);
     dir.entries.set(name, file);
+    this.budget.grant(entryCost(name) + COST.file);
     return file;
   }
 
@@ -170,7 +260,7 @@ export class MemoryFs {
    */
   resolve(start: DirInode, path: string, followLast: boolean, hops = 0): Resolved {
     if (path.length === 0) throw new WasiError(ERRNO_INVAL);
-    if (new TextEncoder().encode(path).length > MAX_PATH_BYTES) throw new WasiError(ERRNO_NAMETOOLONG);
+    if (utf8Length(path) > MAX_PATH_BYTES) throw new WasiError(ERRNO_NAMETOOLONG);
     const names = normalizeRelative(path);
     const trailingSlash = path.endsWith('/');
     let dir = start;

@@ -3,8 +3,9 @@
  * Runs in a Web Worker and in Node (tests, benchmarks): no DOM, no Node APIs.
  */
 import { createSyscalls, ProcExit } from './syscalls.ts';
-import { MemoryFs, WasiError } from './fs.ts';
-import { ByteBudget, OutputFd, PreopenDirectory, StdinFd, type Fd } from './fd.ts';
+import { FileInode, MemoryFs, WasiError } from './fs.ts';
+import { FdTable, OutputFd, PreopenDirectory, StdinFd } from './fd.ts';
+import { ShimBudget } from './budget.ts';
 import { ERRNO_NOSYS } from './constants.ts';
 import { SeededRandom, VirtualClock } from './deterministic.ts';
 import { sleepMs } from '../sleep.ts';
@@ -29,10 +30,18 @@ export interface WasiOptions {
   maxStdoutBytes: number;
   maxStderrBytes: number;
   /**
-   * Bytes the program's files may hold beyond the input files; writes past it fail with NOSPC, or
-   * FBIG when one file alone would grow past it.
+   * Bytes the files that would come back as output may hold together (new files, and input files
+   * the program changed, renamed or linked); writes past it fail with NOSPC, or FBIG when one file
+   * alone would grow past it. Input files left alone do not count, and deleting them frees nothing.
    */
   maxOutputFileBytes: number;
+  /**
+   * Everything the shim may hold for the program beyond its inputs: file buffers, names, links'
+   * targets, directories, descriptors (budget.ts; shimBudgetBytes gives a task's from its
+   * manifest). Past it, calls fail with NOSPC or MFILE. Default: maxOutputFileBytes + 16 MiB,
+   * the budget of a task with a 256 MiB memory limit.
+   */
+  maxHeldBytes?: number;
   /** Deterministic run: virtual clocks and random bytes seeded by `seed` (the task id). */
   deterministic?: { seed: string };
 }
@@ -62,6 +71,12 @@ export interface WasiHooks {
 
 const encoder = new TextEncoder();
 
+/**
+ * A checkpoint closed sooner than this after the last one kept waits (its bytes as they were) for
+ * the program's next close or sync after the interval: a program closing a 1 MiB checkpoint in a
+ * loop otherwise handed the page gigabytes a second (docs/protocol.md, "Checkpoints").
+ */
+export const CHECKPOINT_INTERVAL_MS = 1000;
 
 export class Wasi {
   readonly imports: WasiImports;
@@ -84,28 +99,22 @@ export class Wasi {
           this.lastMonotonic = now > this.lastMonotonic ? now : this.lastMonotonic + 1n;
           return this.lastMonotonic;
         };
-    this.fs = new MemoryFs(realtime);
+    const budget = new ShimBudget(options.maxOutputFileBytes, options.maxHeldBytes ?? options.maxOutputFileBytes + 16 * 2 ** 20);
+    this.fs = new MemoryFs(realtime, budget);
     for (const file of options.files) {
       this.fs.writeFile(file.path, file.data);
       this.inputs.set(normalize(file.path), file.data);
     }
-    const fds = new Map<number, Fd>();
-    fds.set(0, new StdinFd(options.stdin));
+    const fds = new FdTable(this.fs);
+    fds.place(0, new StdinFd(options.stdin));
     this.stdout = new OutputFd(options.maxStdoutBytes);
     this.stderr = new OutputFd(options.maxStderrBytes);
-    fds.set(1, this.stdout);
-    fds.set(2, this.stderr);
-    options.preopens.forEach((path, i) => fds.set(3 + i, new PreopenDirectory(this.fs.mkdirp(path), path)));
+    fds.place(1, this.stdout);
+    fds.place(2, this.stderr);
+    options.preopens.forEach((path, i) => fds.place(3 + i, new PreopenDirectory(this.fs.mkdirp(path), path)));
 
-    const onCheckpoint = hooks.onCheckpoint;
     const table = createSyscalls({
-      fileSettled: onCheckpoint
-        ? (file) => {
-            // Only the checkpoint folder is searched: this runs at every close and sync.
-            const path = this.fs.files(CHECKPOINT_DIR).find((f) => f.inode === file)?.path;
-            if (path) onCheckpoint({ path, data: file.bytes().slice() });
-          }
-        : undefined,
+      fileSettled: hooks.onCheckpoint ? this.checkpointer(hooks.onCheckpoint) : undefined,
       memory: () => {
         if (!this.memory) throw new WasiError(ERRNO_NOSYS); // called before start()
         return this.memory;
@@ -114,7 +123,6 @@ export class Wasi {
       fds,
       args: options.args.map((a) => encoder.encode(a)),
       env: options.env.map(([k, v]) => encoder.encode(`${k}=${v}`)),
-      budget: new ByteBudget(options.maxOutputFileBytes),
       realtime,
       monotonic,
       sleep: virtual ? (ns) => virtual.sleep(ns) : (ns) => sleepMs(Number(ns) / 1e6),
@@ -159,6 +167,35 @@ export class Wasi {
       stderr: this.stderr.bytes(),
       files: this.outputFiles(),
       truncated: { stdout: this.stdout.truncated, stderr: this.stderr.truncated },
+    };
+  }
+
+  /**
+   * What runs when the program closes or syncs a file: a file under CHECKPOINT_DIR goes to
+   * `keep`, at most once per CHECKPOINT_INTERVAL_MS; one settled sooner is copied as it is and
+   * kept at the next close or sync after the interval (the newest copy per path).
+   */
+  private checkpointer(keep: (file: WasiFile) => void): (file: FileInode) => void {
+    let lastKept = -Infinity;
+    const waiting = new Map<string, Uint8Array>();
+    return (file) => {
+      // Only the checkpoint folder is searched: this runs at every close and sync.
+      const path = this.fs.files(CHECKPOINT_DIR).find((f) => f.inode === file)?.path;
+      if (path) {
+        // The waiting copy's buffer is reused while it is large enough: a program closing its
+        // checkpoint in a loop must not make a new buffer at each close.
+        const bytes = file.bytes();
+        const previous = waiting.get(path);
+        const copy = previous && previous.buffer.byteLength >= bytes.length ? new Uint8Array(previous.buffer, 0, bytes.length) : new Uint8Array(bytes.length);
+        copy.set(bytes);
+        waiting.set(path, copy);
+      }
+      const now = performance.now();
+      if (waiting.size === 0 || now - lastKept < CHECKPOINT_INTERVAL_MS) return;
+      lastKept = now;
+      // Exactly its bytes: the page keeps (and IndexedDB clones) the whole buffer it is given.
+      for (const [waitingPath, data] of waiting) keep({ path: waitingPath, data: data.byteLength === data.buffer.byteLength ? data : data.slice() });
+      waiting.clear();
     };
   }
 

@@ -4,8 +4,9 @@
  * Errors are thrown as WasiError inside and returned as errno at the boundary.
  */
 import * as C from './constants.ts';
-import { ByteBudget, OpenDirectory, OpenFile, PreopenDirectory, type Fd, type Stat } from './fd.ts';
-import { DirInode, FileInode, MemoryFs, normalizeRelative, SymlinkInode, WasiError, type Inode } from './fs.ts';
+import { ShimBudget, SYMLINK_MAX } from './budget.ts';
+import { FdTable, OpenDirectory, OpenFile, PreopenDirectory, type Fd, type Stat } from './fd.ts';
+import { DirInode, FileInode, MAX_PATH_BYTES, MemoryFs, normalizeRelative, SymlinkInode, WasiError, type Inode } from './fs.ts';
 
 /** Thrown by proc_exit through the program's frames; only Wasi.start catches it. Not an Error: no stack to build. */
 export class ProcExit {
@@ -16,11 +17,11 @@ export interface SyscallContext {
   /** A file the program closed or synced: where checkpoints are saved (see Wasi's onFileSettled). */
   fileSettled?(file: FileInode): void;
   memory(): WebAssembly.Memory;
+  /** The task's file system, which holds what the program makes against its budget (fs.budget). */
   fs: MemoryFs;
-  fds: Map<number, Fd>;
+  fds: FdTable;
   args: Uint8Array[];
   env: Uint8Array[];
-  budget: ByteBudget;
   /** Realtime clock in ns. */
   realtime(): bigint;
   /** Monotonic clock in ns. */
@@ -67,6 +68,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     if ((fd.rightsBase & rights) !== rights) throw new WasiError(C.ERRNO_NOTCAPABLE);
   };
   const pathAt = (ptr: number, len: number): string => {
+    if (len > MAX_PATH_BYTES) throw new WasiError(C.ERRNO_NAMETOOLONG); // PATH_MAX: not even decoded
     try {
       return decoder.decode(bytes(ptr, len));
     } catch (error) {
@@ -125,14 +127,42 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     if (!(found instanceof PreopenDirectory)) throw new WasiError(C.ERRNO_INVAL);
     return found;
   };
-  const lowestFreeFd = () => {
-    let fd = 3;
-    while (ctx.fds.has(fd)) fd++;
-    return fd;
-  };
-  const freeFile = (inode: Inode) => {
-    // Bytes of a file whose last link goes count against the budget no longer.
-    if (inode instanceof FileInode && inode.nlink === 0n) ctx.budget.free(inode);
+
+  /** What path_open opens (or makes) for the program, as a descriptor not yet numbered. */
+  const openAt = (dir: OpenDirectory, dirflags: number, pathPtr: number, pathLen: number, oflags: number, rightsBase: bigint, rightsInheriting: bigint, fdflags: number): Fd => {
+    // A capability can only be handed down, never widened: asking for rights the directory may not
+    // pass on is NOTCAPABLE (as uvwasi), not a silent downgrade.
+    if (((rightsBase | rightsInheriting) & ~dir.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
+    const path = pathAt(pathPtr, pathLen);
+    const follow = (dirflags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0;
+    let { parent, name, inode } = ctx.fs.resolve(dir.dir, path, follow);
+    if (inode && oflags & C.OFLAGS_CREAT && oflags & C.OFLAGS_EXCL) throw new WasiError(C.ERRNO_EXIST);
+    if (inode instanceof SymlinkInode) throw new WasiError(C.ERRNO_LOOP); // O_NOFOLLOW on a link
+    const wantsWrite = (rightsBase & (C.RIGHTS_FD_WRITE | C.RIGHTS_FD_ALLOCATE | C.RIGHTS_FD_FILESTAT_SET_SIZE)) !== 0n;
+    if (!inode) {
+      if (!(oflags & C.OFLAGS_CREAT)) throw new WasiError(C.ERRNO_NOENT);
+      if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_INVAL);
+      if (path.endsWith('/')) throw new WasiError(C.ERRNO_ISDIR);
+      inode = new FileInode(ctx.realtime());
+      ctx.fs.addEntry(parent, name, inode, true);
+    }
+    const base = rightsBase;
+    const inheriting = rightsInheriting;
+    let opened: Fd;
+    if (inode instanceof DirInode) {
+      // A directory is never opened for writing, O_DIRECTORY or not (open(2): EISDIR for O_WRONLY or O_RDWR).
+      if (oflags & C.OFLAGS_TRUNC || wantsWrite) throw new WasiError(C.ERRNO_ISDIR);
+      opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting, dir.top);
+    } else {
+      if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
+      const file = inode as FileInode;
+      if (oflags & C.OFLAGS_TRUNC) {
+        ctx.fs.budget.resizeFile(file, 0);
+        file.times.mtim = file.times.ctim = ctx.realtime();
+      }
+      opened = new OpenFile(file, base & C.RIGHTS_REGULAR_FILE, inheriting, fdflags & 0x1f, ctx.fs.budget, ctx.realtime);
+    }
+    return opened;
   };
 
   const table: Record<string, (...args: never[]) => void> = {
@@ -158,8 +188,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     },
     fd_allocate: (fd: number, offset: bigint, len: bigint) => fdWith(fd, C.RIGHTS_FD_ALLOCATE).allocate(offset, len),
     fd_close(fd: number) {
-      const f = fdOf(fd);
-      ctx.fds.delete(fd);
+      const f = ctx.fds.close(fd);
       if (f instanceof OpenFile) ctx.fileSettled?.(f.file);
     },
     fd_datasync(fd: number) {
@@ -278,12 +307,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       }
       view().setUint32(bufusedPtr, used, true);
     },
-    fd_renumber(from: number, to: number) {
-      const f = fdOf(from);
-      fdOf(to);
-      ctx.fds.set(to, f);
-      ctx.fds.delete(from);
-    },
+    fd_renumber: (from: number, to: number) => ctx.fds.renumber(from, to),
     fd_seek(fd: number, offset: bigint, whence: number, newOffsetPtr: number) {
       const f = fdWith(fd, whence === C.WHENCE_CUR && offset === 0n ? C.RIGHTS_FD_TELL : C.RIGHTS_FD_SEEK);
       view().setBigUint64(newOffsetPtr, f.seek(offset, whence), true);
@@ -295,8 +319,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
     path_create_directory(fd: number, pathPtr: number, pathLen: number) {
       const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_CREATE_DIRECTORY).dir, pathAt(pathPtr, pathLen), false);
       if (inode) throw new WasiError(C.ERRNO_EXIST);
-      parent.entries.set(name, new DirInode(ctx.realtime(), parent));
-      parent.times.mtim = parent.times.ctim = ctx.realtime();
+      ctx.fs.addEntry(parent, name, new DirInode(ctx.realtime(), parent), true);
     },
     path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, ptr: number) {
       const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_FILESTAT_GET).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
@@ -319,7 +342,10 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (target.inode) throw new WasiError(C.ERRNO_EXIST);
       // A trailing slash asks for a directory, and a new hard link never is one (linkat(2): ENOENT).
       if (newPath.endsWith('/')) throw new WasiError(C.ERRNO_NOENT);
-      target.parent.entries.set(target.name, source.inode);
+      ShimBudget.checkName(target.name);
+      // An input file reached by a new name comes back as output under it.
+      if (source.inode instanceof FileInode) ctx.fs.budget.countAsOutput(source.inode);
+      ctx.fs.addEntry(target.parent, target.name, source.inode, false);
       source.inode.nlink++;
       source.inode.times.ctim = ctx.realtime();
     },
@@ -339,43 +365,15 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (oflags & C.OFLAGS_CREAT) needed |= C.RIGHTS_PATH_CREATE_FILE;
       if (oflags & C.OFLAGS_TRUNC) needed |= C.RIGHTS_PATH_FILESTAT_SET_SIZE;
       const dir = dirWith(fd, needed);
-      // A capability can only be handed down, never widened: asking for rights the directory may not
-      // pass on is NOTCAPABLE (as uvwasi), not a silent downgrade.
-      if (((rightsBase | rightsInheriting) & ~dir.rightsInheriting) !== 0n) throw new WasiError(C.ERRNO_NOTCAPABLE);
-      const path = pathAt(pathPtr, pathLen);
-      const follow = (dirflags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0;
-      let { parent, name, inode } = ctx.fs.resolve(dir.dir, path, follow);
-      if (inode && oflags & C.OFLAGS_CREAT && oflags & C.OFLAGS_EXCL) throw new WasiError(C.ERRNO_EXIST);
-      if (inode instanceof SymlinkInode) throw new WasiError(C.ERRNO_LOOP); // O_NOFOLLOW on a link
-      const wantsWrite = (rightsBase & (C.RIGHTS_FD_WRITE | C.RIGHTS_FD_ALLOCATE | C.RIGHTS_FD_FILESTAT_SET_SIZE)) !== 0n;
-      if (!inode) {
-        if (!(oflags & C.OFLAGS_CREAT)) throw new WasiError(C.ERRNO_NOENT);
-        if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_INVAL);
-        if (path.endsWith('/')) throw new WasiError(C.ERRNO_ISDIR);
-        inode = new FileInode(ctx.realtime());
-        parent.entries.set(name, inode);
-        parent.times.mtim = parent.times.ctim = ctx.realtime();
+      ctx.fds.reserve(); // EMFILE before anything is made, as open(2)
+      let fdNumber: number;
+      try {
+        fdNumber = ctx.fds.open(openAt(dir, dirflags, pathPtr, pathLen, oflags, rightsBase, rightsInheriting, fdflags));
+      } catch (error) {
+        ctx.fds.unreserve();
+        throw error;
       }
-      const base = rightsBase;
-      const inheriting = rightsInheriting;
-      let opened: Fd;
-      if (inode instanceof DirInode) {
-        // A directory is never opened for writing, O_DIRECTORY or not (open(2): EISDIR for O_WRONLY or O_RDWR).
-        if (oflags & C.OFLAGS_TRUNC || wantsWrite) throw new WasiError(C.ERRNO_ISDIR);
-        opened = new OpenDirectory(inode, base & C.RIGHTS_DIRECTORY, inheriting, dir.top);
-      } else {
-        if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_NOTDIR);
-        const file = inode as FileInode;
-        if (oflags & C.OFLAGS_TRUNC) {
-          ctx.budget.resize(file, 0);
-          file.resize(0);
-          file.times.mtim = file.times.ctim = ctx.realtime();
-        }
-        opened = new OpenFile(file, base & C.RIGHTS_REGULAR_FILE, inheriting, fdflags & 0x1f, ctx.budget, ctx.realtime);
-      }
-      const newFd = lowestFreeFd();
-      ctx.fds.set(newFd, opened);
-      view().setUint32(openedFdPtr, newFd, true);
+      view().setUint32(openedFdPtr, fdNumber, true);
     },
     path_readlink(fd: number, pathPtr: number, pathLen: number, buf: number, bufLen: number, bufusedPtr: number) {
       const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_READLINK).dir, pathAt(pathPtr, pathLen), false);
@@ -395,9 +393,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (!(inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
       if (inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
       if (name === '.') throw new WasiError(C.ERRNO_BUSY); // the fd's own directory
-      parent.entries.delete(name);
-      inode.nlink = 0n;
-      parent.times.mtim = parent.times.ctim = ctx.realtime();
+      ctx.fs.removeEntry(parent, name);
     },
     path_rename(oldFd: number, oldPtr: number, oldLen: number, newFd: number, newPtr: number, newLen: number) {
       const oldDir = dirWith(oldFd, C.RIGHTS_PATH_RENAME_SOURCE);
@@ -414,21 +410,19 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
         if (to.inode && !(to.inode instanceof DirInode)) throw new WasiError(C.ERRNO_NOTDIR);
         if (to.inode instanceof DirInode && to.inode.entries.size > 0) throw new WasiError(C.ERRNO_NOTEMPTY);
         if (ctx.fs.isWithin(to.parent, from.inode)) throw new WasiError(C.ERRNO_INVAL); // into itself
-        from.inode.parent = to.parent;
       } else if (to.inode instanceof DirInode) {
         throw new WasiError(C.ERRNO_ISDIR);
       }
-      if (to.inode) {
-        to.inode.nlink--;
-        freeFile(to.inode);
-      }
-      from.parent.entries.delete(from.name);
-      to.parent.entries.set(to.name, from.inode);
-      const now = ctx.realtime();
-      from.parent.times.mtim = to.parent.times.mtim = now;
-      from.inode.times.ctim = now;
+      ShimBudget.checkName(to.name);
+      // An input file under a new name comes back as output under it.
+      if (from.inode instanceof FileInode) ctx.fs.budget.countAsOutput(from.inode);
+      ctx.fs.moveEntry(from.parent, from.name, to.parent, to.name);
+      if (from.inode instanceof DirInode) from.inode.parent = to.parent;
+      from.inode.times.ctim = ctx.realtime();
     },
     path_symlink(oldPtr: number, oldLen: number, fd: number, newPtr: number, newLen: number) {
+      // Checked before the target is even decoded: the host keeps every target it accepts.
+      if (oldLen > SYMLINK_MAX) throw new WasiError(C.ERRNO_NAMETOOLONG);
       const target = pathAt(oldPtr, oldLen);
       const linkPath = pathAt(newPtr, newLen);
       const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_SYMLINK).dir, linkPath, false);
@@ -437,7 +431,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (linkPath.endsWith('/')) throw new WasiError(C.ERRNO_NOENT);
       // As uvwasi: a target that is absolute, or climbs above the fd's directory from where the link sits, is refused.
       normalizeRelative([...normalizeRelative(linkPath).slice(0, -1), target].join('/'));
-      parent.entries.set(name, new SymlinkInode(ctx.realtime(), target));
+      ctx.fs.addEntry(parent, name, new SymlinkInode(ctx.realtime(), target), true);
     },
     path_unlink_file(fd: number, pathPtr: number, pathLen: number) {
       const path = pathAt(pathPtr, pathLen);
@@ -445,10 +439,7 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       if (!inode) throw new WasiError(C.ERRNO_NOENT);
       if (inode instanceof DirInode) throw new WasiError(C.ERRNO_ISDIR);
       if (path.endsWith('/')) throw new WasiError(C.ERRNO_NOTDIR);
-      parent.entries.delete(name);
-      inode.nlink--;
-      freeFile(inode);
-      parent.times.mtim = parent.times.ctim = ctx.realtime();
+      ctx.fs.removeEntry(parent, name);
     },
 
     poll_oneoff(inPtr: number, outPtr: number, count: number, neventsPtr: number) {
