@@ -40,8 +40,10 @@ export interface ServerOptions {
   crossOriginIsolated?: boolean;
   /** Draws adaptive replication's spot checks; default Math.random. */
   random?: () => number;
-  /** How long past its task's wall time a lease lasts, ms; default 60 s. */
+  /** How long past the time to prepare and run its task a lease lasts, ms; default 60 s. */
   leaseMarginMs?: number;
+  /** The pace leases assume a device readies a task's bytes at, bytes per ms; default 250 (rules.leaseTerms). */
+  prepareBytesPerMs?: number;
   /** Told of every request as it arrives (tests count requests per route with it). */
   onRequest?: (method: string, url: string) => void;
   /** Rate limits on the device routes (routes/devices.ts); default DEFAULT_DEVICE_LIMITS. */
@@ -82,7 +84,13 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const now = options.now ?? Date.now;
   const headers = options.crossOriginIsolated === false ? COMMON_HEADERS : { ...COMMON_HEADERS, ...ISOLATION_HEADERS };
   mkdirSync(options.dataDir, { recursive: true });
-  const store = await openStore({ dataDir: options.dataDir, now: options.now, random: options.random, leaseMarginMs: options.leaseMarginMs });
+  const store = await openStore({
+    dataDir: options.dataDir,
+    now: options.now,
+    random: options.random,
+    leaseMarginMs: options.leaseMarginMs,
+    prepareBytesPerMs: options.prepareBytesPerMs,
+  });
   let keysets: Keysets;
   try {
     keysets = await Keysets.open(store, options.dataDir);

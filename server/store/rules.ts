@@ -68,9 +68,12 @@ export interface LeaseSizing {
   prepareBytes: number;
 }
 
-/** Time to ready a task of this size on a slow device (issue #16: a 30 MB module takes minutes there). */
-export function prepareAllowanceMs(prepareBytes: number): number {
-  return PREPARE_BASE_MS + Math.ceil(prepareBytes / PREPARE_BYTES_PER_MS);
+/**
+ * Time to ready a task of this size on a slow device (issue #16: a 30 MB module takes minutes
+ * there). `bytesPerMs`: the device's assumed pace, PREPARE_BYTES_PER_MS unless a server sets another.
+ */
+export function prepareAllowanceMs(prepareBytes: number, bytesPerMs = PREPARE_BYTES_PER_MS): number {
+  return PREPARE_BASE_MS + Math.ceil(prepareBytes / bytesPerMs);
 }
 
 /**
@@ -79,8 +82,8 @@ export function prepareAllowanceMs(prepareBytes: number): number {
  * never past its end: twice the time to prepare and run it (a device half as fast as assumed, a
  * run paused or cut short once), plus the margin. Past its expiry a lease is dead.
  */
-export function leaseTerms(task: LeaseSizing, now: number, marginMs: number): { expiresAt: number; endsAt: number } {
-  const prepareMs = prepareAllowanceMs(task.prepareBytes);
+export function leaseTerms(task: LeaseSizing, now: number, marginMs: number, bytesPerMs = PREPARE_BYTES_PER_MS): { expiresAt: number; endsAt: number } {
+  const prepareMs = prepareAllowanceMs(task.prepareBytes, bytesPerMs);
   return {
     expiresAt: now + prepareMs + Math.min(task.wallTimeMs, RUN_STEP_MS) + marginMs,
     endsAt: now + 2 * (prepareMs + task.wallTimeMs) + marginMs,
@@ -371,6 +374,7 @@ export function admitRenewal(
   renewal: { phase: LeasePhase; progress: number },
   now: number,
   marginMs: number,
+  bytesPerMs = PREPARE_BYTES_PER_MS,
 ): number {
   if (lease.status !== 'live') throw new StoreError(409, `lease ${lease.leaseId} is ${lease.status}`);
   if (lease.expiresAt <= now) throw new StoreError(409, `lease ${lease.leaseId} expired at ${new Date(lease.expiresAt).toISOString()}: an expired lease is not renewed`);
@@ -387,7 +391,7 @@ export function admitRenewal(
   if (lease.expiresAt >= lease.endsAt) {
     throw new StoreError(409, `lease ${lease.leaseId} has reached the end of its life at ${new Date(lease.endsAt).toISOString()} (twice the time to prepare and run its task)`);
   }
-  const ahead = (phase === 'preparing' ? prepareAllowanceMs(task.prepareBytes) : 0) + Math.min(task.wallTimeMs, RUN_STEP_MS) + marginMs;
+  const ahead = (phase === 'preparing' ? prepareAllowanceMs(task.prepareBytes, bytesPerMs) : 0) + Math.min(task.wallTimeMs, RUN_STEP_MS) + marginMs;
   // A renewal never shortens a lease, and never takes it past its end.
   return Math.max(lease.expiresAt, Math.min(now + ahead, lease.endsAt));
 }

@@ -85,6 +85,8 @@ export interface StoreOptions {
   random?: () => number;
   /** How long past the time to prepare and run its task a lease lasts; default rules.LEASE_MARGIN_MS. */
   leaseMarginMs?: number;
+  /** The pace leases assume a device readies a task's bytes at, bytes per ms; default rules.PREPARE_BYTES_PER_MS. */
+  prepareBytesPerMs?: number;
 }
 
 /** Keyset refusals kept, newest first (those from devices without trust go first). */
@@ -95,6 +97,7 @@ export type { DeviceActivity, EngineInfo, KeysetRefusalRow };
 export class Store {
   private readonly random: () => number;
   private readonly leaseMarginMs: number;
+  private readonly prepareBytesPerMs: number;
 
   constructor(
     private readonly engine: Engine,
@@ -102,6 +105,7 @@ export class Store {
   ) {
     this.random = options.random ?? Math.random;
     this.leaseMarginMs = options.leaseMarginMs ?? rules.LEASE_MARGIN_MS;
+    this.prepareBytesPerMs = options.prepareBytesPerMs ?? rules.PREPARE_BYTES_PER_MS;
   }
 
   get engineName(): Engine['name'] {
@@ -232,7 +236,7 @@ export class Store {
       const trusted = rules.isTrusted(context.consecutiveValid);
       for (const task of await q.leaseCandidates(deviceId, engines, grant, now, trusted)) {
         const leaseId = randomBytes(12).toString('base64url');
-        const { expiresAt, endsAt } = rules.leaseTerms(task, now, this.leaseMarginMs);
+        const { expiresAt, endsAt } = rules.leaseTerms(task, now, this.leaseMarginMs, this.prepareBytesPerMs);
         const solo = rules.isSoloLease(task, context.consecutiveValid, this.random);
         await q.insertLease({ leaseId, taskId: task.taskId, deviceId, issuedAt: now, expiresAt, endsAt, solo });
         leases.push({ leaseId, expiresAt, envelope: task.envelope });
@@ -250,7 +254,7 @@ export class Store {
     return this.engine.write(async (q, now) => {
       const task = await q.lockTask(renewal.taskId);
       const lease = rules.answerableLease(await q.lease(renewal.leaseId), renewal.leaseId, renewal.taskId, renewal.deviceId);
-      const expiresAt = rules.admitRenewal(lease, task!, renewal, now, this.leaseMarginMs);
+      const expiresAt = rules.admitRenewal(lease, task!, renewal, now, this.leaseMarginMs, this.prepareBytesPerMs);
       await q.renewLease(renewal.leaseId, expiresAt, renewal.phase, renewal.progress);
       return expiresAt;
     });

@@ -43,6 +43,9 @@ export async function startTestServer(options: {
   port?: number;
   crossOriginIsolated?: boolean;
   onRequest?: (method: string, url: string) => void;
+  /** Lease terms (server/store/rules.ts, leaseTerms): shorter, for tests that watch a lease lapse or be renewed. */
+  leaseMarginMs?: number;
+  prepareBytesPerMs?: number;
 }): Promise<TestServer> {
   const key = await writeKey(options.dataDir);
   const root = await readKey(keyPath(options.dataDir, ROOT_KEY_NAME));
@@ -53,6 +56,8 @@ export async function startTestServer(options: {
       logger: false,
       crossOriginIsolated: options.crossOriginIsolated,
       onRequest: options.onRequest,
+      leaseMarginMs: options.leaseMarginMs,
+      prepareBytesPerMs: options.prepareBytesPerMs,
     });
     const url = await app.app.listen({ port, host: '127.0.0.1' });
     return { app, url };
