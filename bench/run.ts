@@ -12,6 +12,8 @@ import { benchThrottle, printThrottle } from './throttle.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
+import { benchPrograms, printPrograms } from './programs.ts';
+import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -24,6 +26,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   throttle: async () => printThrottle(await benchThrottle()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
+  programs: async () => printPrograms(await benchPrograms()),
+  'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
 };
 

@@ -3,7 +3,7 @@
  * Every body is validated with the shared protocol schemas; every error is `{ error, message }`;
  * a rejected request changes nothing.
  */
-import { MAX_RESULT_BODY_BYTES } from '../src/protocol/index.ts';
+import { API, MAX_RESULT_BODY_BYTES, RESULT_BODY_TYPE } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
@@ -113,10 +113,12 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   app.addHook('onSend', async (request, reply) => {
     reply.headers(embedHeaders(request.url, options.crossOriginIsolated !== false) ?? headers);
   });
-  // Every API body is JSON; Fastify would otherwise parse text/plain into a string.
+  // Every API body is JSON (Fastify would otherwise parse text/plain into a string), but for
+  // results, which may also come as a binary body (RESULT_BODY_TYPE).
   app.addHook('onRequest', async (request, reply) => {
     if (request.method !== 'POST') return;
     const type = request.headers['content-type'] ?? '';
+    if (request.url === API.results && type.split(';')[0]!.trim().toLowerCase() === RESULT_BODY_TYPE) return;
     if (!/^application\/json\s*(;|$)/i.test(type)) {
       return reply.code(415).send(errorBody(415, `the body must be application/json, not ${type || 'untyped'}`));
     }

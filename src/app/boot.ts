@@ -1,12 +1,11 @@
 /** Puts the client together: storage, the device's identity, the project's keys, the controller. */
 import { openDewgridDB } from '../storage/db.ts';
-import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { loadIdentity } from '../storage/identity.ts';
 import { Controller, type SettingsBounds } from '../scheduler/controller.ts';
 import { KeysetKeeper } from '../scheduler/keyset-keeper.ts';
 import { watchSignals } from '../scheduler/signals.ts';
-import { InstrumentedCache } from '../storage/instrumented-cache.ts';
+import { startPrepareWorker } from '../scheduler/prepare-worker-client.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import type { TrustConfig } from '../protocol/api.ts';
 import type { Engine } from '../protocol/schema.ts';
@@ -50,20 +49,16 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   }
   // Ask the browser not to evict our data under storage pressure: queued work and unsent results live there.
   void navigator.storage?.persist?.().catch(() => false);
-  const budget = (await db.get('meta', 'blobBudgetBytes')) as number | undefined;
-  let warn: (message: string) => void = () => undefined;
-  const cache = new BlobCache(db, budget ?? DEFAULT_BLOB_BUDGET_BYTES, (message) => warn(message));
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const controller = new Controller(server, cache, work, keys, identity, TRUST.projectName, options.maxWorkers, {
-    instrumented: new InstrumentedCache(db),
+  // Module and input bytes are read, checked, rewritten and compiled in a worker of their own.
+  const controller = new Controller(server, startPrepareWorker(), work, keys, identity, TRUST.projectName, options.maxWorkers, {
     signals: signals.read,
     bounds: options.bounds,
     engines: options.engines,
   });
   onSignal = () => controller.signalsChanged();
-  warn = (message) => controller.say('info', message);
   say = (level, text) => controller.say(level, text);
   for (const { level, text } of early) controller.say(level, text);
   await controller.restore();

@@ -1,7 +1,7 @@
 /** HTTP endpoints of the task server. docs/protocol.md describes each. */
 export const API = {
   work: '/api/work', // POST WorkRequest -> WorkResponse
-  results: '/api/results', // POST ResultSubmission -> { status: 'accepted' | 'duplicate' }
+  results: '/api/results', // POST ResultSubmission (JSON) or a binary result (RESULT_BODY_TYPE) -> { status: 'accepted' | 'duplicate' }
   refusals: '/api/refusals', // POST RefusalReport -> { status: 'recorded' }
   renew: '/api/leases/renew', // POST LeaseRenewal -> { expiresAt }
   blob: (sha256: string) => `/api/blobs/${sha256}`, // GET bytes, immutable

@@ -33,7 +33,12 @@ export function fromHex(hex: string): Uint8Array {
   return out;
 }
 
+/** The engine's own Uint8Array.prototype.toBase64 / Uint8Array.fromBase64 (ES2026), where it has them. */
+const native = Uint8Array as unknown as { prototype: { toBase64?: () => string }; fromBase64?: (text: string) => Uint8Array };
+
 export function toBase64(bytes: Uint8Array): string {
+  // Native where there is one: 0.3 ms for 480 KB in Chromium, against 34-100 ms below.
+  if (native.prototype.toBase64) return (bytes as unknown as { toBase64(): string }).toBase64();
   // Chunked so large outputs do not overflow the argument limit of String.fromCharCode.
   let binary = '';
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -44,6 +49,13 @@ export function toBase64(bytes: Uint8Array): string {
 
 /** @throws TypeError when `text` is not valid base64. */
 export function fromBase64(text: string): Uint8Array {
+  if (native.fromBase64) {
+    try {
+      return native.fromBase64(text);
+    } catch {
+      throw new TypeError('not valid base64');
+    }
+  }
   let binary: string;
   try {
     binary = atob(text);

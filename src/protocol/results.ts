@@ -7,7 +7,7 @@
 import { CHECKPOINT_DIR } from './api.ts';
 import { sha256, sha256Hex, toHex, utf8 } from './bytes.ts';
 import { canonicalJson } from './canonical-json.ts';
-import type { ResultSubmission } from './schema.ts';
+import type { ResultHead, ResultSubmission } from './schema.ts';
 
 export const RESULT_SIGNING_DOMAIN = 'dewgrid/result/v1\n';
 
@@ -27,11 +27,9 @@ export interface OutputDigests {
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 export async function outputDigests(outputs: { stdout: Uint8Array; stderr: Uint8Array; files: { path: string; data: Uint8Array }[] }): Promise<OutputDigests> {
-  return {
-    stdout: await sha256Hex(outputs.stdout),
-    stderr: await sha256Hex(outputs.stderr),
-    files: await Promise.all(outputs.files.map(async (f) => ({ path: f.path, sha256: await sha256Hex(f.data) }))),
-  };
+  // All at once: WebCrypto hashes each off the calling thread, so they overlap.
+  const [stdout, stderr, ...files] = await Promise.all([outputs.stdout, outputs.stderr, ...outputs.files.map((f) => f.data)].map(sha256Hex));
+  return { stdout: stdout!, stderr: stderr!, files: outputs.files.map((f, i) => ({ path: f.path, sha256: files[i]! })) };
 }
 
 /** The submission without its signature, and with each output replaced by its digest. */
@@ -91,4 +89,44 @@ export function outputPathProblem(paths: readonly string[]): { index: number; me
     }
   }
   return null;
+}
+
+/**
+ * A result posted as bytes, not base64 in JSON (docs/protocol.md, "POST /api/results"): a 4-byte
+ * big-endian length, that many bytes of UTF-8 JSON (a ResultHead: the submission with each
+ * output's size), then stdout, stderr and each file's bytes, back to back, nothing after. The
+ * signature is the same as for the JSON form: over the outputs' SHA-256.
+ */
+export const RESULT_BODY_TYPE = 'application/vnd.dewgrid.result';
+
+/** The body's parts in order, for a Blob: outputs go in as they are (Blobs by reference, no copy). */
+export function resultBodyParts(head: ResultHead, outputs: (Blob | Uint8Array)[]): (Blob | Uint8Array)[] {
+  const json = utf8(JSON.stringify(head));
+  const length = new Uint8Array(4);
+  new DataView(length.buffer).setUint32(0, json.length);
+  return [length, json, ...outputs];
+}
+
+/** The head and the outputs of a binary result body, or what is wrong with it. */
+export function parseResultBody(body: Uint8Array): { ok: true; head: unknown; outputs: Uint8Array[] } | { ok: false; message: string } {
+  if (body.length < 4) return { ok: false, message: `a binary result starts with the 4-byte length of its head; the body has ${body.length} bytes` };
+  const headLength = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
+  if (4 + headLength > body.length) return { ok: false, message: `the head is ${headLength} bytes long, but the body has ${body.length - 4} after its length` };
+  let head: { stdout?: { size?: unknown }; stderr?: { size?: unknown }; files?: { size?: unknown }[] };
+  try {
+    head = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body.subarray(4, 4 + headLength)));
+  } catch (error) {
+    return { ok: false, message: `the head is not UTF-8 JSON (${(error as Error).message})` };
+  }
+  const sizes = [head?.stdout?.size, head?.stderr?.size, ...(Array.isArray(head?.files) ? head.files.map((f) => f?.size) : [])];
+  const outputs: Uint8Array[] = [];
+  let at = 4 + headLength;
+  for (const size of sizes) {
+    if (!Number.isSafeInteger(size) || (size as number) < 0) return { ok: false, message: 'the head gives an output size that is not a whole number of bytes' };
+    if (at + (size as number) > body.length) return { ok: false, message: `the head's output sizes add up to more than the ${body.length - 4 - headLength} bytes after it` };
+    outputs.push(body.subarray(at, at + (size as number)));
+    at += size as number;
+  }
+  if (at !== body.length) return { ok: false, message: `${body.length - at} bytes follow the outputs the head names` };
+  return { ok: true, head, outputs };
 }

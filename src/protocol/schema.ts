@@ -207,6 +207,19 @@ export const ResultSubmission = v.strictObject({
 });
 export type ResultSubmission = v.InferOutput<typeof ResultSubmission>;
 
+const Size = v.pipe(v.number(), v.integer(), v.minValue(0));
+/**
+ * The JSON head of a binary result body (docs/protocol.md, "POST /api/results"): the submission
+ * with each output's size in place of its base64 bytes, which follow the head raw, in this order.
+ */
+export const ResultHead = v.strictObject({
+  ...v.omit(ResultSubmission, ['stdout', 'stderr', 'files']).entries,
+  stdout: v.strictObject({ size: Size }),
+  stderr: v.strictObject({ size: Size }),
+  files: v.pipe(v.array(v.strictObject({ path: GuestPath, size: Size })), v.maxLength(10000)),
+});
+export type ResultHead = v.InferOutput<typeof ResultHead>;
+
 /**
  * What a device is doing with a lease: readying its task (fetching, hashing and rewriting the
  * module and inputs, compiling), then running it. A lease goes from one to the other once.

@@ -12,15 +12,19 @@
 // ---- The yield hook's contract between an instrumented module and the worker that runs it ----
 
 /** The rewrite's version (worker/instrument.ts), bumped whenever it changes: cached instrumented bytes are keyed by it. */
-export const INSTRUMENTER_VERSION = 2;
-/** The host function the probes call: `() -> i32`, the next allowance (> 0). */
+export const INSTRUMENTER_VERSION = 3;
+/**
+ * The host function the probes call when the budget is spent: `(left: i32) -> i32`, given what is
+ * left of the budget (zero or less: a loop's batch may overshoot), answering the next allowance (> 0).
+ */
 export const YIELD_IMPORT = { module: 'dewgrid', name: 'yield' } as const;
 /** The counter global, exported so the host can read what is left of the allowance at the end. */
 export const BUDGET_EXPORT = '__dewgrid_budget';
 
 /**
- * The work a run did, in probes executed, from the allowances the host handed out and used up,
- * the last one handed out, and what is left of it.
+ * The work a run did, in probes executed, from what the allowances handed out before the last one
+ * paid for (each allowance less what was left of it when the module yielded), the last one handed
+ * out, and what is left of it.
  */
 export function workDone(allowancesUsedUp: number, lastAllowance: number, left: number): number {
   return allowancesUsedUp + (lastAllowance - left);

@@ -45,11 +45,11 @@ export interface WorkerOutcome {
   /** Probes the instrumented module executed: a measure of work that is the same on every device; null when not counted. */
   work: number | null;
   /**
-   * The outputs as base64 text in Blobs, made by the worker: encoding megabytes, or turning such
-   * strings into a request body, on the page would block it. A Blob crosses to the page, into
-   * IndexedDB and into a request body by reference.
+   * The outputs' bytes in Blobs, made by the worker: a Blob crosses to the page, into IndexedDB
+   * and into the binary request body (RESULT_BODY_TYPE) by reference, so the page's main thread
+   * neither copies nor encodes megabytes of output.
    */
-  encoded: { stdout: Blob; stderr: Blob; files: Blob[] };
+  blobs: { stdout: Blob; stderr: Blob; files: Blob[] };
   /**
    * SHA-256 of each output, for the signed result: hashed in the worker, off the page's main
    * thread. null where the run was synchronous and nothing hashed them yet (runJob in Node).
@@ -73,7 +73,7 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     error: { code, message },
     runMs,
     work: null,
-    encoded: { stdout: new Blob(), stderr: new Blob(), files: [] },
+    blobs: { stdout: new Blob(), stderr: new Blob(), files: [] },
     digests: { stdout: EMPTY_SHA256, stderr: EMPTY_SHA256, files: [] },
   };
 }

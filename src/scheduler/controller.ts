@@ -11,7 +11,7 @@ import type { KeysetKeeper } from './keyset-keeper.ts';
 import type { DeviceIdentity } from '../storage/identity.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
-import { FetchDeferred, TaskPreparer, type ReadyTask } from './prepare.ts';
+import { FetchDeferred, TaskPreparer, type ModuleSource, type ReadyTask } from './prepare.ts';
 import { TaskServer } from './server-api.ts';
 import { runnableEngines } from './engines.ts';
 import { RunCancelled, WorkerSlot } from './worker-slot.ts';
@@ -21,8 +21,6 @@ import { heatPolicy, INITIAL_HEAT, INITIAL_SLOWDOWN, slowdownPolicy, type HeatSt
 import { fetchAllowance, inUsePolicy, visibilityPolicy } from './policies/page.ts';
 import { decide, type Decision } from './policies/governor.ts';
 import type { Signals } from './signals.ts';
-import type { InstrumentedCache } from '../storage/instrumented-cache.ts';
-import type { BlobCache } from '../storage/blob-cache.ts';
 import type { WorkStore } from '../storage/work-store.ts';
 import type { OutboxEntry, StoredSubmission } from '../storage/db.ts';
 import type { Engine } from '../protocol/schema.ts';
@@ -147,14 +145,13 @@ export class Controller {
 
   constructor(
     private readonly server: TaskServer,
-    cache: BlobCache,
+    modules: ModuleSource,
     private readonly work: WorkStore,
     private readonly keys: KeysetKeeper,
     private readonly identity: DeviceIdentity,
     private readonly project: string,
     private readonly maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1),
     options: {
-      instrumented?: InstrumentedCache;
       /** The device and page signals the policies read (src/scheduler/signals.ts); neutral when absent. */
       signals?: () => Signals;
       bounds?: SettingsBounds;
@@ -167,7 +164,8 @@ export class Controller {
   ) {
     this.signals = options.signals ?? (() => ({ battery: null, pressure: null, hidden: false, lastInputAt: null, saveData: false }));
     this.deviceId = identity.deviceId;
-    this.preparer = new TaskPreparer(server, cache, () => keys.taskKeys(), options.instrumented ?? null, {
+    this.preparer = new TaskPreparer(modules, () => keys.taskKeys(), {
+      warn: (message) => this.log('info', message),
       fetchLimit: () => fetchAllowance(this.signals().saveData, this.settings),
       refreshKeys: () => keys.refresh(),
       completed: (taskId) => work.completed(taskId),
@@ -578,9 +576,10 @@ export class Controller {
     const signature = toBase64(await this.identity.sign(resultSigningBytes({ ...claim, outputs })));
     const submission: StoredSubmission = {
       ...claim,
-      stdout: outcome.encoded.stdout,
-      stderr: outcome.encoded.stderr,
-      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.encoded.files[i]! })),
+      encoding: 'bytes',
+      stdout: outcome.blobs.stdout,
+      stderr: outcome.blobs.stderr,
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.blobs.files[i]! })),
       signature,
     };
     const name = `${manifest.name} ${manifest.taskId}`;

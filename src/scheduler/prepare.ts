@@ -1,25 +1,18 @@
 /**
- * Everything between a lease and a runnable job: verify the envelope, get the module and
- * inputs (cache first, else fetch), check their hashes, compile. Nothing is compiled or cached
- * before it has passed its check.
+ * Everything between a lease and a runnable job. Here, on the page: the envelope's checks (shape,
+ * key, signature, expiry), replay, engine and size. The bytes (fetch or cache, hashes, the yield
+ * hook, the memory cap, compiling) are the prepare worker's (src/scheduler/module-preparer.ts),
+ * reached through ModuleSource: the page's main thread never holds a module's bytes. Nothing is
+ * compiled or cached before it has passed its check.
  */
-import type { BlobCache } from '../storage/blob-cache.ts';
-import type { BlobRef, Lease, RefusalReason, RunErrorCode, SignedTask, TaskManifest } from '../protocol/schema.ts';
-import { verifyBlob, verifyEnvelope, type Verdict } from '../protocol/verify.ts';
+import type { Lease, RefusalReason, RunErrorCode, SignedTask, TaskManifest } from '../protocol/schema.ts';
+import { verifyEnvelope, type Verdict } from '../protocol/verify.ts';
 import type { TaskKey } from '../protocol/keyset.ts';
-import type { TaskServer } from './server-api.ts';
-import { capMemory } from './memory-cap.ts';
 import { runnableEngines } from './engines.ts';
-import * as Comlink from 'comlink';
-import { instrumentedKey, type InstrumentedCache } from '../storage/instrumented-cache.ts';
-import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
-import type { InstrumentApi } from '../../worker/instrument-worker.ts';
+import { ServerError } from './server-api.ts';
+import type { ModuleSource } from './module-preparer.ts';
 
-/** A module compiled with its memory capped; WASIX modules keep the capped bytes, which @wasmer/sdk takes. */
-interface CompiledModule {
-  module: WebAssembly.Module;
-  bytes: Uint8Array | null;
-}
+export type { ModuleSource } from './module-preparer.ts';
 
 export interface ReadyTask {
   kind: 'ready';
@@ -50,39 +43,16 @@ export type Prepared = ReadyTask | RefusedTask | FailedTask;
 /** The largest module this client accepts, whatever a task says. */
 export const MAX_MODULE_BYTES = 64 * 2 ** 20;
 
-class MemoryLimitError extends Error {
-  override name = 'MemoryLimitError';
-}
-
-/** Compiled modules are per (module, memory cap): the cap is written into the module's bytes. */
-function compiledKey(manifest: TaskManifest): string {
-  return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}:${manifest.engine}`;
-}
-
 /** A blob that may not be fetched now (the data saver is on): the task waits; it is not refused. */
 export class FetchDeferred extends Error {
   override name = 'FetchDeferred';
 }
 
-class Refusal extends Error {
-  constructor(
-    readonly reason: RefusalReason,
-    readonly detail: string,
-  ) {
-    super(detail);
-  }
-}
-
 export class TaskPreparer {
-  /** Compiled modules by hash, for this session: a second task with the same module compiles nothing. */
-  private readonly compiled = new Map<string, Promise<CompiledModule>>();
-
   constructor(
-    private readonly server: TaskServer,
-    private readonly cache: BlobCache,
+    private readonly modules: ModuleSource,
     /** The task-signing keys of the verified keyset (src/scheduler/keyset-keeper.ts), as they are now. */
     private readonly taskKeys: () => ReadonlyMap<string, TaskKey>,
-    private readonly instrumented: InstrumentedCache | null = null,
     private readonly options: {
       /** The most bytes one blob may have to be fetched now (the data-saver policy); Infinity for no limit. */
       fetchLimit?: () => number;
@@ -91,6 +61,8 @@ export class TaskPreparer {
       refreshKeys?: () => Promise<boolean>;
       /** Whether this device has completed the task already (replay protection). */
       completed?: (taskId: string) => Promise<boolean>;
+      /** A line for the activity log from the caches (a corrupted entry, a full disk). */
+      warn?: (message: string) => void;
     } = {},
   ) {}
 
@@ -107,6 +79,10 @@ export class TaskPreparer {
     return verdict;
   }
 
+  /**
+   * @throws FetchDeferred when a blob may not be fetched now (the data saver); a ServerError
+   *   (status 0 when unreachable, or 408/429/5xx) when the network or the server failed.
+   */
   async prepare(lease: Lease): Promise<Prepared> {
     const verdict = await this.verify(lease.task);
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, detail: verdict.detail };
@@ -121,30 +97,19 @@ export class TaskPreparer {
     if (manifest.module.size > MAX_MODULE_BYTES) {
       return { kind: 'refused', reason: 'module-too-large', detail: `${manifest.module.size} bytes; this client takes at most ${MAX_MODULE_BYTES}` };
     }
-
-    const fetchStarted = performance.now();
-    let moduleBytes: Uint8Array | null = null;
-    let stdin: Uint8Array;
-    let files: { path: string; data: Uint8Array }[];
-    try {
-      if (!this.compiled.has(compiledKey(manifest))) moduleBytes = await this.verifiedBlob(manifest.module, 'module');
-      stdin = manifest.stdin ? await this.verifiedBlob(manifest.stdin, 'input') : new Uint8Array(0);
-      files = [];
-      for (const file of manifest.files) files.push({ path: file.path, data: await this.verifiedBlob(file.blob, 'input') });
-    } catch (error) {
-      if (error instanceof Refusal) return { kind: 'refused', reason: error.reason, detail: error.detail };
-      throw error;
-    }
-    const fetchMs = performance.now() - fetchStarted;
-
-    const compileStarted = performance.now();
-    try {
-      const { module, bytes } = await this.compile(manifest, moduleBytes);
-      return { kind: 'ready', manifest, module, moduleBytes: bytes, stdin, files, fetchMs, compileMs: performance.now() - compileStarted };
-    } catch (error) {
-      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      const code = error instanceof MemoryLimitError ? 'memory-limit' : 'invalid-module';
-      return { kind: 'failed', manifest, code, message, fetchMs, compileMs: performance.now() - compileStarted };
+    const prepared = await this.modules.prepare(manifest, this.fetchLimit());
+    void this.passWarnings();
+    switch (prepared.kind) {
+      case 'ready':
+        return { kind: 'ready', manifest, module: prepared.module, moduleBytes: prepared.moduleBytes, stdin: prepared.stdin, files: prepared.files, fetchMs: prepared.fetchMs, compileMs: prepared.compileMs };
+      case 'refused':
+        return prepared;
+      case 'failed':
+        return { ...prepared, manifest };
+      case 'deferred':
+        throw new FetchDeferred(prepared.message);
+      case 'unreachable':
+        throw new ServerError(prepared.message, prepared.status);
     }
   }
 
@@ -152,89 +117,15 @@ export class TaskPreparer {
   async prefetch(lease: Lease): Promise<void> {
     const verdict = await this.verify(lease.task);
     if (!verdict.ok || verdict.value.manifest.module.size > MAX_MODULE_BYTES) return;
-    const m = verdict.value.manifest;
-    await this.verifiedBlob(m.module, 'module');
-    if (m.stdin) await this.verifiedBlob(m.stdin, 'input');
-    for (const file of m.files) await this.verifiedBlob(file.blob, 'input');
+    await this.modules.prefetch(verdict.value.manifest, this.fetchLimit());
+    void this.passWarnings();
   }
 
-  /**
-   * Compiles the module with its memory capped at the task's limit; one compile per (module, cap).
-   * Preview1 modules get the yield hook first (docs/scheduling.md). WASIX modules are compiled too,
-   * though @wasmer/sdk compiles its own copy: an invalid module then fails here, the same way for
-   * every engine.
-   */
-  private compile(manifest: TaskManifest, bytes: Uint8Array | null): Promise<CompiledModule> {
-    const key = compiledKey(manifest);
-    let compiled = this.compiled.get(key);
-    if (!compiled) {
-      if (!bytes) throw new Error(`module ${manifest.module.sha256} is neither compiled nor fetched`);
-      compiled = (manifest.engine === 'wasix' ? Promise.resolve(bytes) : this.withYieldHook(manifest.module.sha256, bytes)).then((source) =>
-        this.compileCapped(manifest, source),
-      );
-      // A module that fails to compile is not remembered: the error is reported for each task.
-      compiled.catch(() => this.compiled.delete(key));
-      this.compiled.set(key, compiled);
-    }
-    return compiled;
+  private fetchLimit(): number {
+    return this.options.fetchLimit?.() ?? Infinity;
   }
 
-  /** The module with the yield hook in it: from the cache, or rewritten now and kept. */
-  private async withYieldHook(sha256: string, bytes: Uint8Array): Promise<Uint8Array> {
-    const key = instrumentedKey(sha256, INSTRUMENTER_VERSION);
-    const cached = await this.instrumented?.get(key);
-    if (cached) return cached;
-    let rewritten: Uint8Array;
-    try {
-      // A copy goes to the worker: the bytes stay cached and usable here.
-      rewritten = await this.instrumenter().instrument(bytes.slice(), INITIAL_ALLOWANCE);
-    } catch (error) {
-      // Not well-formed (the compile below names the problem), or beyond what the rewrite knows.
-      if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return bytes;
-      throw error;
-    }
-    void this.instrumented?.put(key, rewritten);
-    return rewritten;
-  }
-
-  private instrumenterApi: Comlink.Remote<InstrumentApi> | null = null;
-
-  /** The rewriting worker, started with the first module. */
-  private instrumenter(): Comlink.Remote<InstrumentApi> {
-    this.instrumenterApi ??= Comlink.wrap<InstrumentApi>(new Worker(new URL('../../worker/instrument-worker.ts', import.meta.url), { type: 'module', name: 'dewgrid-instrument' }));
-    return this.instrumenterApi;
-  }
-
-  private async compileCapped(manifest: TaskManifest, bytes: Uint8Array): Promise<CompiledModule> {
-    const capped = capMemory(bytes, manifest.limits.memoryBytes);
-    if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
-    const module = await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>);
-    return { module, bytes: manifest.engine === 'wasix' ? capped.bytes : null };
-  }
-
-  /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
-  private readonly loading = new Map<string, Promise<Uint8Array>>();
-
-  private verifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
-    const key = `${ref.sha256}:${ref.size}:${kind}`;
-    let load = this.loading.get(key);
-    if (!load) {
-      load = this.loadVerifiedBlob(ref, kind).finally(() => this.loading.delete(key));
-      this.loading.set(key, load);
-    }
-    return load;
-  }
-
-  /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
-  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
-    const cached = await this.cache.get(ref.sha256);
-    if (cached && cached.length === ref.size) return cached;
-    const limit = this.options.fetchLimit?.() ?? Infinity;
-    if (ref.size > limit) throw new FetchDeferred(`the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched`);
-    const fetched = await this.server.fetchBlob(ref.sha256);
-    const verdict = await verifyBlob(ref, fetched, kind);
-    if (!verdict.ok) throw new Refusal(verdict.reason, verdict.detail);
-    await this.cache.put(ref.sha256, fetched);
-    return fetched;
+  private async passWarnings(): Promise<void> {
+    for (const message of await this.modules.takeWarnings()) this.options.warn?.(message);
   }
 }

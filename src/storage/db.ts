@@ -6,11 +6,20 @@ import { openDB, type DBSchema, type IDBPDatabase, type IDBPTransaction, type St
 import type { Lease, ResultSubmission } from '../protocol/schema.ts';
 
 export const DB_NAME = 'dewgrid';
-export const DB_VERSION = 6;
+export const DB_VERSION = 7;
 
+/**
+ * Verified bytes. Entries written before version 7 also carry `size` and `lastUsed`, which nothing
+ * reads any more: those live in `blobIndex`, so that eviction and cache hits touch no bytes.
+ */
 export interface StoredBlob {
   sha256: string;
   bytes: Uint8Array;
+}
+
+/** A cached blob's size and last use, kept apart from its bytes (`blobs`). */
+export interface BlobIndexEntry {
+  sha256: string;
   size: number;
   /** ms since epoch; the least recently used blobs are evicted first. */
   lastUsed: number;
@@ -25,10 +34,12 @@ export interface StoredLease {
 }
 
 /**
- * A result as kept until the server has it: a ResultSubmission whose base64 outputs are Blobs (as
- * the worker made them: see WorkerOutcome.encoded), or strings in entries older versions wrote.
+ * A result as kept until the server has it: a ResultSubmission whose outputs are their bytes in
+ * Blobs, as the worker made them (WorkerOutcome.blobs), posted as a binary body; or, in entries
+ * older versions wrote (no `encoding`), base64 text in Blobs or strings, posted as JSON.
  */
 export type StoredSubmission = Omit<ResultSubmission, 'stdout' | 'stderr' | 'files'> & {
+  encoding?: 'bytes';
   stdout: string | Blob;
   stderr: string | Blob;
   files: { path: string; data: string | Blob }[];
@@ -49,15 +60,6 @@ export interface StoredCheckpoint {
   files: Record<string, Uint8Array>;
 }
 
-/** A module with the yield hook in it, under instrumentedKey(module hash, instrumenter version). */
-export interface StoredInstrumented {
-  key: string;
-  bytes: Uint8Array;
-  /** SHA-256 of `bytes` when they were made: checked again on every read. */
-  sha256: string;
-  lastUsed: number;
-}
-
 /** A task this device completed, kept until the task expires: a lease for it again is a replay. */
 export interface CompletedTask {
   taskId: string;
@@ -76,7 +78,9 @@ export type StoredIdentity =
 
 export interface DewgridDB extends DBSchema {
   /** Verified module and input bytes, by SHA-256. Only bytes that matched a signed hash go in. */
-  blobs: { key: string; value: StoredBlob; indexes: { lastUsed: number } };
+  blobs: { key: string; value: StoredBlob };
+  /** Each entry of `blobs`: its size and last use, for eviction (src/storage/blob-cache.ts). */
+  blobIndex: { key: string; value: BlobIndexEntry; indexes: { lastUsed: number } };
   /** Small values: the device's identity (StoredIdentity), the held keyset, settings, Start. */
   meta: { key: string; value: unknown };
   /** Leases taken and not yet finished (run or refused). */
@@ -85,8 +89,6 @@ export interface DewgridDB extends DBSchema {
   outbox: { key: string; value: OutboxEntry; indexes: { nextAttemptAt: number } };
   /** Checkpoints of held leases. */
   checkpoints: { key: string; value: StoredCheckpoint };
-  /** Instrumented modules (src/storage/instrumented-cache.ts). */
-  instrumented: { key: string; value: StoredInstrumented; indexes: { lastUsed: number } };
   /** Tasks completed here, until they expire (replay protection). */
   completed: { key: string; value: CompletedTask; indexes: { expiresAt: number } };
 }
@@ -95,7 +97,7 @@ export interface DewgridDB extends DBSchema {
 function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number, tx: IDBPTransaction<DewgridDB, StoreNames<DewgridDB>[], 'versionchange'>): void {
   if (oldVersion < 1) {
     const blobs = db.createObjectStore('blobs', { keyPath: 'sha256' });
-    blobs.createIndex('lastUsed', 'lastUsed');
+    (blobs as unknown as IDBObjectStore).createIndex('lastUsed', 'lastUsed'); // gone since version 7
     db.createObjectStore('meta');
   }
   if (oldVersion < 2) {
@@ -110,10 +112,28 @@ function upgrade(db: IDBPDatabase<DewgridDB>, oldVersion: number, tx: IDBPTransa
     tx.objectStore('outbox').createIndex('nextAttemptAt', 'nextAttemptAt');
   }
   if (oldVersion < 5) {
-    db.createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+    (db as unknown as IDBDatabase).createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed'); // gone since version 7
   }
   if (oldVersion < 6) {
     db.createObjectStore('completed', { keyPath: 'taskId' }).createIndex('expiresAt', 'expiresAt');
+  }
+  if (oldVersion < 7) {
+    // Sizes and last use apart from the bytes: eviction walked every entry's bytes to sum sizes,
+    // and every hit wrote the bytes back to store its time (issue #16: 10 GB deserialized on the
+    // main thread for one 30 MB program). Each old entry is read once, here, to index it.
+    const index = db.createObjectStore('blobIndex', { keyPath: 'sha256' });
+    index.createIndex('lastUsed', 'lastUsed');
+    const blobs = tx.objectStore('blobs');
+    (blobs as unknown as IDBObjectStore).deleteIndex('lastUsed');
+    void blobs.openCursor().then(async function indexed(cursor): Promise<void> {
+      if (!cursor) return;
+      const old = cursor.value as StoredBlob & Partial<BlobIndexEntry>;
+      await index.put({ sha256: old.sha256, size: old.bytes.length, lastUsed: old.lastUsed ?? 0 });
+      return indexed(await cursor.continue());
+    });
+    // Modules with the yield hook now live in Cache Storage, where the engine can keep their
+    // compiled code too (src/storage/module-cache.ts); these derived bytes are made again.
+    (db as unknown as IDBDatabase).deleteObjectStore('instrumented');
   }
 }
 

@@ -41,7 +41,8 @@ self.addEventListener('sync', (event) => {
 async function postOutbox(): Promise<void> {
   const work = new WorkStore(await openDewgridDB());
   for (const entry of await work.outbox()) {
-    const response = await fetch(API.results, { method: 'POST', headers: { 'content-type': 'application/json' }, body: resultBody(entry.submission) });
+    const body = resultBody(entry.submission);
+    const response = await fetch(API.results, { method: 'POST', headers: { 'content-type': body.type }, body });
     // 2xx: stored (or already stored). Any other 4xx but 408/429 is the server's final word on it.
     if (response.ok || (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429)) {
       await work.delivered(entry.leaseId);

@@ -16,8 +16,8 @@ const wordfreq = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.
 
 
 
-async function publish(module: Uint8Array, args: string[], count: number) {
-  const tasks = Array.from({ length: count }, () => ({ args, env: [] as [string, string][], stdin: null, files: [], preopens: ['/tmp'] }));
+async function publish(module: Uint8Array, args: string[], count: number, files: { path: string; data: Uint8Array }[] = []) {
+  const tasks = Array.from({ length: count }, () => ({ args, env: [] as [string, string][], stdin: null, files, preopens: ['/tmp'] }));
   return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
 }
 
@@ -58,6 +58,9 @@ describe('storage', () => {
       const g = s.get(arg); g.onsuccess = () => { const v = g.result; v.bytes = new Uint8Array(v.bytes); v.bytes[100] ^= 0xff; s.put(v); };
       tx.oncomplete = () => resolve(true); tx.onerror = () => reject(tx.error);`, hash);
 
+    // The rewritten module kept in Cache Storage would be used instead of the bytes: gone too.
+    await page.evaluate(() => caches.delete('dewgrid-modules'));
+
     const fetched: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
     const second = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 2);
@@ -67,6 +70,37 @@ describe('storage', () => {
     await waitForBatch(env.server.url, second.batchId, (c) => c.done === 2);
     expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
+
+    // The rewritten module in Cache Storage corrupted: dropped, and made again from the cached
+    // original (nothing fetched), then kept again.
+    const kept = () => page.evaluate(async () => {
+      const cache = await caches.open('dewgrid-modules');
+      return Promise.all((await cache.keys()).map(async (key) => {
+        const response = (await cache.match(key))!;
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
+        return { url: key.url, ok: hash === response.headers.get('x-dewgrid-sha256') };
+      }));
+    });
+    await page.getByRole('button', { name: 'Stop' }).click();
+    expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
+    await page.evaluate(async () => {
+      const cache = await caches.open('dewgrid-modules');
+      const key = (await cache.keys())[0]!;
+      const response = (await cache.match(key))!;
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+      await cache.put(key, new Response(bytes, { headers: response.headers }));
+    });
+    expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: false }]);
+    fetched.length = 0;
+    const third = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server.url, third.batchId, (c) => c.done === 1);
+    expect(fetched).toEqual([]);
+    expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
     await context.close();
   });
 
@@ -84,9 +118,79 @@ describe('storage', () => {
     await page.getByRole('button', { name: 'Start' }).click();
     await waitForBatch(env.server.url, a.batchId, (c) => c.done === 3);
     await waitForBatch(env.server.url, b.batchId, (c) => c.done === 3);
-    const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.size })));`, null);
+    const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.bytes.length })));`, null);
     expect(cached.reduce((n, c) => n + c.size, 0)).toBeLessThanOrEqual(budget);
     expect(cached.map((c) => c.sha256)).toEqual([await sha256Hex(wordfreq)]); // the older one went
+    // The index says the same, without the bytes.
+    const indexed = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobIndex').objectStore('blobIndex').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.size })));`, null);
+    expect(indexed).toEqual(cached);
+    await context.close();
+  });
+
+  it('takes a version 6 database to version 7: its cached blobs indexed by size and last use, the rewritten modules dropped', async () => {
+    const context = await env.browser.newContext();
+    const page = await context.newPage();
+    // A same-origin page that does not start the client, to make the old database in.
+    await page.goto(`${env.server.url}/api/keyset`);
+    const hash = await sha256Hex(fractal);
+    await page.evaluate(
+      ([sha256, bytes]) =>
+        new Promise<void>((resolve, reject) => {
+          const open = indexedDB.open('dewgrid', 6);
+          open.onupgradeneeded = () => {
+            const db = open.result;
+            db.createObjectStore('blobs', { keyPath: 'sha256' }).createIndex('lastUsed', 'lastUsed');
+            db.createObjectStore('meta');
+            db.createObjectStore('leases', { keyPath: 'leaseId' }).createIndex('addedAt', 'addedAt');
+            db.createObjectStore('outbox', { keyPath: 'leaseId' }).createIndex('nextAttemptAt', 'nextAttemptAt');
+            db.createObjectStore('checkpoints', { keyPath: 'leaseId' });
+            db.createObjectStore('instrumented', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+            db.createObjectStore('completed', { keyPath: 'taskId' }).createIndex('expiresAt', 'expiresAt');
+            open.transaction!.objectStore('blobs').put({ sha256, bytes: new Uint8Array(bytes), size: bytes.length, lastUsed: 1234 });
+          };
+          open.onsuccess = () => (open.result.close(), resolve());
+          open.onerror = () => reject(open.error);
+        }),
+      [hash, Array.from(fractal)] as const,
+    );
+    await openClient(page);
+    const after = await idb<{ version: number; stores: string[]; index: unknown[] }>(page, `const r = db.transaction('blobIndex').objectStore('blobIndex').getAll(); r.onsuccess = () => resolve({ version: db.version, stores: [...db.objectStoreNames], index: r.result });`, null);
+    expect(after.version).toBe(7);
+    expect(after.stores).not.toContain('instrumented');
+    expect(after.index).toEqual([{ sha256: hash, size: fractal.length, lastUsed: 1234 }]);
+    // And the kept bytes serve a task without a fetch.
+    const fetched: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
+    const batch = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server.url, batch.batchId, (c) => c.done === 1);
+    expect(fetched).toEqual([]);
+    await context.close();
+  });
+
+  it('records a cache hit in the index alone: the bytes are written once, when first stored', async () => {
+    const context = await env.browser.newContext();
+    const page = await context.newPage();
+    await openClient(page);
+    const input = { path: '/tmp/words.txt', data: new TextEncoder().encode('a cached input, read again after a reload\n') };
+    const first = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
+    await page.getByRole('button', { name: 'Stop' }).click();
+    const hash = await sha256Hex(input.data);
+    const lastUsed = () => idb<number>(page, `const r = db.transaction('blobIndex').objectStore('blobIndex').get(arg); r.onsuccess = () => resolve(r.result.lastUsed);`, hash);
+    const stored = () => idb<string[]>(page, `const r = db.transaction('blobs').objectStore('blobs').get(arg); r.onsuccess = () => resolve(Object.keys(r.result).sort());`, hash);
+    const before = await lastUsed();
+    expect(await stored()).toEqual(['bytes', 'sha256']); // no size, no time: those are the index's
+    // Another task with the same input, after a reload: the input is read from the cache, a hit.
+    const second = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await waitForBatch(env.server.url, second.batchId, (c) => c.done === 1);
+    // Hits are written to the index together, just after: wait for it.
+    await expect.poll(lastUsed, { timeout: 10_000 }).toBeGreaterThan(before);
+    expect(await stored()).toEqual(['bytes', 'sha256']);
     await context.close();
   });
 });

@@ -15,6 +15,7 @@ import {
   fromBase64,
   generateKeyPair,
   keyIdOf,
+  parseResultBody,
   sha256Hex,
   signTask,
   toBase64,
@@ -26,6 +27,12 @@ import {
 } from '../../src/protocol/index.ts';
 
 const env = useServerAndBrowser('tampering');
+
+/** The task id of a posted result, binary (the client's) or JSON. */
+function resultTaskId(body: Buffer): unknown {
+  const binary = parseResultBody(new Uint8Array(body));
+  return binary.ok ? (binary.head as { taskId?: unknown }).taskId : (JSON.parse(body.toString()) as { taskId?: unknown }).taskId;
+}
 let proxy: TamperProxy;
 let retired: SigningKey;
 let current: SigningKey;
@@ -105,7 +112,7 @@ describe('through a tampering proxy', () => {
         }
         return Buffer.from(JSON.stringify(work));
       }
-      if (x.method === 'POST' && x.path === API.results && JSON.parse(x.requestBody.toString()).taskId === 'honest-0') zeroAnswered = true;
+      if (x.method === 'POST' && x.path === API.results && resultTaskId(x.requestBody) === 'honest-0') zeroAnswered = true;
       if (x.method === 'GET' && x.path === API.blob(variantHash) && x.status === 200) {
         const bytes = Buffer.from(x.body);
         bytes[bytes.length - 20]! ^= 0xff;

@@ -1,5 +1,5 @@
 /** A donor page in Chromium: open, start, wait for a batch on the server. */
-import type { Browser, JSHandle, Page } from 'playwright-core';
+import type { Browser, JSHandle, Page, Worker } from 'playwright-core';
 import { MIN_VISIBLE_MS } from '../../src/embed/visibility.ts';
 
 export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
@@ -34,19 +34,38 @@ export async function waitForAsync<A>(page: Page, predicate: (arg: A) => Promise
 }
 
 /**
- * Counts WebAssembly.compile calls in the page from its first script on (read it with
- * compilations()): what a refusal stops must never reach the compiler.
+ * Counts WebAssembly.compile and compileStreaming calls in the page from its first script on, and
+ * in its prepare worker (where modules are compiled) from its start (read it with compilations()):
+ * what a refusal stops must never reach the compiler.
  */
 export async function countCompilations(page: Page): Promise<() => Promise<number>> {
-  await page.addInitScript(() => {
-    const compile = WebAssembly.compile;
-    (window as unknown as { compiled: number }).compiled = 0;
+  const count = () => {
+    const scope = globalThis as unknown as { compiled?: number };
+    if (scope.compiled !== undefined) return;
+    scope.compiled = 0;
+    const { compile, compileStreaming } = WebAssembly;
     WebAssembly.compile = (bytes) => {
-      (window as unknown as { compiled: number }).compiled++;
+      scope.compiled!++;
       return compile(bytes);
     };
+    WebAssembly.compileStreaming = (source) => {
+      scope.compiled!++;
+      return compileStreaming(source);
+    };
+  };
+  await page.addInitScript(count);
+  // The prepare worker starts with the client, long before the first lease is prepared.
+  const workers: Worker[] = [];
+  page.on('worker', (worker) => {
+    if (!worker.url().includes('prepare-worker')) return;
+    workers.push(worker);
+    void worker.evaluate(count).catch(() => undefined);
   });
-  return () => page.evaluate(() => (window as unknown as { compiled: number }).compiled);
+  return async () => {
+    let total = await page.evaluate(() => (globalThis as unknown as { compiled: number }).compiled);
+    for (const worker of workers) total += await worker.evaluate(() => (globalThis as unknown as { compiled?: number }).compiled ?? 0).catch(() => 0);
+    return total;
+  };
 }
 
 /**

@@ -3,7 +3,7 @@
 // JSON of the submission.
 import { describe, expect, it } from 'vitest';
 import { resultBody } from '../../src/storage/result-body.ts';
-import { parse, ResultSubmission, toBase64 } from '../../src/protocol/index.ts';
+import { parse, parseResultBody, RESULT_BODY_TYPE, ResultHead, ResultSubmission, toBase64 } from '../../src/protocol/index.ts';
 
 const base64 = (text: string) => toBase64(new TextEncoder().encode(text));
 const submission = (files: { path: string; data: string }[]) => ({
@@ -41,4 +41,19 @@ describe('resultBody', () => {
       }
     });
   }
+});
+
+describe('resultBody of a result kept as bytes', () => {
+  it('is the binary body: the head with sizes, then the outputs raw, in order', async () => {
+    const bytes = (text: string) => new TextEncoder().encode(text);
+    const { stdout: _o, stderr: _e, files: _f, ...rest } = submission([]);
+    const kept = { ...rest, encoding: 'bytes' as const, stdout: new Blob([bytes('out\u0000')]), stderr: new Blob([]), files: [{ path: '/out/a', data: new Blob([bytes('ä')]) }, { path: '/out/b', data: new Blob([]) }] };
+    const body = resultBody(kept);
+    expect(body.type).toBe(RESULT_BODY_TYPE);
+    const parsed = parseResultBody(new Uint8Array(await body.arrayBuffer()));
+    if (!parsed.ok) throw new Error(parsed.message);
+    expect(parsed.head).toEqual({ ...rest, stdout: { size: 4 }, stderr: { size: 0 }, files: [{ path: '/out/a', size: 2 }, { path: '/out/b', size: 0 }] });
+    expect(parse(ResultHead, parsed.head).ok).toBe(true);
+    expect(parsed.outputs.map((o) => [...o])).toEqual([[...bytes('out\u0000')], [], [...bytes('ä')], []]);
+  });
 });

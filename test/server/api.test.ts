@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { API, generateKeyPair, keyIdOf, sha256Hex, signTask, toBase64, type RefusalReason } from '../../src/protocol/index.ts';
+import { API, fromBase64, generateKeyPair, keyIdOf, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type RefusalReason, type ResultSubmission } from '../../src/protocol/index.ts';
 import { leaseTerms, LEASE_MARGIN_MS } from '../../server/store/rules.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
@@ -89,6 +89,41 @@ describe('happy path', () => {
       ['done', 'world'],
     ]);
     expect(await lease('dev2')).toEqual([]);
+  });
+
+  it('takes results as binary bodies (outputs raw after a JSON head), the same result as their JSON form, and names what is wrong with a bad one', async () => {
+    await publish('b1', 2);
+    const [l1, l2] = await lease('dev1', 2);
+    const binary = (submission: ResultSubmission, mangle: (body: Uint8Array) => Uint8Array = (b) => b) => {
+      const { stdout, stderr, files, ...rest } = submission;
+      const outputs = [fromBase64(stdout), fromBase64(stderr), ...files.map((f) => fromBase64(f.data))];
+      const head = { ...rest, stdout: { size: outputs[0]!.length }, stderr: { size: outputs[1]!.length }, files: files.map((f, i) => ({ path: f.path, size: outputs[i + 2]!.length })) };
+      const parts = resultBodyParts(head, outputs) as Uint8Array[];
+      const body = mangle(Uint8Array.from(parts.flatMap((p) => [...p])));
+      return server.app.inject({ method: 'POST', url: API.results, headers: { 'content-type': RESULT_BODY_TYPE }, payload: Buffer.from(body) });
+    };
+    const first = await result(l1!, 'dev1', 'bytes \u0000\u00ff hello');
+    expect(JSON.parse((await binary(first)).body)).toEqual({ status: 'accepted' });
+    // The same result again, as JSON: the server already has it.
+    expect((await call('POST', API.results, first)).body).toEqual({ status: 'duplicate' });
+    const results = (await call('GET', API.batchResults('b1'))).body;
+    expect(results.tasks[0].stdout).toBe('bytes \u0000\u00ff hello');
+
+    const second = await result(l2!, 'dev1', 'world');
+    for (const [mangle, message] of [
+      [(b: Uint8Array) => b.subarray(0, 2), /4-byte length of its head/],
+      [(b: Uint8Array) => b.subarray(0, b.length - 1), /add up to more than/],
+      [(b: Uint8Array) => Uint8Array.from([...b, 0]), /1 bytes follow the outputs/],
+      [(b: Uint8Array) => Uint8Array.from([0, 0, 0, 2, 0x7b, 0x7d]), /an output size that is not a whole number/],
+    ] as const) {
+      const response = await binary(second, mangle);
+      expect(response.statusCode).toBe(400);
+      expect(JSON.parse(response.body).message).toMatch(message);
+    }
+    // A signature over other outputs is refused as before.
+    const forged = await binary({ ...second, stdout: toBase64(new TextEncoder().encode('other')) });
+    expect(forged.statusCode).toBe(403);
+    expect(JSON.parse((await binary(second)).body)).toEqual({ status: 'accepted' });
   });
 
   it('serves blobs by hash with immutable caching', async () => {

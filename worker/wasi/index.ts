@@ -132,13 +132,14 @@ export class Wasi {
     this.imports = {
       wasi_snapshot_preview1: onSyscall
         ? Object.fromEntries(
-            Object.entries(table).map(([name, call]) => [
-              name,
-              (...args: any[]) => {
+            Object.entries(table).map(([name, call]) => {
+              // Named parameters, not a rest parameter (an array allocated per call): see createSyscalls.
+              const f = call as (...args: unknown[]) => number | void;
+              return [name, (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, g: unknown, h: unknown, i: unknown, j: unknown) => {
                 onSyscall();
-                return call(...(args as never[]));
-              },
-            ]),
+                return f(a, b, c, d, e, g, h, i, j);
+              }];
+            }),
           )
         : table,
     };

@@ -523,16 +523,19 @@ export function createSyscalls(ctx: SyscallContext): Record<string, (...args: ne
       exported[name] = call as (...args: never[]) => void;
       continue;
     }
-    exported[name] = (...args: never[]) => {
+    // Nine named parameters (path_open's count, the most a preview1 call takes), not a rest
+    // parameter: that allocated an array on every system call. Unused ones are undefined.
+    const f = call as (...args: unknown[]) => void;
+    exported[name] = ((a: unknown, b: unknown, c: unknown, d: unknown, e: unknown, g: unknown, h: unknown, i: unknown, j: unknown) => {
       try {
-        call(...args);
+        f(a, b, c, d, e, g, h, i, j);
         return C.ERRNO_SUCCESS;
       } catch (error) {
         if (error instanceof WasiError) return error.errno;
         if (error instanceof RangeError) return C.ERRNO_FAULT; // a pointer outside memory
         throw error;
       }
-    };
+    }) as (...args: never[]) => number;
   }
   return exported;
 }

@@ -1,0 +1,208 @@
+/**
+ * (l) The large programs of bench/programs.ts as a donor runs them: published to a task server,
+ * leased, prepared and run by the built client in Chromium, with a fresh profile. For each:
+ *  - first start on a device: the result's fetchMs + compileMs (download, hash, cache, yield hook,
+ *    memory cap, compile; all in the prepare worker), against the page downloading the module and
+ *    compiling it (`fetch` then `WebAssembly.compile`, no checks), measured after, in a fresh context;
+ *  - start after a reload: the same for a second task of the same program, after the page reloaded
+ *    (the rewritten module from Cache Storage, compiled streaming);
+ *  - run time in the browser worker (the result's runMs) against node:wasi's, the outputs compared
+ *    byte for byte with node:wasi's;
+ *  - the renderer's memory: the largest resident set of Chromium's renderer processes during the
+ *    two tasks (VmRSS from /proc, sampled every 100 ms);
+ *  - the page's main thread: its longest task in thread time, from a Chrome trace ('toplevel'),
+ *    over both tasks, prepare and run.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import type { Page } from 'playwright-core';
+import { withBuiltClient } from './client-under-test.ts';
+import { programs, type Program } from './programs.ts';
+import { buildBatch, publishBatch } from '../server/publish.ts';
+import { waitForBatch } from '../test/helpers/donor.ts';
+import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
+import { RESULT_BODY_TYPE, sha256Hex, type BatchResults } from '../src/protocol/index.ts';
+import { fmt, median } from './stats.ts';
+
+export interface BrowserProgramReport {
+  program: string;
+  firstStart: { fetchMs: number; compileMs: number };
+  afterReload: { fetchMs: number; compileMs: number };
+  /** The page fetching the module and compiling it, nothing else. */
+  downloadMs: number;
+  compileMs: number;
+  /** Downloading and compiling at once, unverified (compileStreaming). */
+  streamingMs: number;
+  runMs: number;
+  nodeWasiMs: number;
+  identical: boolean;
+  rendererRssMiB: number;
+  longestMainTaskMs: number;
+  mainTasks: number;
+}
+
+interface TraceEvent {
+  ph: string;
+  name: string;
+  pid: number;
+  tid: number;
+  dur?: number;
+  tdur?: number;
+  args?: { name?: string };
+}
+
+/** The largest VmRSS (MiB) of a Chromium renderer process among this process's descendants. */
+function rendererRssMiB(root: number): number {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  const descends = (pid: number): boolean => {
+    for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) if (p === root) return true;
+    return false;
+  };
+  let largest = 0;
+  for (const pid of parent.keys()) {
+    if (!descends(pid)) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer')) continue;
+      const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (rss) largest = Math.max(largest, Number(rss[1]) / 1024);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return largest;
+}
+
+const bytesOf = (data: string | { base64: string } | null) => (data === null ? new Uint8Array(0) : typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(Buffer.from(data.base64, 'base64')));
+
+export async function benchProgramsBrowser(): Promise<BrowserProgramReport[]> {
+  const list = await programs();
+  return withBuiltClient('programs', async (server, browser) => {
+    const reports: BrowserProgramReport[] = [];
+    for (const program of list) reports.push(await one(program, server, browser));
+    return reports;
+  });
+}
+
+async function one(program: Program, server: { url: string; key: Parameters<typeof buildBatch>[1] }, browser: import('playwright-core').Browser): Promise<BrowserProgramReport> {
+  const limits = { memoryBytes: program.memoryBytes, wallTimeMs: 600_000, outputBytes: 16 * 2 ** 20 };
+  const task = { args: program.options.args, env: program.options.env, stdin: null, files: program.options.files, preopens: program.options.preopens };
+  const publish = async () => publishBatch(server.url, await buildBatch({ name: program.name, module: program.wasm, tasks: [task], limits, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  // The reference: its outputs, and its run time (median of three).
+  const references = [];
+  for (let i = 0; i < 3; i++) references.push(await runUnderNodeWasi(program.wasm, program.options));
+  const reference = references[0]!;
+  const nodeWasiMs = median(references.map((r) => r.runMs));
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The timings each result reports, read from the head of the binary body the page posts (a
+  // Blob body's bytes are not in the browser's request events).
+  await page.addInitScript((type) => {
+    const kept: unknown[] = [];
+    (window as unknown as { postedTimings: unknown[] }).postedTimings = kept;
+    const original = window.fetch;
+    window.fetch = async (input, init) => {
+      const body = init?.body;
+      if (String(input).endsWith('/api/results') && body instanceof Blob && body.type === type) {
+        const length = new DataView(await body.slice(0, 4).arrayBuffer()).getUint32(0);
+        kept.push(JSON.parse(await body.slice(4, 4 + length).text()).timings);
+      }
+      return original(input, init);
+    };
+  }, RESULT_BODY_TYPE);
+  const timings = {
+    get: () => page.evaluate(() => (window as unknown as { postedTimings: { fetchMs: number; compileMs: number; runMs: number }[] }).postedTimings),
+  };
+  await page.goto(server.url);
+  await page.waitForSelector('html[data-ready="true"]');
+  let rss = 0;
+  const sampler = setInterval(() => (rss = Math.max(rss, rendererRssMiB(process.pid))), 100);
+  await browser.startTracing(page, { categories: ['toplevel'] });
+  const runTask = async (reload: boolean) => {
+    const batch = await publish();
+    if (reload) {
+      await page.reload();
+      await page.waitForSelector('html[data-ready="true"]');
+    }
+    await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
+    await waitForBatch(server.url, batch.batchId, (c) => (c.done ?? 0) + (c.failed ?? 0) === 1, 900_000);
+    const posted = await timings.get();
+    await page.evaluate(() => (window as unknown as { dewgrid: { stop(): void } }).dewgrid.stop());
+    const results = (await (await fetch(`${server.url}/api/batches/${batch.batchId}/results`)).json()) as BatchResults;
+    const t = results.tasks[0]!;
+    if (t.error) throw new Error(`${program.name} in Chromium: ${t.error.code}: ${t.error.message}`);
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+    const identical = t.exitCode === reference.exitCode && same(bytesOf(t.stdout), reference.stdout) && same(bytesOf(t.stderr), reference.stderr)
+      && t.files.length === reference.files.length && t.files.every((f, i) => f.path === reference.files[i]!.path && same(bytesOf(f.data), reference.files[i]!.data));
+    if (!posted.length) throw new Error(`${program.name}: the page posted no binary result`);
+    return { timing: posted[posted.length - 1]!, identical };
+  };
+  const first = await runTask(false);
+  const second = await runTask(true);
+  clearInterval(sampler);
+  const trace = JSON.parse((await browser.stopTracing()).toString()) as { traceEvents: TraceEvent[] };
+  const mainThreads = new Set(trace.traceEvents.filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain').map((e) => `${e.pid}:${e.tid}`));
+  const tasks = trace.traceEvents.filter((e) => e.ph === 'X' && e.name === 'ThreadControllerImpl::RunTask' && mainThreads.has(`${e.pid}:${e.tid}`));
+  await context.close();
+
+  // Download and compile alone, in a fresh context (an empty HTTP cache).
+  const fresh = await browser.newContext();
+  const bare = await fresh.newPage();
+  await bare.goto(server.url);
+  const hash = await sha256Hex(program.wasm);
+  const baseline = await plainDownloadAndCompile(bare, `/api/blobs/${hash}`);
+  await fresh.close();
+
+  return {
+    program: program.name,
+    firstStart: { fetchMs: first.timing.fetchMs, compileMs: first.timing.compileMs },
+    afterReload: { fetchMs: second.timing.fetchMs, compileMs: second.timing.compileMs },
+    downloadMs: baseline.downloadMs,
+    compileMs: baseline.compileMs,
+    streamingMs: baseline.streamingMs,
+    runMs: (first.timing.runMs + second.timing.runMs) / 2,
+    nodeWasiMs,
+    identical: first.identical && second.identical,
+    rendererRssMiB: rss,
+    longestMainTaskMs: Math.max(0, ...tasks.map((t) => (t.tdur ?? t.dur ?? 0) / 1000)),
+    mainTasks: tasks.length,
+  };
+}
+
+/**
+ * The module downloaded then compiled, and (the alternative docs/security.md weighs) compiled
+ * while it downloads, unverified: `compileStreaming` of the response.
+ */
+function plainDownloadAndCompile(page: Page, url: string): Promise<{ downloadMs: number; compileMs: number; streamingMs: number }> {
+  return page.evaluate(async (path) => {
+    const started = performance.now();
+    const bytes = await (await fetch(path, { cache: 'no-store' })).arrayBuffer();
+    const downloaded = performance.now();
+    await WebAssembly.compile(bytes);
+    const compiled = performance.now();
+    const response = await fetch(path, { cache: 'no-store' });
+    await WebAssembly.compileStreaming(new Response(response.body, { headers: { 'content-type': 'application/wasm' } }));
+    return { downloadMs: downloaded - started, compileMs: compiled - downloaded, streamingMs: performance.now() - compiled };
+  }, url);
+}
+
+export function printProgramsBrowser(reports: BrowserProgramReport[]): void {
+  console.log('\n(l) Large real-world programs as the donor runs them, Chromium (one run each; interleave runs of the whole benchmark for medians)');
+  for (const r of reports) {
+    const first = r.firstStart.fetchMs + r.firstStart.compileMs;
+    const again = r.afterReload.fetchMs + r.afterReload.compileMs;
+    console.log(`  ${r.program}: outputs ${r.identical ? 'identical to node:wasi byte for byte' : 'DIFFERENT from node:wasi'}`);
+    console.log(`    first start ${fmt(first)} ms (fetch+verify+cache ${fmt(r.firstStart.fetchMs)}, hook+compile ${fmt(r.firstStart.compileMs)}) = ${fmt(first / (r.downloadMs + r.compileMs), 2)}x download ${fmt(r.downloadMs)} + compile ${fmt(r.compileMs)} ms (target: 2x); compiling while downloading, unverified: ${fmt(r.streamingMs)} ms`);
+    console.log(`    start after a reload ${fmt(again)} ms (fetch ${fmt(r.afterReload.fetchMs)}, compile ${fmt(r.afterReload.compileMs)}) (target: under 500 ms)`);
+    console.log(`    run ${fmt(r.runMs)} ms in the browser worker, node:wasi ${fmt(r.nodeWasiMs)} ms: ${fmt(r.runMs / r.nodeWasiMs, 2)}x (target: 1.10)`);
+    console.log(`    renderer RSS at most ${fmt(r.rendererRssMiB)} MiB; longest main-thread task ${fmt(r.longestMainTaskMs)} ms of thread time over ${r.mainTasks} tasks (target: 50 ms)`);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The byte-heavy half of preparing a task, for a verified manifest: get the module and inputs
+ * (cache first, else fetch), check their hashes, put the yield hook in, cap the memory, compile.
+ * It runs in a worker of its own (src/scheduler/prepare-worker.ts): a 30 MB module's reads,
+ * writes, hashing, rewriting and compiling never hold the page's main thread. The page half
+ * (src/scheduler/prepare.ts) checks the envelope first and calls this through `ModuleSource`.
+ * Nothing is compiled or cached before it has passed its check.
+ */
+import type { BlobRef, RefusalReason, RunErrorCode, TaskManifest } from '../protocol/schema.ts';
+import { verifyBlob } from '../protocol/verify.ts';
+import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
+import { sha256Hex } from '../protocol/bytes.ts';
+import type { BlobCache } from '../storage/blob-cache.ts';
+import { moduleCacheKey, type ModuleCache } from '../storage/module-cache.ts';
+import { instrument } from '../../worker/instrument.ts';
+import { capMemory } from './memory-cap.ts';
+
+/** What the worker answers; errors are values here, as classes do not survive the worker boundary. */
+export type PreparedModule =
+  | {
+      kind: 'ready';
+      module: WebAssembly.Module;
+      /** For `wasix` tasks: the memory-capped module bytes, which @wasmer/sdk takes. */
+      moduleBytes: Uint8Array | null;
+      stdin: Uint8Array;
+      files: { path: string; data: Uint8Array }[];
+      fetchMs: number;
+      compileMs: number;
+      /** Where the compiled module came from: 'session' (compiled earlier in this session), 'cache' (kept rewritten bytes), 'fresh'. */
+      source: 'session' | 'cache' | 'fresh';
+    }
+  | { kind: 'refused'; reason: RefusalReason; detail: string }
+  | { kind: 'failed'; code: RunErrorCode; message: string; fetchMs: number; compileMs: number }
+  /** A blob may not be fetched now (the data saver): the task waits. */
+  | { kind: 'deferred'; message: string }
+  /** The network or the server failed: the task waits. `status` 0 when the server was not reached. */
+  | { kind: 'unreachable'; message: string; status: number };
+
+/** The calls the page makes (over Comlink, to the prepare worker). */
+export interface ModuleSource {
+  /** @param fetchLimit the most bytes one blob may have to be fetched now; Infinity for no limit. */
+  prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule>;
+  /** Loads and verifies a manifest's blobs into the cache ahead of its run; failures wait for prepare(). */
+  prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void>;
+  /** Activity-log lines the caches produced since the last call (a corrupted entry, a full disk). */
+  takeWarnings(): Promise<string[]>;
+}
+
+export interface BlobFetcher {
+  fetchBlob(sha256: string, size: number): Promise<Uint8Array>;
+}
+
+class MemoryLimitError extends Error {
+  override name = 'MemoryLimitError';
+}
+
+class Stop extends Error {
+  constructor(readonly result: Extract<PreparedModule, { kind: 'refused' | 'deferred' }>) {
+    super(result.kind);
+  }
+}
+
+interface Compiled {
+  module: WebAssembly.Module;
+  bytes: Uint8Array | null;
+  source: 'cache' | 'fresh';
+}
+
+/** Compiled modules are per (module, memory cap, engine): the cap is written into the module's bytes. */
+function compiledKey(manifest: TaskManifest): string {
+  return `${manifest.module.sha256}:${Math.floor(manifest.limits.memoryBytes / 65536)}:${manifest.engine}`;
+}
+
+export class ModulePreparer implements ModuleSource {
+  /** Compiled modules by key, for this session: a second task with the same module compiles nothing. */
+  private readonly compiled = new Map<string, Promise<Compiled>>();
+  /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
+  private readonly loading = new Map<string, Promise<Uint8Array>>();
+  private warnings: string[] = [];
+  /** Verified bytes on their way into the cache, by hash. */
+  private readonly storing = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly server: BlobFetcher,
+    private readonly blobs: BlobCache,
+    private readonly modules: ModuleCache | null,
+  ) {}
+
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+
+  async takeWarnings(): Promise<string[]> {
+    const taken = this.warnings;
+    this.warnings = [];
+    return taken;
+  }
+
+  async prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule> {
+    const started = performance.now();
+    let fetchMs = 0;
+    try {
+      const key = compiledKey(manifest);
+      const known = this.compiled.get(key);
+      // The inputs are fetched while the module compiles.
+      const inputs = this.inputs(manifest, fetchLimit);
+      inputs.catch(() => undefined);
+      let compiled: Compiled;
+      let compileMs = 0;
+      if (known) {
+        compiled = await known;
+      } else {
+        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms));
+        this.compiled.set(key, made);
+        made.catch(() => this.compiled.delete(key)); // a failure is reported for each task, not remembered
+        try {
+          compiled = await made;
+        } catch (error) {
+          // The module's own fault is a result (failed); anything else is not the task's.
+          if (!(error instanceof MemoryLimitError || error instanceof WebAssembly.CompileError)) throw error;
+          const code = error instanceof MemoryLimitError ? 'memory-limit' : 'invalid-module';
+          return { kind: 'failed', code, message: `${error.name}: ${error.message}`, fetchMs, compileMs: performance.now() - started - fetchMs };
+        }
+        compileMs = performance.now() - started - fetchMs;
+      }
+      const { stdin, files, ms } = await inputs;
+      return {
+        kind: 'ready',
+        module: compiled.module,
+        moduleBytes: compiled.bytes,
+        stdin,
+        files,
+        fetchMs: fetchMs + ms,
+        compileMs,
+        source: known ? 'session' : compiled.source,
+      };
+    } catch (error) {
+      if (error instanceof Stop) return error.result;
+      if (isUnreachable(error)) return { kind: 'unreachable', message: (error as Error).message, status: (error as { status?: number }).status ?? 0 };
+      throw error;
+    }
+  }
+
+  async prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void> {
+    try {
+      if (manifest.engine === 'wasi-preview1' && (await this.modules?.has(this.moduleKey(manifest)))) {
+        // The module is kept rewritten: only the inputs are needed.
+      } else {
+        await this.verifiedBlob(manifest.module, 'module', fetchLimit);
+      }
+      await this.inputs(manifest, fetchLimit);
+    } catch {
+      // prepare() meets the same problem again and reports it
+    }
+  }
+
+  private moduleKey(manifest: TaskManifest): string {
+    return moduleCacheKey(manifest.module.sha256, INSTRUMENTER_VERSION, Math.floor(manifest.limits.memoryBytes / 65536));
+  }
+
+  private async inputs(manifest: TaskManifest, fetchLimit: number): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
+    const started = performance.now();
+    const [stdin, ...data] = await Promise.all([
+      manifest.stdin ? this.verifiedBlob(manifest.stdin, 'input', fetchLimit) : new Uint8Array(0),
+      ...manifest.files.map((file) => this.verifiedBlob(file.blob, 'input', fetchLimit)),
+    ]);
+    return { stdin: stdin!, files: manifest.files.map((file, i) => ({ path: file.path, data: data[i]! })), ms: performance.now() - started };
+  }
+
+  /**
+   * The module compiled with its memory capped at the task's limit. Preview1 modules get the yield
+   * hook first (docs/scheduling.md), and are kept as compiled (ModuleCache). WASIX modules are
+   * compiled too, though @wasmer/sdk compiles its own copy: an invalid module then fails here, the
+   * same way for every engine.
+   */
+  private async compile(manifest: TaskManifest, fetchLimit: number, fetched: (ms: number) => void): Promise<Compiled> {
+    const key = this.moduleKey(manifest);
+    if (manifest.engine === 'wasi-preview1' && this.modules) {
+      const kept = await this.modules.compile(key);
+      if (kept) return { module: kept.module, bytes: null, source: 'cache' };
+    }
+    const fetchStarted = performance.now();
+    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit);
+    fetched(performance.now() - fetchStarted);
+    const source = manifest.engine === 'wasix' ? original : withYieldHook(original);
+    const capped = capMemory(source, manifest.limits.memoryBytes);
+    if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
+    if (manifest.engine === 'wasix') {
+      return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: capped.bytes, source: 'fresh' };
+    }
+    if (this.modules && source !== original) {
+      // Compiled from Cache Storage, so that the engine can keep its code beside the entry.
+      await this.modules.put(key, [capped.bytes], await sha256Hex(capped.bytes));
+      const kept = await this.modules.compile(key);
+      if (kept) return { module: kept.module, bytes: null, source: 'fresh' };
+    }
+    return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: null, source: 'fresh' };
+  }
+
+  private verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
+    const key = `${ref.sha256}:${ref.size}:${kind}`;
+    let load = this.loading.get(key);
+    if (!load) {
+      load = this.loadVerifiedBlob(ref, kind, fetchLimit).finally(() => this.loading.delete(key));
+      this.loading.set(key, load);
+    }
+    return load;
+  }
+
+  /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
+  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
+    const held = this.storing.get(ref.sha256);
+    if (held && held.length === ref.size) return held;
+    const cached = await this.blobs.get(ref.sha256);
+    if (cached && cached.length === ref.size) return cached;
+    if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
+    const fetched = await this.server.fetchBlob(ref.sha256, ref.size);
+    const verdict = await verifyBlob(ref, fetched, kind);
+    if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
+    // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
+    // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache
+    // itself warns when it cannot keep them.
+    this.storing.set(ref.sha256, fetched);
+    void this.blobs.put(ref.sha256, fetched).catch(() => undefined).finally(() => this.storing.delete(ref.sha256));
+    return fetched;
+  }
+}
+
+/** The module with the yield hook in it; a module the rewrite cannot read is compiled as it is, and the compile names its problem. */
+function withYieldHook(bytes: Uint8Array): Uint8Array {
+  try {
+    return instrument(bytes, INITIAL_ALLOWANCE);
+  } catch (error) {
+    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return bytes;
+    throw error;
+  }
+}
+
+/** A failure of the network or the server, as opposed to a verdict on the task. */
+export function isUnreachable(error: unknown): boolean {
+  if (error instanceof TypeError) return true; // fetch() could not reach the server
+  const status = (error as { status?: number }).status;
+  return status === 0 || status === 408 || status === 429 || (typeof status === 'number' && status >= 500);
+}
