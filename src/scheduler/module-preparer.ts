@@ -36,10 +36,21 @@ export type PreparedModule =
   /** The network or the server failed: the task waits. `status` 0 when the server was not reached. */
   | { kind: 'unreachable'; message: string; status: number };
 
+/**
+ * How far preparing a task has come: bytes of its module and inputs readied, each byte counted once
+ * per step it went through (fetched or read from the cache, hashed, rewritten with the yield hook),
+ * so at most 3 times their sizes. It only grows; the lease keeper shows it, signed, to renew the
+ * task's lease while it prepares (docs/protocol.md, POST /api/leases/renew).
+ */
+export type PrepareProgress = (readied: number) => void;
+
 /** The calls the page makes (over Comlink, to the prepare worker). */
 export interface ModuleSource {
-  /** @param fetchLimit the most bytes one blob may have to be fetched now; Infinity for no limit. */
-  prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule>;
+  /**
+   * @param fetchLimit the most bytes one blob may have to be fetched now; Infinity for no limit.
+   * @param onProgress told as the preparation moves (at most every PROGRESS_EVERY_BYTES or so).
+   */
+  prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule>;
   /** Loads and verifies a manifest's blobs into the cache ahead of its run; failures wait for prepare(). */
   prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void>;
   /** Activity-log lines the caches produced since the last call (a corrupted entry, a full disk). */
@@ -47,7 +58,27 @@ export interface ModuleSource {
 }
 
 export interface BlobFetcher {
-  fetchBlob(sha256: string, size: number): Promise<Uint8Array>;
+  /** @param onBytes told of each part of the body as it arrives, with its length. */
+  fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array>;
+}
+
+/** How many readied bytes make a progress report worth sending across the worker boundary. */
+export const PROGRESS_EVERY_BYTES = 1 << 20;
+
+/** Counts a preparation's readied bytes, and tells `report` of them now and then, and at each step's end. */
+class Readied {
+  private count = 0;
+  private told = 0;
+
+  constructor(private readonly report: PrepareProgress | undefined) {}
+
+  add(bytes: number, stepDone = false): void {
+    this.count += bytes;
+    if (this.report && (stepDone || this.count - this.told >= PROGRESS_EVERY_BYTES)) {
+      this.told = this.count;
+      this.report(this.count);
+    }
+  }
 }
 
 class MemoryLimitError extends Error {
@@ -96,21 +127,23 @@ export class ModulePreparer implements ModuleSource {
     return taken;
   }
 
-  async prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule> {
+  async prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule> {
     const started = performance.now();
+    const readied = new Readied(onProgress);
     let fetchMs = 0;
     try {
       const key = compiledKey(manifest);
       const known = this.compiled.get(key);
       // The inputs are fetched while the module compiles.
-      const inputs = this.inputs(manifest, fetchLimit);
+      const inputs = this.inputs(manifest, fetchLimit, readied);
       inputs.catch(() => undefined);
       let compiled: Compiled;
       let compileMs = 0;
       if (known) {
         compiled = await known;
+        readied.add(3 * manifest.module.size, true); // readied earlier in this session
       } else {
-        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms));
+        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms), readied);
         this.compiled.set(key, made);
         made.catch(() => this.compiled.delete(key)); // a failure is reported for each task, not remembered
         try {
@@ -158,11 +191,11 @@ export class ModulePreparer implements ModuleSource {
     return moduleCacheKey(manifest.module.sha256, INSTRUMENTER_VERSION, Math.floor(manifest.limits.memoryBytes / 65536));
   }
 
-  private async inputs(manifest: TaskManifest, fetchLimit: number): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
+  private async inputs(manifest: TaskManifest, fetchLimit: number, readied?: Readied): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
     const started = performance.now();
     const [stdin, ...data] = await Promise.all([
-      manifest.stdin ? this.verifiedBlob(manifest.stdin, 'input', fetchLimit) : new Uint8Array(0),
-      ...manifest.files.map((file) => this.verifiedBlob(file.blob, 'input', fetchLimit)),
+      manifest.stdin ? this.verifiedBlob(manifest.stdin, 'input', fetchLimit, readied) : new Uint8Array(0),
+      ...manifest.files.map((file) => this.verifiedBlob(file.blob, 'input', fetchLimit, readied)),
     ]);
     return { stdin: stdin!, files: manifest.files.map((file, i) => ({ path: file.path, data: data[i]! })), ms: performance.now() - started };
   }
@@ -173,16 +206,20 @@ export class ModulePreparer implements ModuleSource {
    * compiled too, though @wasmer/sdk compiles its own copy: an invalid module then fails here, the
    * same way for every engine.
    */
-  private async compile(manifest: TaskManifest, fetchLimit: number, fetched: (ms: number) => void): Promise<Compiled> {
+  private async compile(manifest: TaskManifest, fetchLimit: number, fetched: (ms: number) => void, readied: Readied): Promise<Compiled> {
     const key = this.moduleKey(manifest);
     if (manifest.engine === 'wasi-preview1' && this.modules) {
       const kept = await this.modules.compile(key);
-      if (kept) return { module: kept.module, bytes: null, source: 'cache' };
+      if (kept) {
+        readied.add(3 * manifest.module.size, true); // kept rewritten: every step done before
+        return { module: kept.module, bytes: null, source: 'cache' };
+      }
     }
     const fetchStarted = performance.now();
-    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit);
+    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit, readied);
     fetched(performance.now() - fetchStarted);
     const source = manifest.engine === 'wasix' ? original : withYieldHook(original);
+    readied.add(original.length, true); // rewritten (or, for WASIX, nothing to rewrite)
     const capped = capMemory(source, manifest.limits.memoryBytes);
     if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
     if (manifest.engine === 'wasix') {
@@ -197,25 +234,39 @@ export class ModulePreparer implements ModuleSource {
     return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: null, source: 'fresh' };
   }
 
-  private verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
+  /**
+   * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
+   *   joins a load under way for another is told of them when they are ready.
+   */
+  private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
     const key = `${ref.sha256}:${ref.size}:${kind}`;
-    let load = this.loading.get(key);
-    if (!load) {
-      load = this.loadVerifiedBlob(ref, kind, fetchLimit).finally(() => this.loading.delete(key));
-      this.loading.set(key, load);
+    const joined = this.loading.get(key);
+    if (joined) {
+      const bytes = await joined;
+      readied?.add(2 * ref.size, true);
+      return bytes;
     }
+    const load = this.loadVerifiedBlob(ref, kind, fetchLimit, readied).finally(() => this.loading.delete(key));
+    this.loading.set(key, load);
     return load;
   }
 
   /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
-  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
+  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
     const held = this.storing.get(ref.sha256);
-    if (held && held.length === ref.size) return held;
+    if (held && held.length === ref.size) {
+      readied?.add(2 * ref.size, true);
+      return held;
+    }
     const cached = await this.blobs.get(ref.sha256);
-    if (cached && cached.length === ref.size) return cached;
+    if (cached && cached.length === ref.size) {
+      readied?.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
+      return cached;
+    }
     if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
-    const fetched = await this.server.fetchBlob(ref.sha256, ref.size);
+    const fetched = await this.server.fetchBlob(ref.sha256, ref.size, (length) => readied?.add(length));
     const verdict = await verifyBlob(ref, fetched, kind);
+    readied?.add(fetched.length, true); // hashed
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
     // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
     // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache

@@ -120,7 +120,8 @@ export class TaskServer {
    * growing and copying, so a 30 MB module costs 30 MB). A body longer than that is cut after
    * `size + 1` bytes, which the caller's size check refuses without reading the rest.
    */
-  async fetchBlob(sha256: string, size: number): Promise<Uint8Array> {
+  /** A blob's bytes (at most `size` + 1: more is the server's fault, which the hash check names); `onBytes` hears each part as it arrives. */
+  async fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array> {
     const response = await fetch(this.base + API.blob(sha256));
     if (!response.ok) throw new ServerError(`blob ${sha256}: ${response.status}`, response.status);
     if (!response.body) return new Uint8Array(await response.arrayBuffer());
@@ -131,6 +132,7 @@ export class TaskServer {
       const taken = Math.min(chunk.value.length, bytes.length - length);
       bytes.set(chunk.value.subarray(0, taken), length);
       length += taken;
+      onBytes?.(taken);
       if (length > size) {
         await reader.cancel();
         break;
