@@ -7,7 +7,18 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer, type ServerOptions } from '../../server/app.ts';
-import { API, toBase64, type DeviceCredit, type Lease, type BatchStatus, type TaskManifest, type TaskResultView } from '../../src/protocol/index.ts';
+import {
+  API,
+  RESULT_BODY_TYPE,
+  resultBodyParts,
+  toBase64,
+  type BatchStatus,
+  type DeviceCredit,
+  type Lease,
+  type ResultSubmission,
+  type TaskManifest,
+  type TaskResultView,
+} from '../../src/protocol/index.ts';
 import * as rules from '../../server/store/rules.ts';
 import { MAX_KEYSET_REFUSALS } from '../../server/store/index.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
@@ -71,6 +82,17 @@ async function refuse(device: TestDevice, l: Lease, reason: 'bad-signature' | 'm
     API.refusals,
     await device.refusal({ kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId: device.deviceId, reason, detail: 'says the attacker' }),
   );
+}
+
+/** Posts a signed result in the binary form (docs/protocol.md): the outputs raw after a JSON head. */
+async function postBinary(submission: ResultSubmission) {
+  const { stdout, stderr, files, ...rest } = submission;
+  const decode = (text: string) => Buffer.from(text, 'base64'); // (atob takes seconds on the attack's 45 MiB)
+  const outputs = [decode(stdout), decode(stderr), ...files.map((f) => decode(f.data))];
+  const head = { ...rest, stdout: { size: outputs[0]!.length }, stderr: { size: outputs[1]!.length }, files: files.map((f, i) => ({ path: f.path, size: outputs[i + 2]!.length })) };
+  const body = Buffer.concat(resultBodyParts(head, outputs) as Uint8Array[]);
+  const response = await server.app.inject({ method: 'POST', url: API.results, headers: { 'content-type': RESULT_BODY_TYPE }, payload: body });
+  return { status: response.statusCode, body: JSON.parse(response.body) };
 }
 
 const status = async (batchId: string): Promise<BatchStatus> => (await call('GET', API.batch(batchId))).body;
@@ -351,7 +373,7 @@ describe('#13.4: the server enforces the caps it signs', () => {
     await publish('b', 1, { limits: { memoryBytes: 2 ** 24, wallTimeMs: 10_000, outputBytes: 2 ** 20 } });
     const device = await TestDevice.create();
     const [l] = await lease(device);
-    const big = toBase64(new Uint8Array(15 * 2 ** 20).fill(65));
+    const big = Buffer.alloc(15 * 2 ** 20, 65).toString('base64');
     const database = () => statSync(join(dataDir, 'dewgrid.sqlite')).size + statSync(join(dataDir, 'dewgrid.sqlite-wal'), { throwIfNoEntry: false })!?.size;
     const before = { seen: await seen('b'), bytes: database() };
     const response = await answer(device, l!, '', { stdout: big, stderr: big, files: [{ path: '/out/x', data: big }] });
@@ -359,10 +381,15 @@ describe('#13.4: the server enforces the caps it signs', () => {
     expect(response.body.message).toMatch(/^stdout: 15728640 bytes, over task b-0's outputBytes of 1048576/);
     expect(await seen('b')).toEqual(before.seen);
     expect(database() - before.bytes).toBeLessThan(64 * 1024);
+    // The same in the binary form: refused alike.
+    const binary = await postBinary(await device.sign({ ...resultFor(l!, device.deviceId, ''), work: 1, stdout: big, stderr: big, files: [{ path: '/out/x', data: big }] }));
+    expect(binary.status).toBe(400);
+    expect(binary.body.message).toMatch(/^stdout: 15728640 bytes, over task b-0's outputBytes/);
+    expect(await seen('b')).toEqual(before.seen);
   }, 60_000);
 
   it('refuses output paths a task could not have made or an owner could not write side by side', async () => {
-    await publish('b', 1);
+    await publish('b', 2);
     const device = await TestDevice.create();
     const [l] = await lease(device);
     const before = await seen('b');
@@ -382,6 +409,11 @@ describe('#13.4: the server enforces the caps it signs', () => {
       expect(await seen('b'), name).toEqual(before);
       if (name === 'a 300-character name') break; // the lease's third refused result: see the next test
     }
+    // The binary form, on another lease: the same rules.
+    const [other] = await lease(device);
+    const binary = await postBinary(await device.sign({ ...resultFor(other!, device.deviceId, 'ok'), work: 1, files: [file('/a'), file('/a/b')] }));
+    expect(binary.status).toBe(400);
+    expect(binary.body.message).toMatch(/^files\.1\.path: files\.0\.path \/a is a file/);
   });
 
   it('a lease takes at most 3 refused results, a device 10 in 10 minutes, an address 100, before its bodies are even checked', async () => {
