@@ -14,6 +14,8 @@ import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
+import { benchScale, scalePrinter } from './scale.ts';
+import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -29,6 +31,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   programs: async () => printPrograms(await benchPrograms()),
   'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
+  scale: async () => void (await benchScale(scalePrinter())),
+  donors: async () => printDonors([1e6, 1e7].map((n) => simulateDonors(n, costsFromEnv()))),
 };
 
 const wanted = process.argv.slice(2);

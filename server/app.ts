@@ -21,6 +21,10 @@ export { jsonBytes } from './routes/batches.ts';
 export interface ServerOptions {
   /** Holds trust.json (the roots), and with SQLite dewgrid.sqlite and blobs/; made if missing. */
   dataDir: string;
+  /** `postgres://...`: keep the state in that PostgreSQL database (shared by every server on it) instead of SQLite in dataDir. */
+  databaseUrl?: string;
+  /** PostgreSQL connections this server holds at most; default 10. */
+  databasePoolSize?: number;
   /** The built PWA; served at / when the folder exists. */
   staticDir?: string;
   /** The clock, ms since epoch; tests move it to expire leases and manifests. */
@@ -86,6 +90,8 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   mkdirSync(options.dataDir, { recursive: true });
   const store = await openStore({
     dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    poolSize: options.databasePoolSize,
     now: options.now,
     random: options.random,
     leaseMarginMs: options.leaseMarginMs,

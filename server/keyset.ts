@@ -36,12 +36,13 @@ export class Keysets {
   static async open(store: Store, dataDir: string): Promise<Keysets> {
     const keysets = new Keysets(store, dataDir);
     const local = readKeyset(dataDir);
-    if (local) {
-      const held = await keysets.current();
-      if (!held || local.keyset.version > held.keyset.version) {
-        const verdict = await verifyKeyset(local, keysets.roots(), held);
-        if (!verdict.ok) throw new Error(`${keysetPath(dataDir)} does not verify against ${dataDir}/trust.json: ${verdict.reason}: ${verdict.detail}`);
-        await store.replaceKeyset({ version: verdict.value.keyset.version, body: JSON.stringify(verdict.value) }, held?.keyset.version ?? 0, []);
+    const held = await keysets.current();
+    if (local && (!held || local.keyset.version > held.keyset.version)) {
+      // replace() verifies it, and if servers starting together take it in at once, lets one store it.
+      try {
+        await keysets.replace(local);
+      } catch (error) {
+        throw new Error(`${keysetPath(dataDir)} was not taken in: ${(error as Error).message}`);
       }
     }
     await keysets.current();

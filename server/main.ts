@@ -1,8 +1,11 @@
 /**
  * Starts the task server: PORT (8787), HOST (127.0.0.1), DEWGRID_DATA (./.dewgrid),
- * DEWGRID_STATIC (dist), DEWGRID_DEVICE_RATE (requests a second one device may make, default 20),
- * DEWGRID_TRUST_PROXY (behind a reverse proxy: `true`, or its addresses, comma-separated). Run it with
- * `npx tsx server/main.ts`; `npm start` calls startServer.
+ * DEWGRID_STATIC (dist); DEWGRID_DATABASE_URL (postgres://...: the state in PostgreSQL, shared
+ * by every server given the same URL, instead of SQLite in the data folder), DEWGRID_DATABASE_POOL
+ * (connections held at most, 10), DEWGRID_LEASE_MARGIN_MS (how long past the time to prepare and
+ * run a task a lease lasts, 60000), DEWGRID_DEVICE_RATE (requests a second one device may make,
+ * 20), DEWGRID_TRUST_PROXY (behind a reverse proxy: `true`, or its addresses, comma-separated).
+ * Run it with `npx tsx server/main.ts`; `npm start` calls startServer. See docs/deploy.md.
  */
 import { pathToFileURL } from 'node:url';
 import { createServer, type DewgridServer } from './app.ts';
@@ -13,10 +16,19 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   const rate = env.DEWGRID_DEVICE_RATE === undefined ? undefined : Number(env.DEWGRID_DEVICE_RATE);
   if (rate !== undefined && !(rate > 0)) throw new Error(`DEWGRID_DEVICE_RATE must be a number of requests a second above 0, got "${env.DEWGRID_DEVICE_RATE}"`);
   const proxy = env.DEWGRID_TRUST_PROXY;
+  const whole = (name: string, min: number): number | undefined => {
+    const value = env[name];
+    if (value === undefined || value === '') return undefined;
+    if (!/^\d+$/.test(value) || Number(value) < min) throw new Error(`${name} must be a whole number from ${min}, got "${value}"`);
+    return Number(value);
+  };
   const server = await createServer({
     dataDir: env.DEWGRID_DATA ?? '.dewgrid',
     staticDir: env.DEWGRID_STATIC ?? 'dist',
     logger: false,
+    databaseUrl: env.DEWGRID_DATABASE_URL,
+    databasePoolSize: whole('DEWGRID_DATABASE_POOL', 1),
+    leaseMarginMs: whole('DEWGRID_LEASE_MARGIN_MS', 0),
     deviceLimits: rate === undefined ? undefined : { perDevice: { perSecond: rate, burst: Math.max(10, rate * 10) } },
     trustProxy: proxy === undefined ? undefined : proxy === 'true' ? true : proxy.split(',').map((a) => a.trim()),
   });

@@ -10,8 +10,11 @@ import { leaseTerms, LEASE_MARGIN_MS } from '../../server/store/rules.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
+import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
 
 let dataDir: string;
+/** The store this test runs on: SQLite in dataDir, or a new PostgreSQL database (test/helpers/engine.ts). */
+let database: { databaseUrl?: string };
 let server: DewgridServer;
 let key: SigningKey;
 let clock: number;
@@ -21,7 +24,8 @@ beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-api-'));
   key = await writeKey(dataDir);
   clock = Date.now();
-  server = await createServer({ dataDir, now: () => clock, bodyLimit: 64 * 1024, resultBodyLimit: 64 * 1024, publishBodyLimit: 1024 * 1024 });
+  database = await freshStore();
+  server = await createServer({ dataDir, ...database, now: () => clock, bodyLimit: 64 * 1024, resultBodyLimit: 64 * 1024, publishBodyLimit: 1024 * 1024 });
 });
 
 afterEach(async () => {
@@ -356,21 +360,22 @@ describe('publishing', () => {
     expect((await call('POST', API.missingBlobs, { hashes: [hash, hash] })).body).toEqual({ missing: [hash] });
   });
 
-  it('stores blobs once, under blobs/<2 hex>/<hash>, and reports them present afterwards', async () => {
+  it('stores blobs once (with SQLite under blobs/<2 hex>/<hash>), and reports them present afterwards', async () => {
     const status = await publish('b1', 3);
     expect(status).toMatchObject({ batchId: 'b1', name: 'test', counts: { queued: 3, running: 0, done: 0 }, refusals: [] });
     const hash = await sha256Hex(TINY_MODULE);
-    expect(existsSync(join(dataDir, 'blobs', hash.slice(0, 2), hash))).toBe(true);
+    expect(existsSync(join(dataDir, 'blobs', hash.slice(0, 2), hash))).toBe(TEST_ENGINE === 'sqlite'); // PostgreSQL keeps them in the database
     expect((await call('POST', API.missingBlobs, { hashes: [hash, 'f'.repeat(64)] })).body).toEqual({ missing: ['f'.repeat(64)] });
     // A second batch may lean on the stored blob without sending it.
     const second = await publishRequest(key, 'b2', 1);
     expect((await call('POST', API.batches, { ...second, blobs: {} })).status).toBe(201);
   });
 
-  it('serves blob bytes as they are on disk, with the hash as ETag; clients do the verifying', async () => {
-    await publish('b1', 1);
+  it('serves blob bytes as they are stored, with the hash as ETag; clients do the verifying', async () => {
     const hash = await sha256Hex(TINY_MODULE);
-    writeFileSync(join(dataDir, 'blobs', hash.slice(0, 2), hash), 'tampered');
+    // Bytes that are not the hash's, stored under it (as a tampered disk or database would hold them).
+    await server.store.writeBlobs(new Map([[hash, new TextEncoder().encode('tampered')]]));
+    await publish('b1', 1);
     const response = await server.app.inject({ method: 'GET', url: API.blob(hash) });
     expect(response.statusCode).toBe(200);
     expect(response.body).toBe('tampered');
@@ -383,10 +388,12 @@ describe('publishing', () => {
     const [l] = await lease('dev1');
     await call('POST', API.results, await result(l!, 'dev1', 'kept'));
     await server.close();
-    server = await createServer({ dataDir, now: () => clock });
+    server = await createServer({ dataDir, ...database, now: () => clock });
     expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ done: 1, queued: 1 });
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0].stdout).toBe('kept');
-    expect(await server.store.info()).toMatchObject({ engine: 'sqlite', schemaVersion: 5, details: { journalMode: 'wal' } });
+    expect(await server.store.info()).toMatchObject(
+      TEST_ENGINE === 'sqlite' ? { engine: 'sqlite', schemaVersion: 5, details: { journalMode: 'wal' } } : { engine: 'postgres', schemaVersion: 2 },
+    );
   });
 });
 
@@ -477,7 +484,7 @@ describe('headers and the site', () => {
     mkdirSync(staticDir);
     writeFileSync(join(staticDir, 'index.html'), '<!doctype html><title>Dewgrid</title>');
     await server.close();
-    server = await createServer({ dataDir, staticDir, now: () => clock });
+    server = await createServer({ dataDir, ...database, staticDir, now: () => clock });
     const isolated = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'cross-origin-resource-policy': 'same-origin' };
 
     const page = await server.app.inject({ method: 'GET', url: '/' });
@@ -507,7 +514,7 @@ describe('the embed for partner sites', () => {
     writeFileSync(join(staticDir, 'embed', 'frame.html'), '<!doctype html><title>Card</title>');
     writeFileSync(join(staticDir, 'embed', 'confirm.html'), '<!doctype html><title>Confirm</title>');
     await server.close();
-    server = await createServer({ dataDir, staticDir, now: () => clock, crossOriginIsolated });
+    server = await createServer({ dataDir, ...database, staticDir, now: () => clock, crossOriginIsolated });
   }
 
   it('serves embed.js to any origin, uncached, without the page isolation', async () => {

@@ -22,6 +22,7 @@ import {
 import * as rules from '../../server/store/rules.ts';
 import { MAX_KEYSET_REFUSALS } from '../../server/store/index.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 
@@ -29,15 +30,18 @@ let dataDir: string;
 let server: DewgridServer;
 let key: SigningKey;
 let clock: number;
+/** The store this test runs on: SQLite in dataDir, or a new PostgreSQL database (test/helpers/engine.ts). */
+let database: { databaseUrl?: string };
 
 async function start(options: Partial<ServerOptions> = {}) {
-  server = await createServer({ dataDir, now: () => clock, random: () => 0.5, ...options });
+  server = await createServer({ dataDir, ...database, now: () => clock, random: () => 0.5, ...options });
 }
 
 beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-hostile-'));
   key = await writeKey(dataDir);
   clock = Date.now();
+  database = await freshStore();
   await start();
 });
 
@@ -374,7 +378,8 @@ describe('#13.4: the server enforces the caps it signs', () => {
     const device = await TestDevice.create();
     const [l] = await lease(device);
     const big = Buffer.alloc(15 * 2 ** 20, 65).toString('base64');
-    const database = () => statSync(join(dataDir, 'dewgrid.sqlite')).size + statSync(join(dataDir, 'dewgrid.sqlite-wal'), { throwIfNoEntry: false })!?.size;
+    // The database's size on disk (SQLite; PostgreSQL's rows are counted by the outcome below).
+    const database = () => (TEST_ENGINE === 'sqlite' ? statSync(join(dataDir, 'dewgrid.sqlite')).size + (statSync(join(dataDir, 'dewgrid.sqlite-wal'), { throwIfNoEntry: false })?.size ?? 0) : 0);
     const before = { seen: await seen('b'), bytes: database() };
     const response = await answer(device, l!, '', { stdout: big, stderr: big, files: [{ path: '/out/x', data: big }] });
     expect(response.status).toBe(400);

@@ -11,6 +11,7 @@ import { escapeHtml } from '../../server/html.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 import { TestDevice } from '../helpers/device.ts';
+import { freshStore } from '../helpers/engine.ts';
 
 let dataDir: string;
 let server: DewgridServer;
@@ -21,7 +22,7 @@ beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-status-page-'));
   key = await writeKey(dataDir);
   clock = Date.now();
-  server = await createServer({ dataDir, now: () => clock });
+  server = await createServer({ dataDir, ...(await freshStore()), now: () => clock });
 });
 
 afterEach(async () => {

@@ -13,6 +13,7 @@ import { TRUST_AFTER_VALID } from '../../server/store/rules.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
+import { freshStore } from '../helpers/engine.ts';
 
 let dataDir: string;
 let server: DewgridServer;
@@ -26,7 +27,7 @@ beforeEach(async () => {
   key = await writeKey(dataDir);
   clock = Date.now();
   draw = 0.5;
-  server = await createServer({ dataDir, now: () => clock, random: () => draw });
+  server = await createServer({ dataDir, ...(await freshStore()), now: () => clock, random: () => draw });
 });
 
 afterEach(async () => {
