@@ -9,8 +9,9 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['test/**/*.test.ts'],
-          // (test/server/cluster.test.ts needs PostgreSQL: it runs in the postgres project only.)
-          exclude: ['test/e2e/**', 'test/server/cluster.test.ts'],
+          // (test/server/cluster.test.ts needs PostgreSQL: it runs in the postgres project only;
+          // test/alone/ runs by itself, after the rest: scripts/test.js.)
+          exclude: ['test/e2e/**', 'test/alone/**', 'test/server/cluster.test.ts'],
           testTimeout: 30_000,
         },
       },
@@ -40,6 +41,18 @@ export default defineConfig({
           // Builds the PWA once; the browser tests drive the built output, as `npm start` serves it.
           globalSetup: ['test/global-setup.ts'],
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // Browser tests that read the machine's real load (Compute Pressure, /proc): run by
+        // scripts/test.js after the others, one file at a time, with nothing else of the suite running.
+        test: {
+          name: 'alone',
+          include: ['test/alone/**/*.test.ts'],
+          globalSetup: ['test/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 180_000,
           hookTimeout: 120_000,
         },
       },

@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: every benchmark, printed; the figures go into docs/benchmarks.md by hand, with
  * the machine. `npm run bench -- NAME...` runs only those (names below), e.g. `npm run bench -- throttle`.
+ * `sustained` (20 minutes by default) runs only when named: `npm run bench -- sustained --seconds=90`
+ * for a short check (or DEWGRID_SUSTAINED_SECONDS).
  */
 import { cpus, totalmem } from 'node:os';
 import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
@@ -16,6 +18,7 @@ import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
 import { benchScale, scalePrinter } from './scale.ts';
 import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
+import { benchSustained, printSustained, sustainedSeconds } from './sustained.ts';
 
 /** In the order docs/benchmarks.md gives them. */
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -33,13 +36,16 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
   scale: async () => void (await benchScale(scalePrinter())),
   donors: async () => printDonors([1e6, 1e7].map((n) => simulateDonors(n, costsFromEnv()))),
+  sustained: async () => printSustained(await benchSustained(sustainedSeconds())),
 };
+/** Too long for the default run: only when named. */
+const ONLY_BY_NAME = new Set(['sustained']);
 
-const wanted = process.argv.slice(2);
+const wanted = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 const unknown = wanted.filter((name) => !(name in BENCHMARKS));
 if (unknown.length) {
   console.error(`npm run bench: no benchmark named ${unknown.join(', ')}; there are: ${Object.keys(BENCHMARKS).join(', ')}`);
   process.exit(2);
 }
 console.log(`Dewgrid benchmarks — node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-for (const [name, run] of Object.entries(BENCHMARKS)) if (wanted.length === 0 || wanted.includes(name)) await run();
+for (const [name, run] of Object.entries(BENCHMARKS)) if (wanted.length === 0 ? !ONLY_BY_NAME.has(name) : wanted.includes(name)) await run();

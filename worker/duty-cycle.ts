@@ -9,11 +9,22 @@ import { ThrottleBlock, type RunProgress, type Throttle } from '../src/protocol/
 
 /** One duty cycle: short enough that a 25% task never computes more than 25 ms in a row. */
 const SLICE_MS = 100;
+/**
+ * An interval between yields at under half the pace of the steady one before it, and at least this
+ * long, had the thread waiting for a core (another program's turn, some milliseconds): not steady.
+ */
+const PREEMPTED_MIN_MS = 0.5;
+/** So many such intervals in a row are the task's own new pace (another phase of the program), not waits. */
+const PACE_CHANGE_INTERVALS = 8;
 
 export class DutyCycle {
   private sliceBusy = 0;
   private lastTick = performance.now();
-  readonly progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0 };
+  private lastWork = 0;
+  /** Work per ms of the last steady interval; 0 until there is one. */
+  private steadyPace = 0;
+  private slowIntervals = 0;
+  readonly progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
 
   /** @param control the page's control block, or, without cross-origin isolation, a fixed throttle. */
   constructor(private readonly control: ThrottleBlock | Throttle) {}
@@ -23,6 +34,8 @@ export class DutyCycle {
     const busy = now - this.lastTick;
     this.progress.busyMs += busy;
     this.progress.work = work;
+    this.countSteady(work - this.lastWork, busy);
+    this.lastWork = work;
     this.sliceBusy += busy;
     const block = this.control instanceof ThrottleBlock ? this.control : null;
     if (block) this.progress.pausedMs += block.waitWhilePaused();
@@ -38,5 +51,15 @@ export class DutyCycle {
     }
     block?.report(this.progress);
     this.lastTick = performance.now();
+  }
+
+  /** Adds an interval to the steady figures unless it was slowed by a wait for the core. */
+  private countSteady(work: number, busy: number): void {
+    const pace = busy > 0 ? work / busy : 0;
+    if (busy >= PREEMPTED_MIN_MS && pace < this.steadyPace * 0.5 && ++this.slowIntervals < PACE_CHANGE_INTERVALS) return;
+    this.slowIntervals = 0;
+    this.progress.steadyWork += work;
+    this.progress.steadyBusyMs += busy;
+    if (busy >= PREEMPTED_MIN_MS / 2 && work > 0) this.steadyPace = pace;
   }
 }

@@ -4,8 +4,13 @@ import { WorkStore } from '../storage/work-store.ts';
 import { loadIdentity } from '../storage/identity.ts';
 import { Controller, type SettingsBounds } from '../scheduler/controller.ts';
 import { KeysetKeeper } from '../scheduler/keyset-keeper.ts';
-import { watchSignals } from '../scheduler/signals.ts';
+import { watchSignals, type Signals } from '../scheduler/signals.ts';
+import { workerClock } from '../scheduler/clock.ts';
+import { TaskPreparer } from '../scheduler/prepare.ts';
 import { startPrepareWorker } from '../scheduler/prepare-worker-client.ts';
+import { WorkerSlot } from '../scheduler/worker-slot.ts';
+import { runnableEngines } from '../scheduler/engines.ts';
+import { fetchAllowance } from '../scheduler/policies/page.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import type { TrustConfig } from '../protocol/api.ts';
 import type { Engine } from '../protocol/schema.ts';
@@ -14,6 +19,8 @@ import { TRUST } from './trust.ts';
 export interface Client {
   controller: Controller;
   trust: TrustConfig;
+  /** The device and page signals, as the policies read them (the night screen reads charging and visibility). */
+  signals: () => Signals;
 }
 
 /** What a host puts around the client (the embed on a partner site); the page passes none. See Controller. */
@@ -52,13 +59,35 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
+  const maxWorkers = options.maxWorkers ?? Math.max(1, navigator.hardwareConcurrency || 1);
+  let fetchLimit = () => Infinity;
+  let warn: (message: string) => void = () => undefined;
   // Module and input bytes are read, checked, rewritten and compiled in a worker of their own.
-  const controller = new Controller(server, startPrepareWorker(), work, keys, identity, TRUST.projectName, options.maxWorkers, {
+  const preparer = new TaskPreparer(startPrepareWorker(), () => keys.taskKeys(), {
+    warn: (message) => warn(message),
+    fetchLimit: () => fetchLimit(),
+    refreshKeys: () => keys.refresh(),
+    completed: (taskId) => work.completed(taskId),
+  });
+  const controller = new Controller({
+    server,
+    store: work,
+    keys,
+    identity,
+    preparer,
+    project: TRUST.projectName,
+    maxWorkers,
+    newSlot: () => new WorkerSlot(),
+    cores: Math.max(1, navigator.hardwareConcurrency || 1),
+    // Timers from a worker: a hidden page's main-thread timers are throttled (src/scheduler/clock.ts).
+    clock: workerClock(),
     signals: signals.read,
     bounds: options.bounds,
-    engines: options.engines,
+    engines: () => runnableEngines().filter((engine) => !options.engines || options.engines.includes(engine)),
   });
+  fetchLimit = () => fetchAllowance(signals.read().saveData, controller.status().settings);
   onSignal = () => controller.signalsChanged();
+  warn = (message) => controller.say('info', message);
   say = (level, text) => controller.say(level, text);
   for (const { level, text } of early) controller.say(level, text);
   await controller.restore();
@@ -67,5 +96,5 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') controller.networkMayBeBack();
   });
-  return { controller, trust: TRUST };
+  return { controller, trust: TRUST, signals: signals.read };
 }

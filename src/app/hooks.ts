@@ -2,10 +2,30 @@ import { useEffect, useState } from 'preact/hooks';
 import type { Controller, LogEntry, Status } from '../scheduler/controller.ts';
 import type { InstallOffer, InstallOffers } from './install.ts';
 import type { ProgressHistory, ProgressSample } from './progress-history.ts';
+import type { NightScreen, NightState } from './night-screen.ts';
 
-export function useStatus(controller: Controller): Status {
+/**
+ * The controller's status, re-rendered as it changes (at most once a second). While the page is
+ * hidden nothing is rendered (no one sees it; issue #17: the page costs nothing then), unless
+ * `whileHidden` (the embed's card, whose partner page may hide it while the visitor still reads it
+ * through the partner's events); shown again, it renders the latest once.
+ */
+export function useStatus(controller: Controller, whileHidden = false): Status {
   const [status, setStatus] = useState(() => controller.status());
-  useEffect(() => controller.on('status', setStatus), [controller]);
+  useEffect(() => {
+    const hidden = () => !whileHidden && document.visibilityState === 'hidden';
+    const shown = () => {
+      if (!hidden()) setStatus(controller.status());
+    };
+    document.addEventListener('visibilitychange', shown);
+    const stop = controller.on('status', (next) => {
+      if (!hidden()) setStatus(next);
+    });
+    return () => {
+      stop();
+      document.removeEventListener('visibilitychange', shown);
+    };
+  }, [controller, whileHidden]);
   return status;
 }
 
@@ -40,4 +60,9 @@ export function useProgressHistory(history: ProgressHistory): readonly ProgressS
 /** What the page can offer for installing it as an app, now. */
 export function useInstallOffer(offers: InstallOffers): InstallOffer {
   return useWatched(offers);
+}
+
+/** Whether night mode shows, and whether the installed app offers it. */
+export function useNightScreen(night: NightScreen): NightState {
+  return useWatched(night);
 }

@@ -29,7 +29,7 @@ export function isIosSafari(userAgent: string, maxTouchPoints: number): boolean 
 }
 
 /** Open as an installed app: the manifest's standalone display, or iOS's home-screen web app. */
-function isStandalone(): boolean {
+export function isStandalone(): boolean {
   return matchMedia('(display-mode: standalone)').matches || (navigator as Navigator & { standalone?: boolean }).standalone === true;
 }
 

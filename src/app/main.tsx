@@ -5,7 +5,8 @@ import type { DewgridApi } from './api.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import { showUpdate } from './components/UpdateBanner.tsx';
 // Listening from start-up, not from a component: a beforeinstallprompt fired while the app boots is held for the Install button.
-import { installOffers } from './install.ts';
+import { installOffers, isStandalone } from './install.ts';
+import { NightScreen, type WakeLockApi } from './night-screen.ts';
 import { ProgressHistory } from './progress-history.ts';
 import './style.css';
 
@@ -28,7 +29,11 @@ boot().then(
     // Sampled from now on, whatever is on screen: the chart shows the minutes before it was looked at.
     const history = new ProgressHistory(() => controller.status(), Math.max(1, navigator.hardwareConcurrency || 1));
     history.start();
-    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} />, root);
+    const night = new NightScreen((navigator as Navigator & { wakeLock?: WakeLockApi }).wakeLock ?? null, () => document.visibilityState === 'visible', isStandalone, storage());
+    controller.on('status', (status) => night.update(status));
+    document.addEventListener('visibilitychange', () => night.update(controller.status()));
+    night.update(controller.status());
+    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} night={night} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));
     document.documentElement.dataset.ready = 'true';
   },
@@ -43,3 +48,12 @@ boot().then(
     );
   },
 );
+
+/** localStorage, or null where the browser refuses it (then the installed app makes no offer). */
+function storage(): Storage | null {
+  try {
+    return localStorage;
+  } catch {
+    return null;
+  }
+}

@@ -39,6 +39,8 @@ export class ProgressHistory {
     private readonly read: () => Pick<Status, 'computed'>,
     readonly cores: number,
     private readonly now: () => number = () => performance.timeOrigin + performance.now(),
+    /** Whether anyone can see the chart: a hidden page keeps sampling (a longer interval, as the browser throttles it) but renders nothing. */
+    private readonly visible: () => boolean = () => globalThis.document?.visibilityState !== 'hidden',
   ) {}
 
   /**
@@ -50,12 +52,19 @@ export class ProgressHistory {
 
   start(): void {
     this.timer ??= setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
+    globalThis.document?.addEventListener('visibilitychange', this.shown);
     this.sample();
   }
+
+  /** Shown again: one render with what was sampled meanwhile. */
+  private readonly shown = () => {
+    if (this.visible()) this.notify();
+  };
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    globalThis.document?.removeEventListener('visibilitychange', this.shown);
   }
 
   /** Oldest first, at most HISTORY_MS of them. */
@@ -84,6 +93,10 @@ export class ProgressHistory {
     };
     // A new array each time: subscribers (a hook's state) see a change.
     this.samples = [...this.samples.filter((s) => s.at > now - HISTORY_MS), sample];
+    if (this.visible()) this.notify();
+  }
+
+  private notify(): void {
     for (const listener of this.listeners) listener(this.samples);
   }
 }

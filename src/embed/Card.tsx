@@ -246,7 +246,7 @@ interface ComputingProps {
 }
 
 function Computing({ controller, remembered, heading, onWithdraw }: ComputingProps) {
-  const status = useStatus(controller);
+  const status = useStatus(controller, true);
   const { done, running, queued } = status.counts;
   const reason = status.activity.reason;
   return (

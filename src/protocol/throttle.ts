@@ -50,6 +50,15 @@ export interface RunProgress {
   napMs: number;
   /** Time spent paused, ms. */
   pausedMs: number;
+  /**
+   * The part of `work` and `busyMs` done between yields the thread was not taken off its core in:
+   * an interval much slower than the one before it (under half its pace, and 0.5 ms or longer) had
+   * the thread waiting for a core another program held. Their ratio is the task's pace on a core
+   * of its own, which falls only when the core itself slows down (heat); busyMs less steadyBusyMs,
+   * over busyMs, is the share of its time other programs took (docs/scheduling.md, "Own load").
+   */
+  steadyWork: number;
+  steadyBusyMs: number;
 }
 
 // Int32 cells: what the page sets.
@@ -62,7 +71,9 @@ const NAP = 4;
 const PAUSED_MS = 5;
 /** performance.timeOrigin + now() in the worker when it stopped for the latest pause: for measuring pause latency. */
 const PAUSED_AT = 6;
-const BYTES = 8 * 8;
+const STEADY_WORK = 7;
+const STEADY_BUSY = 8;
+const BYTES = 10 * 8;
 
 export class ThrottleBlock {
   private readonly ints: Int32Array;
@@ -98,10 +109,13 @@ export class ThrottleBlock {
     this.floats[BUSY] = progress.busyMs;
     this.floats[NAP] = progress.napMs;
     this.floats[PAUSED_MS] = progress.pausedMs;
+    this.floats[STEADY_WORK] = progress.steadyWork;
+    this.floats[STEADY_BUSY] = progress.steadyBusyMs;
   }
 
   progress(): RunProgress {
-    return { work: this.floats[WORK]!, busyMs: this.floats[BUSY]!, napMs: this.floats[NAP]!, pausedMs: this.floats[PAUSED_MS]! };
+    const f = this.floats;
+    return { work: f[WORK]!, busyMs: f[BUSY]!, napMs: f[NAP]!, pausedMs: f[PAUSED_MS]!, steadyWork: f[STEADY_WORK]!, steadyBusyMs: f[STEADY_BUSY]! };
   }
 
   /** When the worker last stopped for a pause (epoch ms, fractional), 0 if never. */

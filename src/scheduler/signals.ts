@@ -1,16 +1,21 @@
 /**
  * What the page can tell about the device and the donor, for the policies: battery (Battery
- * Status API), CPU pressure (Compute Pressure API), whether this page is hidden, when the donor
+ * Status API), CPU pressure (Compute Pressure API, src/scheduler/policies/load.ts), whether this page is hidden, when the donor
  * last used it, and the data saver. Each is read where the browser has it and left neutral where
  * not; every change calls `onChange`.
  */
 import type { BatteryReading } from './policies/battery.ts';
-import type { Pressure } from './policies/heat.ts';
+import type { Pressure, PressureReading } from './policies/load.ts';
 
 export interface Signals {
   battery: BatteryReading;
-  /** null where the Compute Pressure API is missing: the heat policy then watches for slowdown. */
-  pressure: Pressure | null;
+  /**
+   * The latest Compute Pressure record while it is current, else null: the browser sends records
+   * only to a visible page with focus, so a hidden or unfocused page's last one says nothing of now.
+   */
+  pressure: PressureReading | null;
+  /** Whether this browser gives the page Compute Pressure records at all. */
+  pressureObserved: boolean;
   hidden: boolean;
   lastInputAt: number | null;
   saveData: boolean;
@@ -22,6 +27,8 @@ interface BatteryManager extends EventTarget {
 }
 interface PressureRecord {
   state: Pressure;
+  /** Chromium, behind a flag in later versions: this page's share of the utilisation, 0 to 1. */
+  ownContributionEstimate?: number | null;
 }
 interface PressureObserverLike {
   observe(source: 'cpu', options?: { sampleInterval?: number }): Promise<void>;
@@ -35,7 +42,7 @@ interface NetworkInformationLike extends EventTarget {
 const INPUT_EVENTS = ['keydown', 'pointerdown', 'pointermove', 'wheel', 'touchstart'] as const;
 
 export function watchSignals(onChange: () => void): { read(): Signals; stop(): void } {
-  const signals: Signals = { battery: null, pressure: null, hidden: document.visibilityState === 'hidden', lastInputAt: null, saveData: false };
+  const signals: Signals = { battery: null, pressure: null, pressureObserved: false, hidden: document.visibilityState === 'hidden', lastInputAt: null, saveData: false };
   const stops: (() => void)[] = [];
   const listen = (target: EventTarget, type: string, handler: () => void, options?: AddEventListenerOptions) => {
     target.addEventListener(type, handler, options);
@@ -60,21 +67,28 @@ export function watchSignals(onChange: () => void): { read(): Signals; stop(): v
   if (Observer) {
     const observer = new Observer((records) => {
       const last = records[records.length - 1];
-      if (last && last.state !== signals.pressure) {
-        signals.pressure = last.state;
-        onChange();
-      }
+      if (!last) return;
+      const own = typeof last.ownContributionEstimate === 'number' && last.ownContributionEstimate >= 0 ? last.ownContributionEstimate : null;
+      const changed = last.state !== signals.pressure?.state || own !== signals.pressure?.ownContributionEstimate;
+      signals.pressure = { state: last.state, ownContributionEstimate: own };
+      if (changed) onChange();
     });
-    // Until the first record, "nominal": the API is there, so slowdown detection is not needed.
-    signals.pressure = 'nominal';
+    signals.pressureObserved = true;
     observer.observe('cpu', { sampleInterval: 1000 }).catch(() => {
-      signals.pressure = null; // the source is not supported on this device
+      signals.pressureObserved = false; // not allowed here (a permissions policy), or no such source on this device
     });
     stops.push(() => observer.disconnect());
+    // Records stop while the page is hidden or without focus: the last one is stale from then on.
+    const forget = () => {
+      signals.pressure = null;
+      onChange();
+    };
+    listen(window, 'blur', forget);
   }
 
   listen(document, 'visibilitychange', () => {
     signals.hidden = document.visibilityState === 'hidden';
+    if (signals.hidden) signals.pressure = null;
     onChange();
   });
 

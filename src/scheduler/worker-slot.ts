@@ -7,18 +7,21 @@ import * as Comlink from 'comlink';
 import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import type { Engine } from '../protocol/schema.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
+import { RunCancelled } from './run-cancelled.ts';
 
-export class RunCancelled extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'RunCancelled';
-  }
-}
+export { RunCancelled };
 
 /** A worker for one engine and its RPC handle. */
 interface EngineWorker {
   worker: Worker;
   api: Comlink.Remote<WorkerApi>;
+  /**
+   * Why the worker failed (its script would not load or start, or it crashed), kept from its first
+   * error event: the slot starts its worker ahead of the first run, so the event may come before.
+   */
+  failure: Error | null;
+  /** Told of the failure when it comes during a run. */
+  onFailure: ((error: Error) => void) | null;
 }
 
 /** Each engine's worker script; Vite bundles each as its own worker entry. */
@@ -27,7 +30,13 @@ function spawn(engine: Engine): EngineWorker {
     engine === 'wasix'
       ? new Worker(new URL('../../worker/wasix/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-wasix-task' })
       : new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-task' });
-  return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+  const entry: EngineWorker = { worker, api: Comlink.wrap<WorkerApi>(worker), failure: null, onFailure: null };
+  // A worker whose script cannot load or start fails with an error event, not an answer.
+  worker.addEventListener('error', (event) => {
+    entry.failure ??= new Error(`the task's worker failed to start or crashed${event instanceof ErrorEvent && event.message ? `: ${event.message}` : ''}`);
+    entry.onFailure?.(entry.failure);
+  });
+  return entry;
 }
 
 export class WorkerSlot {
@@ -85,13 +94,30 @@ export class WorkerSlot {
         clock.stop();
         reject(error);
       };
-      this.workerFor(job.engine).api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
+      const engineWorker = this.workerFor(job.engine);
+      const failed = (error: Error) => {
+        if (this.cancelCurrent === null) return;
+        engineWorker.onFailure = null;
+        clock.stop();
+        this.cancelCurrent = null;
+        this.restart();
+        reject(error);
+      };
+      if (engineWorker.failure) {
+        failed(engineWorker.failure);
+        return;
+      }
+      engineWorker.onFailure = failed;
+      const { api } = engineWorker;
+      api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
         (outcome) => {
+          engineWorker.onFailure = null;
           clock.stop();
           this.cancelCurrent = null;
           resolve(outcome);
         },
         (error: unknown) => {
+          engineWorker.onFailure = null;
           clock.stop();
           this.cancelCurrent = null;
           reject(error instanceof Error ? error : new Error(String(error)));
@@ -126,7 +152,7 @@ export class WorkerSlot {
 
   /** The current run's figures (zeros when idle, or when the page is not isolated). Cheap enough to poll. */
   progress(): RunProgress {
-    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0 };
+    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
   }
 
   /** Work and computing time of this slot's ended runs; with the current run's, a total that never goes back. */

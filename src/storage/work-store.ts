@@ -18,15 +18,19 @@ export class WorkStore {
     await Promise.all([...leases.map((lease, i) => tx.store.put({ leaseId: lease.leaseId, lease, addedAt: now + i })), tx.done]);
   }
 
-  /** Held leases, oldest first; lapsed ones are dropped (the server gives them to someone else). */
+  /**
+   * Held leases, oldest first. Lapsed ones are kept (the server takes their results while their
+   * tasks need them, and never leases those tasks to this device again: WorkSupply runs them last);
+   * those whose task itself has expired are dropped.
+   */
   async leases(now = Date.now()): Promise<Lease[]> {
     const all = await this.db.getAllFromIndex('leases', 'addedAt');
-    const lapsed = all.filter((s) => s.lease.expiresAt <= now);
-    if (lapsed.length) {
+    const expired = all.filter((s) => s.lease.task?.manifest?.expiresAt <= now);
+    if (expired.length) {
       const tx = this.db.transaction('leases', 'readwrite');
-      await Promise.all([...lapsed.map((s) => tx.store.delete(s.leaseId)), tx.done]);
+      await Promise.all([...expired.map((s) => tx.store.delete(s.leaseId)), tx.done]);
     }
-    return all.filter((s) => s.lease.expiresAt > now).map((s) => s.lease);
+    return all.filter((s) => !expired.includes(s)).map((s) => s.lease);
   }
 
   /** Records a renewed lease's new expiry, if it is still held. */
@@ -85,6 +89,11 @@ export class WorkStore {
   async checkpoint(leaseId: string): Promise<{ path: string; data: Uint8Array }[]> {
     const stored = await this.db.get('checkpoints', leaseId);
     return Object.entries(stored?.files ?? {}).map(([path, data]) => ({ path, data }));
+  }
+
+  /** The tasks whose results wait in the outbox (a lease for one of them again is this device's own). */
+  async unsentTaskIds(): Promise<Set<string>> {
+    return new Set((await this.db.getAll('outbox')).map((entry) => entry.submission.taskId));
   }
 
   async outbox(): Promise<OutboxEntry[]> {

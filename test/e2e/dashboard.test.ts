@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { seriousViolations, VIEWPORTS_AND_SCHEMES } from '../helpers/axe.ts';
-import { storedValue } from '../helpers/donor.ts';
+import { storedValue, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
@@ -46,8 +46,8 @@ describe('dashboard', () => {
       page.on('pageerror', (e) => errors.push(e.message));
       await openDashboard(page);
       await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1 }));
-      await page.getByRole('button', { name: 'Start' }).click();
-      await page.locator('.settings summary').click();
+      await pressStart(page);
+      await page.locator('.settings > summary').click();
       await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1, undefined, { timeout: 30_000 });
       // A few samples in, so the chart is drawn (its line, its caption) when axe looks at it.
       await page.locator('.line-chart.work path.line').waitFor({ timeout: 10_000 });
@@ -82,7 +82,7 @@ describe('dashboard', () => {
     expect(throttled.activity.cpu).toBeLessThanOrEqual(0.5);
 
     // Open the settings from the keyboard, then walk the whole page with Tab.
-    await page.locator('.settings summary').focus();
+    await page.locator('.settings > summary').focus();
     await page.keyboard.press('Enter');
     expect(await page.locator('.settings').getAttribute('open')).toBe('');
     const walk = await page.evaluate(() => {
@@ -93,8 +93,13 @@ describe('dashboard', () => {
       candidates.forEach((el, i) => (el.dataset.tabProbe = String(i)));
       return candidates.map((el) => el.tagName.toLowerCase() + ((el as HTMLInputElement).type ? `[${(el as HTMLInputElement).type}]` : ''));
     });
-    // Start, CPU, tasks at once; the settings (the battery slider is off with its checkbox); the log.
-    expect(walk).toEqual(['button[button]', 'input[range]', 'select[select-one]', 'summary', 'input[checkbox]', 'input[radio]', 'input[checkbox]', 'input[checkbox]', 'input[number]', 'ol']);
+    // Start, CPU, tasks at once; the settings (the battery slider is off with its checkbox), the
+    // details of how load is judged; the log.
+    expect(walk).toEqual([
+      'button[button]', 'input[range]', 'select[select-one]',
+      'summary', 'input[checkbox]', 'input[radio]', 'input[checkbox]', 'input[checkbox]', 'input[checkbox]', 'input[number]', 'input[checkbox]', 'summary',
+      'ol',
+    ]);
     // A click on the heading moves the point Tab starts from to the top of the page.
     await page.locator('h1').click();
     const order: number[] = [];
@@ -139,7 +144,7 @@ describe('dashboard', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     expect((await status(page)).settings).toEqual(changed);
-    await page.locator('.settings summary').click();
+    await page.locator('.settings > summary').click();
     expect(await page.getByLabel('Compute while on battery').isChecked()).toBe(true);
     expect(await page.getByLabel('Pause', { exact: true }).isChecked()).toBe(true);
     expect(await page.getByRole('spinbutton').inputValue()).toBe('12');

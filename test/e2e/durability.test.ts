@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForAsync, waitForBatch } from '../helpers/donor.ts';
+import { waitForAsync, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
@@ -65,7 +65,7 @@ describe('no lost results', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('offline', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     // Wait until the batch is held on the device and its module fetched (a task has run: on a busy
     // machine the prefetch can lag the leases), then cut the network.
     await page.waitForFunction(() => {
@@ -93,7 +93,7 @@ describe('no lost results', () => {
     await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     const { batchId } = await publishTiles('offline-reload', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await page.waitForFunction(() => {
       const s = (window as unknown as Win).dewgrid.status();
       return s.counts.queued + s.counts.running >= 8 && s.counts.done >= 1;
@@ -115,7 +115,7 @@ describe('no lost results', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('restart', 8, '100000');
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await waitForBatch(env.server.url, batchId, (c) => (c.done ?? 0) >= 2);
     await env.server.stop();
     await page.waitForTimeout(1500);
@@ -132,7 +132,7 @@ describe('no lost results', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('closed', 2, '600000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
     await page.close(); // mid-task: the worker dies with the page
     page = await context.newPage();
@@ -155,7 +155,7 @@ describe('no lost results', () => {
     let page = await context.newPage();
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     // Wait until the client holds a checkpoint a few steps in, then cut the run off.
     await waitForAsync(
       page,

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { sha256Hex } from '../../src/protocol/index.ts';
 
@@ -49,7 +49,7 @@ describe('storage', () => {
     const page = await context.newPage();
     await openClient(page);
     const first = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
 
@@ -66,7 +66,7 @@ describe('storage', () => {
     const second = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 2);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, second.batchId, (c) => c.done === 2);
     expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
@@ -97,7 +97,7 @@ describe('storage', () => {
     const third = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, third.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
@@ -115,7 +115,7 @@ describe('storage', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const a = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 3);
     const b = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 3);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, a.batchId, (c) => c.done === 3);
     await waitForBatch(env.server.url, b.batchId, (c) => c.done === 3);
     const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.bytes.length })));`, null);
@@ -162,7 +162,7 @@ describe('storage', () => {
     const fetched: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
     const batch = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, batch.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     await context.close();
@@ -174,7 +174,7 @@ describe('storage', () => {
     await openClient(page);
     const input = { path: '/tmp/words.txt', data: new TextEncoder().encode('a cached input, read again after a reload\n') };
     const first = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
     const hash = await sha256Hex(input.data);
@@ -186,7 +186,7 @@ describe('storage', () => {
     const second = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server.url, second.batchId, (c) => c.done === 1);
     // Hits are written to the index together, just after: wait for it.
     await expect.poll(lastUsed, { timeout: 10_000 }).toBeGreaterThan(before);

@@ -46,9 +46,11 @@ const PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = [
 ];
 
 /**
- * @param options.computePressure leave the Compute Pressure API on. Off by default: on a machine
- *   loaded by the test suite itself it reports real pressure, and the heat policy would rightly
- *   slow or pause the tests' tasks. The policy tests turn it on and emulate it through CDP.
+ * @param options.computePressure leave the Compute Pressure API on. Off by default: the governor
+ *   tells Dewgrid's own load from other programs' (docs/scheduling.md, "Own load"), but two test
+ *   files run at once, and each is another program to the other: a correct policy would slow the
+ *   tests' tasks down for it. The tests of that policy turn it on (test/alone/, run with nothing
+ *   else of the suite; test/e2e/policies.test.ts, which emulates it through CDP).
  * @param options.storagePartitioning give cross-site iframes partitioned storage, as browsers do
  *   (Playwright turns it off): the embed's tests need it.
  */

@@ -2,7 +2,9 @@
 // hysteresis edges (a minimum with a margin above it, a dwell time before any pause lifts).
 import { describe, expect, it } from 'vitest';
 import { batteryPolicy, type BatteryReading, type BatteryState } from '../../src/scheduler/policies/battery.ts';
-import { heatPolicy, INITIAL_HEAT, INITIAL_SLOWDOWN, slowdownPolicy, type HeatState, type Pressure } from '../../src/scheduler/policies/heat.ts';
+import { heatPolicy, INITIAL_HEAT, type HeatState, type PaceWindow } from '../../src/scheduler/policies/heat.ts';
+import { othersFromPressure, othersFromWaits, PRESSURE_FLOOR, type PressureReading } from '../../src/scheduler/policies/load.ts';
+import { INITIAL_LADDER, ladderPolicy, type Pull } from '../../src/scheduler/policies/ladder.ts';
 import { fetchAllowance, inUsePolicy, IN_USE_BACKOFF_MS, visibilityPolicy } from '../../src/scheduler/policies/page.ts';
 import { decide } from '../../src/scheduler/policies/governor.ts';
 import { DEFAULT_SETTINGS, updatedSettings } from '../../src/scheduler/policies/settings.ts';
@@ -46,41 +48,111 @@ describe('batteryPolicy', () => {
   });
 });
 
-describe('heatPolicy', () => {
-  const settings = { dwellSeconds: 10 };
-  const at = (applied: Pressure, cooler: HeatState['cooler'] = null): HeatState => ({ applied, cooler });
-  const table: { name: string; reading: Pressure | null; previous: HeatState; now: number; applied: Pressure; factor: number; reason: string | null }[] = [
-    { name: 'no Compute Pressure API: no objection', reading: null, previous: INITIAL_HEAT, now: 0, applied: 'nominal', factor: 1, reason: null },
-    { name: 'fair lowers to three quarters', reading: 'fair', previous: INITIAL_HEAT, now: 0, applied: 'fair', factor: 0.75, reason: 'device warm' },
-    { name: 'serious halves', reading: 'serious', previous: INITIAL_HEAT, now: 0, applied: 'serious', factor: 0.5, reason: 'device hot' },
-    { name: 'critical pauses', reading: 'critical', previous: at('fair'), now: 0, applied: 'critical', factor: 0, reason: 'device very hot' },
-    { name: 'hysteresis: cooler, not yet held for the dwell, stays hot', reading: 'nominal', previous: at('critical', { state: 'nominal', since: 0 }), now: 9_999, applied: 'critical', factor: 0, reason: 'device very hot' },
-    { name: 'hysteresis: cooler held for the dwell, applies', reading: 'nominal', previous: at('critical', { state: 'nominal', since: 0 }), now: 10_000, applied: 'nominal', factor: 1, reason: null },
-    { name: 'hysteresis: a different cooler state restarts the dwell', reading: 'fair', previous: at('critical', { state: 'nominal', since: 0 }), now: 10_000, applied: 'critical', factor: 0, reason: 'device very hot' },
+describe('other programs\' load', () => {
+  // A state says only that the device's utilisation is at least its floor; Dewgrid's own share comes off it.
+  const table: { name: string; reading: PressureReading; own: number; others: number }[] = [
+    { name: 'critical, Dewgrid using every core: nothing left for others', reading: { state: 'critical', ownContributionEstimate: null }, own: 1, others: 0 },
+    { name: 'critical, Dewgrid at one core of two: others at least 0.32', reading: { state: 'critical', ownContributionEstimate: null }, own: 0.5, others: 0.32 },
+    { name: 'critical, Dewgrid at a quarter of one core of two: others at least 0.695', reading: { state: 'critical', ownContributionEstimate: null }, own: 0.125, others: 0.695 },
+    { name: 'fair, Dewgrid at half the device: nothing for others', reading: { state: 'fair', ownContributionEstimate: null }, own: 0.5, others: 0 },
+    { name: 'nominal: nothing, whatever Dewgrid does', reading: { state: 'nominal', ownContributionEstimate: null }, own: 0, others: 0 },
+    { name: 'the browser\'s own estimate wins where it gives one: serious, 40% of it this page', reading: { state: 'serious', ownContributionEstimate: 0.4 }, own: 1, others: 0.432 },
   ];
   for (const row of table) {
     it(row.name, () => {
-      const { state, verdict } = heatPolicy(row.reading, settings, row.previous, row.now);
-      expect(state.applied).toBe(row.applied);
-      expect(verdict).toEqual({ factor: row.factor, reason: row.reason });
+      expect(othersFromPressure(row.reading, row.own)).toBeCloseTo(row.others, 6);
     });
   }
 
-  it('slowdown: three samples in a row 20% below the best back off; recovery lifts it', () => {
-    let state = INITIAL_SLOWDOWN;
-    const factors: number[] = [];
-    for (const rate of [100, 100, 79, 79, 79, 85, 81, 100]) {
-      const step = slowdownPolicy(rate, state);
+  it('the floors are Chromium\'s lowest bounds: randomised thresholds and 3 points of hysteresis', () => {
+    expect(PRESSURE_FLOOR).toEqual({ nominal: 0, fair: 0.47, serious: 0.72, critical: 0.82 });
+  });
+
+  it('waits for a core: the share of busy time lost, times Dewgrid\'s busy share', () => {
+    expect(othersFromWaits(1, 1 / 3)).toBeCloseTo(1 / 3, 6); // three busy threads on two cores, one of them another program's
+    expect(othersFromWaits(0.5, 0)).toBe(0);
+  });
+});
+
+describe('heatPolicy (thermal slowdown)', () => {
+  const window = (pace: number, level = 1000, run = 'r1'): PaceWindow => ({ run, level, steadyWork: pace * 900, steadyBusyMs: 900 });
+  const run = (paces: (PaceWindow | null)[]) => {
+    let state: HeatState = INITIAL_HEAT;
+    return paces.map((w) => {
+      const step = heatPolicy(w ? [w] : [], state);
       state = step.state;
-      factors.push(step.verdict.factor);
-    }
-    expect(factors).toEqual([1, 1, 1, 1, 0.75, 1, 1, 1]);
+      return step.hot;
+    });
+  };
+
+  it('three windows in a row 20% below the best at the same limit: hot; recovery lifts it', () => {
+    expect(run([100, 100, 100, 79, 79, 79, 85, 100].map((p) => window(p)))).toEqual([false, false, false, false, false, true, false, false]);
+  });
+
+  it('the first windows only set the best (Wasm tiers up): a slow start is not heat', () => {
+    expect(run([40, 60, 100, 100, 100, 100].map((p) => window(p)))).toEqual([false, false, false, false, false, false]);
+  });
+
+  it('compares at the same limit only: a step down starts a new best', () => {
+    const windows = [window(100), window(100), window(100), window(70, 750), window(70, 750), window(70, 750), window(70, 750)];
+    expect(run(windows)).toEqual([false, false, false, false, false, false, false]);
+  });
+
+  it('a window with nothing measured (paused) is no evidence', () => {
+    expect(run([window(100), window(100), window(100), window(70), window(70), window(70), null])).toEqual([false, false, false, false, false, true, false]);
+  });
+});
+
+describe('ladderPolicy (step down, probe up)', () => {
+  const settings = { dwellSeconds: 30 };
+  const down: Pull = { kind: 'down', reason: 'other programs are busy' };
+  const none: Pull = { kind: 'none' };
+  /** Feeds one pull per second from t = 0; answers the factor after each. */
+  const run = (pulls: Pull[], start = INITIAL_LADDER) => {
+    let state = start;
+    return pulls.map((pull, second) => {
+      const step = ladderPolicy(pull, settings, state, second * 1000);
+      state = step.state;
+      return step.verdict.factor;
+    });
+  };
+
+  it('a pull that holds two seconds steps down once, then waits for the signals to settle before the next; never below 25%', () => {
+    expect(run(Array(12).fill(down))).toEqual([1, 1, 0.75, 0.75, 0.75, 0.75, 0.75, 0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(run(Array(60).fill(down)).at(-1)).toBe(0.25);
+  });
+
+  it('a strong pull pauses at once, without stepping', () => {
+    expect(run([{ kind: 'pause', reason: 'other programs are busy' }, { kind: 'pause', reason: 'other programs are busy' }, { kind: 'pause', reason: 'other programs are busy' }])).toEqual([1, 1, 0]);
+  });
+
+  it('probes back up one level per hold (the dwell) once nothing pulls', () => {
+    const pulls = [...Array(3).fill(down), ...Array(70).fill(none)];
+    const factors = run(pulls);
+    expect(factors[2]).toBe(0.75);
+    expect(factors.indexOf(1, 3)).toBe(32); // 30 s after the step down
+  });
+
+  it('a probe pulled straight back down doubles the hold: the level settles instead of flapping', () => {
+    // Down at 2 s; up at 32 s; pulled from 33 s, down again at 37 s (confirmed, and 5 s after the
+    // probe: the probe failed); the next probe waits 60 s.
+    const pulls = [...Array(3).fill(down), ...Array(30).fill(none), ...Array(5).fill(down), ...Array(70).fill(none)];
+    const factors = run(pulls);
+    expect(factors.slice(31, 39)).toEqual([0.75, 1, 1, 1, 1, 1, 0.75, 0.75]);
+    expect(factors.indexOf(1, 38)).toBe(37 + 60);
+  });
+
+  it('says why it holds where it is', () => {
+    const step = ladderPolicy(down, settings, { ...INITIAL_LADDER, step: 2, reason: 'device hot (slowing down)', steppedAt: 0, holdMs: 30_000 }, 1000);
+    expect(step.verdict).toEqual({ factor: 0.5, reason: 'other programs are busy' });
   });
 });
 
 describe('page policies', () => {
-  it('visibility: hidden slows to half, or pauses, as chosen', () => {
+  it('visibility: hidden goes on (the default), slows to half, or pauses, as chosen', () => {
     expect(visibilityPolicy(false, { whenHidden: 'pause' })).toEqual({ factor: 1, reason: null });
+    expect(visibilityPolicy(true, { whenHidden: 'run' })).toEqual({ factor: 1, reason: null });
+    expect(DEFAULT_SETTINGS.whenHidden).toBe('run');
     expect(visibilityPolicy(true, { whenHidden: 'slow' })).toEqual({ factor: 0.5, reason: 'this page is hidden' });
     expect(visibilityPolicy(true, { whenHidden: 'pause' })).toEqual({ factor: 0, reason: 'this page is hidden (you chose to pause then)' });
     // The embed: the partner page's visibility, a rule the donor did not choose.
@@ -128,6 +200,6 @@ describe('settings', () => {
     expect(() => updatedSettings(DEFAULT_SETTINGS, { cpu: 2 }, 4)).toThrow(/cpu must be a number from 0.1 to 1, got 2/);
     expect(() => updatedSettings(DEFAULT_SETTINGS, { workers: 5 }, 4)).toThrow(/workers must be a whole number from 1 to 4, got 5/);
     expect(() => updatedSettings(DEFAULT_SETTINGS, { minBatteryLevel: 1 }, 4)).toThrow(/minBatteryLevel/);
-    expect(() => updatedSettings(DEFAULT_SETTINGS, { whenHidden: 'sleep' as 'pause' }, 4)).toThrow(/whenHidden must be "slow" or "pause", got sleep/);
+    expect(() => updatedSettings(DEFAULT_SETTINGS, { whenHidden: 'sleep' as 'pause' }, 4)).toThrow(/whenHidden must be "run", "slow" or "pause", got sleep/);
   });
 });

@@ -1,6 +1,8 @@
 import { useState } from 'preact/hooks';
-import type { Controller, Status } from '../../scheduler/controller.ts';
+import type { Controller, LoadDetails, Status } from '../../scheduler/controller.ts';
 import type { Settings as SettingsValues } from '../../scheduler/policies/settings.ts';
+
+const percent = new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 0 });
 
 /**
  * The rules the policies follow (docs/scheduling.md), next to the state line they explain. Every
@@ -43,6 +45,10 @@ export function Settings({ controller, status }: { controller: Controller; statu
       <fieldset>
         <legend>When this page is hidden</legend>
         <label>
+          <input type="radio" name="whenHidden" checked={s.whenHidden === 'run'} onChange={() => set({ whenHidden: 'run' })} />
+          Go on
+        </label>
+        <label>
           <input type="radio" name="whenHidden" checked={s.whenHidden === 'slow'} onChange={() => set({ whenHidden: 'slow' })} />
           Go on at half speed
         </label>
@@ -50,12 +56,17 @@ export function Settings({ controller, status }: { controller: Controller; statu
           <input type="radio" name="whenHidden" checked={s.whenHidden === 'pause'} onChange={() => set({ whenHidden: 'pause' })} />
           Pause
         </label>
+        <p class="hint">Hidden behind another tab, this page goes on computing while you work elsewhere, and steps down when other programs are busy.</p>
       </fieldset>
       <fieldset>
         <legend>Other</legend>
         <label>
           <input type="checkbox" checked={s.backOffWhileInUse} onChange={(e) => set({ backOffWhileInUse: e.currentTarget.checked })} />
           Slow down while I use this page
+        </label>
+        <label>
+          <input type="checkbox" checked={s.backOffForOtherPrograms} onChange={(e) => set({ backOffForOtherPrograms: e.currentTarget.checked })} />
+          Slow down while other programs are busy
         </label>
         <label>
           <input type="checkbox" checked={s.respectDataSaver} onChange={(e) => set({ respectDataSaver: e.currentTarget.checked })} />
@@ -90,7 +101,46 @@ export function Settings({ controller, status }: { controller: Controller; statu
           </p>
         )}
       </fieldset>
-      <p class="hint">Heat is watched too: a warm device runs at three quarters, a hot one at half, a very hot one pauses.</p>
+      <fieldset>
+        <legend>Overnight</legend>
+        <label>
+          <input type="checkbox" checked={s.keepScreenOnWhileCharging} onChange={(e) => set({ keepScreenOnWhileCharging: e.currentTarget.checked })} />
+          Keep the screen on while charging
+        </label>
+        <p class="hint">
+          No browser lets a page compute with the screen off. With this on, while the device charges and there is work, the screen stays on, dim and
+          nearly black (an OLED screen draws almost nothing for black); it goes off on battery, at a battery or heat rule, or when you touch it.
+        </p>
+      </fieldset>
+      <p class="hint">
+        Heat is watched too: when the tasks run slower at the same limit, the device is warm, and Dewgrid steps down to 75%, 50%, then 25% of your limit,
+        and tries the level above again after the wait above.
+      </p>
+      <details class="load-method">
+        <summary>How load and heat are judged</summary>
+        <LoadMethod load={status.load} />
+      </details>
     </details>
+  );
+}
+
+/** Which signal tells Dewgrid's own load from other programs' here, and the latest figures (docs/scheduling.md, "Own load"). */
+function LoadMethod({ load }: { load: LoadDetails }) {
+  const method =
+    load.method === 'estimate'
+      ? "By Compute Pressure, with the browser's own estimate of this page's share of the load (ownContributionEstimate)."
+      : load.method === 'accounting'
+        ? "By Compute Pressure, less Dewgrid's own share, from its tasks' own accounting of their computing time."
+        : load.pressureObserved
+          ? 'Compute Pressure speaks only to a page in front with focus; meanwhile, by the time other programs take the cores from the tasks.'
+          : 'This browser gives no Compute Pressure: other programs are seen by the time they take the cores from the tasks.';
+  return (
+    <div class="hint" data-load-method={load.method}>
+      <p>{method}</p>
+      <p>
+        Dewgrid uses about {percent.format(load.ownShare)} of this device's CPU now; other programs at least {percent.format(load.othersShare)}. It steps
+        down when others use a quarter of the device, and pauses when they use half. Heat: the tasks' own pace at the same limit.
+      </p>
+    </div>
   );
 }

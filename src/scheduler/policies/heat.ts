@@ -1,62 +1,56 @@
 /**
- * Heat, from the Compute Pressure API: "fair" lowers the limit to three quarters, "serious"
- * halves it, "critical" pauses. A hotter state applies at once; a cooler one only after it has
- * held for the dwell time, so the device is not heated again the moment it cools.
- *
- * Where the API is missing, heat shows as thermal slowdown: the same work taking longer. See
- * slowdownPolicy.
+ * Heat, as Dewgrid sees it directly: a task's steady pace (probes per millisecond on a core of its
+ * own, from the worker's accounting; waits for a core left out: that is other programs' load, see
+ * load.ts) falling at the same CPU limit. A warm core runs slower, so the same work takes longer.
+ * Three windows in a row more than 20% below the best pace that run showed at that limit is
+ * "device hot (slowing down)". The Compute Pressure API is not a heat signal in Chromium: its
+ * states there are utilisation only.
  */
-import type { Settings } from './settings.ts';
-import { NO_OBJECTION, type Verdict } from './verdict.ts';
-
-export type Pressure = 'nominal' | 'fair' | 'serious' | 'critical';
-const ORDER: Pressure[] = ['nominal', 'fair', 'serious', 'critical'];
-const FACTOR: Record<Pressure, number> = { nominal: 1, fair: 0.75, serious: 0.5, critical: 0 };
-const WORDS: Record<Pressure, string | null> = { nominal: null, fair: 'device warm', serious: 'device hot', critical: 'device very hot' };
+export interface PaceWindow {
+  /** The run (a lease id): another program has another pace. */
+  run: string;
+  /** The CPU share it ran at, per mille: the pace is compared at the same limit only. */
+  level: number;
+  steadyWork: number;
+  steadyBusyMs: number;
+}
 
 export interface HeatState {
-  /** The state the policy acts on. */
-  applied: Pressure;
-  /** A cooler state seen, and since when: it applies once it has held for the dwell time. */
-  cooler: { state: Pressure; since: number } | null;
+  /** Best pace and how many windows were seen, per run and level. */
+  best: ReadonlyMap<string, { pace: number; windows: number }>;
+  slowWindows: number;
 }
 
-export const INITIAL_HEAT: HeatState = { applied: 'nominal', cooler: null };
+export const INITIAL_HEAT: HeatState = { best: new Map(), slowWindows: 0 };
 
-/** @param reading the latest pressure record's state, or null where the API is missing */
-export function heatPolicy(reading: Pressure | null, settings: Pick<Settings, 'dwellSeconds'>, previous: HeatState, now: number): { state: HeatState; verdict: Verdict } {
-  const observed = reading ?? 'nominal';
-  let state: HeatState;
-  if (ORDER.indexOf(observed) >= ORDER.indexOf(previous.applied)) {
-    state = { applied: observed, cooler: null };
-  } else {
-    const since = previous.cooler?.state === observed ? previous.cooler.since : now;
-    state = now - since >= settings.dwellSeconds * 1000 ? { applied: observed, cooler: null } : { applied: previous.applied, cooler: { state: observed, since } };
-  }
-  const words = WORDS[state.applied];
-  return { state, verdict: words ? { factor: FACTOR[state.applied], reason: words } : NO_OBJECTION };
-}
-
-/**
- * Thermal slowdown without the Compute Pressure API: the work counter's rate (probes per ms of
- * computing) against the best this task has shown. Three samples in a row more than 20% below the
- * best back the limit off to three quarters, until the rate recovers.
- */
-export interface SlowdownState {
-  bestRate: number;
-  lowSamples: number;
-}
-
-export const INITIAL_SLOWDOWN: SlowdownState = { bestRate: 0, lowSamples: 0 };
 const SLOW = 0.8;
-const SAMPLES = 3;
+const WINDOWS = 3;
+/** Windows with less steady computing than this say too little. */
+const MIN_STEADY_MS = 200;
+/** A run's first windows (Wasm tiers up from a baseline compiler to an optimising one) only set its best. */
+const WARM_UP_WINDOWS = 3;
 
-/** @param rate work per busy ms over the last sample, or null when nothing ran */
-export function slowdownPolicy(rate: number | null, previous: SlowdownState): { state: SlowdownState; verdict: Verdict } {
-  if (rate === null || !(rate > 0)) return { state: previous, verdict: previous.lowSamples >= SAMPLES ? slowdownVerdict : NO_OBJECTION };
-  const bestRate = Math.max(previous.bestRate, rate);
-  const lowSamples = rate < bestRate * SLOW ? previous.lowSamples + 1 : 0;
-  return { state: { bestRate, lowSamples }, verdict: lowSamples >= SAMPLES ? slowdownVerdict : NO_OBJECTION };
+/** @returns the state, and whether the device is hot (slowing down) by now */
+export function heatPolicy(windows: readonly PaceWindow[], previous: HeatState): { state: HeatState; hot: boolean } {
+  const best = new Map<string, { pace: number; windows: number }>();
+  let slow = false;
+  let measured = false;
+  for (const w of windows) {
+    const key = `${w.run}@${w.level}`;
+    const before = previous.best.get(key) ?? { pace: 0, windows: 0 };
+    if (w.steadyBusyMs < MIN_STEADY_MS || !(w.steadyWork > 0)) {
+      best.set(key, before);
+      continue;
+    }
+    measured = true;
+    const pace = w.steadyWork / w.steadyBusyMs;
+    if (before.windows >= WARM_UP_WINDOWS && pace < before.pace * SLOW) slow = true;
+    best.set(key, { pace: Math.max(before.pace, pace), windows: before.windows + 1 });
+  }
+  // Keep what is known of runs at other limits (a probe back up compares with it), drop ended runs'.
+  const running = new Set(windows.map((w) => w.run));
+  for (const [key, value] of previous.best) if (!best.has(key) && running.has(key.slice(0, key.lastIndexOf('@')))) best.set(key, value);
+  const slowWindows = !measured ? previous.slowWindows : slow ? previous.slowWindows + 1 : 0;
+  // Nothing measured (paused, idle): no evidence either way, and nothing to act on.
+  return { state: { best, slowWindows }, hot: measured && slowWindows >= WINDOWS };
 }
-
-const slowdownVerdict: Verdict = { factor: 0.75, reason: 'device slowing down, likely warm' };

@@ -1,5 +1,5 @@
 /**
- * The page itself: hidden (go on at half the limit, or pause, as the donor chose), and in use
+ * The page itself: hidden (go on, at half the limit, or pause, as the donor chose), and in use
  * (the donor typing or moving the pointer on it: back off to half for a few seconds after).
  */
 import type { Settings } from './settings.ts';
@@ -12,7 +12,7 @@ export const IN_USE_BACKOFF_MS = 5000;
  *   always pauses when hidden), so the words do not say the donor chose it
  */
 export function visibilityPolicy(hidden: boolean, settings: Pick<Settings, 'whenHidden'>, hostRule = false): Verdict {
-  if (!hidden) return NO_OBJECTION;
+  if (!hidden || settings.whenHidden === 'run') return NO_OBJECTION;
   if (settings.whenHidden === 'slow') return { factor: 0.5, reason: 'this page is hidden' };
   return { factor: 0, reason: hostRule ? 'the page around this card is hidden' : 'this page is hidden (you chose to pause then)' };
 }
