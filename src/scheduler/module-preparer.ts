@@ -62,6 +62,22 @@ export interface BlobFetcher {
   fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array>;
 }
 
+/** One blob's load, told to every preparation that waits on it: one that joins late hears what it missed at once. */
+class SharedProgress {
+  private readonly watchers = new Set<Readied>();
+  private sofar = 0;
+
+  join(readied: Readied): void {
+    this.watchers.add(readied);
+    if (this.sofar) readied.add(this.sofar, true);
+  }
+
+  add(bytes: number, stepDone = false): void {
+    this.sofar += bytes;
+    for (const watcher of this.watchers) watcher.add(bytes, stepDone);
+  }
+}
+
 /** How many readied bytes make a progress report worth sending across the worker boundary. */
 export const PROGRESS_EVERY_BYTES = 1 << 20;
 
@@ -106,7 +122,7 @@ export class ModulePreparer implements ModuleSource {
   /** Compiled modules by key, for this session: a second task with the same module compiles nothing. */
   private readonly compiled = new Map<string, Promise<Compiled>>();
   /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
-  private readonly loading = new Map<string, Promise<Uint8Array>>();
+  private readonly loading = new Map<string, { bytes: Promise<Uint8Array>; progress: SharedProgress }>();
   private warnings: string[] = [];
   /** Verified bytes on their way into the cache, by hash. */
   private readonly storing = new Map<string, Uint8Array>();
@@ -236,37 +252,38 @@ export class ModulePreparer implements ModuleSource {
 
   /**
    * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
-   *   joins a load under way for another is told of them when they are ready.
+   *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
    */
   private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
     const key = `${ref.sha256}:${ref.size}:${kind}`;
     const joined = this.loading.get(key);
     if (joined) {
-      const bytes = await joined;
-      readied?.add(2 * ref.size, true);
-      return bytes;
+      if (readied) joined.progress.join(readied);
+      return joined.bytes;
     }
-    const load = this.loadVerifiedBlob(ref, kind, fetchLimit, readied).finally(() => this.loading.delete(key));
-    this.loading.set(key, load);
-    return load;
+    const progress = new SharedProgress();
+    if (readied) progress.join(readied);
+    const bytes = this.loadVerifiedBlob(ref, kind, fetchLimit, progress).finally(() => this.loading.delete(key));
+    this.loading.set(key, { bytes, progress });
+    return bytes;
   }
 
   /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
-  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
+  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied: SharedProgress): Promise<Uint8Array> {
     const held = this.storing.get(ref.sha256);
     if (held && held.length === ref.size) {
-      readied?.add(2 * ref.size, true);
+      readied.add(2 * ref.size, true);
       return held;
     }
     const cached = await this.blobs.get(ref.sha256);
     if (cached && cached.length === ref.size) {
-      readied?.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
+      readied.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
       return cached;
     }
     if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
-    const fetched = await this.server.fetchBlob(ref.sha256, ref.size, (length) => readied?.add(length));
+    const fetched = await this.server.fetchBlob(ref.sha256, ref.size, (length) => readied.add(length));
     const verdict = await verifyBlob(ref, fetched, kind);
-    readied?.add(fetched.length, true); // hashed
+    readied.add(fetched.length, true); // hashed
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
     // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
     // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache

@@ -14,8 +14,8 @@ import type { DewgridApi } from '../../src/app/api.ts';
 /** The pace the server assumes a device readies bytes at (the default is 250 kB/s): here 10 MB/s, so the first term is short. */
 const ASSUMED_BYTES_PER_MS = 10_000;
 /** The link's pace, far slower than the server assumes: the prepare outlives the lease's first term. */
-const LINK_BYTES_PER_SECOND = 1_000_000;
-const MARGIN_MS = 5_000;
+const LINK_BYTES_PER_SECOND = 600_000;
+const MARGIN_MS = 2_000;
 const env = useServerAndBrowser('large-module', { leaseMarginMs: MARGIN_MS, prepareBytesPerMs: ASSUMED_BYTES_PER_MS });
 type Win = { dewgrid: DewgridApi };
 

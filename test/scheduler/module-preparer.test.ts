@@ -54,6 +54,30 @@ describe('ModulePreparer progress', () => {
     expect(seen.at(-1)!).toBeLessThanOrEqual(maxPrepareProgress(module.length + input.length));
   });
 
+  it('a preparation that joins a load under way (a prefetch) hears of its bytes as they arrive', async () => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    // The server sends each part a moment after the last.
+    const slow: BlobFetcher = {
+      async fetchBlob(sha256, size, onBytes) {
+        const bytes = server.stored.get(sha256)!;
+        for (let at = 0; at < bytes.length; at += 65536) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          onBytes?.(Math.min(65536, bytes.length - at));
+        }
+        return bytes.subarray(0, size);
+      },
+    };
+    const preparer = new ModulePreparer(slow, cache, null);
+    const prefetch = preparer.prefetch(m, Infinity);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const seen: number[] = [];
+    await preparer.prepare(m, Infinity, (readied) => seen.push(readied));
+    await prefetch;
+    expect(seen.length).toBeGreaterThan(3);
+    expect(seen.at(-1)).toBe(3 * module.length + 2 * input.length);
+  });
+
   it('counts what the cache already holds at once', async () => {
     const { server, cache } = world();
     const m = await manifest(server);
