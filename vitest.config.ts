@@ -25,6 +25,7 @@ export default defineConfig({
             'test/server/api.test.ts',
             'test/server/validation.test.ts',
             'test/server/status-page.test.ts',
+            'test/server/client.test.ts',
             'test/server/hostile-donors.test.ts',
             'test/server/cluster.test.ts',
           ],

@@ -19,7 +19,7 @@ export async function benchHostileMemory(): Promise<AttackMeasurement[]> {
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await startDonor(page);
-    const resultOf = async (batchId: string) => ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
+    const resultOf = async (batchId: string) => ((await (await server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
     await warmUp(server, resultOf);
     const out: AttackMeasurement[] = [];
     for (const attack of MEMORY_ATTACKS) out.push(await runMemoryAttack(server, attack, resultOf));

@@ -23,7 +23,7 @@ export async function benchOfflineStart(runs = 7): Promise<OfflineStartReport> {
     await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     // Long tasks (seconds each), so the one running when the page reloads is still there to pick up.
     const tasks = Array.from({ length: 4 }, () => ({ args: ['fractal', '960', '720', '900', '680', '40', '40', '600000'], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
-    await publishBatch(server.url, await buildBatch({ name: 'offline bench', module: new Uint8Array(readFileSync('demo/fractal/fractal.wasm')), tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'offline bench', module: new Uint8Array(readFileSync('demo/fractal/fractal.wasm')), tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void; start(): void } }).dewgrid.setLimits({ workers: 1 }));
     await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
     await page.waitForFunction(() => (window as unknown as { dewgrid: { status(): { counts: { running: number; queued: number } } } }).dewgrid.status().counts.queued >= 3);

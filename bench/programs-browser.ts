@@ -19,6 +19,7 @@ import { withBuiltClient } from './client-under-test.ts';
 import { programs, type Program } from './programs.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
 import { waitForBatch } from '../test/helpers/donor.ts';
+import { ownerFetch } from '../test/helpers/server.ts';
 import { runUnderNodeWasi } from '../test/helpers/node-wasi.ts';
 import { RESULT_BODY_TYPE, sha256Hex, type BatchResults } from '../src/protocol/index.ts';
 import { fmt, median } from './stats.ts';
@@ -94,7 +95,7 @@ export async function benchProgramsBrowser(): Promise<BrowserProgramReport[]> {
 async function one(program: Program, server: { url: string; key: Parameters<typeof buildBatch>[1] }, browser: import('playwright-core').Browser): Promise<BrowserProgramReport> {
   const limits = { memoryBytes: program.memoryBytes, wallTimeMs: 600_000, outputBytes: 16 * 2 ** 20 };
   const task = { args: program.options.args, env: program.options.env, stdin: null, files: program.options.files, preopens: program.options.preopens };
-  const publish = async () => publishBatch(server.url, await buildBatch({ name: program.name, module: program.wasm, tasks: [task], limits, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  const publish = async () => publishBatch(server.url, await buildBatch({ name: program.name, module: program.wasm, tasks: [task], limits, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
   // The reference: its outputs, and its run time (median of three).
   const references = [];
   for (let i = 0; i < 3; i++) references.push(await runUnderNodeWasi(program.wasm, program.options));
@@ -133,10 +134,10 @@ async function one(program: Program, server: { url: string; key: Parameters<type
       await page.waitForSelector('html[data-ready="true"]');
     }
     await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
-    await waitForBatch(server.url, batch.batchId, (c) => (c.done ?? 0) + (c.failed ?? 0) === 1, 900_000);
+    await waitForBatch(server, batch.batchId, (c) => (c.done ?? 0) + (c['exit-nonzero'] ?? 0) + (c.failed ?? 0) === 1, 900_000);
     const posted = await timings.get();
     await page.evaluate(() => (window as unknown as { dewgrid: { stop(): void } }).dewgrid.stop());
-    const results = (await (await fetch(`${server.url}/api/batches/${batch.batchId}/results`)).json()) as BatchResults;
+    const results = (await (await ownerFetch(server, `/api/batches/${batch.batchId}/results`)).json()) as BatchResults;
     const t = results.tasks[0]!;
     if (t.error) throw new Error(`${program.name} in Chromium: ${t.error.code}: ${t.error.message}`);
     const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;

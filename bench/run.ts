@@ -5,17 +5,19 @@
  * for a short check (or DEWGRID_SUSTAINED_SECONDS).
  */
 import { cpus, totalmem } from 'node:os';
-import { benchSyscallSpeed, benchWasmSpeed, printSpeed } from './wasm-speed.ts';
+import { benchSyscallSpeed, benchWasmSpeed, benchYieldHookByEngine, printSpeed } from './wasm-speed.ts';
 import { benchServerThroughput, printServerThroughput } from './server-throughput.ts';
 import { benchOfflineStart, printOfflineStart } from './offline-start.ts';
 import { benchStartLatency, printStartLatency } from './start-latency.ts';
 import { benchInstrumentation, printInstrumentation } from './instrumentation.ts';
 import { benchThrottle, printThrottle } from './throttle.ts';
+import { benchThrottleEngines, printThrottleEngines } from './throttle-engines.ts';
 import { benchSignatures, printSignatures } from './signatures.ts';
 import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
+import { benchBodyMemory, printBodyMemory } from './body-memory.ts';
 import { benchScale, scalePrinter } from './scale.ts';
 import { costsFromEnv, printDonors, simulateDonors } from './donors.ts';
 import { benchSustained, printSustained, sustainedSeconds } from './sustained.ts';
@@ -28,12 +30,15 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   'start-latency': async () => printStartLatency(await benchStartLatency()),
   'syscall-speed': async () => printSpeed(await benchSyscallSpeed()),
   instrumentation: async () => printInstrumentation(await benchInstrumentation()),
+  'yield-hook-by-engine': async () => (await benchYieldHookByEngine()).forEach(printSpeed),
   throttle: async () => printThrottle(await benchThrottle()),
+  'throttle-engines': async () => printThrottleEngines(await benchThrottleEngines()),
   'page-weight': async () => printPageWeight(await benchPageWeight()),
   signatures: async () => printSignatures(await benchSignatures()),
   programs: async () => printPrograms(await benchPrograms()),
   'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
+  'body-memory': async () => printBodyMemory(await benchBodyMemory()),
   scale: async () => void (await benchScale(scalePrinter())),
   donors: async () => printDonors([1e6, 1e7].map((n) => simulateDonors(n, costsFromEnv()))),
   sustained: async () => printSustained(await benchSustained(sustainedSeconds())),

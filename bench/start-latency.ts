@@ -31,7 +31,7 @@ function variant(bytes: Uint8Array, n: number): Uint8Array {
 
 async function publishTasks(server: TestServer, module: Uint8Array, count: number): Promise<string> {
   const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '8', '8', '0', '0', '8', '8'], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
-  const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'latency', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+  const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'latency', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
   return batchId;
 }
 
@@ -57,7 +57,7 @@ export async function benchStartLatency(samples = 15): Promise<StartLatencyRepor
     for (let i = 0; i < samples; i++) {
       // One batch per new module: its first task is cold, the next ones warm.
       const batchId = await publishTasks(server, variant(fractal, i), 3);
-      await waitForBatch(server.url, batchId, (c) => c.done === 3);
+      await waitForBatch(server, batchId, (c) => c.done === 3);
       const [first, ...rest] = await startTimes(server, batchId);
       cold.push(first!);
       warm.push(...rest);
@@ -68,7 +68,7 @@ export async function benchStartLatency(samples = 15): Promise<StartLatencyRepor
       await page.reload();
       await page.waitForSelector('html[data-ready="true"]');
       const batchId = await publishTasks(server, variant(fractal, i), 1);
-      await waitForBatch(server.url, batchId, (c) => c.done === 1);
+      await waitForBatch(server, batchId, (c) => c.done === 1);
       reloaded.push(...(await startTimes(server, batchId)));
     }
     return { cold: summary(cold), warm: summary(warm), reloaded: summary(reloaded) };

@@ -63,7 +63,7 @@ export async function benchSustained(seconds = sustainedSeconds()): Promise<Sust
     const fractal = new Uint8Array(readFileSync('demo/fractal/fractal.wasm'));
     const count = Math.ceil((2 * seconds * cores) / 20) + 4 * cores;
     const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '860', '640', '80', '80', '900000'], env: [], stdin: null, files: [], preopens: [] }));
-    await publishBatch(server.url, await buildBatch({ name: 'sustained', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 6 * 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'sustained', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 6 * 3600_000 }, server.key), server.key);
     // The defaults, untouched: start as a donor would.
     await page.evaluate('window.dewgrid.start()');
     const { settings } = await page.evaluate<Status>('window.dewgrid.status()');

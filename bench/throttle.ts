@@ -41,7 +41,7 @@ export async function benchThrottle(windowMs = 5000, pauses = 15): Promise<Throt
     // One worker; no back-off for other programs (a shared machine's load would only blur what is measured here).
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, dwellSeconds: 0, whenHidden: 'pause', backOffWhileInUse: false, backOffForOtherPrograms: false }));
     const fractal = new Uint8Array(readFileSync('demo/fractal/fractal.wasm'));
-    await publishBatch(server.url, await buildBatch({ name: 'throttle', module: fractal, tasks: [{ args: ['fractal', '960', '720', '800', '600', '160', '120', '300000'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'throttle', module: fractal, tasks: [{ args: ['fractal', '960', '720', '800', '600', '160', '120', '300000'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 3_600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().progress.work > 0, null, { timeout: 30_000 }).catch(async (e) => { console.log(JSON.stringify(await status(page)), await page.locator('.activity li').allTextContents()); throw e; });
 

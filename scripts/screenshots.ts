@@ -1,31 +1,35 @@
 /**
- * Takes the README's screenshots from the running app: the dashboard while and after the demo
- * batch is computed in Chromium, at desktop and phone sizes, and the owner's status page after.
+ * Takes the README's screenshots from the running app: the dashboard once a demo picture is
+ * computed in Chromium, as a 1280x800 desktop and a 390x844 phone show it without scrolling, and
+ * the owner's status page after.
  * Run: node --import tsx scripts/screenshots.ts
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildClient } from '../test/helpers/build.ts';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
 import { waitForBatch, pressStart } from '../test/helpers/donor.ts';
-import { buildBatch, publishBatch } from '../server/publish.ts';
-import { demoBatchSpec } from '../demo/tiles.ts';
+import { API, signOwnerToken, type DemoState } from '../src/protocol/index.ts';
 
 const outDir = join(tmpdir(), 'dewgrid-screenshots-dist');
 await buildClient(outDir, { sourcemap: true });
 const dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-screenshots-'));
-const server = await startTestServer({ dataDir, staticDir: outDir });
+// With npm start's demo: each page shows a picture of its own, asked for as a donor asks.
+const server = await startTestServer({ dataDir, staticDir: outDir, demo: true });
 const browser = await launchChromium();
 try {
+  // What each screen shows without scrolling: the picture among the first things.
   for (const [name, viewport] of [
-    ['desktop', { width: 1280, height: 900 }],
+    ['desktop', { width: 1280, height: 800 }],
     ['phone', { width: 390, height: 844 }],
   ] as const) {
-    const request = await buildBatch(demoBatchSpec(new Uint8Array(readFileSync('demo/fractal/fractal.wasm'))), server.key);
-    const { batchId } = await publishBatch(server.url, request);
-    const page = await browser.newPage({ viewport, deviceScaleFactor: name === 'phone' ? 2 : 1, isMobile: name === 'phone', hasTouch: name === 'phone' });
+    const asked = await fetch(server.url + API.demoNext, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    if (!asked.ok) throw new Error(`the next demo picture: ${asked.status} ${await asked.text()}`);
+    const { batchId, tasks } = (await asked.json()) as DemoState;
+    const context = await browser.newContext({ viewport, deviceScaleFactor: name === 'phone' ? 2 : 1, isMobile: name === 'phone', hasTouch: name === 'phone' });
+    const page = await context.newPage();
     await page.goto(server.url);
     await page.waitForSelector('html[data-ready="true"]');
     // Half of each core, one task at a time: the demo lasts long enough to draw a curve on the chart.
@@ -33,18 +37,21 @@ try {
     await page.waitForTimeout(3000); // a few idle seconds first, as a donor's page has
     await pressStart(page);
     if (name === 'desktop') await page.locator('.settings > summary').click();
-    await waitForBatch(server.url, batchId, (c) => c.done === request.tasks.length);
-    await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), request.tasks.length);
+    await waitForBatch(server, batchId, (c) => c.done === tasks);
+    await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), tasks);
+    await page.getByRole('button', { name: 'Render another picture' }).waitFor();
     await page.waitForTimeout(3000); // and the chart's fall back to idle
-    await page.screenshot({ path: `docs/screenshots/${name}.png`, fullPage: true });
+    await page.screenshot({ path: `docs/screenshots/${name}.png` });
     console.log(`docs/screenshots/${name}.png`);
-    await page.close();
+    await context.close();
   }
-  const status = await browser.newPage({ viewport: { width: 1600, height: 640 } });
-  await status.goto(`${server.url}/status`);
+  // The status page as its owner sees it, opened from a link.
+  const owner = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const status = await owner.newPage();
+  await status.goto(`${server.url}/status?token=${await signOwnerToken(server.key, { scope: 'read', lifetimeMs: 3600_000 })}`);
   await status.screenshot({ path: 'docs/screenshots/status.png', fullPage: true });
   console.log('docs/screenshots/status.png');
-  await status.close();
+  await owner.close();
 } finally {
   await browser.close();
   await server.close();

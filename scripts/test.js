@@ -1,27 +1,43 @@
 #!/usr/bin/env node
-// `npm test`: makes sure a browser is there for the browser tests, then runs every test once.
+// `npm test`: makes sure the browsers are there for the browser tests, then runs every test once.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 
-const candidates = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
-const hasBrowser = () => (process.env.CHROMIUM_PATH ? existsSync(process.env.CHROMIUM_PATH) : candidates.some((p) => existsSync(p)));
+/**
+ * The browsers the tests drive, each found the way its helper finds it (test/helpers/browser.ts and
+ * test/helpers/engines/), with the Debian packages that provide it. Nothing is downloaded.
+ */
+const exists = (paths) => paths.some((p) => existsSync(p));
+const fromEnvOr = (name, paths) => (process.env[name] ? existsSync(process.env[name]) : exists(paths));
+const hasPythonWebKit = () =>
+  spawnSync('/usr/bin/python3', ['-c', "import gi; gi.require_version('WebKit2', '4.1'); gi.require_version('Gtk', '3.0')"], { stdio: 'ignore' }).status === 0;
+const requirements = [
+  { what: 'Chromium', packages: ['chromium'], found: () => fromEnvOr('CHROMIUM_PATH', ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable']), elsewhere: 'install Chromium or Chrome and set CHROMIUM_PATH' },
+  { what: 'Firefox', packages: ['firefox-esr'], found: () => fromEnvOr('FIREFOX_PATH', ['/usr/bin/firefox-esr', '/usr/bin/firefox']), elsewhere: 'install Firefox and set FIREFOX_PATH' },
+  { what: "WebKitGTK's WebDriver", packages: ['webkit2gtk-driver'], found: () => fromEnvOr('WEBKIT_WEBDRIVER_PATH', ['/usr/bin/WebKitWebDriver']), elsewhere: 'install WebKitGTK 4.1 and its WebKitWebDriver' },
+  { what: 'Xvfb', packages: ['xvfb'], found: () => exists(['/usr/bin/Xvfb']), elsewhere: 'install Xvfb' },
+  { what: "WebKitGTK's Python bindings", packages: ['python3-gi', 'gir1.2-webkit2-4.1'], found: hasPythonWebKit, elsewhere: 'install PyGObject and the WebKit2 4.1 typelib' },
+];
+const missing = () => requirements.filter((r) => !r.found());
 
-if (!hasBrowser()) {
+if (missing().length) {
   const isRoot = process.getuid?.() === 0;
   const isDebian = existsSync('/etc/debian_version') && existsSync('/usr/bin/apt-get');
   if (isRoot && isDebian) {
-    console.log('npm test: no Chromium found; installing Debian\'s chromium package for the browser tests.');
+    const packages = missing().flatMap((r) => r.packages);
+    console.log(`npm test: installing Debian's ${packages.join(', ')} for the browser tests.`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    for (const args of [['update', '-qq'], ['install', '-y', '-qq', 'chromium']]) {
+    for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...packages]]) {
       const run = spawnSync('apt-get', args, { stdio: 'inherit', env });
       if (run.status !== 0) process.exit(run.status ?? 1);
     }
   }
-  if (!hasBrowser()) {
+  const still = missing();
+  if (still.length) {
     console.error(
-      'npm test needs Chromium for the browser tests and found none.\n' +
-        '  Debian/Ubuntu: sudo apt-get install chromium\n' +
-        '  Elsewhere: install Chromium or Chrome and set CHROMIUM_PATH=/path/to/chromium',
+      `npm test needs, for the browser tests: ${still.map((r) => r.what).join(', ')}.\n` +
+        `  Debian/Ubuntu: sudo apt-get install ${still.flatMap((r) => r.packages).join(' ')}\n` +
+        still.map((r) => `  Elsewhere (${r.what}): ${r.elsewhere}\n`).join(''),
     );
     process.exit(1);
   }

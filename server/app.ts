@@ -1,9 +1,10 @@
 /**
  * The task server: the API of docs/protocol.md, blobs by hash, the keyset, and the built PWA.
  * Every body is validated with the shared protocol schemas; every error is `{ error, message }`;
- * a rejected request changes nothing.
+ * a rejected request changes nothing. Who may call each route, and how large a body it reads, is
+ * one table (route-policy.ts).
  */
-import { API, MAX_RESULT_BODY_BYTES, RESULT_BODY_TYPE } from '../src/protocol/index.ts';
+import { API, MAX_RESULT_BODY_BYTES, PROTOCOL_VERSION, RESULT_BODY_TYPE, type ServerInfo } from '../src/protocol/index.ts';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
@@ -12,11 +13,18 @@ import { blobRoutes } from './routes/blobs.ts';
 import { DEFAULT_DEVICE_LIMITS, deviceRoutes, type DeviceLimits } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { statusRoutes } from './routes/status.ts';
+import { eventRoutes } from './routes/events.ts';
+import { demoRoutes, type DemoOptions } from './routes/demo.ts';
 import { openStore, type Store } from './store/index.ts';
 import { Keysets } from './keyset.ts';
 import { embedHeaders } from './embed-headers.ts';
+import { ownerAuth } from './owner-auth.ts';
+import { applyRoutePolicy, DEFAULT_BODY_LIMIT } from './route-policy.ts';
+import { ExpirySweep } from './sweep.ts';
+import { readTrust } from './keys.ts';
 
 export { jsonBytes } from './routes/batches.ts';
+export { DEFAULT_BODY_LIMIT };
 
 export interface ServerOptions {
   /** Holds trust.json (the roots), and with SQLite dewgrid.sqlite and blobs/; made if missing. */
@@ -32,7 +40,7 @@ export interface ServerOptions {
   logger?: boolean;
   /** Body limit for publishing (modules travel in it), bytes. Default 256 MiB. */
   publishBodyLimit?: number;
-  /** Body limit everywhere else, bytes. Default 8 MiB. */
+  /** Body limit for routes the route policy gives none, bytes. Default 64 KiB (route-policy.ts). */
   bodyLimit?: number;
   /** Body limit for results, bytes: big enough for a task's outputs at their caps. */
   resultBodyLimit?: number;
@@ -58,6 +66,10 @@ export interface ServerOptions {
    * new device keys are per client address.
    */
   trustProxy?: boolean | string | string[];
+  /** How often queued tasks past their expiry are ended, ms (sweep.ts); default 60 s, 0 for never. */
+  sweepIntervalMs?: number;
+  /** `npm start`'s demo: donors on this machine may ask for the next picture (routes/demo.ts). */
+  demo?: DemoOptions;
 }
 
 export interface DewgridServer {
@@ -68,7 +80,6 @@ export interface DewgridServer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_BODY_LIMIT = 8 * 2 ** 20;
 export const DEFAULT_PUBLISH_BODY_LIMIT = 256 * 2 ** 20;
 
 const COMMON_HEADERS = {
@@ -104,6 +115,8 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     await store.close();
     throw error;
   }
+  const owner = ownerAuth(keysets, now);
+  const sweep = new ExpirySweep(store, options.sweepIntervalMs ?? 60_000, now);
   const app = Fastify({
     logger: options.logger ?? false,
     trustProxy: options.trustProxy ?? false,
@@ -131,6 +144,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   });
   installErrorHandler(app);
   installJsonParser(app);
+  applyRoutePolicy(app, owner);
 
   deviceRoutes(app, store, keysets, {
     now,
@@ -139,15 +153,28 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   });
   blobRoutes(app, store);
   batchRoutes(app, store, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
-  statusRoutes(app, store, now);
+  eventRoutes(app, store, { headers });
+  app.get(API.info, async (): Promise<ServerInfo> => {
+    let projectName: string | null = null;
+    try {
+      projectName = readTrust(options.dataDir)?.projectName ?? null;
+    } catch {
+      // an unreadable trust file names no project
+    }
+    return { service: 'dewgrid', protocol: PROTOCOL_VERSION, projectName, keysetVersion: (await keysets.current())?.keyset.version ?? 0, demo: options.demo !== undefined };
+  });
+  if (options.demo) demoRoutes(app, store, options.demo);
+  statusRoutes(app, store, { now, owner, sweep });
   await siteRoutes(app, { staticDir: options.staticDir });
 
   await app.ready();
+  sweep.start();
   return {
     app,
     store,
     keysets,
     async close() {
+      sweep.stop();
       await app.close();
       await store.close();
     },

@@ -8,6 +8,7 @@ import { parse, type ApiError } from '../src/protocol/index.ts';
 
 const ERROR_CODES: Record<number, string> = {
   400: 'bad-request',
+  401: 'unauthorized',
   403: 'forbidden',
   404: 'not-found',
   405: 'method-not-allowed',
@@ -23,7 +24,7 @@ const ERROR_CODES: Record<number, string> = {
 /** A refusal a route or the store decided on; the error handler turns it into `{ error, message }`. */
 export class HttpError extends Error {
   constructor(
-    readonly status: 400 | 403 | 404 | 409 | 410 | 413 | 415 | 429 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 429 | 503,
     message: string,
     /** For a 429: when to try again (the Retry-After header). */
     readonly retryAfterSeconds?: number,

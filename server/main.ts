@@ -8,18 +8,38 @@
  * Run it with `npx tsx server/main.ts`; `npm start` calls startServer. See docs/deploy.md.
  */
 import { pathToFileURL } from 'node:url';
-import { createServer, type DewgridServer } from './app.ts';
+import { createServer, type DewgridServer, type ServerOptions } from './app.ts';
 
-export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise<{ server: DewgridServer; url: string }> {
+/** A start-up problem said in one line (the port is taken, PORT is not a port): no stack trace. */
+export class StartError extends Error {}
+
+/**
+ * Listens, or says in one line why not: a port in use names PORT and what probably holds it.
+ * @throws StartError when the port is taken or not allowed
+ */
+export async function listen(server: DewgridServer, port: number, host: string): Promise<string> {
+  try {
+    return await server.app.listen({ port, host });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    await server.close();
+    if (code === 'EADDRINUSE') throw new StartError(`port ${port} on ${host} is in use (is \`npm start\` already running?): stop what holds it, or choose another with PORT=${port + 2} npm start`);
+    if (code === 'EACCES') throw new StartError(`port ${port} on ${host} needs privileges this process lacks: choose another with PORT=8787`);
+    throw error;
+  }
+}
+
+/** @param extra options only a caller in code can give (the demo's key and module) */
+export async function startServer(env: NodeJS.ProcessEnv = process.env, extra: Partial<ServerOptions> = {}): Promise<{ server: DewgridServer; url: string }> {
   const port = Number(env.PORT ?? 8787);
-  if (!/^\d+$/.test(env.PORT ?? '8787') || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
+  if (!/^\d+$/.test(env.PORT ?? '8787') || port > 65535) throw new StartError(`PORT must be a port number, got "${env.PORT}"`);
   const rate = env.DEWGRID_DEVICE_RATE === undefined ? undefined : Number(env.DEWGRID_DEVICE_RATE);
-  if (rate !== undefined && !(rate > 0)) throw new Error(`DEWGRID_DEVICE_RATE must be a number of requests a second above 0, got "${env.DEWGRID_DEVICE_RATE}"`);
+  if (rate !== undefined && !(rate > 0)) throw new StartError(`DEWGRID_DEVICE_RATE must be a number of requests a second above 0, got "${env.DEWGRID_DEVICE_RATE}"`);
   const proxy = env.DEWGRID_TRUST_PROXY;
   const whole = (name: string, min: number): number | undefined => {
     const value = env[name];
     if (value === undefined || value === '') return undefined;
-    if (!/^\d+$/.test(value) || Number(value) < min) throw new Error(`${name} must be a whole number from ${min}, got "${value}"`);
+    if (!/^\d+$/.test(value) || Number(value) < min) throw new StartError(`${name} must be a whole number from ${min}, got "${value}"`);
     return Number(value);
   };
   const server = await createServer({
@@ -31,8 +51,9 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     leaseMarginMs: whole('DEWGRID_LEASE_MARGIN_MS', 0),
     deviceLimits: rate === undefined ? undefined : { perDevice: { perSecond: rate, burst: Math.max(10, rate * 10) } },
     trustProxy: proxy === undefined ? undefined : proxy === 'true' ? true : proxy.split(',').map((a) => a.trim()),
+    ...extra,
   });
-  const url = await server.app.listen({ port, host: env.HOST ?? '127.0.0.1' });
+  const url = await listen(server, port, env.HOST ?? '127.0.0.1');
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

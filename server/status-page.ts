@@ -1,6 +1,7 @@
 /**
  * The project owner's status page (GET /status): batches and their progress, active devices,
- * refusals with their reasons.
+ * refusals with their reasons, and the expiry sweep. A browser without the owner's credential gets
+ * the server's totals only (routes/status.ts says why).
  *
  * Rendered here, on the server, as plain HTML: the data is already here, it is a few tables, and
  * it then needs no build, no client framework, and no second copy of the rendering in the browser;
@@ -23,6 +24,7 @@ import {
 import { html, raw, type Html } from './html.ts';
 import { TRUST_AFTER_VALID } from './store/rules.ts';
 import type { DeviceActivity } from './store/index.ts';
+import type { SweepReport } from './sweep.ts';
 
 export interface Column<Row> {
   header: string;
@@ -46,8 +48,15 @@ export interface KeysetRefusalRow {
 
 export interface StatusPageData {
   now: number;
+  /** The reader holds the owner's credential: batches, devices and refusals are shown. */
+  owner: boolean;
+  /** Why a link's token was refused, when it was. */
+  tokenRefused?: string | null;
   batches: BatchStatus[];
+  /** The active devices shown (none to a reader who is not the owner). */
   devices: DeviceRow[];
+  /** How many devices were active (or more, see moreDevices). */
+  activeDeviceCount: number;
   /** Keysets devices refused (not signed by a pinned root, tampered with, rolled back): a sign of trouble between server and donors. */
   keysetRefusals: KeysetRefusalRow[];
   /** More devices were active than `devices` holds. */
@@ -55,6 +64,7 @@ export interface StatusPageData {
   /** How far back a device counts as active, ms. */
   activeWindowMs: number;
   refreshSeconds: number;
+  sweep: SweepReport;
 }
 
 interface RefusalRow {
@@ -70,18 +80,20 @@ interface FailureRow {
 /** The newest refusals shown; every one is in `dewgrid status BATCH`. */
 export const MAX_REFUSALS_SHOWN = 50;
 
-const STATE_WORDS: Record<TaskState, string> = {
+export const STATE_WORDS: Record<TaskState, string> = {
   queued: 'Queued',
   running: 'Running',
   done: 'Done',
+  'exit-nonzero': 'Done, exit ≠ 0',
   failed: 'Failed',
   refused: 'Refused',
   expired: 'Expired',
   inconclusive: 'Inconclusive',
   revoked: 'Revoked',
+  cancelled: 'Cancelled',
 };
 /** The states a task ends in: the bar's "finished". */
-const FINISHED: TaskState[] = ['done', 'failed', 'refused', 'expired', 'inconclusive', 'revoked'];
+const FINISHED: TaskState[] = ['done', 'exit-nonzero', 'failed', 'refused', 'expired', 'inconclusive', 'revoked', 'cancelled'];
 
 const total = (b: BatchStatus) => TASK_STATES.reduce((sum, s) => sum + (b.counts[s] ?? 0), 0);
 
@@ -89,16 +101,17 @@ export const BATCH_COLUMNS: Column<BatchStatus>[] = [
   { header: 'Batch', cell: (b) => html`<strong>${b.name}</strong><br /><code>${b.batchId}</code>` },
   { header: 'Published', cell: (b, page) => when(b.createdAt, page.now) },
   { header: 'Progress', cell: (b) => progressBar(b) },
-  { header: 'Quorum', cell: (b) => quorumSummary(b) },
-  ...TASK_STATES.map((state): Column<BatchStatus> => ({ header: STATE_WORDS[state], numeric: true, cell: (b) => b.counts[state] ?? 0 })),
   { header: 'Tasks', numeric: true, cell: (b) => total(b) },
+  // One cell for the states (only those with tasks), so the table fits a desktop whatever states there are.
+  { header: 'By state', cell: (b) => stateList(b.counts) },
+  { header: 'Quorum', cell: (b) => quorumSummary(b) },
   { header: 'Refusals', cell: (b) => refusalSummary(b) },
   { header: 'Reports', cell: (b) => reportSummary(b) },
 ];
 
 export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
-  { header: 'Device', cell: (d) => html`<code>${d.deviceId}</code>` },
-  { header: 'Last lease or result', cell: (d, page) => when(d.lastSeen, page.now) },
+  { header: 'Device', cell: (d) => html`<code class="id">${d.deviceId}</code>` },
+  { header: 'Last seen', cell: (d, page) => when(d.lastSeen, page.now) },
   { header: 'Leases', numeric: true, cell: (d) => d.leases },
   { header: 'Results', numeric: true, cell: (d) => d.results },
   { header: 'Errors', numeric: true, cell: (d) => d.errors },
@@ -112,7 +125,7 @@ export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
 
 /** A device's id, marked when it had not earned trust: its word re-issues a task, never ends one. */
 function device(deviceId: string, newDevice: boolean): Html {
-  return html`<code>${deviceId}</code>${newDevice ? html` <span class="new">new</span>` : ''}`;
+  return html`<code class="id">${deviceId}</code>${newDevice ? html` <span class="new">new</span>` : ''}`;
 }
 
 export const KEYSET_REFUSAL_COLUMNS: Column<KeysetRefusalRow>[] = [
@@ -126,7 +139,7 @@ export const KEYSET_REFUSAL_COLUMNS: Column<KeysetRefusalRow>[] = [
 export const REFUSAL_COLUMNS: Column<RefusalRow>[] = [
   { header: 'When', cell: (r, page) => when(r.refusal.at, page.now) },
   { header: 'Batch', cell: (r) => r.batch.name },
-  { header: 'Task', cell: (r) => html`<code>${r.refusal.taskId}</code>` },
+  { header: 'Task', cell: (r) => html`<code class="id">${r.refusal.taskId}</code>` },
   { header: 'Device', cell: (r) => device(r.refusal.deviceId, r.refusal.newDevice) },
   { header: 'Reason', cell: (r) => html`${REFUSAL_TEXT[r.refusal.reason] ?? r.refusal.reason} <code>${r.refusal.reason}</code>` },
   { header: 'Detail', cell: (r) => r.refusal.detail },
@@ -146,7 +159,7 @@ const FAILURE_TEXT: Record<string, string> = {
 export const FAILURE_COLUMNS: Column<FailureRow>[] = [
   { header: 'When', cell: (r, page) => when(r.failure.at, page.now) },
   { header: 'Batch', cell: (r) => r.batch.name },
-  { header: 'Task', cell: (r) => html`<code>${r.failure.taskId}</code>` },
+  { header: 'Task', cell: (r) => html`<code class="id">${r.failure.taskId}</code>` },
   { header: 'Device', cell: (r) => device(r.failure.deviceId, r.failure.newDevice) },
   { header: 'What', cell: (r) => html`${FAILURE_TEXT[r.failure.code] ?? r.failure.code} <code>${r.failure.code}</code>` },
   { header: 'Message', cell: (r) => r.failure.message },
@@ -160,12 +173,15 @@ export function renderStatusPage(page: StatusPageData): string {
     .flatMap((batch) => batch.failures.map((failure): FailureRow => ({ batch, failure })))
     .sort((a, b) => b.failure.at - a.failure.at);
   const minutes = Math.round(page.activeWindowMs / 60_000);
-  const title = `Dewgrid status: ${count(page.batches.length, 'batch', 'batches')}, ${count(page.devices.length, 'active device')}${page.moreDevices ? ' or more' : ''}`;
+  const devices = `${count(page.moreDevices ? page.activeDeviceCount - 1 : page.activeDeviceCount, 'active device')}${page.moreDevices ? ' or more' : ''}`;
+  const title = `Dewgrid status: ${count(page.batches.length, 'batch', 'batches')}, ${devices}`;
   return `<!doctype html>${html`<html lang="en">
 <head>
 <meta charset="utf-8" />
 <meta name="viewport" content="width=device-width, initial-scale=1" />
+<meta name="referrer" content="no-referrer" />
 <title>${title}</title>
+<link rel="icon" href="/favicon.ico" sizes="32x32 48x48" />
 <style>${raw(STYLE)}</style>
 </head>
 <body>
@@ -179,8 +195,18 @@ export function renderStatusPage(page: StatusPageData): string {
   <noscript><p>Reload the page to see it change.</p></noscript>
 </header>
 <div id="live">
-  <p class="updated">Updated <time datetime="${new Date(page.now).toISOString()}">${utc(page.now)}</time>: ${title.replace(/^Dewgrid status: /, '')}.</p>
-  <section aria-labelledby="batches-heading">
+  <p class="updated">Updated <time datetime="${new Date(page.now).toISOString()}">${utc(page.now)}</time>: ${title.replace(/^Dewgrid status: /, '')}. ${sweepLine(page.sweep, page.now)}</p>
+  ${page.owner ? ownerView(page, refusals, failures, minutes) : publicView(page)}
+</div>
+</main>
+<script>${raw(REFRESH_SCRIPT)}</script>
+</body>
+</html>`}`;
+}
+
+/** What the owner sees: every batch, the active devices, the refusals. */
+function ownerView(page: StatusPageData, refusals: RefusalRow[], failures: FailureRow[], minutes: number): Html {
+  return html`<section aria-labelledby="batches-heading">
     <h2 id="batches-heading">Batches</h2>
     ${page.batches.length === 0 ? html`<p>No batches yet. Publish one with <code>npx dewgrid publish MODULE.wasm</code>.</p>` : table('batches', 'Batches, oldest first', BATCH_COLUMNS, page.batches, page)}
     ${page.batches.length > 0 ? legend() : ''}
@@ -203,19 +229,42 @@ export function renderStatusPage(page: StatusPageData): string {
     ${refusals.length === 0 ? html`<p>None.</p>` : table('refusals', 'Refusals, newest first', REFUSAL_COLUMNS, refusals.slice(0, MAX_REFUSALS_SHOWN), page)}
     ${refusals.length > MAX_REFUSALS_SHOWN ? html`<p>The newest ${MAX_REFUSALS_SHOWN} of ${refusals.length}; <code>npx dewgrid status BATCH</code> lists every one.</p>` : ''}
     ${page.keysetRefusals.length === 0 ? '' : html`<p>Lists of signing keys devices refused: something between this server and them served a keyset they could not trust.</p>${table('keyset-refusals', 'Refused keysets, newest first', KEYSET_REFUSAL_COLUMNS, [...page.keysetRefusals].reverse().slice(0, MAX_REFUSALS_SHOWN), page)}`}
-  </section>
-</div>
-</main>
-<script>${raw(REFRESH_SCRIPT)}</script>
-</body>
-</html>`}`;
+  </section>`;
+}
+
+/** What anyone else sees: the totals, and how the owner signs in. */
+function publicView(page: StatusPageData): Html {
+  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
+  for (const b of page.batches) for (const s of TASK_STATES) counts[s] += b.counts[s] ?? 0;
+  return html`<section aria-labelledby="totals-heading">
+    <h2 id="totals-heading">This server</h2>
+    ${page.tokenRefused ? html`<p class="refused-token" role="alert">The link's owner token was refused: ${page.tokenRefused}. Ask for a new link with <code>npx dewgrid status --link</code>.</p>` : ''}
+    <p id="totals">${count(page.batches.length, 'batch', 'batches')}; tasks: ${stateList(counts, 'none')}; ${count(page.activeDeviceCount, 'device')} active in the last ${Math.round(page.activeWindowMs / 60_000)} minutes.</p>
+    <p>Batches, their results, devices and refusals are shown to the project owner only. On the machine that holds the project's keys, <code>npx dewgrid status --link</code> prints a link that opens this page as the owner (<code>npm start</code> prints one too).</p>
+  </section>`;
+}
+
+/** When the expiry sweep last ran and what it ended. */
+function sweepLine(sweep: SweepReport, now: number): Html | string {
+  if (sweep.intervalMs <= 0) return 'Expired tasks are ended when a device asks for work.';
+  const every = sweep.intervalMs % 60_000 === 0 ? `${sweep.intervalMs / 60_000} min` : `${Math.round(sweep.intervalMs / 1000)} s`;
+  if (sweep.error) return html`<span class="sweep">Expiry sweep (every ${every}) failed: ${sweep.error}.</span>`;
+  if (!sweep.last) return html`<span class="sweep">Expiry sweep: every ${every}, not run yet.</span>`;
+  return html`<span class="sweep">Expiry sweep: every ${every}; last ${when(sweep.last.at, now)}, ended ${count(sweep.last.expired, 'expired task')} (${sweep.expiredSinceStart} since the server started).</span>`;
+}
+
+/** "3 done, 1 running": the states that have tasks, in TASK_STATES order. */
+function stateList(counts: Record<TaskState, number>, empty: string = '—'): Html | string {
+  const parts = TASK_STATES.filter((s) => (counts[s] ?? 0) > 0);
+  if (parts.length === 0) return empty;
+  return html`<span class="states">${parts.map((s, i) => html`<span class="state"><i class="${s}" aria-hidden="true"></i>${counts[s]} ${STATE_WORDS[s].toLowerCase()}${i < parts.length - 1 ? ', ' : ''}</span>`)}</span>`;
 }
 
 /** A table in a region of its own that scrolls sideways on a narrow screen (focusable, so it scrolls from the keyboard). */
 function table<Row>(id: string, caption: string, columns: Column<Row>[], rows: Row[], page: StatusPageData): Html {
   return html`<div class="scroll" id="${id}-table" role="region" aria-label="${caption}" tabindex="0">
 <table>
-<caption>${caption}</caption>
+<caption>${caption}<span class="scroll-note"> (scroll sideways for every column)</span></caption>
 <thead><tr>${columns.map((c) => html`<th scope="col"${c.numeric ? raw(' class="num"') : ''}>${c.header}</th>`)}</tr></thead>
 <tbody>${rows.map((row) => html`<tr>${columns.map((c) => html`<td${c.numeric ? raw(' class="num"') : ''}>${c.cell(row, page)}</td>`)}</tr>`)}</tbody>
 </table>
@@ -292,11 +341,11 @@ function count(n: number, one: string, many = `${one}s`): string {
 const STYLE = `
 :root { color-scheme: light dark; --bg: #f6f7f4; --fg: #1c2320; --muted: #5b665f; --card: #fff; --line: #d5dbd7;
   --done: #1f6f5c; --running: #7fbfae; --failed: #a33a2c; --refused: #b86e00; --expired: #7a7a7a; --queued: #e3e8e4;
-  --inconclusive: #6b4fa0; --revoked: #3d3d3d;
+  --inconclusive: #6b4fa0; --revoked: #3d3d3d; --nonzero: #c2410c; --cancelled: #9aa19c; --shadow: rgba(0, 0, 0, 0.18);
   font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; background: var(--bg); color: var(--fg); }
 @media (prefers-color-scheme: dark) { :root { --bg: #121614; --fg: #e6ece8; --muted: #9aa7a0; --card: #1b211e; --line: #34403a;
   --done: #5cc4a8; --running: #2f6b5c; --failed: #ff8a78; --refused: #f0b35a; --expired: #8d8d8d; --queued: #2a322e;
-  --inconclusive: #b9a0e8; --revoked: #c8c8c8; } }
+  --inconclusive: #b9a0e8; --revoked: #c8c8c8; --nonzero: #fb923c; --cancelled: #5f6661; --shadow: rgba(0, 0, 0, 0.6); } }
 body { margin: 0; }
 main { max-width: 96rem; margin: 0 auto; padding: 1rem; }
 h1 { margin: 0; font-size: 1.6rem; }
@@ -304,20 +353,42 @@ h2 { font-size: 1.15rem; margin: 1.5rem 0 0.5rem; }
 header { display: flex; flex-wrap: wrap; gap: 0.5rem 2rem; align-items: baseline; justify-content: space-between; }
 .refresh { margin: 0; } .updated { color: var(--muted); }
 :focus-visible { outline: 3px solid var(--done); outline-offset: 2px; }
-.scroll { overflow-x: auto; background: var(--card); border-radius: 0.6rem; }
-/* Never squeezed into unreadable columns: on a narrow screen the table scrolls sideways instead. */
-table { border-collapse: collapse; width: 100%; min-width: 44rem; font-size: 0.92rem; }
+/*
+ * A desktop shows every column. A narrow screen keeps the columns readable and scrolls the table
+ * sideways instead, with a shadow at each edge where there is more to see (the shadows scroll with
+ * the content, the covers that hide them at the ends do not: no script needed), and a note saying so.
+ */
+.scroll { overflow-x: auto; border-radius: 0.6rem;
+  background: linear-gradient(to right, var(--card) 30%, transparent) left / 2.5rem 100% no-repeat local,
+    linear-gradient(to left, var(--card) 30%, transparent) right / 2.5rem 100% no-repeat local,
+    radial-gradient(farthest-side at 0 50%, var(--shadow), transparent) left / 0.9rem 100% no-repeat scroll,
+    radial-gradient(farthest-side at 100% 50%, var(--shadow), transparent) right / 0.9rem 100% no-repeat scroll,
+    var(--card); }
+table { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
 caption { text-align: left; padding: 0.5rem 0.75rem 0; color: var(--muted); font-size: 0.85rem; }
-th, td { text-align: left; padding: 0.45rem 0.75rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { font-weight: 600; white-space: nowrap; }
+.scroll-note { display: none; }
+@media (max-width: 60rem) {
+  table { min-width: 40rem; }
+  .scroll-note { display: inline; }
+}
+th, td { text-align: left; padding: 0.45rem 0.6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
-code { font-size: 0.88em; white-space: nowrap; }
-.progress { display: flex; align-items: center; gap: 0.5rem; min-width: 10rem; }
+code { font-size: 0.88em; }
+/* Ids are long and unbroken: they may break anywhere rather than widen their column. */
+code.id { overflow-wrap: anywhere; word-break: break-all; }
+.states { display: flex; flex-wrap: wrap; gap: 0.1rem 0.6rem; }
+.states .state { display: inline-flex; align-items: center; gap: 0.3rem; white-space: nowrap; }
+.states i { display: inline-block; width: 0.7rem; height: 0.7rem; border-radius: 0.2rem; border: 1px solid var(--line); }
+.sweep { color: var(--muted); }
+.refused-token { color: var(--failed); }
+.progress { display: flex; align-items: center; gap: 0.5rem; min-width: 8rem; }
 .bar { flex: 1; display: flex; height: 0.8rem; border-radius: 0.4rem; overflow: hidden; background: var(--queued); }
 .bar span, .legend i { display: block; }
 .done { background: var(--done); } .running { background: var(--running); } .failed { background: var(--failed); }
 .refused { background: var(--refused); } .expired { background: var(--expired); } .queued { background: var(--queued); }
 .inconclusive { background: var(--inconclusive); } .revoked { background: var(--revoked); }
+.exit-nonzero { background: var(--nonzero); } .cancelled { background: var(--cancelled); }
 .legend { display: flex; flex-wrap: wrap; gap: 0.3rem 1rem; font-size: 0.85rem; color: var(--muted); }
 .legend span { display: flex; align-items: center; gap: 0.3rem; }
 .legend i { width: 0.8rem; height: 0.8rem; border-radius: 0.2rem; border: 1px solid var(--line); }

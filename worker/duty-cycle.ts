@@ -26,7 +26,7 @@ export class DutyCycle {
   private slowIntervals = 0;
   readonly progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
 
-  /** @param control the page's control block, or, without cross-origin isolation, a fixed throttle. */
+  /** @param control the page's control block, or, where the page cannot share memory with its workers, a fixed throttle. */
   constructor(private readonly control: ThrottleBlock | Throttle) {}
 
   tick(work: number): void {

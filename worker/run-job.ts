@@ -107,6 +107,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       error: null,
       runMs: performance.now() - started,
       work: budget ? workSoFar() : null,
+      progress: { ...dutyCycle.progress },
       blobs: {
         stdout: new Blob([result.stdout as Uint8Array<ArrayBuffer>]),
         stderr: new Blob([result.stderr as Uint8Array<ArrayBuffer>]),

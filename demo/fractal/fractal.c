@@ -1,18 +1,20 @@
 /*
  * Dewgrid demo: renders one tile of a Mandelbrot picture as a binary PPM on stdout.
  *
- *   fractal WIDTH HEIGHT TILE_X TILE_Y TILE_W TILE_H [MAX_ITER]
+ *   fractal WIDTH HEIGHT TILE_X TILE_Y TILE_W TILE_H [MAX_ITER [CENTER_X CENTER_Y SPAN_X [PALETTE]]]
  *
- * Coordinates are pixels of the whole picture. Smooth colouring uses only +, -, *, / and a
+ * Coordinates are pixels of the whole picture. The view (the centre and width in the complex
+ * plane) and the palette (0-3) default to the first demo picture's. Smooth colouring uses only +, -, *, / and a
  * log2 approximation written here, so the bytes depend on nothing but IEEE double arithmetic.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const double CENTER_X = -0.743643887037151;
-static const double CENTER_Y = 0.131825904205330;
-static const double SPAN_X = 0.0105; /* width of the view in the complex plane */
+static double CENTER_X = -0.743643887037151;
+static double CENTER_Y = 0.131825904205330;
+static double SPAN_X = 0.0105; /* width of the view in the complex plane */
+static long PALETTE = 0;
 
 static int parse(const char *text, long lo, long hi, long *out) {
   char *end;
@@ -33,10 +35,26 @@ static double log2_approx(double x) {
   return e + 2.0 * sum * 1.4426950408889634;
 }
 
+static int parse_double(const char *text, double lo, double hi, double *out) {
+  char *end;
+  double v = strtod(text, &end);
+  if (*text == '\0' || *end != '\0' || !(v >= lo && v <= hi)) return 0;
+  *out = v;
+  return 1;
+}
+
 static void palette(double v, unsigned char *rgb) {
-  /* v in [0, 1): a cycle through deep blue, teal, gold, white-ish and back. */
-  static const double stops[6][3] = {
-    {0, 7, 100}, {32, 107, 203}, {237, 255, 255}, {255, 170, 0}, {120, 40, 2}, {0, 7, 100}};
+  /* v in [0, 1): a cycle of five colours and back to the first. */
+  static const double palettes[4][6][3] = {
+    /* deep blue, teal, white-ish, gold, rust */
+    {{0, 7, 100}, {32, 107, 203}, {237, 255, 255}, {255, 170, 0}, {120, 40, 2}, {0, 7, 100}},
+    /* ember: black-red, red, orange, pale yellow, brown */
+    {{20, 0, 8}, {150, 20, 10}, {240, 110, 20}, {255, 235, 160}, {90, 30, 10}, {20, 0, 8}},
+    /* forest: dark green, moss, lime, cream, teal */
+    {{2, 30, 20}, {40, 110, 50}, {170, 220, 90}, {250, 250, 215}, {20, 100, 110}, {2, 30, 20}},
+    /* violet: indigo, purple, pink, white, slate */
+    {{15, 5, 50}, {90, 30, 150}, {230, 110, 190}, {250, 240, 250}, {60, 70, 110}, {15, 5, 50}}};
+  const double (*stops)[3] = palettes[PALETTE];
   double p = v * 5.0;
   int i = (int)p;
   if (i > 4) i = 4;
@@ -49,10 +67,13 @@ static void palette(double v, unsigned char *rgb) {
 
 int main(int argc, char **argv) {
   long width, height, tx, ty, tw, th, max_iter = 1500;
-  if (argc < 7 || argc > 8 || !parse(argv[1], 1, 16384, &width) || !parse(argv[2], 1, 16384, &height) ||
+  if (argc < 7 || argc > 12 || argc == 9 || argc == 10 || !parse(argv[1], 1, 16384, &width) || !parse(argv[2], 1, 16384, &height) ||
       !parse(argv[3], 0, 16383, &tx) || !parse(argv[4], 0, 16383, &ty) || !parse(argv[5], 1, 4096, &tw) ||
-      !parse(argv[6], 1, 4096, &th) || (argc == 8 && !parse(argv[7], 1, 1000000, &max_iter))) {
-    fprintf(stderr, "usage: fractal WIDTH HEIGHT TILE_X TILE_Y TILE_W TILE_H [MAX_ITER]\n");
+      !parse(argv[6], 1, 4096, &th) || (argc >= 8 && !parse(argv[7], 1, 1000000, &max_iter)) ||
+      (argc >= 11 && (!parse_double(argv[8], -4, 4, &CENTER_X) || !parse_double(argv[9], -4, 4, &CENTER_Y) ||
+                      !parse_double(argv[10], 1e-13, 8, &SPAN_X))) ||
+      (argc == 12 && !parse(argv[11], 0, 3, &PALETTE))) {
+    fprintf(stderr, "usage: fractal WIDTH HEIGHT TILE_X TILE_Y TILE_W TILE_H [MAX_ITER [CENTER_X CENTER_Y SPAN_X [PALETTE]]]\n");
     return 2;
   }
   if (tx + tw > width || ty + th > height) {

@@ -1,5 +1,7 @@
 /**
- * What project owners call: publish a batch (all or nothing) and read its status and results.
+ * What project owners call: publish a batch (all or nothing), read the batch list, a batch's
+ * status and results, and cancel it. Every route needs the owner's credential, checked before
+ * the body is read (route-policy.ts); publishing and cancelling need a token of scope `all`.
  * A published task has passed the same envelope checks a client makes, so the server never
  * stores a task its own clients would refuse.
  */
@@ -13,17 +15,41 @@ import {
   verifyEnvelope,
   type BatchResults,
   type BatchStatus,
+  type CancelResult,
   type JsonBytes,
   type TaskResultView,
 } from '../../src/protocol/index.ts';
 import { bodyOf, HttpError } from '../errors.ts';
 import type { Keysets } from '../keyset.ts';
-import type { Store } from '../store/index.ts';
+import type { Store, TaskRow } from '../store/index.ts';
 
 export interface BatchRouteOptions {
   now: () => number;
   /** Body limit for publishing (modules travel in it), bytes. */
   publishBodyLimit: number;
+}
+
+/** At most this many task ids in `GET .../results?tasks=`. */
+const MAX_TASKS_ASKED = 1000;
+
+/** A task as `GET .../results` shows it. */
+export function taskResultView(t: TaskRow): TaskResultView {
+  return {
+    taskId: t.taskId,
+    name: t.envelope.manifest.name,
+    state: t.state,
+    args: t.envelope.manifest.args,
+    exitCode: t.canonical?.exitCode ?? null,
+    stdout: t.canonical ? jsonBytes(t.canonical.stdout) : null,
+    stderr: t.canonical ? jsonBytes(t.canonical.stderr) : null,
+    files: (t.canonical?.files ?? []).map((f) => ({ path: f.path, data: jsonBytes(Buffer.from(f.data, 'base64')) })),
+    truncated: t.canonical?.truncated ?? null,
+    error: t.canonical ? null : t.lastError,
+    refusals: t.refusals,
+    results: t.results,
+    redundancy: t.redundancy,
+    quorum: t.quorum,
+  };
 }
 
 /** Bytes as JSON: UTF-8 text where they are valid UTF-8, else `{ base64 }`. */
@@ -86,27 +112,23 @@ export function batchRoutes(app: FastifyInstance, store: Store, keysets: Keysets
     return status;
   });
 
-  app.get<{ Params: { batchId: string } }>(API.batchResults(':batchId'), async (request): Promise<BatchResults> => {
-    const status = await store.batchStatus(request.params.batchId);
-    if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
-    const tasks = (await store.tasks(status.batchId)).map(
-      (t): TaskResultView => ({
-        taskId: t.taskId,
-        name: t.envelope.manifest.name,
-        state: t.state,
-        args: t.envelope.manifest.args,
-        exitCode: t.canonical?.exitCode ?? null,
-        stdout: t.canonical ? jsonBytes(t.canonical.stdout) : null,
-        stderr: t.canonical ? jsonBytes(t.canonical.stderr) : null,
-        files: (t.canonical?.files ?? []).map((f) => ({ path: f.path, data: jsonBytes(Buffer.from(f.data, 'base64')) })),
-        truncated: t.canonical?.truncated ?? null,
-        error: t.canonical ? null : t.lastError,
-        refusals: t.refusals,
-        results: t.results,
-        redundancy: t.redundancy,
-        quorum: t.quorum,
-      }),
-    );
-    return { batchId: status.batchId, name: status.name, tasks };
+  app.get<{ Params: { batchId: string }; Querystring: { tasks?: string } }>(
+    API.batchResults(':batchId'),
+    async (request): Promise<BatchResults> => {
+      const status = await store.batchStatus(request.params.batchId);
+      if (!status) throw new HttpError(404, `no batch ${request.params.batchId}`);
+      const asked = request.query.tasks;
+      const taskIds = typeof asked === 'string' ? asked.split(',').filter(Boolean) : undefined;
+      if (taskIds && taskIds.length > MAX_TASKS_ASKED) throw new HttpError(400, `tasks: at most ${MAX_TASKS_ASKED} task ids at once, got ${taskIds.length}`);
+      const tasks = (await store.tasks(status.batchId, taskIds)).map(taskResultView);
+      return { batchId: status.batchId, name: status.name, tasks };
+    },
+  );
+
+  app.post<{ Params: { batchId: string } }>(API.batchCancel(':batchId'), async (request): Promise<CancelResult> => {
+    const { batchId } = request.params;
+    const cancelled = await store.cancelBatch(batchId);
+    if (cancelled === null) throw new HttpError(404, `no batch ${batchId}`);
+    return { batchId, cancelled, status: (await store.batchStatus(batchId))! };
   });
 }

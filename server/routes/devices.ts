@@ -59,6 +59,10 @@ export interface DeviceRouteOptions {
   limits?: DeviceLimits;
 }
 
+function noCredit(deviceId: string): DeviceCredit {
+  return { deviceId, validated: 0, pending: 0, results: { valid: 0, invalid: 0, pending: 0, error: 0 }, consecutiveValid: 0, trusted: false };
+}
+
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** node:crypto's native Ed25519 key for a device, made once per key. */
@@ -233,10 +237,11 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
   });
 
   app.get<{ Params: { deviceId: string } }>(API.device(':deviceId'), async (request, reply): Promise<DeviceCredit> => {
-    const credit = await store.deviceCredit(request.params.deviceId);
-    if (!credit) throw new HttpError(404, `no device ${request.params.deviceId.slice(0, 80)}`);
+    const { deviceId } = request.params;
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(deviceId)) throw new HttpError(400, `not a device id: ${deviceId.slice(0, 80)}`);
     reply.header('cache-control', 'no-cache');
-    return credit;
+    // A device the server has not met yet (it has asked for no work) has earned nothing: that is its credit, not an error.
+    return (await store.deviceCredit(deviceId)) ?? noCredit(deviceId);
   });
 
   app.get(API.keyset, async (request, reply) => {

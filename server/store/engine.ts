@@ -177,6 +177,13 @@ export interface BatchTaskRow {
 /** A result of a batch's task, in the order results arrived (for quorum views and the last error). */
 export type BatchResultRow = QuorumView['results'][number] & { taskId: string; errorCode: string | null; errorMessage: string | null };
 
+/** A task event as stored: the task's stored state (`done` whatever the exit code), or `running` for a lease. */
+export interface TaskEventRow {
+  seq: number;
+  taskId: string;
+  state: TaskState;
+}
+
 export interface CanonicalRow {
   leaseId: string;
   taskId: string;
@@ -200,8 +207,10 @@ export interface Queries {
   insertKeyset(version: number, body: string, now: number): Promise<void>;
   /** Queued tasks signed by these keys become `revoked`, their pending results void; returns how many. */
   revokeTasks(keyIds: readonly string[]): Promise<number>;
-  /** Queued tasks whose manifest expired become `expired`, their pending results void. */
-  expireTasks(now: number): Promise<void>;
+  /** Queued tasks whose manifest expired become `expired`, their pending results void; returns how many. */
+  expireTasks(now: number): Promise<number>;
+  /** The batch's queued tasks become `cancelled`, their pending results void; returns how many. */
+  cancelTasks(batchId: string): Promise<number>;
 
   // Devices
   /** Records a new device, or a known one's last_seen when the key matches; returns the key on record. */
@@ -280,16 +289,34 @@ export interface Queries {
   activeDevices(since: number, now: number, limit: number): Promise<DeviceActivity[]>;
   batches(): Promise<BatchRow[]>;
   batch(batchId: string): Promise<BatchRow | null>;
-  /** The batch's tasks counted by state, whether they expired by now, and whether they hold a live lease now (see rules.visibleState). */
-  batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; n: number }[]>;
-  batchRefusals(batchId: string): Promise<RefusalRow[]>;
+  /**
+   * The batch's tasks counted by state, whether they expired by now, whether they hold a live
+   * lease now, and whether their canonical result's exit code is not 0 (see rules.visibleState).
+   */
+  batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; nonzeroExit: boolean; n: number }[]>;
+  /** The batch's refusals; with `taskIds`, only those tasks'. */
+  batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]>;
   /** Reports against the batch's tasks, counted (docs: ReportCounts). */
   batchReports(batchId: string): Promise<ReportCounts>;
   /** The batch's newest `limit` results with an error, oldest of them first. */
   batchFailures(batchId: string, limit: number): Promise<FailureReport[]>;
   /** Unfinished tasks with results awaiting agreement, and of those the disputed ones. */
   batchQuorum(batchId: string): Promise<{ awaiting: number; disputed: number }>;
-  batchTasks(batchId: string, now: number): Promise<BatchTaskRow[]>;
-  batchResults(batchId: string): Promise<BatchResultRow[]>;
-  canonicalResults(batchId: string): Promise<CanonicalRow[]>;
+  /** The batch's tasks in order; with `taskIds`, only those (the same for the three below). */
+  batchTasks(batchId: string, now: number, taskIds?: readonly string[]): Promise<BatchTaskRow[]>;
+  batchResults(batchId: string, taskIds?: readonly string[]): Promise<BatchResultRow[]>;
+  canonicalResults(batchId: string, taskIds?: readonly string[]): Promise<CanonicalRow[]>;
+  /**
+   * The batch's task events after `afterSeq`, oldest first, at most `limit`: every change of a
+   * task's stored state, and every lease handed out (`running`), recorded in the transaction that
+   * made it (the engine's schema does it, whatever workflow wrote). Sequence numbers only grow.
+   */
+  taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]>;
+  /**
+   * Numbers the events committed since it last ran, in the order it finds them. Must hold: a
+   * reader that has seen sequence number n never later meets an event numbered below n. One
+   * writer at a time (SQLite) numbers events as they are written, and has nothing to do here;
+   * engines whose transactions commit side by side number them here, one sequencer at a time.
+   */
+  sequenceEvents(): Promise<void>;
 }

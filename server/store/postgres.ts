@@ -34,6 +34,7 @@ import type {
   NewTask,
   Queries,
   RefusalRow,
+  TaskEventRow,
   TaskFacts,
 } from './engine.ts';
 import { DatabaseUnavailableError } from './errors.ts';
@@ -155,7 +156,34 @@ const MIGRATIONS: string[] = [
      sha256 text PRIMARY KEY,
      bytes bytea NOT NULL
    );`,
-  // 2: hostile donors (issue #13), as SQLite's 5: what a result may claim (outputBytes), how long a
+  // 2: task events for the owner's event stream (SQLite's ladder 5): every change of a task's state
+  // and every lease, written by triggers in the transaction that made the change. Servers commit
+  // side by side, so an event is numbered (seq) only once committed, by one sequencer at a time
+  // (sequenceEvents): a reader that has seen seq n never later meets a smaller one.
+  `CREATE SEQUENCE task_event_seq;
+   CREATE TABLE task_events (
+     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     seq bigint UNIQUE,
+     batch_id text NOT NULL,
+     task_id text NOT NULL,
+     state text NOT NULL
+   );
+   CREATE INDEX task_events_unnumbered ON task_events(id) WHERE seq IS NULL;
+   CREATE INDEX task_events_by_batch ON task_events(batch_id, seq);
+   CREATE FUNCTION task_state_event() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     INSERT INTO task_events (batch_id, task_id, state) VALUES (NEW.batch_id, NEW.task_id, NEW.state);
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER task_state_event AFTER UPDATE OF state ON tasks FOR EACH ROW WHEN (NEW.state IS DISTINCT FROM OLD.state) EXECUTE FUNCTION task_state_event();
+   CREATE FUNCTION task_lease_event() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     INSERT INTO task_events (batch_id, task_id, state) SELECT batch_id, task_id, 'running' FROM tasks WHERE task_id = NEW.task_id;
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER task_lease_event AFTER INSERT ON leases FOR EACH ROW EXECUTE FUNCTION task_lease_event();
+   INSERT INTO task_events (seq, batch_id, task_id, state) SELECT nextval('task_event_seq'), batch_id, task_id, state FROM tasks WHERE state <> 'queued' ORDER BY id;`,
+  // 3: hostile donors (issue #13), as SQLite's 6: what a result may claim (outputBytes), how long a
   // lease may live (the bytes to prepare, its end, the progress its renewals showed), whether each
   // report came from a device that had earned trust, tasks held for trusted devices, one keyset
   // refusal per device and version.
@@ -184,6 +212,9 @@ const MIGRATIONS: string[] = [
 
 /** The advisory lock the migration ladder runs under: 'dewg', 1. */
 const MIGRATION_LOCK = [0x64657767, 1] as const;
+
+/** The advisory lock the event sequencer runs under: 'dewg', 3. */
+const EVENT_SEQUENCER_LOCK = [0x64657767, 3] as const;
 
 /** SQLSTATEs of transactions that collided with another and may simply run again. */
 const RETRYABLE = new Set(['40001', '40P01', '23505']);
@@ -458,15 +489,33 @@ class PostgresQueries implements Queries {
     return row!.n as number;
   }
 
-  async expireTasks(now: number): Promise<void> {
+  async expireTasks(now: number): Promise<number> {
     // SKIP LOCKED: a task another transaction holds is expired by a later lease, not waited for.
-    await this.q(sql`
+    const [row] = await this.q(sql`
       WITH expired AS (
         UPDATE tasks SET state = 'expired'
         WHERE task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ${now} FOR UPDATE SKIP LOCKED)
         RETURNING task_id
+      ), voided AS (
+        UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM expired)
       )
-      UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM expired)`);
+      SELECT count(*) AS n FROM expired`);
+    return row!.n as number;
+  }
+
+  async cancelTasks(batchId: string): Promise<number> {
+    // Every queued task of the batch, waiting for a transaction that holds one (a result being judged) rather than passing it over.
+    const [row] = await this.q(sql`
+      WITH cancelled AS (
+        UPDATE tasks SET state = 'cancelled'
+        WHERE task_id IN (SELECT task_id FROM tasks WHERE batch_id = ${batchId} AND state = 'queued' ORDER BY task_id FOR UPDATE)
+          AND state = 'queued'
+        RETURNING task_id
+      ), voided AS (
+        UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM cancelled)
+      )
+      SELECT count(*) AS n FROM cancelled`);
+    return row!.n as number;
   }
 
   // ---- Devices
@@ -719,19 +768,38 @@ class PostgresQueries implements Queries {
     return r ? { batchId: r.batch_id, name: r.name, createdAt: r.created_at, adaptive: r.adaptive } : null;
   }
 
-  async batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; n: number }[]> {
+  async batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; nonzeroExit: boolean; n: number }[]> {
     const rows = await this.q(sql`
       SELECT t.state, t.expires_at <= ${now} AS expired,
              t.state = 'queued' AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > ${now}) AS leased,
+             t.state = 'done' AND EXISTS (SELECT 1 FROM results r WHERE r.lease_id = t.canonical_lease AND r.exit_code <> 0) AS "nonzeroExit",
              count(*) AS n
-      FROM tasks t WHERE t.batch_id = ${batchId} GROUP BY 1, 2, 3`);
-    return rows as unknown as { state: TaskState; expired: boolean; leased: boolean; n: number }[];
+      FROM tasks t WHERE t.batch_id = ${batchId} GROUP BY 1, 2, 3, 4`);
+    return rows as unknown as { state: TaskState; expired: boolean; leased: boolean; nonzeroExit: boolean; n: number }[];
   }
 
-  async batchRefusals(batchId: string): Promise<RefusalRow[]> {
+  async batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]> {
     return (await this.q(sql`
       SELECT r.task_id AS "taskId", r.reason, r.detail, r.device_id AS "deviceId", r.at, r.trusted FROM refusals r JOIN tasks t ON t.task_id = r.task_id
-      WHERE t.batch_id = ${batchId} ORDER BY r.id`)) as unknown as RefusalRow[];
+      WHERE t.batch_id = ${batchId} AND ${this.someTasks('r.task_id', taskIds)} ORDER BY r.id`)) as unknown as RefusalRow[];
+  }
+
+  /** A condition on a task id column: any task, or one of `taskIds`. */
+  private someTasks(column: 'r.task_id' | 't.task_id', taskIds: readonly string[] | undefined): Sql {
+    if (!taskIds) return sql`true`;
+    return column === 'r.task_id' ? sql`r.task_id = ANY(${this.texts(taskIds)}::text[])` : sql`t.task_id = ANY(${this.texts(taskIds)}::text[])`;
+  }
+
+  async sequenceEvents(): Promise<void> {
+    // One sequencer at a time, across servers: events are numbered in the order they are found committed.
+    await this.q(sql`SELECT pg_advisory_xact_lock(${EVENT_SEQUENCER_LOCK[0]}, ${EVENT_SEQUENCER_LOCK[1]})`);
+    await this.q(sql`UPDATE task_events SET seq = nextval('task_event_seq') WHERE id IN (SELECT id FROM task_events WHERE seq IS NULL ORDER BY id)`);
+  }
+
+  async taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]> {
+    return (await this.q(sql`
+      SELECT seq, task_id AS "taskId", state FROM task_events
+      WHERE batch_id = ${batchId} AND seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`)) as unknown as TaskEventRow[];
   }
 
   async batchReports(batchId: string): Promise<ReportCounts> {
@@ -763,30 +831,31 @@ class PostgresQueries implements Queries {
     return { awaiting: row!.awaiting as number, disputed: row!.disputed as number };
   }
 
-  async batchTasks(batchId: string, now: number): Promise<BatchTaskRow[]> {
+  async batchTasks(batchId: string, now: number, taskIds?: readonly string[]): Promise<BatchTaskRow[]> {
     const rows = await this.q(sql`
       SELECT t.task_id, t.envelope, t.state, t.results, t.redundancy, t.expires_at, t.canonical_lease,
              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id) AS leases,
              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > ${now}) AS live,
              (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.solo AND (l.status = 'answered' OR (l.status = 'live' AND l.expires_at > ${now}))) AS solo
-      FROM tasks t WHERE t.batch_id = ${batchId} ORDER BY t.seq`);
+      FROM tasks t WHERE t.batch_id = ${batchId} AND ${this.someTasks('t.task_id', taskIds)} ORDER BY t.seq`);
     return rows.map((r) => ({
       taskId: r.task_id, envelope: r.envelope, state: r.state, results: r.results, redundancy: r.redundancy, expiresAt: r.expires_at,
       leases: r.leases, live: r.live, solo: r.solo, canonicalLeaseId: r.canonical_lease,
     }) as BatchTaskRow);
   }
 
-  async batchResults(batchId: string): Promise<BatchResultRow[]> {
+  async batchResults(batchId: string, taskIds?: readonly string[]): Promise<BatchResultRow[]> {
     return (await this.q(sql`
       SELECT r.task_id AS "taskId", r.device_id AS "deviceId", r.output_digest AS digest, r.validation, r.credit, r.received_at AS at,
              r.error_code AS "errorCode", r.error_message AS "errorMessage"
-      FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} ORDER BY r.received_at, r.id`)) as unknown as BatchResultRow[];
+      FROM results r JOIN tasks t ON t.task_id = r.task_id
+      WHERE t.batch_id = ${batchId} AND ${this.someTasks('r.task_id', taskIds)} ORDER BY r.received_at, r.id`)) as unknown as BatchResultRow[];
   }
 
-  async canonicalResults(batchId: string): Promise<CanonicalRow[]> {
+  async canonicalResults(batchId: string, taskIds?: readonly string[]): Promise<CanonicalRow[]> {
     const rows = await this.q(sql`
       SELECT r.lease_id, r.task_id, r.device_id, r.exit_code, r.stdout, r.stderr, r.files, r.truncated, r.timings
-      FROM tasks t JOIN results r ON r.lease_id = t.canonical_lease WHERE t.batch_id = ${batchId}`);
+      FROM tasks t JOIN results r ON r.lease_id = t.canonical_lease WHERE t.batch_id = ${batchId} AND ${this.someTasks('t.task_id', taskIds)}`);
     return rows.map((r) => ({
       leaseId: r.lease_id, taskId: r.task_id, deviceId: r.device_id, exitCode: r.exit_code, stdout: r.stdout, stderr: r.stderr, files: r.files, truncated: r.truncated, timings: r.timings,
     }) as CanonicalRow);

@@ -421,10 +421,15 @@ export function refusalDetail(leaseTaskId: string, reportedTaskId: string, detai
   return reportedTaskId === leaseTaskId ? detail : `the lease's envelope named task ${reportedTaskId}: ${detail}`;
 }
 
-/** The state a reader sees: a queued task past its expiry is expired, one with a live lease is running. */
-export function visibleState(state: TaskState, now: { expired: boolean; leased: boolean }): TaskState {
+/**
+ * The state a reader sees: a queued task past its expiry is expired, one with a live lease is
+ * running, and a done task whose agreed result exited other than 0 is `exit-nonzero` (the quorum
+ * agreed, but the program did not succeed).
+ */
+export function visibleState(state: TaskState, now: { expired: boolean; leased: boolean; nonzeroExit?: boolean }): TaskState {
   if (state === 'queued' && now.expired) return 'expired';
   if (state === 'queued' && now.leased) return 'running';
+  if (state === 'done' && now.nonzeroExit) return 'exit-nonzero';
   return state;
 }
 

@@ -18,6 +18,7 @@ import type {
   LeaseCandidate,
   Queries,
   RefusalRow,
+  TaskEventRow,
   TaskFacts,
 } from './engine.ts';
 import { FileBlobs } from './files.ts';
@@ -132,7 +133,27 @@ const MIGRATIONS: string[] = [
      body TEXT NOT NULL,
      stored_at INTEGER NOT NULL
    );`,
-  // 5: hostile donors (issue #13): what a result may claim (outputBytes), how long a lease may live
+  // 5: task events for the owner's event stream (GET /api/batches/:id/events): every change of a
+  // task's state and every lease, written by triggers in the transaction that made the change, so
+  // no workflow can forget one. AUTOINCREMENT: a sequence number is never used twice, so a reader
+  // resuming after one (Last-Event-ID) misses nothing. Tasks that ended before are recorded once.
+  `CREATE TABLE task_events (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     batch_id TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     state TEXT NOT NULL
+   );
+   CREATE INDEX task_events_by_batch ON task_events(batch_id, seq);
+   CREATE TRIGGER task_state_event AFTER UPDATE OF state ON tasks WHEN NEW.state != OLD.state
+   BEGIN
+     INSERT INTO task_events (batch_id, task_id, state) VALUES (NEW.batch_id, NEW.task_id, NEW.state);
+   END;
+   CREATE TRIGGER task_lease_event AFTER INSERT ON leases
+   BEGIN
+     INSERT INTO task_events (batch_id, task_id, state) SELECT batch_id, task_id, 'running' FROM tasks WHERE task_id = NEW.task_id;
+   END;
+   INSERT INTO task_events (batch_id, task_id, state) SELECT batch_id, task_id, state FROM tasks WHERE state != 'queued' ORDER BY rowid;`,
+  // 6: hostile donors (issue #13): what a result may claim (outputBytes), how long a lease may live
   // (the bytes to prepare, its end, the progress its renewals showed), whether each report came
   // from a device that had earned trust, tasks held for trusted devices, one keyset refusal per
   // device and version.
@@ -156,6 +177,9 @@ const MIGRATIONS: string[] = [
    DELETE FROM keyset_refusals WHERE id NOT IN (SELECT min(id) FROM keyset_refusals GROUP BY device_id, version);
    CREATE UNIQUE INDEX keyset_refusals_once ON keyset_refusals(device_id, version);`,
 ];
+
+/** A filter on task ids for the batch readers: null reads every task. */
+const ids = (taskIds: readonly string[] | undefined) => (taskIds ? JSON.stringify(taskIds) : null);
 export interface SqliteOptions {
   /** Holds dewgrid.sqlite and blobs/. */
   dataDir: string;
@@ -298,9 +322,14 @@ class SqliteQueries implements Queries {
     return this.sql(`UPDATE tasks SET state = 'revoked' WHERE state = 'queued' AND key_id IN (SELECT value FROM json_each(?))`).run(ids).changes;
   }
 
-  async expireTasks(now: number): Promise<void> {
+  async expireTasks(now: number): Promise<number> {
     this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE state = 'queued' AND expires_at <= ?)`).run(now);
-    this.sql(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now);
+    return this.sql(`UPDATE tasks SET state = 'expired' WHERE state = 'queued' AND expires_at <= ?`).run(now).changes;
+  }
+
+  async cancelTasks(batchId: string): Promise<number> {
+    this.sql(`UPDATE results SET validation = 'void', credit = 0 WHERE validation = 'pending' AND task_id IN (SELECT task_id FROM tasks WHERE batch_id = ? AND state = 'queued')`).run(batchId);
+    return this.sql(`UPDATE tasks SET state = 'cancelled' WHERE batch_id = ? AND state = 'queued'`).run(batchId).changes;
   }
 
   // ---- Devices
@@ -556,21 +585,22 @@ class SqliteQueries implements Queries {
     return r ? { batchId: r.batch_id, name: r.name, createdAt: r.created_at, adaptive: bool(r.adaptive) } : null;
   }
 
-  async batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; n: number }[]> {
+  async batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; nonzeroExit: boolean; n: number }[]> {
     const rows = this.sql(
       `SELECT t.state, t.expires_at <= @now AS expired,
               t.state = 'queued' AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS leased,
+              t.state = 'done' AND EXISTS (SELECT 1 FROM results r WHERE r.lease_id = t.canonical_lease AND r.exit_code != 0) AS nonzero,
               count(*) AS n
-       FROM tasks t WHERE t.batch_id = @batch GROUP BY 1, 2, 3`,
-    ).all({ now, batch: batchId }) as { state: TaskState; expired: number; leased: number; n: number }[];
-    return rows.map((r) => ({ state: r.state, expired: bool(r.expired), leased: bool(r.leased), n: r.n }));
+       FROM tasks t WHERE t.batch_id = @batch GROUP BY 1, 2, 3, 4`,
+    ).all({ now, batch: batchId }) as { state: TaskState; expired: number; leased: number; nonzero: number; n: number }[];
+    return rows.map((r) => ({ state: r.state, expired: bool(r.expired), leased: bool(r.leased), nonzeroExit: bool(r.nonzero), n: r.n }));
   }
 
-  async batchRefusals(batchId: string): Promise<RefusalRow[]> {
+  async batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]> {
     const rows = this.sql(
       `SELECT r.task_id AS taskId, r.reason, r.detail, r.device_id AS deviceId, r.at, r.trusted FROM refusals r JOIN tasks t ON t.task_id = r.task_id
-       WHERE t.batch_id = ? ORDER BY r.id`,
-    ).all(batchId) as (Omit<RefusalRow, 'trusted'> & { trusted: number })[];
+       WHERE t.batch_id = @batch AND (@ids IS NULL OR r.task_id IN (SELECT value FROM json_each(@ids))) ORDER BY r.id`,
+    ).all({ batch: batchId, ids: ids(taskIds) }) as (Omit<RefusalRow, 'trusted'> & { trusted: number })[];
     return rows.map((r) => ({ ...r, trusted: bool(r.trusted) }));
   }
 
@@ -604,14 +634,14 @@ class SqliteQueries implements Queries {
     ).get(batchId) as { awaiting: number; disputed: number };
   }
 
-  async batchTasks(batchId: string, now: number): Promise<BatchTaskRow[]> {
+  async batchTasks(batchId: string, now: number, taskIds?: readonly string[]): Promise<BatchTaskRow[]> {
     const rows = this.sql(
       `SELECT t.task_id, t.envelope, t.state, t.results, t.redundancy, t.expires_at, t.canonical_lease,
               (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id) AS leases,
               (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live,
               (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.solo = 1 AND (l.status = 'answered' OR (l.status = 'live' AND l.expires_at > @now))) AS solo
-       FROM tasks t WHERE t.batch_id = @batch ORDER BY t.seq`,
-    ).all({ now, batch: batchId }) as {
+       FROM tasks t WHERE t.batch_id = @batch AND (@ids IS NULL OR t.task_id IN (SELECT value FROM json_each(@ids))) ORDER BY t.seq`,
+    ).all({ now, batch: batchId, ids: ids(taskIds) }) as {
       task_id: string;
       envelope: string;
       state: TaskState;
@@ -629,19 +659,29 @@ class SqliteQueries implements Queries {
     }));
   }
 
-  async batchResults(batchId: string): Promise<BatchResultRow[]> {
+  async batchResults(batchId: string, taskIds?: readonly string[]): Promise<BatchResultRow[]> {
     return this.sql(
       `SELECT r.task_id AS taskId, r.device_id AS deviceId, r.output_digest AS digest, r.validation, r.credit, r.received_at AS at,
               r.error_code AS errorCode, r.error_message AS errorMessage
-       FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ? ORDER BY r.received_at, r.rowid`,
-    ).all(batchId) as (BatchResultRow & { validation: Validation })[];
+       FROM results r JOIN tasks t ON t.task_id = r.task_id
+       WHERE t.batch_id = @batch AND (@ids IS NULL OR r.task_id IN (SELECT value FROM json_each(@ids))) ORDER BY r.received_at, r.rowid`,
+    ).all({ batch: batchId, ids: ids(taskIds) }) as (BatchResultRow & { validation: Validation })[];
   }
 
-  async canonicalResults(batchId: string): Promise<CanonicalRow[]> {
+  async sequenceEvents(): Promise<void> {
+    // One writer at a time: AUTOINCREMENT numbers events in the order they commit.
+  }
+
+  async taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]> {
+    return this.sql('SELECT seq, task_id AS taskId, state FROM task_events WHERE batch_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(batchId, afterSeq, limit) as TaskEventRow[];
+  }
+
+  async canonicalResults(batchId: string, taskIds?: readonly string[]): Promise<CanonicalRow[]> {
     const rows = this.sql(
       `SELECT r.lease_id, r.task_id, r.device_id, r.exit_code, r.stdout, r.stderr, r.files, r.truncated, r.timings
-       FROM tasks t JOIN results r ON r.lease_id = t.canonical_lease WHERE t.batch_id = ?`,
-    ).all(batchId) as { lease_id: string; task_id: string; device_id: string; exit_code: number | null; stdout: Buffer; stderr: Buffer; files: string; truncated: string; timings: string }[];
+       FROM tasks t JOIN results r ON r.lease_id = t.canonical_lease
+       WHERE t.batch_id = @batch AND (@ids IS NULL OR t.task_id IN (SELECT value FROM json_each(@ids)))`,
+    ).all({ batch: batchId, ids: ids(taskIds) }) as { lease_id: string; task_id: string; device_id: string; exit_code: number | null; stdout: Buffer; stderr: Buffer; files: string; truncated: string; timings: string }[];
     return rows.map((r) => ({
       leaseId: r.lease_id, taskId: r.task_id, deviceId: r.device_id, exitCode: r.exit_code, stdout: r.stdout, stderr: r.stderr, files: r.files, truncated: r.truncated, timings: r.timings,
     }));

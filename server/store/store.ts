@@ -21,7 +21,7 @@ import type {
   TaskState,
 } from '../../src/protocol/index.ts';
 import { MAX_FAILURES_LISTED, TASK_STATES } from '../../src/protocol/index.ts';
-import type { DeviceActivity, Engine, EngineInfo, KeysetRefusalRow, Queries, TaskFacts } from './engine.ts';
+import type { DeviceActivity, Engine, EngineInfo, KeysetRefusalRow, Queries, TaskEventRow, TaskFacts } from './engine.ts';
 import { StoreError } from './errors.ts';
 import * as rules from './rules.ts';
 
@@ -92,7 +92,7 @@ export interface StoreOptions {
 /** Keyset refusals kept, newest first (those from devices without trust go first). */
 export const MAX_KEYSET_REFUSALS = 1000;
 
-export type { DeviceActivity, EngineInfo, KeysetRefusalRow };
+export type { DeviceActivity, EngineInfo, KeysetRefusalRow, TaskEventRow };
 
 export class Store {
   private readonly random: () => number;
@@ -399,6 +399,29 @@ export class Store {
     return this.engine.read((q, now) => q.activeDevices(now - windowMs, now, limit));
   }
 
+  /**
+   * Cancels a batch (docs/protocol.md, "Cancelling"): its queued tasks become `cancelled` and
+   * leave the queue; their pending results are void. Devices holding leases on them are told when
+   * they next renew (410) and their results are kept, void. Finished tasks keep their results.
+   * @returns how many tasks it cancelled, or null for no such batch.
+   */
+  cancelBatch(batchId: string): Promise<number | null> {
+    return this.engine.write(async (q) => ((await q.batch(batchId)) ? q.cancelTasks(batchId) : null));
+  }
+
+  /** Ends every queued task whose manifest expired (the expiry sweep); returns how many. */
+  sweepExpired(): Promise<number> {
+    return this.engine.write((q, now) => q.expireTasks(now));
+  }
+
+  /** The batch's task events after `afterSeq` (see Queries.taskEvents), those committed since last asked numbered first. */
+  taskEvents(batchId: string, afterSeq: number, limit: number): Promise<TaskEventRow[]> {
+    return this.engine.write(async (q) => {
+      await q.sequenceEvents();
+      return q.taskEvents(batchId, afterSeq, limit);
+    });
+  }
+
   async batchIds(): Promise<string[]> {
     return (await this.engine.read((q) => q.batches())).map((b) => b.batchId);
   }
@@ -429,13 +452,13 @@ export class Store {
     };
   }
 
-  /** A batch's tasks in order, each with its canonical result, refusals, last error and quorum. */
-  tasks(batchId: string): Promise<TaskRow[]> {
+  /** A batch's tasks in order (with `taskIds`, only those), each with its canonical result, refusals, last error and quorum. */
+  tasks(batchId: string, taskIds?: readonly string[]): Promise<TaskRow[]> {
     return this.engine.read(async (q, now) => {
-      const rows = await q.batchTasks(batchId, now);
-      const results = byTask(await q.batchResults(batchId));
-      const refusals = byTask(await q.batchRefusals(batchId));
-      const canonical = new Map((await q.canonicalResults(batchId)).map((r) => [r.taskId, r]));
+      const rows = await q.batchTasks(batchId, now, taskIds);
+      const results = byTask(await q.batchResults(batchId, taskIds));
+      const refusals = byTask(await q.batchRefusals(batchId, taskIds));
+      const canonical = new Map((await q.canonicalResults(batchId, taskIds)).map((r) => [r.taskId, r]));
       return rows.map((row): TaskRow => {
         const judged = results.get(row.taskId) ?? [];
         const lastError = judged.findLast((r) => r.errorCode !== null);
@@ -443,7 +466,7 @@ export class Store {
         return {
           taskId: row.taskId,
           envelope: JSON.parse(row.envelope) as SignedTask,
-          state: rules.visibleState(row.state, { expired: row.expiresAt <= now, leased: row.live > 0 }),
+          state: rules.visibleState(row.state, { expired: row.expiresAt <= now, leased: row.live > 0, nonzeroExit: best !== undefined && best.exitCode !== 0 }),
           results: row.results,
           redundancy: row.redundancy,
           leases: row.leases,

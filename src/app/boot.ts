@@ -10,6 +10,7 @@ import { TaskPreparer } from '../scheduler/prepare.ts';
 import { startPrepareWorker } from '../scheduler/prepare-worker-client.ts';
 import { WorkerSlot } from '../scheduler/worker-slot.ts';
 import { runnableEngines } from '../scheduler/engines.ts';
+import { reportedProcessors } from '../scheduler/processors.ts';
 import { fetchAllowance } from '../scheduler/policies/page.ts';
 import { TaskServer } from '../scheduler/server-api.ts';
 import type { TrustConfig } from '../protocol/api.ts';
@@ -59,7 +60,7 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   // Battery, heat, visibility, use of the page, data saver: each change makes the policies decide again.
   let onSignal = () => undefined as void;
   const signals = watchSignals(() => onSignal());
-  const maxWorkers = options.maxWorkers ?? Math.max(1, navigator.hardwareConcurrency || 1);
+  const maxWorkers = options.maxWorkers ?? reportedProcessors();
   let fetchLimit = () => Infinity;
   let warn: (message: string) => void = () => undefined;
   // Module and input bytes are read, checked, rewritten and compiled in a worker of their own.
@@ -78,7 +79,7 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
     project: TRUST.projectName,
     maxWorkers,
     newSlot: () => new WorkerSlot(),
-    cores: Math.max(1, navigator.hardwareConcurrency || 1),
+    cores: reportedProcessors(),
     // Timers from a worker: a hidden page's main-thread timers are throttled (src/scheduler/clock.ts).
     clock: workerClock(),
     signals: signals.read,

@@ -8,6 +8,8 @@ import { showUpdate } from './components/UpdateBanner.tsx';
 import { installOffers, isStandalone } from './install.ts';
 import { NightScreen, type WakeLockApi } from './night-screen.ts';
 import { ProgressHistory } from './progress-history.ts';
+import { reportedProcessors } from '../scheduler/processors.ts';
+import { DemoPictures } from './demo-pictures.ts';
 import './style.css';
 
 declare global {
@@ -27,13 +29,15 @@ boot().then(
       setSettings: (settings) => controller.setSettings(settings),
     };
     // Sampled from now on, whatever is on screen: the chart shows the minutes before it was looked at.
-    const history = new ProgressHistory(() => controller.status(), Math.max(1, navigator.hardwareConcurrency || 1));
+    const history = new ProgressHistory(() => controller.status(), reportedProcessors());
     history.start();
+    const demo = new DemoPictures(location.origin);
+    demo.start();
     const night = new NightScreen((navigator as Navigator & { wakeLock?: WakeLockApi }).wakeLock ?? null, () => document.visibilityState === 'visible', isStandalone, storage());
     controller.on('status', (status) => night.update(status));
     document.addEventListener('visibilitychange', () => night.update(controller.status()));
     night.update(controller.status());
-    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} night={night} />, root);
+    render(<App controller={controller} trust={trust} history={history} installOffers={installOffers} night={night} demo={demo} />, root);
     registerServiceWorker(controller, (offer) => showUpdate(offer));
     document.documentElement.dataset.ready = 'true';
   },

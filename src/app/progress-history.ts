@@ -5,6 +5,7 @@
  * growing whatever is on screen and a re-render never restarts it; the last few minutes are kept.
  */
 import type { Status } from '../scheduler/controller.ts';
+import { canShareMemory } from '../protocol/shared-memory.ts';
 
 export interface ProgressSample {
   /** When the interval ended, epoch ms. */
@@ -13,7 +14,7 @@ export interface ProgressSample {
   durationMs: number;
   /** Probes the tasks executed per second over the interval: work counted the same on every device. */
   workPerSecond: number;
-  /** The tasks' computing time over the interval, as a share of all the device's cores (0 to 1). */
+  /** The tasks' computing time over the interval, as a share of all the processors the browser reports (0 to 1). */
   cpuShare: number;
 }
 
@@ -31,13 +32,14 @@ export class ProgressHistory {
 
   /**
    * @param read the controller's status (only `computed` is read)
-   * @param cores the device's logical cores: the CPU share is of all of them
+   * @param processors the logical processors the browser reports (src/scheduler/processors.ts: a
+   *   rounded figure in some browsers, not the device's cores): the CPU share is of all of them
    * @param now epoch ms from the monotonic clock (a change of the system time does not bend the
    *   intervals); tests pass their own
    */
   constructor(
     private readonly read: () => Pick<Status, 'computed'>,
-    readonly cores: number,
+    readonly processors: number,
     private readonly now: () => number = () => performance.timeOrigin + performance.now(),
     /** Whether anyone can see the chart: a hidden page keeps sampling (a longer interval, as the browser throttles it) but renders nothing. */
     private readonly visible: () => boolean = () => globalThis.document?.visibilityState !== 'hidden',
@@ -45,10 +47,10 @@ export class ProgressHistory {
 
   /**
    * Whether the figures mean anything: running tasks report them through memory shared with their
-   * worker, which only a cross-origin isolated page has. Elsewhere the chart says so rather than
-   * drawing zeros.
+   * worker, which needs a page that can share memory (src/protocol/shared-memory.ts: tested, not
+   * assumed from cross-origin isolation). Elsewhere the chart says so rather than drawing zeros.
    */
-  readonly measurable = globalThis.crossOriginIsolated === true;
+  readonly measurable = canShareMemory();
 
   start(): void {
     this.timer ??= setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
@@ -89,7 +91,7 @@ export class ProgressHistory {
       at: now,
       durationMs: elapsedMs,
       workPerSecond: Math.max(0, work - previous.work) / (elapsedMs / 1000),
-      cpuShare: Math.min(1, Math.max(0, busyMs - previous.busyMs) / elapsedMs / this.cores),
+      cpuShare: Math.min(1, Math.max(0, busyMs - previous.busyMs) / elapsedMs / this.processors),
     };
     // A new array each time: subscribers (a hook's state) see a change.
     this.samples = [...this.samples.filter((s) => s.at > now - HISTORY_MS), sample];

@@ -8,7 +8,12 @@ export const API = {
   missingBlobs: '/api/blobs/missing', // POST { hashes } -> { missing }
   batches: '/api/batches', // GET -> BatchStatus[]; POST PublishRequest -> BatchStatus
   batch: (batchId: string) => `/api/batches/${batchId}`, // GET BatchStatus
-  batchResults: (batchId: string) => `/api/batches/${batchId}/results`, // GET BatchResults
+  batchResults: (batchId: string) => `/api/batches/${batchId}/results`, // GET BatchResults (?tasks=ID,ID for some)
+  batchEvents: (batchId: string) => `/api/batches/${batchId}/events`, // GET text/event-stream of TaskEvent (owner-api.ts)
+  batchCancel: (batchId: string) => `/api/batches/${batchId}/cancel`, // POST {} -> CancelResult
+  info: '/api/info', // GET ServerInfo: what this server is (the CLI checks it is talking to a Dewgrid server)
+  demo: '/api/demo', // GET DemoState (npm start's demo only; 404 elsewhere)
+  demoNext: '/api/demo/next', // POST {} -> DemoState: the next demo picture, once the current one is finished
   keyset: '/api/keyset', // GET SignedKeyset (ETag: its version); POST SignedKeyset -> { status, version, revokedTasks }
   keysetRefusals: '/api/keyset/refusals', // GET -> KeysetRefusalView[]
   device: (deviceId: string) => `/api/devices/${deviceId}`, // GET DeviceCredit

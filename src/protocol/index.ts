@@ -7,3 +7,5 @@ export * from './verify.ts';
 export * from './keyset.ts';
 export * from './results.ts';
 export * from './device-signing.ts';
+export * from './owner.ts';
+export * from './owner-api.ts';

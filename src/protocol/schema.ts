@@ -301,11 +301,26 @@ export type PublishRequest = v.InferOutput<typeof PublishRequest>;
 export const MissingBlobsRequest = v.strictObject({ hashes: v.pipe(v.array(Sha256Hex), v.maxLength(100000)) });
 
 /**
- * `done`: a quorum of devices agreed (the canonical result is theirs); `inconclusive`: results
- * kept disagreeing up to the replica limit; `revoked`: its signing key was revoked before it was done.
+ * `done`: a quorum of devices agreed (the canonical result is theirs) and the program exited 0;
+ * `exit-nonzero`: a quorum agreed on a result whose exit code is not 0 (the program ran and
+ * reported failure: its result is there, but it did not succeed); `failed`: runs kept erroring
+ * (trap, timeout, ...); `inconclusive`: results kept disagreeing up to the replica limit;
+ * `revoked`: its signing key was revoked before it was done; `cancelled`: its owner cancelled it.
  */
-export const TASK_STATES = ['queued', 'running', 'done', 'failed', 'refused', 'expired', 'inconclusive', 'revoked'] as const;
+export const TASK_STATES = ['queued', 'running', 'done', 'exit-nonzero', 'failed', 'refused', 'expired', 'inconclusive', 'revoked', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
+
+/** The states a task ends in: nothing changes it afterwards. */
+export const FINAL_STATES: readonly TaskState[] = ['done', 'exit-nonzero', 'failed', 'refused', 'expired', 'inconclusive', 'revoked', 'cancelled'];
+
+export function isFinal(state: TaskState): boolean {
+  return FINAL_STATES.includes(state);
+}
+
+/** Whether the task succeeded: agreed on, and its program exited 0. Every other end is a task that did not. */
+export function succeeded(state: TaskState): boolean {
+  return state === 'done';
+}
 
 /** Bytes as JSON: UTF-8 text where the bytes are valid UTF-8, else `{ base64 }`. */
 export type JsonBytes = string | { base64: string };

@@ -4,10 +4,12 @@
  * (a worker inside a synchronous Wasm run cannot receive any). The worker looks at it at every
  * yield of the instrumented module and every WASI call (docs/scheduling.md).
  *
- * Sharing memory between agents needs a cross-origin isolated page. Without isolation the page
- * passes no block: the share given at the start holds for the run, and a pause cuts the run short
- * (it is kept and runs again first, from its checkpoint where it keeps one).
+ * Sharing memory between agents needs a cross-origin isolated page, and a browser that then lets
+ * it share (src/protocol/shared-memory.ts: WebKitGTK is isolated and cannot). Where the page cannot
+ * share, it passes no block: the share given at the start holds for the run, and a pause cuts the
+ * run short (it is kept and runs again first, from its checkpoint where it keeps one).
  */
+import { sharedBuffer } from './shared-memory.ts';
 
 // ---- The yield hook's contract between an instrumented module and the worker that runs it ----
 
@@ -79,7 +81,7 @@ export class ThrottleBlock {
   private readonly ints: Int32Array;
   private readonly floats: Float64Array;
 
-  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(BYTES)) {
+  constructor(readonly buffer: SharedArrayBuffer = sharedBuffer(BYTES)) {
     this.ints = new Int32Array(buffer, 0, 4);
     this.floats = new Float64Array(buffer, 0, BYTES / 8);
   }

@@ -4,6 +4,7 @@
  */
 import type { Engine, RunErrorCode } from './schema.ts';
 import { EMPTY_SHA256, type OutputDigests } from './results.ts';
+import type { RunProgress } from './throttle.ts';
 
 /** One run of a verified task. Everything in it has already been checked against the signed manifest. */
 export interface WorkerJob {
@@ -44,6 +45,12 @@ export interface WorkerOutcome {
   runMs: number;
   /** Probes the instrumented module executed: a measure of work that is the same on every device; null when not counted. */
   work: number | null;
+  /**
+   * The worker's own accounting of a run that finished (computing, napping and paused time): what
+   * the control block shows live, for pages that cannot share memory with the worker and so read
+   * it only here. Absent where nothing kept it (WASIX runs, runs that could not start).
+   */
+  progress?: RunProgress;
   /**
    * The outputs' bytes in Blobs, made by the worker: a Blob crosses to the page, into IndexedDB
    * and into the binary request body (RESULT_BODY_TYPE) by reference, so the page's main thread

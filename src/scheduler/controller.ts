@@ -13,6 +13,7 @@
 import type { DeviceCredit, Engine, Lease, TaskManifest } from '../protocol/schema.ts';
 import type { WorkerOutcome } from '../protocol/worker-api.ts';
 import { toBase64 } from '../protocol/bytes.ts';
+import { defaultWorkers } from './processors.ts';
 import { DEFAULT_SETTINGS, updatedSettings, type Settings } from './policies/settings.ts';
 import { ActivityLog, type LogEntry, type LogLevel } from './activity-log.ts';
 import { every, mainThreadClock, Timer, type Clock } from './clock.ts';
@@ -170,7 +171,7 @@ export class Controller {
     this.clock = parts.clock ?? mainThreadClock;
     this.signals = parts.signals ?? (() => NEUTRAL_SIGNALS);
     this.bounds = parts.bounds ?? {};
-    this.settings = this.bounded({ ...DEFAULT_SETTINGS, workers: parts.maxWorkers });
+    this.settings = this.bounded({ ...DEFAULT_SETTINGS, workers: defaultWorkers(parts.maxWorkers) });
     this.governor = new Governor(this.settings);
     this.log = new ActivityLog(() => this.clock.now());
     this.log.on((entry) => this.emit('log', entry));

@@ -20,13 +20,25 @@ export class ServerError extends Error {
   }
 }
 
+/**
+ * How long a POST may take before it is given up (and retried as any network failure is): 30 s,
+ * plus a second for every 64 KiB of body, so a 16 MiB result on a slow uplink still goes. Without
+ * it a request that never ends holds what waits on it: WebKitGTK left a result post to a server
+ * that went away and came back unanswered for good, and every result after it waited too.
+ */
+function postTimeoutMs(bytes: number): number {
+  return 30_000 + (bytes / 65_536) * 1000;
+}
+
 async function postJson(base: string, path: string, body: unknown): Promise<unknown> {
+  // A Blob, not the string: sending a multi-megabyte string body (through the service worker)
+  // held the main thread for ~100 ms in Chromium; a Blob body is streamed without that.
+  const blob = body instanceof Blob ? body : new Blob([JSON.stringify(body)], { type: 'application/json' });
   const response = await fetch(base + path, {
     method: 'POST',
-    headers: { 'content-type': body instanceof Blob && body.type ? body.type : 'application/json' },
-    // A Blob, not the string: sending a multi-megabyte string body (through the service worker)
-    // held the main thread for ~100 ms in Chromium; a Blob body is streamed without that.
-    body: body instanceof Blob ? body : new Blob([JSON.stringify(body)], { type: 'application/json' }),
+    headers: { 'content-type': blob.type || 'application/json' },
+    body: blob,
+    signal: AbortSignal.timeout(postTimeoutMs(blob.size)),
   });
   const text = await response.text();
   let parsed: unknown = null;

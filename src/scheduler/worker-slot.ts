@@ -8,6 +8,7 @@ import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } fro
 import type { Engine } from '../protocol/schema.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
 import { RunCancelled } from './run-cancelled.ts';
+import { canShareMemory } from '../protocol/shared-memory.ts';
 
 export { RunCancelled };
 
@@ -55,7 +56,7 @@ export class WorkerSlot {
 
   /** What running tasks in this slot may use; kept for the next runs too. */
   private throttle: Throttle = { cpu: 1, paused: false };
-  /** The current run's control block (cross-origin isolated pages only). */
+  /** The current run's control block (pages that can share memory with workers only). */
   private block: ThrottleBlock | null = null;
   /** The current run's wall-time clock, which stands still while the run is paused. */
   private wallClock: PausableTimer | null = null;
@@ -64,7 +65,7 @@ export class WorkerSlot {
    * Runs a job; a run still going after `wallTimeMs` (time paused not counted) ends with a
    * 'timeout' outcome and a new worker.
    * @throws RunCancelled when cancel() is called during the run, or when it is paused on a page
-   *   that cannot pause it in place (no cross-origin isolation, or a WASIX task).
+   *   that cannot pause it in place (no memory shared with the worker, or a WASIX task).
    */
   run(job: WorkerJob, wallTimeMs: number, onCheckpoint?: (file: { path: string; data: Uint8Array }) => void): Promise<WorkerOutcome> {
     const started = performance.now();
@@ -74,14 +75,17 @@ export class WorkerSlot {
       channel.port1.onmessage = (event: MessageEvent<{ path: string; data: Uint8Array }>) => onCheckpoint(event.data);
       job = { ...job, checkpoints: channel.port2 };
     }
-    // The shared block needs isolation; WASIX runs are the SDK's, with no yield hook to read it.
-    this.block = crossOriginIsolated && job.engine === 'wasi-preview1' ? new ThrottleBlock() : null;
+    // The block needs memory shared with the worker (tested, not assumed from isolation); WASIX
+    // runs are the SDK's, with no yield hook to read it.
+    this.block = canShareMemory() && job.engine === 'wasi-preview1' ? new ThrottleBlock() : null;
     if (this.block) {
       this.block.set(this.throttle);
       job = { ...job, control: this.block.buffer };
     } else {
       job = { ...job, cpu: this.throttle.cpu };
     }
+    /** The worker's accounting of the run as its outcome gives it, for a page without the block. */
+    let accounted: RunProgress | undefined;
     const run = new Promise<WorkerOutcome>((resolve, reject) => {
       const clock = new PausableTimer(wallTimeMs, () => {
         this.cancelCurrent = null;
@@ -114,6 +118,7 @@ export class WorkerSlot {
           engineWorker.onFailure = null;
           clock.stop();
           this.cancelCurrent = null;
+          accounted = outcome.progress;
           resolve(outcome);
         },
         (error: unknown) => {
@@ -126,7 +131,9 @@ export class WorkerSlot {
     });
     // Checkpoints posted just before the run ended arrive before the port is closed: same task queue order.
     return run.finally(() => {
-      const last = this.block?.progress(); // final: the run's worker has finished or been terminated
+      // Final: the run's worker has finished or been terminated. Without a block, only a run that
+      // finished tells (a terminated one's accounting ends with its worker).
+      const last = this.block?.progress() ?? accounted;
       if (last) this.finished = { work: this.finished.work + last.work, busyMs: this.finished.busyMs + last.busyMs };
       this.block = null;
       this.wallClock = null;
@@ -150,7 +157,7 @@ export class WorkerSlot {
     }
   }
 
-  /** The current run's figures (zeros when idle, or when the page is not isolated). Cheap enough to poll. */
+  /** The current run's figures (zeros when idle, or where the page cannot share memory with its workers). Cheap enough to poll. */
   progress(): RunProgress {
     return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
   }
@@ -158,7 +165,10 @@ export class WorkerSlot {
   /** Work and computing time of this slot's ended runs; with the current run's, a total that never goes back. */
   private finished = { work: 0, busyMs: 0 };
 
-  /** Everything this slot has computed, ended runs included (zeros on a page that is not isolated). */
+  /**
+   * Everything this slot has computed, ended runs included. Where the page cannot share memory with
+   * its workers, the running task's share is missing until it finishes (it grows run by run).
+   */
   computed(): { work: number; busyMs: number } {
     const current = this.progress();
     return { work: this.finished.work + current.work, busyMs: this.finished.busyMs + current.busyMs };

@@ -34,15 +34,19 @@ export interface StoredLease {
 }
 
 /**
- * A result as kept until the server has it: a ResultSubmission whose outputs are their bytes in
- * Blobs, as the worker made them (WorkerOutcome.blobs), posted as a binary body; or, in entries
- * older versions wrote (no `encoding`), base64 text in Blobs or strings, posted as JSON.
+ * One output as kept: its bytes in a Blob as the worker made them (WorkerOutcome.blobs), the bytes
+ * themselves where IndexedDB refuses Blobs (src/storage/blob-support.ts), or, in entries older
+ * versions wrote (no `encoding`), base64 text in a Blob or a string.
  */
+export type StoredOutput = string | Blob | Uint8Array<ArrayBuffer>;
+
+/** A result as kept until the server has it: a ResultSubmission with its outputs as StoredOutputs. */
 export type StoredSubmission = Omit<ResultSubmission, 'stdout' | 'stderr' | 'files'> & {
+  /** 'bytes': the outputs are their bytes, posted as a binary body (RESULT_BODY_TYPE); absent: base64 text, posted as JSON. */
   encoding?: 'bytes';
-  stdout: string | Blob;
-  stderr: string | Blob;
-  files: { path: string; data: string | Blob }[];
+  stdout: StoredOutput;
+  stderr: StoredOutput;
+  files: { path: string; data: StoredOutput }[];
 };
 
 /** A result waiting to reach the server. Written before the first post; removed once the server has it. */

@@ -29,17 +29,23 @@ function identityOf(stored: StoredIdentity, deviceId: string): DeviceIdentity {
 
 /**
  * A new key pair: WebCrypto's when it signs what noble verifies (a browser whose Ed25519 is
- * missing or wrong falls back), else noble's.
+ * missing or wrong falls back), else noble's. Asked twice before falling back: WebKitGTK 2.50 now
+ * and then fails a non-extractable Ed25519 generateKey with an OperationError that the next call
+ * does not repeat, and the fallback keeps the secret key where the page can read it.
  */
 async function makeIdentity(): Promise<StoredIdentity> {
-  try {
-    const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
-    const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
-    const probe = utf8('dewgrid/identity-probe');
-    const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, probe as Uint8Array<ArrayBuffer>));
-    if (publicKey.length === 32 && (await ed.verifyAsync(signature, probe, publicKey))) return { kind: 'webcrypto', publicKey, privateKey: pair.privateKey };
-  } catch {
-    // no Ed25519 in this browser's WebCrypto
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+      const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+      const probe = utf8('dewgrid/identity-probe');
+      const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, pair.privateKey, probe as Uint8Array<ArrayBuffer>));
+      if (publicKey.length === 32 && (await ed.verifyAsync(signature, probe, publicKey))) return { kind: 'webcrypto', publicKey, privateKey: pair.privateKey };
+      break; // a wrong signature: this browser's Ed25519 is not to be trusted, however often asked
+    } catch (error) {
+      // NotSupportedError: no Ed25519 in this browser's WebCrypto; asking again will not change that.
+      if ((error as DOMException).name === 'NotSupportedError') break;
+    }
   }
   const secretKey = ed.utils.randomSecretKey();
   return { kind: 'noble', publicKey: await ed.getPublicKeyAsync(secretKey), secretKey };

@@ -8,9 +8,13 @@ import type { IDBPDatabase } from 'idb';
 import type { Lease } from '../protocol/schema.ts';
 import type { DewgridDB, OutboxEntry, StoredSubmission } from './db.ts';
 import type { Settings } from '../scheduler/policies/settings.ts';
+import { probeBlobStorage, withOutputsAsBytes } from './blob-support.ts';
 
 export class WorkStore {
   constructor(private readonly db: IDBPDatabase<DewgridDB>) {}
+
+  /** Whether IndexedDB keeps Blobs here, asked on the first result and remembered for the session. */
+  private keepsBlobs: Promise<boolean> | null = null;
 
   async addLeases(leases: Lease[]): Promise<void> {
     const tx = this.db.transaction('leases', 'readwrite');
@@ -52,6 +56,9 @@ export class WorkStore {
    * as completed here (until `expiresAt`: a lease for it again is a replay), atomically.
    */
   async finish(submission: StoredSubmission, expiresAt: number): Promise<void> {
+    // Before the transaction: reading a Blob's bytes is asynchronous, and the transaction would end meanwhile.
+    this.keepsBlobs ??= probeBlobStorage(this.db);
+    if (!(await this.keepsBlobs)) submission = await withOutputsAsBytes(submission);
     const tx = this.db.transaction(['leases', 'outbox', 'checkpoints', 'completed'], 'readwrite');
     await Promise.all([
       tx.objectStore('outbox').put({ leaseId: submission.leaseId, submission, attempts: 0, nextAttemptAt: 0 }),
@@ -117,8 +124,16 @@ export class WorkStore {
     await this.db.delete('outbox', leaseId);
   }
 
+  /**
+   * Schedules another attempt. The outputs go back as bytes, not as the Blobs read from the store:
+   * WebKit makes a Blob read from IndexedDB unreadable for the rest of the session once it is put
+   * back into its record (WebKitGTK 2.50, persistent profile, a Blob from an earlier session:
+   * NotFoundError on reading it, and a request with it as its body never ends), so every result
+   * kept across a reload stalled on its first retry until the next reload.
+   */
   async retryLater(entry: OutboxEntry, nextAttemptAt: number): Promise<void> {
-    await this.db.put('outbox', { ...entry, attempts: entry.attempts + 1, nextAttemptAt });
+    const submission = await withOutputsAsBytes(entry.submission);
+    await this.db.put('outbox', { ...entry, submission, attempts: entry.attempts + 1, nextAttemptAt });
   }
 
   /** Drops every held lease, waiting result and checkpoint (work of another identity); says how many. */

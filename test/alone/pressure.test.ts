@@ -73,7 +73,7 @@ describe('real Compute Pressure, no emulation', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     const tasks = Array.from({ length: cores * 8 }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
-    await publishBatch(server.url, await buildBatch({ name: 'alone', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'alone', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     // The defaults, as a donor leaves them: every core, full speed.
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await page.waitForFunction((n) => (window as unknown as Win).dewgrid.status().counts.running === n, cores, { timeout: 60_000 });
@@ -123,7 +123,7 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
     const { page, pressure } = await pressurePage();
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, cpu: 0.25, dwellSeconds: 2, backOffWhileInUse: false }));
     const tasks = Array.from({ length: 2 }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
-    await publishBatch(server.url, await buildBatch({ name: 'pressure', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'pressure', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at 25%, your limit\./);
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1, null, { timeout: 30_000 });
@@ -150,7 +150,7 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
 
     // Every core at full speed: "critical" is Dewgrid's own doing, and changes nothing.
     const tasksMore = Array.from({ length: cores }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
-    await publishBatch(server.url, await buildBatch({ name: 'pressure-more', module: fractal, tasks: tasksMore, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'pressure-more', module: fractal, tasks: tasksMore, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate((n) => (window as unknown as Win).dewgrid.setSettings({ workers: n }), cores);
     await page.waitForFunction((n) => (window as unknown as Win).dewgrid.status().counts.running === n, cores, { timeout: 30_000 });
     await page.waitForTimeout(3000);

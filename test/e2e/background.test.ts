@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PipeBrowser, type PipePage } from '../helpers/cdp-pipe.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { ownerHeaders, startTestServer, type TestServer } from '../helpers/server.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { Status } from '../../src/scheduler/controller.ts';
 import { TEST_DIST } from '../global-setup.ts';
@@ -42,7 +42,7 @@ describe('a hidden page', () => {
     await page.evaluate(`window.dewgrid.setSettings({ workers: 1, backOffForOtherPrograms: false })`);
     expect((await status(page)).settings.whenHidden).toBe('run');
     const tasks = Array.from({ length: 120 }, () => ({ args: ['fractal', '960', '720', '860', '640', '80', '80', '60000'], env: [], stdin: null, files: [], preopens: [] }));
-    const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'background', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    const { batchId } = await publishBatch(server.url, await buildBatch({ name: 'background', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate('window.dewgrid.start()');
     await page.waitFor('window.dewgrid.status().counts.running === 1');
     // A chain of main-thread timers, to see what throttling the page is under.
@@ -72,7 +72,7 @@ describe('a hidden page', () => {
     const hidden = requests.filter((r) => r.at >= from);
     expect(hidden.filter((r) => r.url === '/api/results').length).toBeGreaterThan(3);
     expect(hidden.filter((r) => r.url === '/api/work').length).toBeGreaterThan(0);
-    const done = ((await (await fetch(`${server.url}/api/batches/${batchId}`)).json()) as { counts: { done: number } }).counts.done;
+    const done = ((await (await fetch(`${server.url}/api/batches/${batchId}`, { headers: await ownerHeaders(server.key, 'read') })).json()) as { counts: { done: number } }).counts.done;
     expect(done).toBeGreaterThan(3);
     await page.evaluate('window.dewgrid.stop()');
   });

@@ -31,7 +31,7 @@ describe('window.dewgrid', () => {
       },
       env.server.key,
     );
-    const { batchId } = await publishBatch(env.server.url, request);
+    const { batchId } = await publishBatch(env.server.url, request, env.server.key);
     const { page, errors } = await openDonorPage(env.browser, env.server.url);
 
     const limitErrors = await page.evaluate(() => {
@@ -61,11 +61,11 @@ describe('window.dewgrid', () => {
     expect(stopped.counts.running).toBe(0);
     expect(stopped.counts.queued).toBeGreaterThanOrEqual(1); // the cut-short task is kept
     expect(await page.getByRole('button', { name: 'Start' }).isVisible()).toBe(true);
-    const before = await (await fetch(`${env.server.url}/api/batches/${batchId}`)).json();
+    const before = await (await env.server.owner(`/api/batches/${batchId}`)).json();
     expect(before.counts.done).toBe(0);
 
     await pressStart(page);
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 2, 120_000);
+    await waitForBatch(env.server, batchId, (c) => c.done === 2, 120_000);
     expect(errors).toEqual([]);
     await page.close();
   });

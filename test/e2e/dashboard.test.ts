@@ -25,7 +25,7 @@ const status = (page: Page) => page.evaluate(() => (window as unknown as Win).de
 async function publishLongTiles(count: number): Promise<string> {
   const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '880', '640', '80', '80', '100000'], env: [], stdin: null, files: [], preopens: [] }));
   const request = await buildBatch({ name: 'dashboard', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key);
-  return (await publishBatch(env.server.url, request)).batchId;
+  return (await publishBatch(env.server.url, request, env.server.key)).batchId;
 }
 
 async function openDashboard(page: Page): Promise<void> {
@@ -158,7 +158,7 @@ describe('dashboard', () => {
     const tasks = Array.from({ length: 40 }, (_, i) => ({ args: ['fractal', '960', '720', String((i % 12) * 80), String(Math.floor(i / 12) * 80), '80', '80', '20000'], env: [], stdin: null, files: [], preopens: [] }));
     const { batchId } = await publishBatch(
       env.server.url,
-      await buildBatch({ name: 'short', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
+      await buildBatch({ name: 'short', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key,
     );
     const page = await env.browser.newPage();
     await openDashboard(page);
@@ -167,7 +167,7 @@ describe('dashboard', () => {
     const deadline = Date.now() + 60_000;
     for (;;) {
       totals.push((await status(page)).computed.work);
-      const batch = (await (await fetch(`${env.server.url}/api/batches/${batchId}`)).json()) as { counts: { done: number } };
+      const batch = (await (await env.server.owner(`/api/batches/${batchId}`)).json()) as { counts: { done: number } };
       if (batch.counts.done === tasks.length || Date.now() > deadline) break;
       await page.waitForTimeout(100);
     }
@@ -179,7 +179,7 @@ describe('dashboard', () => {
     const description = await page.locator(`[id="${await work.getAttribute('aria-describedby')}"]`).textContent();
     expect(description).toMatch(/^Highest [\d.,]+[KMBT]? steps a second, at /);
     expect(await page.locator('.line-chart.work figcaption').textContent()).toMatch(/^Now [\d.,]+[KMBT]? steps a second; [\d.,]+[KMBT]? steps in the last \d+ seconds?\./);
-    expect(await page.locator('.line-chart.cpu figcaption').textContent()).toMatch(/^CPU now \d+% of this device's \d+ cores?; \d+% on average over the last \d+ seconds?\.$/);
+    expect(await page.locator('.line-chart.cpu figcaption').textContent()).toMatch(/^CPU now \d+% of the \d+ processors? this browser reports; \d+% on average over the last \d+ seconds?\.$/);
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());
     await page.close();
   });

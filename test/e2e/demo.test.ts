@@ -18,7 +18,7 @@ describe('demo project end to end', () => {
   it('renders the whole picture in the browser and the CLI shows every task done', async () => {
     const tiles = demoTiles();
     const spec = demoBatchSpec(new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))));
-    const { batchId } = await publishBatch(env.server.url, await buildBatch(spec, env.server.key));
+    const { batchId } = await publishBatch(env.server.url, await buildBatch(spec, env.server.key), env.server.key);
 
     const page = await env.browser.newPage();
     const pageErrors: string[] = [];
@@ -28,7 +28,7 @@ describe('demo project end to end', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await pressStart(page);
-    await waitForBatch(env.server.url, batchId, (c) => c.done === tiles.length);
+    await waitForBatch(env.server, batchId, (c) => c.done === tiles.length);
 
     // The picture: every tile drawn, every pixel opaque (undrawn canvas pixels are transparent).
     await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), tiles.length);
@@ -46,7 +46,7 @@ describe('demo project end to end', () => {
     expect(blobFetches).toHaveLength(1);
 
     // Asynchronously: the server runs in this process, so a synchronous child would deadlock it.
-    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url], { maxBuffer: 256 * 2 ** 20 });
+    const cli = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'results', batchId, '--json', '--server', env.server.url, '--data', env.server.dataDir], { maxBuffer: 256 * 2 ** 20 });
     const results = JSON.parse(cli.stdout) as BatchResults;
     expect(results.batchId).toBe(batchId);
     expect(results.tasks).toHaveLength(tiles.length);
@@ -71,13 +71,13 @@ describe('demo project end to end', () => {
     await expect.poll(() => page.locator('[data-credit="validated"] dd').textContent(), { timeout: 10_000 }).toBe(credit.validated.toLocaleString('en-US', { maximumFractionDigits: credit.validated < 10 ? 2 : 0 }));
 
     // After a reload the module comes from IndexedDB: a new batch with the same module fetches no bytes.
-    const again = await publishBatch(env.server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, env.server.key));
+    const again = await publishBatch(env.server.url, await buildBatch({ ...spec, tasks: spec.tasks.slice(0, 4) }, env.server.key), env.server.key);
     blobFetches.length = 0;
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     // Start is remembered until Stop: the reloaded page carries on by itself.
     await page.getByRole('button', { name: 'Stop' }).waitFor();
-    await waitForBatch(env.server.url, again.batchId, (c) => c.done === 4);
+    await waitForBatch(env.server, again.batchId, (c) => c.done === 4);
     expect(blobFetches).toEqual([]);
     await page.close();
   });

@@ -17,7 +17,7 @@ describe('deterministic runs in the browser', () => {
       await buildBatch(
         { name: 'deterministic', module: wasm, tasks: [{ args: ['nondeterminism'], env: [], stdin: null, files: [], preopens: ['/out'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 30_000, outputBytes: 2 ** 20 }, redundancy: 2, expiresInMs: 3600_000 },
         env.server.key,
-      ),
+      ), env.server.key,
     );
     const devices = await Promise.all([env.browser.newContext(), env.browser.newContext()]);
     for (const context of devices) {
@@ -26,7 +26,7 @@ describe('deterministic runs in the browser', () => {
       await page.waitForSelector('html[data-ready="true"]');
       await pressStart(page);
     }
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, batchId, (c) => c.done === 1);
     // The two results' output digests (SHA-256 over exit code, stdout, stderr and every file) are equal.
     const [task] = await env.server.app.store.tasks(batchId);
     const results = task!.quorum.results;

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { ownerHeaders } from '../helpers/server.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { API, type BatchResults, type BatchStatus } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
@@ -31,12 +32,13 @@ describe('a task this device cannot run', () => {
     const { batchId } = await publishBatch(
       env.server.url,
       await buildBatch({ name: 'unrunnable', module: fractal, tasks: [{ args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
+      env.server.key,
     );
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
 
     let task: BatchResults['tasks'][number] | undefined;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
-      task = ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0];
+      task = ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`, { headers: await ownerHeaders(env.server.key, 'read') })).json()) as BatchResults).tasks[0];
       if (task?.error) break;
     }
     expect(task?.error).toMatchObject({ code: 'device', message: expect.stringMatching(/^this device could not run it: Error: the task's worker failed to start/) });
@@ -58,7 +60,7 @@ describe('a task this device cannot run', () => {
     // On the server: the lease answered, nothing counted against the task, which waits for another device.
     const deviceId = status.deviceId;
     const taskId = `${batchId}-0`;
-    const batch = (await (await fetch(env.server.url + API.batch(batchId))).json()) as BatchStatus;
+    const batch = (await (await fetch(env.server.url + API.batch(batchId), { headers: await ownerHeaders(env.server.key, 'read') })).json()) as BatchStatus;
     expect(batch.counts).toMatchObject({ queued: 1, running: 0, failed: 0, done: 0 });
     expect(batch.reports).toMatchObject({ deviceFailures: 1, errors: 0 });
     expect(batch.failures).toMatchObject([{ taskId, deviceId, code: 'device', newDevice: true }]);

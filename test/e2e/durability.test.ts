@@ -28,7 +28,7 @@ async function publishTiles(name: string, count: number, maxIter: string) {
   const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '900', '680', '40', '40', maxIter], env: [] as [string, string][], stdin: null, files: [], preopens: [] }));
   return publishBatch(
     env.server.url,
-    await buildBatch({ name, module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
+    await buildBatch({ name, module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key,
   );
 }
 
@@ -49,7 +49,7 @@ async function goOnline(context: import('playwright-core').BrowserContext) {
 
 /** Every task done, each with exactly one stored result. */
 async function expectExactlyOnce(batchId: string, count: number) {
-  const results = (await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+  const results = (await (await env.server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults;
   expect(results.tasks).toHaveLength(count);
   for (const task of results.tasks) {
     expect(task.state, task.taskId).toBe('done');
@@ -79,7 +79,7 @@ describe('no lost results', () => {
     const offline = await status(page);
     expect(offline.counts.done).toBeGreaterThanOrEqual(atCut.done + 3); // computed offline, waiting to be sent
     await goOnline(context);
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 10, 90_000);
+    await waitForBatch(env.server, batchId, (c) => c.done === 10, 90_000);
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent === 0);
     await expectExactlyOnce(batchId, 10);
     await context.close();
@@ -104,7 +104,7 @@ describe('no lost results', () => {
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 2, null, { timeout: 60_000 });
     expect((await status(page)).running).toBe(true);
     await goOnline(context);
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 10, 90_000);
+    await waitForBatch(env.server, batchId, (c) => c.done === 10, 90_000);
     await expectExactlyOnce(batchId, 10);
     await context.close();
   });
@@ -116,11 +116,11 @@ describe('no lost results', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('restart', 8, '100000');
     await pressStart(page); // a donor's click: Start is remembered across reloads
-    await waitForBatch(env.server.url, batchId, (c) => (c.done ?? 0) >= 2);
+    await waitForBatch(env.server, batchId, (c) => (c.done ?? 0) >= 2);
     await env.server.stop();
     await page.waitForTimeout(1500);
     await env.server.start();
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 8, 90_000);
+    await waitForBatch(env.server, batchId, (c) => c.done === 8, 90_000);
     await expectExactlyOnce(batchId, 8);
     await context.close();
   });
@@ -139,7 +139,7 @@ describe('no lost results', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await page.waitForFunction(() => document.body.textContent?.includes('left from last time'));
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 2, 120_000);
+    await waitForBatch(env.server, batchId, (c) => c.done === 2, 120_000);
     await expectExactlyOnce(batchId, 2);
     await context.close();
   });
@@ -149,7 +149,7 @@ describe('no lost results', () => {
     const args = ['checkpointed', '20', '100000000'];
     const { batchId } = await publishBatch(
       env.server.url,
-      await buildBatch({ name: 'checkpointed', module: wasm, tasks: [{ args, env: [], stdin: null, files: [], preopens: ['/checkpoint'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
+      await buildBatch({ name: 'checkpointed', module: wasm, tasks: [{ args, env: [], stdin: null, files: [], preopens: ['/checkpoint'] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key,
     );
     const context = await env.browser.newContext();
     let page = await context.newPage();
@@ -178,8 +178,8 @@ describe('no lost results', () => {
     page = await context.newPage();
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 1, 120_000);
-    const results = (await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults;
+    await waitForBatch(env.server, batchId, (c) => c.done === 1, 120_000);
+    const results = (await (await env.server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults;
     const task = results.tasks[0]!;
     const reference = await runUnderNodeWasi(wasm, { args, env: [], stdin: new Uint8Array(0), files: [], preopens: ['/checkpoint'], maxStdoutBytes: 2 ** 20, maxStderrBytes: 2 ** 20, maxOutputFileBytes: 2 ** 20 });
     expect(task.stdout).toBe(new TextDecoder().decode(reference.stdout));

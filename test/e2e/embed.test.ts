@@ -9,6 +9,9 @@
 // card out of sight never starts from remembered consent (item 7); consent survives a reload and
 // lapses after 30 days (the frame's clock moved forward); axe and the keyboard; bad options and a
 // forged card address; the service worker keeps off the card; and the card without isolation.
+// In Chromium: the covered or faded card's refusal needs IntersectionObserver v2, and the card's
+// isolation Document-Isolation-Policy, both Chromium's alone. The card after a real click and a yes
+// in Dewgrid's window runs in all three engines in the engine journeys (engines-*.test.ts).
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -105,7 +108,7 @@ async function publish(name: string, tasks: string[][], wallTimeMs = 60_000): Pr
     },
     server.key,
   );
-  return (await publishBatch(server.url, request)).batchId;
+  return (await publishBatch(server.url, request, server.key)).batchId;
 }
 
 async function cardFrame(page: Page): Promise<Frame> {
@@ -375,7 +378,7 @@ describe('the embed on a partner site', () => {
   it('computes after the click and a yes in Dewgrid\u2019s window, and tells the partner page from Dewgrid\u2019s origin', async () => {
     await page.evaluate(() => void ((window as unknown as Win).__messages.length = 0)); // the fakes posted above
     await consentInCard(page, frame);
-    await waitForBatch(server.url, batchId, (c) => c.done === tiles.length);
+    await waitForBatch(server, batchId, (c) => c.done === tiles.length);
     await expect.poll(() => frame.locator('.counts').textContent(), { timeout: 10_000 }).toContain(`Tasks done${tiles.length}`);
     await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/Running at 50%|Waiting for work from the project/);
     expect(await frame.locator('main').textContent()).toContain('At most 50% of one core, one task at a time.');
@@ -426,7 +429,7 @@ describe('the embed on a partner site', () => {
 
     await page.waitForTimeout(3000);
     expect(apiRequests(stoppedAt).filter((r) => r.path === '/api/work' || r.path === '/api/results')).toEqual([]);
-    expect((await (await fetch(`${server.url}/api/batches/${longBatch}`)).json()).counts.done).toBe(0);
+    expect((await (await server.owner(`/api/batches/${longBatch}`)).json()).counts.done).toBe(0);
 
     const reloadAt = Date.now();
     await page.reload();
@@ -483,11 +486,11 @@ describe('the embed on a partner site', () => {
     const elsewhere = 'Stopped: your consent was withdrawn in another Dewgrid card on this site, and is forgotten. Nothing more runs.';
     await expect.poll(() => second.getByRole('alert').textContent()).toBe(elsewhere);
     await expect.poll(() => hidden.getByRole('alert').textContent()).toBe(elsewhere);
-    const doneAtStop = (await (await fetch(`${server.url}/api/batches/${batch}`)).json()).counts.done as number;
+    const doneAtStop = (await (await server.owner(`/api/batches/${batch}`)).json()).counts.done as number;
     // Idle cards ask for work every 3 s: 4 s without a request is every card stopped.
     await page.waitForTimeout(4000);
     expect(apiRequests(stoppedAt).filter((r) => r.path === '/api/work' || r.path === '/api/results')).toEqual([]);
-    expect((await (await fetch(`${server.url}/api/batches/${batch}`)).json()).counts.done).toBe(doneAtStop);
+    expect((await (await server.owner(`/api/batches/${batch}`)).json()).counts.done).toBe(doneAtStop);
     expect(await heard('stopped')).toBe(2);
   });
 
@@ -640,12 +643,12 @@ describe('the embed on a host that sends no isolation headers', () => {
       },
       plain.key,
     );
-    const { batchId } = await publishBatch(plain.url, request);
+    const { batchId } = await publishBatch(plain.url, request, plain.key);
     const context = await browser.newContext();
     const { page, frame, errors } = await openPartner(context, plainSite.url.replace('127.0.0.1', 'localhost'));
     expect(await frame.evaluate(() => crossOriginIsolated)).toBe(false);
     await consentInCard(page, frame);
-    await waitForBatch(plain.url, batchId, (c) => c.done === 2);
+    await waitForBatch(plain, batchId, (c) => c.done === 2);
     expect(errors).toEqual([]);
     await context.close();
   });

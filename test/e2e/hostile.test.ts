@@ -93,8 +93,8 @@ describe('hostile modules', () => {
     for (const c of cases) {
       // Each hostile task, then a normal one: published in that order, run in that order with one worker.
       const limits = { memoryBytes: 32 * MiB, wallTimeMs: 3000, outputBytes: MiB };
-      const hostile = await publishBatch(env.server.url, await buildBatch({ name: c.name, module: read(c.module), tasks: [{ args: c.args, env: [], stdin: null, files: [], preopens: ['/out'] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
-      const normal = await publishBatch(env.server.url, await buildBatch({ name: `after ${c.name}`, module: fractal, tasks: [{ args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [], stdin: null, files: [], preopens: [] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+      const hostile = await publishBatch(env.server.url, await buildBatch({ name: c.name, module: read(c.module), tasks: [{ args: c.args, env: [], stdin: null, files: [], preopens: ['/out'] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key);
+      const normal = await publishBatch(env.server.url, await buildBatch({ name: `after ${c.name}`, module: fractal, tasks: [{ args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [], stdin: null, files: [], preopens: [] }], limits, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key);
       batches.push({ hostile: hostile.batchId, normal: normal.batchId, c });
     }
     // The main thread's tasks as Chromium traces them: their thread time (CPU the task itself used)
@@ -109,10 +109,10 @@ describe('hostile modules', () => {
     for (const { hostile, normal, c } of batches) {
       // The normal task after it completes; the hostile one has this device's answer (an erroring task
       // stays queued for other devices, so its state is not the signal: its answer is).
-      await waitForBatch(env.server.url, normal, (counts) => counts.done === 1, 60_000);
+      await waitForBatch(env.server, normal, (counts) => counts.done === 1, 60_000);
       let task: BatchResults['tasks'][number];
       for (const deadline = Date.now() + 30_000; ; ) {
-        task = ((await (await fetch(`${env.server.url}/api/batches/${hostile}/results`)).json()) as BatchResults).tasks[0]!;
+        task = ((await (await env.server.owner(`/api/batches/${hostile}/results`)).json()) as BatchResults).tasks[0]!;
         if (task.error || task.exitCode !== null || Date.now() > deadline) break;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -145,7 +145,7 @@ describe('hostile modules against the shim\u2019s memory', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     await startDonor(page);
-    const resultOf = async (batchId: string) => ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
+    const resultOf = async (batchId: string) => ((await (await env.server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0] ?? null;
     const failures: string[] = [];
     await warmUp(env.server, resultOf);
     for (const attack of MEMORY_ATTACKS) {

@@ -30,10 +30,10 @@ describe('device identity', () => {
 
     const { batchId } = await publishBatch(
       env.server.url,
-      await buildBatch({ name: 'noble', module: fractal, tasks: [0, 1].map((i) => ({ args: ['fractal', '32', '32', String(i * 16), '0', '16', '16', '500'], env: [], stdin: null, files: [], preopens: [] })), limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 30_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key),
+      await buildBatch({ name: 'noble', module: fractal, tasks: [0, 1].map((i) => ({ args: ['fractal', '32', '32', String(i * 16), '0', '16', '16', '500'], env: [], stdin: null, files: [], preopens: [] })), limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 30_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key,
     );
     await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
-    await waitForBatch(env.server.url, batchId, (c) => c.done === 2);
+    await waitForBatch(env.server, batchId, (c) => c.done === 2);
     const { deviceId } = await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.status());
     const credit = (await (await fetch(`${env.server.url}/api/devices/${deviceId}`)).json()) as DeviceCredit;
     expect(credit.results).toMatchObject({ valid: 2, invalid: 0 });

@@ -5,6 +5,7 @@
 import { describe, expect, it, afterAll, beforeAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { ownerHeaders } from '../helpers/server.ts';
 import { TamperProxy } from '../helpers/tamper-proxy.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { API, sha256Hex, type BatchStatus, type TaskResultView } from '../../src/protocol/index.ts';
@@ -67,7 +68,7 @@ describe('a 30 MB module', () => {
       redundancy: 1,
       expiresInMs: 3600_000,
     };
-    const batch = await publishBatch(env.server.url, await buildBatch(spec, env.server.key));
+    const batch = await publishBatch(env.server.url, await buildBatch(spec, env.server.key), env.server.key);
     const taskId = `${batch.batchId}-0`;
     // The first term: the time to prepare 30 MB at the assumed pace, the wall time, the margin.
     const firstTermMs = prepareAllowanceMs(module.length, ASSUMED_BYTES_PER_MS) + 20_000 + MARGIN_MS;
@@ -79,11 +80,11 @@ describe('a 30 MB module', () => {
     await page.waitForSelector('html[data-ready="true"]');
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
 
-    const results = async () => ((await (await fetch(env.server.url + API.batchResults(batch.batchId))).json()) as { tasks: TaskResultView[] }).tasks[0]!;
+    const results = async () => ((await (await fetch(env.server.url + API.batchResults(batch.batchId), { headers: await ownerHeaders(env.server.key, 'read') })).json()) as { tasks: TaskResultView[] }).tasks[0]!;
     await expect.poll(async () => (await results()).state, { timeout: downloadMs + 120_000, interval: 1000 }).toBe('done');
     const [task] = await env.server.app.store.tasks(batch.batchId);
     expect(task!.leases).toBe(1);
-    const status = (await (await fetch(env.server.url + API.batch(batch.batchId))).json()) as BatchStatus;
+    const status = (await (await fetch(env.server.url + API.batch(batch.batchId), { headers: await ownerHeaders(env.server.key, 'read') })).json()) as BatchStatus;
     expect(status.refusals).toEqual([]);
     expect(status.failures).toEqual([]);
     // Renewed while preparing: renewals with phase 'preparing' went out and were taken.

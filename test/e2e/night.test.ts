@@ -59,7 +59,7 @@ const plug = (page: Page, charging: boolean) =>
 
 async function publishLong(count: number): Promise<void> {
   const tasks = Array.from({ length: count }, () => ({ args: ['fractal', '960', '720', '860', '640', '80', '80', '300000'], env: [], stdin: null, files: [], preopens: [] }));
-  await publishBatch(env.server.url, await buildBatch({ name: 'night', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+  await publishBatch(env.server.url, await buildBatch({ name: 'night', module: fractal, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key);
 }
 
 describe('night mode', () => {

@@ -6,6 +6,10 @@
 // pointer moves for "in use", and a program whose pace drops halfway (what heat looks like to the
 // yield hook's work counter). Compute Pressure, which tells other programs' load from Dewgrid's own,
 // is tested in test/alone/pressure.test.ts, with nothing else of the suite running.
+// Chromium only: it alone has the Compute Pressure API and a way to drive it (CDP's
+// Emulation.setPressureSourceOverrideEnabled / setPressureStateOverride); Firefox and WebKit have
+// neither the API nor the Battery Status API, so there the policies run on what remains (the
+// slowdown watch, visibility, use of the page), as the engine journeys do (engines-*.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,7 +99,7 @@ describe('policies on a long task', () => {
 
     const { batchId } = await publishBatch(
       server.url,
-      await buildBatch({ name: 'long', module: fractal, tasks: [{ args: ARGS, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key),
+      await buildBatch({ name: 'long', module: fractal, tasks: [{ args: ARGS, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key,
     );
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at full speed\./);
@@ -138,8 +142,8 @@ describe('policies on a long task', () => {
     await expectRunningAgain(page);
     await expectActivity(page, 'running', /^Running at full speed\./);
 
-    await waitForBatch(server.url, batchId, (counts) => counts.done === 1, 120_000);
-    const task = ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
+    await waitForBatch(server, batchId, (counts) => counts.done === 1, 120_000);
+    const task = ((await (await server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
     const undisturbed = runJob({
       taskId: 'reference', engine: 'wasi-preview1', module: new WebAssembly.Module(fractal), args: ARGS, env: [], stdin: new Uint8Array(0), files: [], preopens: [],
       limits: { memoryBytes: 64 * 2 ** 20, outputBytes: 2 ** 20 }, cpu: 1, deterministic: false,
@@ -172,7 +176,7 @@ describe('heat', () => {
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, dwellSeconds: 600, backOffWhileInUse: false, backOffForOtherPrograms: false }));
     // About six seconds of the fast loop, then the one that does the same work three times slower per probe.
     const args = ['phases', '1200000000', '400000000'];
-    await publishBatch(server.url, await buildBatch({ name: 'phases', module: phases, tasks: [{ args, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 16 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key));
+    await publishBatch(server.url, await buildBatch({ name: 'phases', module: phases, tasks: [{ args, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 16 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at full speed\./);
     await expectActivity(page, 'throttled', /^Running at 75%: device hot \(slowing down\)\./, 60_000);

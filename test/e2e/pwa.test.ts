@@ -2,6 +2,9 @@
 // installability errors, the manifest is complete and served as a manifest, its icons are the
 // sizes it says and precached; the Install button follows beforeinstallprompt and appinstalled;
 // the Add to Home Screen hint shows on iOS Safari only, and not in the installed app.
+// Chromium only: installability and beforeinstallprompt are Chromium's (Firefox and Safari fire no
+// such event and offer no automation of installing), and the installability report is CDP's
+// (Page.getInstallabilityErrors).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

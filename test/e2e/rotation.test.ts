@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
-import { buildBatch, publishBatch, PublishError, type BatchSpec } from '../../server/publish.ts';
+import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
+import { ServerRefusedError } from '../../owner/index.ts';
+import { ownerFetch } from '../helpers/server.ts';
 import { revokeKey, rotateKey } from '../../server/keys.ts';
 import { API, type BatchStatus, type SignedKeyset } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
@@ -41,20 +43,20 @@ describe('key rotation', () => {
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, backOffForOtherPrograms: false }));
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     const oldKey = env.server.key;
-    await publishBatch(env.server.url, await buildBatch(spec('before', small(2)), oldKey));
-    await waitForBatch(env.server.url, 'before', (c) => c.done === 2);
+    await publishBatch(env.server.url, await buildBatch(spec('before', small(2)), oldKey), env.server.key);
+    await waitForBatch(env.server, 'before', (c) => c.done === 2);
 
     // Rotation: a new signing key, the old one retiring in an hour; the page learns of it by itself.
     const { key: newKey, keyset: v2 } = await rotateKey(env.dataDir, { graceMs: 3600_000 });
     await push(v2);
-    await publishBatch(env.server.url, await buildBatch(spec('rotated', small(2)), newKey));
-    const rotated = await waitForBatch(env.server.url, 'rotated', (c) => c.done === 2);
+    await publishBatch(env.server.url, await buildBatch(spec('rotated', small(2)), newKey), env.server.key);
+    const rotated = await waitForBatch(env.server, 'rotated', (c) => c.done === 2);
     expect(rotated.refusals).toEqual([]);
     await expect.poll(() => logText(page)).toMatch(/The project's signing keys changed \(version 2: 2 keys\)/);
 
     // Revocation while the page holds tasks the old key signed: a long task first, then two of the old key's.
-    await publishBatch(env.server.url, await buildBatch(spec('long', [['fractal', '960', '720', '860', '640', '80', '80', '300000']]), newKey));
-    await publishBatch(env.server.url, await buildBatch(spec('doomed', small(2)), oldKey));
+    await publishBatch(env.server.url, await buildBatch(spec('long', [['fractal', '960', '720', '860', '640', '80', '80', '300000']]), newKey), env.server.key);
+    await publishBatch(env.server.url, await buildBatch(spec('doomed', small(2)), oldKey), env.server.key);
     await page.waitForFunction(() => {
       const s = (window as unknown as Win).dewgrid.status();
       return s.counts.running === 1 && s.counts.queued >= 2;
@@ -63,20 +65,24 @@ describe('key rotation', () => {
     await push(v3);
     await expect.poll(() => logText(page), { timeout: 20_000 }).toMatch(/The project's signing keys changed \(version 3: 2 keys, 1 revoked\)/);
 
-    const doomed = await waitForBatch(env.server.url, 'doomed', (c) => c.revoked === 2, 60_000);
+    // The old key was the owner's too: from now on the owner signs with the new one.
+    const owner = { url: env.server.url, key: newKey };
+    const doomed = await waitForBatch(owner, 'doomed', (c) => c.revoked === 2, 60_000);
     await expect
-      .poll(async () => ((await (await fetch(env.server.url + API.batch('doomed'))).json()) as BatchStatus).refusals.map((r) => r.reason), { timeout: 60_000 })
+      .poll(async () => ((await (await ownerFetch(owner, API.batch('doomed'))).json()) as BatchStatus).refusals.map((r) => r.reason), { timeout: 60_000 })
       .toEqual(['revoked-key', 'revoked-key']);
     expect(doomed.counts.done).toBe(0);
-    await waitForBatch(env.server.url, 'long', (c) => c.done === 1, 60_000);
+    await waitForBatch(owner, 'long', (c) => c.done === 1, 60_000);
     expect(await logText(page)).toMatch(/signed by a key the project has revoked/);
 
     // The server takes no more of the old key's tasks; the new key still publishes.
-    const refused = await publishBatch(env.server.url, await buildBatch(spec('late', small(1)), oldKey)).catch((error: PublishError) => error);
-    expect(refused).toBeInstanceOf(PublishError);
-    expect((refused as PublishError).message).toMatch(/refused \(revoked-key\)/);
-    await publishBatch(env.server.url, await buildBatch(spec('after', small(1)), newKey));
-    await waitForBatch(env.server.url, 'after', (c) => c.done === 1);
+    const refused = await publishBatch(env.server.url, await buildBatch(spec('late', small(1)), oldKey), newKey).catch((error: ServerRefusedError) => error);
+    expect(refused).toBeInstanceOf(ServerRefusedError);
+    expect((refused as ServerRefusedError).message).toMatch(/refused \(revoked-key\)/);
+    // Nor its owner tokens.
+    expect((await ownerFetch(env.server, API.batches)).status).toBe(401);
+    await publishBatch(env.server.url, await buildBatch(spec('after', small(1)), newKey), newKey);
+    await waitForBatch(owner, 'after', (c) => c.done === 1);
     await page.close();
   });
 });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForBatch, pressStart } from '../helpers/donor.ts';
+import { agreed, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { sha256Hex } from '../../src/protocol/index.ts';
 
@@ -18,7 +18,7 @@ const wordfreq = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.
 
 async function publish(module: Uint8Array, args: string[], count: number, files: { path: string; data: Uint8Array }[] = []) {
   const tasks = Array.from({ length: count }, () => ({ args, env: [] as [string, string][], stdin: null, files, preopens: ['/tmp'] }));
-  return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key));
+  return publishBatch(env.server.url, await buildBatch({ name: 'storage', module, tasks, limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 60_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, env.server.key), env.server.key);
 }
 
 /** Runs a raw IndexedDB request against the client's database, from the page. */
@@ -50,7 +50,7 @@ describe('storage', () => {
     await openClient(page);
     const first = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await pressStart(page);
-    await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
 
     const hash = await sha256Hex(fractal);
@@ -67,7 +67,7 @@ describe('storage', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await pressStart(page);
-    await waitForBatch(env.server.url, second.batchId, (c) => c.done === 2);
+    await waitForBatch(env.server, second.batchId, (c) => c.done === 2);
     expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
 
@@ -98,7 +98,7 @@ describe('storage', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await pressStart(page);
-    await waitForBatch(env.server.url, third.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, third.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     expect(await kept()).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
     await context.close();
@@ -116,8 +116,8 @@ describe('storage', () => {
     const a = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 3);
     const b = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 3);
     await pressStart(page);
-    await waitForBatch(env.server.url, a.batchId, (c) => c.done === 3);
-    await waitForBatch(env.server.url, b.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server, a.batchId, (c) => c.done === 3);
+    await waitForBatch(env.server, b.batchId, (c) => agreed(c) === 3); // its result agreed, whatever wordfreq's exit code
     const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.bytes.length })));`, null);
     expect(cached.reduce((n, c) => n + c.size, 0)).toBeLessThanOrEqual(budget);
     expect(cached.map((c) => c.sha256)).toEqual([await sha256Hex(wordfreq)]); // the older one went
@@ -163,7 +163,7 @@ describe('storage', () => {
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
     const batch = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await pressStart(page);
-    await waitForBatch(env.server.url, batch.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     await context.close();
   });
@@ -175,7 +175,7 @@ describe('storage', () => {
     const input = { path: '/tmp/words.txt', data: new TextEncoder().encode('a cached input, read again after a reload\n') };
     const first = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
     await pressStart(page);
-    await waitForBatch(env.server.url, first.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
     const hash = await sha256Hex(input.data);
     const lastUsed = () => idb<number>(page, `const r = db.transaction('blobIndex').objectStore('blobIndex').get(arg); r.onsuccess = () => resolve(r.result.lastUsed);`, hash);
@@ -187,7 +187,7 @@ describe('storage', () => {
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
     await pressStart(page);
-    await waitForBatch(env.server.url, second.batchId, (c) => c.done === 1);
+    await waitForBatch(env.server, second.batchId, (c) => c.done === 1);
     // Hits are written to the index together, just after: wait for it.
     await expect.poll(lastUsed, { timeout: 10_000 }).toBeGreaterThan(before);
     expect(await stored()).toEqual(['bytes', 'sha256']);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { countCompilations, storedValue, waitForBatch, pressStart } from '../helpers/donor.ts';
+import { ownerFetch } from '../helpers/server.ts';
 import { TamperProxy, type Exchange } from '../helpers/tamper-proxy.ts';
 import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
 import { readKeyset, revokeKey, rotateKey, type SigningKey } from '../../server/keys.ts';
@@ -66,11 +67,14 @@ afterAll(async () => {
   await proxy?.close();
 });
 
+/** The project owner, signing with the current key (the first one is revoked, and its owner tokens with it). */
+const owner = () => ({ url: env.server.url, key: current });
+
 describe('through a tampering proxy', () => {
   it('executes nothing tampered with, reports each refusal with its reason, and finishes the honest tasks', async () => {
     const honest = await buildBatch(spec('honest', fractal, 8), current);
-    await publishBatch(env.server.url, honest);
-    await publishBatch(env.server.url, await buildBatch(spec('modtamper', variant, 1), current));
+    await publishBatch(env.server.url, honest, current);
+    await publishBatch(env.server.url, await buildBatch(spec('modtamper', variant, 1), current), current);
     const variantHash = await sha256Hex(variant);
     const original = (taskId: string) => honest.tasks.find((t) => t.manifest.taskId === taskId)!;
     const stranger = await generateKeyPair();
@@ -136,17 +140,17 @@ describe('through a tampering proxy', () => {
     await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void } }).dewgrid.setLimits({ workers: 1 }));
     await pressStart(page);
 
-    await waitForBatch(env.server.url, 'honest', (c) => c.done === 3);
+    await waitForBatch(owner(), 'honest', (c) => c.done === 3);
     // Every refusal on record: five attacked tasks, the replay, the module, and the keyset.
     const refusalsRecorded = async () => {
-      const honestRefusals = (await waitForBatch(env.server.url, 'honest', () => true)).refusals.length;
-      const moduleRefusals = (await waitForBatch(env.server.url, 'modtamper', () => true)).refusals.length;
+      const honestRefusals = (await waitForBatch(owner(), 'honest', () => true)).refusals.length;
+      const moduleRefusals = (await waitForBatch(owner(), 'modtamper', () => true)).refusals.length;
       return honestRefusals + moduleRefusals + Math.min(1, (await env.server.app.store.keysetRefusals()).length);
     };
     await expect.poll(refusalsRecorded, { timeout: 30_000 }).toBe(8);
     await page.waitForFunction(() => document.querySelectorAll('li[data-level="refused"]').length >= 8, null, { timeout: 20_000 });
 
-    const results = (await (await fetch(`${env.server.url}${API.batchResults('honest')}`)).json()) as BatchResults;
+    const results = (await (await ownerFetch(owner(), API.batchResults('honest'))).json()) as BatchResults;
     const byId = new Map(results.tasks.map((t) => [t.taskId, t]));
     // Honest tasks done; honest-0 once, though it was served twice.
     for (const id of ['honest-0', 'honest-6', 'honest-7']) expect(byId.get(id), id).toMatchObject({ state: 'done', results: 1 });
@@ -158,7 +162,7 @@ describe('through a tampering proxy', () => {
       expect(t.state, id).not.toBe('done');
     }
     expect(byId.get('honest-0')!.refusals.map((r) => r.reason)).toEqual(['replayed-task']);
-    const modtamper = (await (await fetch(`${env.server.url}${API.batchResults('modtamper')}`)).json()) as BatchResults;
+    const modtamper = (await (await ownerFetch(owner(), API.batchResults('modtamper'))).json()) as BatchResults;
     expect(modtamper.tasks[0]!.refusals.map((r) => r.reason)).toEqual(['module-hash-mismatch']);
     expect(modtamper.tasks[0]!.quorum.results).toEqual([]);
     expect(await env.server.app.store.keysetRefusals()).toMatchObject([{ version: 1, reason: 'keyset-rollback' }]);

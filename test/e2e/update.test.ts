@@ -48,7 +48,7 @@ describe('updates', () => {
       await buildBatch(
         { name: 'update', module: fractal, tasks: [{ args: ['fractal', '960', '720', '860', '640', '80', '80', '300000'], env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 64 * 2 ** 20, wallTimeMs: 120_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 },
         server.key,
-      ),
+      ), server.key,
     );
     // The suite's other files are other programs to this page; backing off for them is not what this test is about.
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ backOffForOtherPrograms: false }));
@@ -63,7 +63,7 @@ describe('updates', () => {
 
     // The page reloads only after the task's result reached the server.
     const reloaded = page.waitForEvent('load', { timeout: 60_000 });
-    await waitForBatch(server.url, batchId, (c) => c.done === 1, 60_000);
+    await waitForBatch(server, batchId, (c) => c.done === 1, 60_000);
     await reloaded;
     await page.waitForSelector('html[data-ready="true"]');
     const scriptUrl = await page.evaluate(async () => {
@@ -76,7 +76,7 @@ describe('updates', () => {
     expect((await page.locator('.activity li').allTextContents()).join('\n')).not.toMatch(/left from last time/);
     // Start was remembered: the new version carries on.
     expect(await page.evaluate(() => (window as unknown as Win).dewgrid.status().running)).toBe(true);
-    const results = await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json();
+    const results = await (await server.owner(`/api/batches/${batchId}/results`)).json();
     expect(results.tasks[0]).toMatchObject({ state: 'done', exitCode: 0, results: 1 });
     await page.close();
   });

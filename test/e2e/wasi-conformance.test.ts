@@ -3,7 +3,7 @@
 // test/helpers/conformance.ts). Each runs as a signed task that a Chromium donor page computes.
 import { describe, expect, it } from 'vitest';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { agreed, openDonorPage, waitForBatch } from '../helpers/donor.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
 import { compareStdout, conformancePrograms } from '../helpers/conformance.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
@@ -27,14 +27,14 @@ describe('conformance programs in the browser', () => {
         { name: `conformance ${program.name}`, module: program.wasm, tasks: [{ args, env: vars, stdin, files, preopens }], limits, redundancy: 1, expiresInMs: 3600_000 },
         env.server.key,
       );
-      published.push({ program, batchId: (await publishBatch(env.server.url, request)).batchId });
+      published.push({ program, batchId: (await publishBatch(env.server.url, request, env.server.key)).batchId });
     }
     const { page, errors } = await openDonorPage(env.browser, env.server.url);
     await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
 
     for (const { program, batchId } of published) {
-      await waitForBatch(env.server.url, batchId, (counts) => counts.done === 1, 60_000);
-      const task = ((await (await fetch(`${env.server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
+      await waitForBatch(env.server, batchId, (counts) => agreed(counts) === 1, 60_000); // node:wasi's exit code, whatever it is
+      const task = ((await (await env.server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
       const reference = await runUnderNodeWasi(program.wasm, {
         ...program.options,
         maxStdoutBytes: limits.outputBytes,

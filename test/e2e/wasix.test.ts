@@ -71,12 +71,12 @@ describe('the WASIX engine', () => {
   it('runs a WASIX task under @wasmer/sdk in the isolated page, as the SDK does in Node', async () => {
     const server = await startTestServer({ dataDir: join(work, 'isolated'), staticDir: TEST_DIST });
     servers.push(server);
-    const { batchId } = await publishBatch(server.url, await buildBatch(wasixSpec(), server.key));
+    const { batchId } = await publishBatch(server.url, await buildBatch(wasixSpec(), server.key), server.key);
     const { page, errors } = await openDonorPage(browser, server.url);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
-    await waitForBatch(server.url, batchId, (counts) => counts.done === 1 || counts.failed === 1, 90_000);
-    const task = ((await (await fetch(`${server.url}/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
+    await waitForBatch(server, batchId, (counts) => counts.done === 1 || counts.failed === 1, 90_000);
+    const task = ((await (await server.owner(`/api/batches/${batchId}/results`)).json()) as BatchResults).tasks[0]!;
     const reference = await underWasmerInNode();
     expect(task.error).toBeNull();
     expect(task.state).toBe('done');
@@ -91,16 +91,16 @@ describe('the WASIX engine', () => {
   it('is never asked for by a page that is not cross-origin isolated', async () => {
     const server = await startTestServer({ dataDir: join(work, 'plain'), staticDir: TEST_DIST, crossOriginIsolated: false });
     servers.push(server);
-    const wasixBatch = await publishBatch(server.url, await buildBatch(wasixSpec(), server.key));
-    const preview1Batch = await publishBatch(server.url, await buildBatch(preview1Spec(), server.key));
+    const wasixBatch = await publishBatch(server.url, await buildBatch(wasixSpec(), server.key), server.key);
+    const preview1Batch = await publishBatch(server.url, await buildBatch(preview1Spec(), server.key), server.key);
     const { page } = await openDonorPage(browser, server.url);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(false);
     await page.evaluate(() => (window as unknown as { dewgrid: DewgridApi }).dewgrid.start());
-    await waitForBatch(server.url, preview1Batch.batchId, (counts) => counts.done === 1, 60_000);
+    await waitForBatch(server, preview1Batch.batchId, (counts) => counts.done === 1, 60_000);
     // Another full round of asking for work, then: the WASIX task was never leased to this device.
     await new Promise((resolve) => setTimeout(resolve, 4000));
     expect((await server.app.store.tasks(wasixBatch.batchId)).map((t) => t.leases)).toEqual([0]);
-    const status = await waitForBatch(server.url, wasixBatch.batchId, () => true);
+    const status = await waitForBatch(server, wasixBatch.batchId, () => true);
     expect(status.counts.queued).toBe(1);
     await page.close();
   });

@@ -1,6 +1,7 @@
 /** A donor page in Chromium: open, start, wait for a batch on the server. */
 import type { Browser, JSHandle, Page, Worker } from 'playwright-core';
 import { MIN_VISIBLE_MS } from '../../src/embed/visibility.ts';
+import { ownerHeaders } from './server.ts';
 
 export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
@@ -11,10 +12,20 @@ export async function openDonorPage(browser: Browser, url: string): Promise<{ pa
   return { page, errors };
 }
 
-export async function waitForBatch(serverUrl: string, batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
+/** Tasks whose result devices agreed on, whatever the program's exit code (`done` and `exit-nonzero`). */
+export function agreed(counts: Record<string, number>): number {
+  return (counts.done ?? 0) + (counts['exit-nonzero'] ?? 0);
+}
+
+/**
+ * Polls a batch's status as its owner until `done` holds of its counts.
+ * @param server the test server (its URL and the project's key, which signs the owner's token)
+ */
+export async function waitForBatch(server: { url: string; key: { keyId: string; secretKey: Uint8Array } }, batchId: string, done: (counts: Record<string, number>) => boolean, timeoutMs = 90_000) {
   const deadline = Date.now() + timeoutMs;
+  const headers = await ownerHeaders(server.key);
   for (;;) {
-    const status = (await (await fetch(`${serverUrl}/api/batches/${batchId}`)).json()) as { counts: Record<string, number>; refusals: { reason: string; taskId: string }[] };
+    const status = (await (await fetch(`${server.url}/api/batches/${batchId}`, { headers })).json()) as { counts: Record<string, number>; refusals: { reason: string; taskId: string }[] };
     if (done(status.counts)) return status;
     if (Date.now() > deadline) throw new Error(`batch ${batchId} did not finish: ${JSON.stringify(status.counts)}`);
     await new Promise((r) => setTimeout(r, 200));

@@ -8,14 +8,14 @@
  */
 import { API, sha256Hex, signTask, toBase64, type PublishRequest, type ResultSubmission, type TaskManifest } from '../../src/protocol/index.ts';
 import { TestDevice } from './device.ts';
-import type { SigningKey } from './server.ts';
+import { ownerHeaders, type SigningKey } from './server.ts';
 
 export const BENCH_MODULE = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
 
-async function post(base: string, path: string, body: unknown, timeoutMs?: number): Promise<{ status: number; body: unknown }> {
+async function post(base: string, path: string, body: unknown, timeoutMs?: number, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
   const response = await fetch(base + path, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
     signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
   });
@@ -45,7 +45,7 @@ export async function publishTasks(
       tasks.push(await signTask(manifest, key.secretKey));
     }
     const request: PublishRequest = { batch: { batchId, name: options.prefix }, tasks, blobs: { [moduleHash]: toBase64(BENCH_MODULE) } };
-    const response = await post(url, API.batches, request);
+    const response = await post(url, API.batches, request, undefined, await ownerHeaders(key)); // as the project owner
     if (response.status !== 201) throw new Error(`publishing ${batchId}: ${response.status} ${JSON.stringify(response.body)}`);
     ids.push(batchId);
   }

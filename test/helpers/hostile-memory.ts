@@ -125,7 +125,7 @@ export async function runMemoryAttack(
   try {
     const spec = { args: [attack.name], env: [] as [string, string][], stdin: null, files: attack.files ?? [], preopens: attack.preopens };
     const request = await buildBatch({ name: attack.name, module: read(attack.module), tasks: [spec], limits: ATTACK_LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key);
-    const { batchId } = await publishBatch(server.url, request);
+    const { batchId } = await publishBatch(server.url, request, server.key);
     for (const deadline = Date.now() + timeoutMs; ; ) {
       const task = await resultOf(batchId);
       if (task && (task.error || task.exitCode !== null)) {
@@ -146,7 +146,7 @@ export async function runMemoryAttack(
 export async function warmUp(server: { url: string; key: SigningKey }, resultOf: (batchId: string) => Promise<TaskResult | null>): Promise<void> {
   const spec = { args: ['fractal', '32', '32', '0', '0', '32', '32'], env: [] as [string, string][], stdin: null, files: [], preopens: [] };
   const request = await buildBatch({ name: 'warm-up', module: read('demo/fractal/fractal.wasm'), tasks: [spec], limits: ATTACK_LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key);
-  const { batchId } = await publishBatch(server.url, request);
+  const { batchId } = await publishBatch(server.url, request, server.key);
   for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
     const task = await resultOf(batchId);
     if (task && (task.error || task.exitCode !== null)) return;

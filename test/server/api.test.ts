@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, fromBase64, generateKeyPair, keyIdOf, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type RefusalReason, type ResultSubmission } from '../../src/protocol/index.ts';
 import { leaseTerms, LEASE_MARGIN_MS } from '../../server/store/rules.ts';
-import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { manifestFor, publishRequest, resultFor, TINY_MODULE } from '../helpers/tasks.ts';
 import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
@@ -37,7 +37,8 @@ async function call(method: 'GET' | 'POST', url: string, payload?: unknown, head
   const response = await server.app.inject({
     method,
     url,
-    headers: payload === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    // As the project owner: the owner's routes need the token; device routes ignore it.
+    headers: payload === undefined ? { ...(await ownerHeaders(key)), ...headers } : { 'content-type': 'application/json', ...(await ownerHeaders(key)), ...headers },
     payload: typeof payload === 'string' || payload === undefined ? payload : JSON.stringify(payload),
   });
   return { status: response.statusCode, body: response.body ? JSON.parse(response.body) : null, headers: response.headers };
@@ -424,7 +425,7 @@ describe('leasing', () => {
     const [task] = (await call('GET', API.batchResults('b1'))).body.tasks;
     expect(task).toMatchObject({
       taskId: 'b1-0',
-      state: 'done',
+      state: 'exit-nonzero', // agreed on, but the program did not succeed
       exitCode: 3,
       stdout: 'ok',
       stderr: { base64: toBase64(new Uint8Array([0xff, 0xfe, 0])) },

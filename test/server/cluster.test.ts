@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API, creditFor, type BatchResults, type DeviceCredit } from '../../src/protocol/index.ts';
 import { startPostgres, TEST_SETTINGS, type PostgresCluster } from '../helpers/postgres.ts';
-import { writeKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey } from '../helpers/server.ts';
 import { honestOutput, publishTasks, runFleet, type FleetReport } from '../helpers/fleet.ts';
 import { spawnServer, type ServerProcess } from '../helpers/server-process.ts';
 
@@ -188,7 +188,7 @@ describe('three task servers on one PostgreSQL', () => {
     // redundancy asks for (a lease is never handed out twice at once), each valid.
     const perDevice = new Map<string, { valid: number; credit: number }>();
     for (const batchId of batches) {
-      const results = (await (await fetch(`${live[2]}${API.batchResults(batchId)}`)).json()) as BatchResults;
+      const results = (await (await fetch(`${live[2]}${API.batchResults(batchId)}`, { headers: await ownerHeaders(key) })).json()) as BatchResults;
       for (const task of results.tasks) {
         expect(task.state, task.taskId).toBe('done');
         expect(task.stdout, task.taskId).toBe(Buffer.from(honestOutput(task.taskId), 'base64').toString());

@@ -21,7 +21,7 @@ import {
 } from '../../src/protocol/index.ts';
 import * as rules from '../../server/store/rules.ts';
 import { MAX_KEYSET_REFUSALS } from '../../server/store/index.ts';
-import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
@@ -50,11 +50,14 @@ afterEach(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** A request as its sender makes it: the owner's routes (publishing, reading batches) with the owner's token. */
 async function call(method: 'GET' | 'POST', url: string, payload?: unknown) {
+  const owner = url.startsWith(API.batches) || url === API.keysetRefusals ? await ownerHeaders(key) : {};
   const response = await server.app.inject({
     method,
     url,
-    ...(payload === undefined ? {} : { headers: { 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) }),
+    headers: { ...owner, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(payload === undefined ? {} : { payload: typeof payload === 'string' ? payload : JSON.stringify(payload) }),
   });
   return { status: response.statusCode, body: response.body ? JSON.parse(response.body) : null, headers: response.headers };
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, REFUSAL_TEXT, type WorkResponse } from '../../src/protocol/index.ts';
 import { escapeHtml } from '../../server/html.ts';
-import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { freshStore } from '../helpers/engine.ts';
@@ -31,13 +31,14 @@ afterEach(async () => {
 });
 
 async function post(url: string, payload: unknown) {
-  const response = await server.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const response = await server.app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', ...(await ownerHeaders(key)) }, payload: JSON.stringify(payload) });
   expect(response.statusCode, response.body).toBeLessThan(300);
   return JSON.parse(response.body);
 }
 
-async function statusPage(query = ''): Promise<string> {
-  const response = await server.app.inject({ method: 'GET', url: `/status${query}` });
+/** The page as the project owner sees it (`owner: false`: as anyone else). */
+async function statusPage(query = '', as: { owner: boolean } = { owner: true }): Promise<string> {
+  const response = await server.app.inject({ method: 'GET', url: `/status${query}`, headers: as.owner ? await ownerHeaders(key, 'read') : {} });
   expect(response.statusCode, response.body).toBe(200);
   expect(response.headers['content-type']).toBe('text/html; charset=utf-8');
   return response.body;
@@ -58,6 +59,7 @@ const HOSTILE = `<img src=x onerror="alert(1)"> & 'quotes'`;
 describe('GET /status', () => {
   it('says there is nothing yet on a new server', async () => {
     const page = await statusPage();
+    expect(page).toContain('id="batches-heading"');
     expect(page).toMatch(/<title>Dewgrid status: 0 batches, 0 active devices<\/title>/);
     expect(page).toContain('No batches yet.');
     expect(page).not.toContain('id="batches-table"');
@@ -86,9 +88,9 @@ describe('GET /status', () => {
     expect(page.match(/<script>/g)).toHaveLength(1); // the page's own refresh script
 
     // One task done, one errored once (queued again), one refused once (queued again), one running: 1 of 4 finished.
-    // Columns: batch, published, progress, quorum, then one per state (queued, running, done, failed, refused, expired, inconclusive, revoked), tasks, refusals, reports.
+    // Columns: batch, published, progress, tasks, by state (those with tasks), quorum, refusals, reports.
     expect(rows(page, 'batches')).toEqual([
-      [expect.stringContaining('b1'), '0 s ago', '25%', '—', '2', '1', '1', '0', '0', '0', '0', '0', '4', '1 module-hash-mismatch', '1 error, 1 refusal; 2 from new devices'],
+      [expect.stringContaining('b1'), '0 s ago', '25%', '4', '2 queued, 1 running, 1 done', '—', '1 module-hash-mismatch', '1 error, 1 refusal; 2 from new devices'],
     ]);
     expect(page).toContain('aria-label="1 of 4 tasks finished (25%): 1 done, 1 running"');
     // Columns: device, last seen, leases, results, errors, refusals, running now, validated credit, valid / invalid, trusted.
@@ -119,6 +121,47 @@ describe('GET /status', () => {
     expect(later).not.toContain('id="devices-table"');
     await leases(d, 1);
     expect(rows(await statusPage(), 'devices').map((r) => r[0])).toEqual([d.deviceId]);
+
+    // Anyone else sees the server's totals, and nothing of the owner's: no batch, no device, no refusal.
+    const stranger = await statusPage('', { owner: false });
+    expect(stranger).toMatch(/<title>Dewgrid status: 1 batch, 1 active device<\/title>/);
+    expect(stranger.split('id="live"')[1]!.replace(/<[^>]*>/g, '').replace(/\s+/g, ' ')).toMatch(/1 batch; tasks: 2 queued, 1 running, 1 done; 1 device active in the last 15 minutes\./);
+    for (const secret of ['b1', escapeHtml(HOSTILE), a.deviceId, d.deviceId, 'module-hash-mismatch', 'id="batches-table"']) expect(stranger).not.toContain(secret);
+    expect(stranger).toContain('npx dewgrid status --link');
+  });
+
+  it('opens for the owner from a link: the token goes into an HttpOnly cookie and out of the address bar; a bad one is said', async () => {
+    const { signOwnerToken } = await import('../../src/protocol/index.ts');
+    await post(API.batches, await publishRequest(key, 'linked', 1));
+    const token = await signOwnerToken(key, { scope: 'read', lifetimeMs: 3600_000, now: clock });
+    const opened = await server.app.inject({ method: 'GET', url: `/status?token=${token}&refresh=30` });
+    expect(opened.statusCode).toBe(303);
+    expect(opened.headers.location).toBe('/status?refresh=30');
+    expect(opened.headers['set-cookie']).toBe(`dewgrid-owner=${token}; Path=/; Max-Age=3600; HttpOnly; SameSite=Strict`);
+    expect(opened.headers['referrer-policy']).toBe('no-referrer');
+    const page = await server.app.inject({ method: 'GET', url: '/status?refresh=30', headers: { cookie: `other=1; dewgrid-owner=${token}` } });
+    expect(page.body).toContain('id="batches-table"');
+    expect(page.body).toContain('linked');
+    // The cookie reads; it never changes anything (a page on another site could make a browser send it).
+    const cancel = await server.app.inject({ method: 'POST', url: API.batchCancel('linked'), headers: { cookie: `dewgrid-owner=${token}`, 'content-type': 'application/json' }, payload: '{}' });
+    expect(cancel.statusCode).toBe(401);
+
+    const bad = await server.app.inject({ method: 'GET', url: `/status?token=${token.slice(0, -4)}AAAA` });
+    expect(bad.statusCode).toBe(401);
+    expect(bad.body).toMatch(/The link's owner token was refused: its signature does not verify under key [0-9a-f]{16}/);
+    expect(bad.body).not.toContain('linked');
+    clock += 3600_000;
+    const late = await server.app.inject({ method: 'GET', url: '/status', headers: { cookie: `dewgrid-owner=${token}` } });
+    expect(late.body).not.toContain('id="batches-table"');
+  });
+
+  it('shows the expiry sweep and serves a favicon', async () => {
+    expect(await statusPage()).toMatch(/Expiry sweep: every 1 min; last <time[^>]*>0 s ago<\/time>, ended 0 expired tasks \(0 since the server started\)\./);
+    const icon = await server.app.inject({ method: 'GET', url: '/favicon.ico' });
+    expect(icon.statusCode).toBe(200);
+    expect(icon.headers['content-type']).toBe('image/x-icon');
+    expect([...icon.rawPayload.subarray(0, 4)]).toEqual([0, 0, 1, 0]); // an ICO's header
+    expect(await statusPage()).toContain('<link rel="icon" href="/favicon.ico"');
   });
 
   it('refreshes every 10 s unless ?refresh says otherwise, and names a bad refresh period', async () => {

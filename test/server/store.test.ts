@@ -255,6 +255,73 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     expect(await servers[0]!.keysetRefusals()).toHaveLength(12);
   });
 
+  it('logs every task event as its change commits, cancels a batch, sweeps expired tasks, and reads tasks by id', async () => {
+    const store = await open();
+    await store.publishBatch(await batch('ev', 4));
+    await store.publishBatch({ ...(await batch('old', 1)), tasks: (await publishRequest(key, 'old', 1, { expiresAt: clock + 1000 })).tasks });
+    const device = await registered(store);
+    const leases = (await store.lease(device.deviceId, ['wasi-preview1'], 2)).leases;
+    expect(leases).toHaveLength(2);
+    expect(await answer(store, device, leases[0]!)).toBe('accepted');
+    // The second answered with exit code 1: agreed on, but the program did not succeed.
+    const task = JSON.parse(leases[1]!.envelope) as SignedTask;
+    const failed = await device.sign({ ...resultFor({ leaseId: leases[1]!.leaseId, task }, device.deviceId, 'no'), exitCode: 1 });
+    expect(await store.submitResult({ submission: failed, bodyHash: createHash('sha256').update(canonicalJson(failed)).digest('hex'), outputDigest: 'exit1', sizes: sizesOf('no') })).toBe('accepted');
+    expect(await store.cancelBatch('ev')).toBe(2);
+    expect(await store.cancelBatch('ev')).toBe(0);
+    expect(await store.cancelBatch('nope')).toBeNull();
+    clock += 2000;
+    expect(await store.sweepExpired()).toBe(1);
+    expect(await store.sweepExpired()).toBe(0);
+
+    const events = await store.taskEvents('ev', 0, 100);
+    expect(events.map((e) => [e.taskId, e.state])).toEqual([
+      ['ev-0', 'running'], ['ev-1', 'running'], ['ev-0', 'done'], ['ev-1', 'done'], ['ev-2', 'cancelled'], ['ev-3', 'cancelled'],
+    ].map(([id, state]) => [id === 'ev-0' || id === 'ev-1' ? (JSON.parse(leases[id === 'ev-0' ? 0 : 1]!.envelope) as SignedTask).manifest.taskId : id, state]));
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+    expect((await store.taskEvents('ev', events[3]!.seq, 100)).map((e) => e.seq)).toEqual(events.slice(4).map((e) => e.seq));
+    expect((await store.taskEvents('old', 0, 100)).map((e) => e.state)).toEqual(['expired']);
+
+    expect((await store.batchStatus('ev'))!.counts).toMatchObject({ done: 1, 'exit-nonzero': 1, cancelled: 2, queued: 0, running: 0 });
+    const some = await store.tasks('ev', [task.manifest.taskId, 'ev-3']);
+    expect(some.map((t) => [t.taskId, t.state])).toEqual([[task.manifest.taskId, 'exit-nonzero'], ['ev-3', 'cancelled']].sort(([a], [b]) => (a! < b! ? -1 : 1)));
+    expect(some.find((t) => t.taskId === task.manifest.taskId)!.canonical!.exitCode).toBe(1);
+  });
+
+  it('numbers events so that a reader never meets a smaller number than one it has seen, with servers writing at once', async () => {
+    const servers = TEST_ENGINE === 'postgres' ? [await open(), await open(), await open()] : [await open()];
+    const count = 30;
+    await servers[0]!.publishBatch(await batch('order', count));
+    const devices = await Promise.all(Array.from({ length: count }, () => registered(servers[0]!)));
+    // A reader follows the log while every device leases and answers at once, on the servers in turn.
+    const seen: number[] = [];
+    let writing = true;
+    const reader = (async () => {
+      let after = 0;
+      for (;;) {
+        const last = !writing;
+        for (const e of await servers[1 % servers.length]!.taskEvents('order', after, 1000)) {
+          seen.push(e.seq);
+          after = e.seq;
+        }
+        if (last) return;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await Promise.all(
+      devices.map(async (d, i) => {
+        const server = servers[i % servers.length]!;
+        const [lease] = (await server.lease(d.deviceId, ['wasi-preview1'], 1)).leases;
+        await answer(server, d, lease!);
+      }),
+    );
+    writing = false;
+    await reader;
+    const all = (await servers[0]!.taskEvents('order', 0, 1000)).map((e) => e.seq);
+    expect(all).toHaveLength(2 * count); // a lease and a done for each
+    expect(seen).toEqual(all); // everything, once, in order: nothing numbered after the reader passed it
+  });
+
   it('rolls a refused request back whole: a result for another device\'s lease changes nothing', async () => {
     const store = await open();
     await store.publishBatch(await batch('r', 1));

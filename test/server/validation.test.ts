@@ -10,7 +10,7 @@ import { createServer, type DewgridServer } from '../../server/app.ts';
 import { API, creditFor, generateKeyPair, keyIdOf, signKeyset, toBase64, type DeviceCredit, type Lease, type SignedKeyset, type TaskResultView } from '../../src/protocol/index.ts';
 import { keyPath, readKey, ROOT_KEY_NAME, rotateKey, revokeKey } from '../../server/keys.ts';
 import { TRUST_AFTER_VALID } from '../../server/store/rules.ts';
-import { writeKey, type SigningKey } from '../helpers/server.ts';
+import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 import { freshStore } from '../helpers/engine.ts';
@@ -19,12 +19,15 @@ let dataDir: string;
 let server: DewgridServer;
 let key: SigningKey;
 let clock: number;
+/** The key the owner's requests are signed with: the project's, until a test revokes it. */
+let ownerKey: SigningKey;
 /** What the spot-check draw returns next (adaptive replication). */
 let draw: number;
 
 beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'dewgrid-validation-'));
   key = await writeKey(dataDir);
+  ownerKey = key;
   clock = Date.now();
   draw = 0.5;
   server = await createServer({ dataDir, ...(await freshStore()), now: () => clock, random: () => draw });
@@ -36,7 +39,9 @@ afterEach(async () => {
 });
 
 async function call(method: 'GET' | 'POST', url: string, payload?: unknown) {
-  const response = await server.app.inject({ method, url, ...(payload === undefined ? {} : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }) });
+  // As the project owner (device routes ignore the token), with whichever key the test holds now.
+  const owner = await ownerHeaders(ownerKey);
+  const response = await server.app.inject({ method, url, headers: owner, ...(payload === undefined ? {} : { headers: { ...owner, 'content-type': 'application/json' }, payload: JSON.stringify(payload) }) });
   return { status: response.statusCode, body: response.body ? JSON.parse(response.body) : null };
 }
 
@@ -287,6 +292,11 @@ describe('keysets on the server', () => {
     const [first] = await lease(device);
     const v3 = await revokeKey(dataDir, key.keyId, { now: clock });
     expect((await call('POST', API.keyset, v3)).body).toEqual({ status: 'updated', version: 3, revokedTasks: 3 }); // the leased one too: its result would be void
+    // The revoked key's owner tokens end with it: the owner reads and publishes with the new key.
+    response = await call('GET', API.batch('k'));
+    expect(response.status).toBe(401);
+    expect(response.body.message).toMatch(new RegExp(`the owner token was refused: key ${key.keyId}: revoked at`));
+    ownerKey = next;
     expect((await call('POST', API.work, device.work(5))).body).toMatchObject({ leases: [], keysetVersion: 3 });
     expect((await call('GET', API.batch('k'))).body.counts).toMatchObject({ revoked: 3, running: 0, queued: 0 });
     expect((await answer(device, first!, 'late')).body).toEqual({ status: 'accepted' });

@@ -15,15 +15,17 @@ import { Picture } from './Picture.tsx';
 import { ActivityLog } from './ActivityLog.tsx';
 import { InstallPrompt } from './InstallPrompt.tsx';
 import { NightOffer, NightScreen } from './NightScreen.tsx';
+import type { DemoPictures } from '../demo-pictures.ts';
 
 /**
  * The donor's dashboard. The order of the parts is the reading and Tab order on every screen;
- * the stylesheet only arranges them in two columns where there is room.
+ * the stylesheet only arranges them in two columns where there is room. The picture comes right
+ * after the controls: what the donor's device is making is the first thing to see.
  *
  * Each part that shows the controller's status listens to it itself (at most once a second, never
  * while the page is hidden): the chart, the picture and the log re-render only on their own news.
  */
-export function App(props: { controller: Controller; trust: TrustConfig; history: ProgressHistory; installOffers: InstallOffers; night: NightScreenLogic }) {
+export function App(props: { controller: Controller; trust: TrustConfig; history: ProgressHistory; installOffers: InstallOffers; night: NightScreenLogic; demo: DemoPictures }) {
   const { controller, trust, night } = props;
   return (
     <main class="dashboard">
@@ -39,11 +41,11 @@ export function App(props: { controller: Controller; trust: TrustConfig; history
       </header>
       <NightOffer night={night} controller={controller} />
       <Live controller={controller}>{(status) => <Controls controller={controller} status={status} />}</Live>
+      <Picture controller={controller} demo={props.demo} />
       <Live controller={controller}>{(status) => <Counters counts={status.counts} />}</Live>
       <Live controller={controller}>{(status) => <Credit credit={status.credit} />}</Live>
       <WorkChart history={props.history} />
       <Live controller={controller}>{(status) => <Settings controller={controller} status={status} />}</Live>
-      <Picture controller={controller} />
       <ActivityLog controller={controller} />
       <Live controller={controller}>{(status) => <NightScreen night={night} status={status} />}</Live>
     </main>

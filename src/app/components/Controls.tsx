@@ -1,9 +1,10 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Controller, Status } from '../../scheduler/controller.ts';
+import { reportedProcessors } from '../../scheduler/processors.ts';
 import { guardStart, type StartGuard } from '../start-guard.ts';
 
 export function Controls({ controller, status }: { controller: Controller; status: Status }) {
-  const maxWorkers = Math.max(1, navigator.hardwareConcurrency || 1);
+  const maxWorkers = reportedProcessors();
   const button = useRef<HTMLButtonElement>(null);
   const guard = useRef<StartGuard | null>(null);
   /** Why the last click on Start did not count, until the next click. */

@@ -10,7 +10,7 @@ export function Credit({ credit }: { credit: DeviceCredit | null }) {
   return (
     <section class="credit" aria-labelledby="credit-heading">
       <h2 id="credit-heading">Your credit</h2>
-      {credit ? (
+      {credit && Object.values(credit.results).some((n) => n > 0) ? (
         <>
           <dl>
             <div data-credit="validated">

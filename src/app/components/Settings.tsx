@@ -3,6 +3,8 @@ import type { Controller, LoadDetails, Status } from '../../scheduler/controller
 import type { Settings as SettingsValues } from '../../scheduler/policies/settings.ts';
 
 const percent = new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 0 });
+/** Whether the page can see the battery at all: the Battery Status API is Chromium's alone. */
+const batteryVisible = typeof (navigator as Navigator & { getBattery?: unknown }).getBattery === 'function';
 
 /**
  * The rules the policies follow (docs/scheduling.md), next to the state line they explain. Every
@@ -40,7 +42,11 @@ export function Settings({ controller, status }: { controller: Controller; statu
             onInput={(e) => set({ minBatteryLevel: Number(e.currentTarget.value) / 100 })}
           />
         </div>
-        <p class="hint">It starts again 10 points above that, or on the charger.</p>
+        <p class="hint">
+          {batteryVisible
+            ? 'It starts again 10 points above that, or on the charger.'
+            : 'This browser does not tell pages whether the device is charging (only Chromium-based browsers do), so these rules cannot apply here: it computes as if charging.'}
+        </p>
       </fieldset>
       <fieldset>
         <legend>When this page is hidden</legend>

@@ -11,7 +11,7 @@ const MIN_SPAN_MS = 60_000;
 /** Work done and CPU use over the last few minutes, from the history sampled once a second (progress-history.ts). */
 export function WorkChart({ history }: { history: ProgressHistory }) {
   const samples = useProgressHistory(history);
-  const cores = history.cores;
+  const processors = history.processors;
   const heading = <h2 id="work-chart-heading">Work done and CPU use</h2>;
   const last = samples[samples.length - 1];
   if (!history.measurable || !last) {
@@ -19,7 +19,7 @@ export function WorkChart({ history }: { history: ProgressHistory }) {
       <section class="work-chart" aria-labelledby="work-chart-heading">
         {heading}
         <p class="empty">
-          {history.measurable ? 'The first figures come in a second.' : 'This page is not cross-origin isolated, so running tasks cannot report their progress to it.'}
+          {history.measurable ? 'The first figures come in a second.' : 'This browser cannot share memory between this page and its workers here, so running tasks cannot report their progress to it.'}
         </p>
       </section>
     );
@@ -31,7 +31,8 @@ export function WorkChart({ history }: { history: ProgressHistory }) {
   const from = Math.max(to - HISTORY_MS, Math.min(first.at - first.durationMs, to - MIN_SPAN_MS));
   const f = figures(samples);
   const span = spanWords(f.durationMs);
-  const coreWords = `${cores} core${cores === 1 ? '' : 's'}`;
+  // The browser's figure, in its words: some browsers round it (WebKit says 4 on a 2-core machine).
+  const processorWords = `the ${processors} processor${processors === 1 ? '' : 's'} this browser reports`;
   return (
     <section class="work-chart" aria-labelledby="work-chart-heading">
       {heading}
@@ -48,9 +49,9 @@ export function WorkChart({ history }: { history: ProgressHistory }) {
       />
       <LineChart
         series="cpu"
-        title={`CPU used by tasks over ${span}, as a share of this device's ${coreWords}`}
+        title={`CPU used by tasks over ${span}, as a share of ${processorWords}`}
         description={f.peakCpu.cpuShare > 0 ? `Highest ${percent.format(f.peakCpu.cpuShare)}, at ${clock.format(f.peakCpu.at)}.` : 'No CPU used by tasks in this time.'}
-        caption={`CPU now ${percent.format(last.cpuShare)} of this device's ${coreWords}; ${percent.format(f.averageCpu)} on average over ${span}.`}
+        caption={`CPU now ${percent.format(last.cpuShare)} of ${processorWords}; ${percent.format(f.averageCpu)} on average over ${span}.`}
         points={samples.map((s): ChartPoint => ({ at: s.at, value: s.cpuShare }))}
         from={from}
         to={to}

@@ -2,7 +2,7 @@
 export interface Settings {
   /** Share of each worker's core a task may use, 0.1 to 1. */
   cpu: number;
-  /** Tasks at once, 1 to the core count. */
+  /** Tasks at once, 1 to the processors the browser reports (src/scheduler/processors.ts). */
   workers: number;
   /** Compute while the device runs on its battery. */
   runOnBattery: boolean;
@@ -40,7 +40,7 @@ export const DEFAULT_SETTINGS: Settings = {
 
 /**
  * The settings with `change` applied, or a RangeError naming the bad value (nothing changes then).
- * @param maxWorkers the device's core count
+ * @param maxWorkers the processors the browser reports
  */
 export function updatedSettings(current: Settings, change: Partial<Settings>, maxWorkers: number): Settings {
   const next = { ...current, ...change };
