@@ -555,8 +555,13 @@ class PostgresQueries implements Queries {
   // ---- Leases
 
   async leaseContext(deviceId: string, now: number, since: number): Promise<{ consecutiveValid: number; keysetVersion: number; live: number; validRecently: number }> {
-    // The device's row, locked: two servers leasing for one device at once count its live leases one after the other.
-    const [device] = await this.q(sql`SELECT consecutive_valid FROM devices WHERE device_id = ${deviceId} FOR UPDATE`);
+    // Two servers leasing for one device at once count its live leases one after the other: under
+    // a lock of the device's own (an advisory lock, in the one-key space, apart from the two-key
+    // locks above), not its row's. A row lock would be waited for by every result judged against
+    // the device's (judge() updates its row), and with a server frozen mid-lease those waits, each
+    // holding a task's lock and other devices' rows, would stall the fleet.
+    await this.q(sql`SELECT pg_advisory_xact_lock(hashtextextended(${'dewgrid-device-leases:' + deviceId}, 0))`);
+    const [device] = await this.q(sql`SELECT consecutive_valid FROM devices WHERE device_id = ${deviceId}`);
     const [row] = await this.q(sql`
       SELECT (SELECT max(version) FROM keysets) AS version,
              (SELECT count(*) FROM leases WHERE device_id = ${deviceId} AND status = 'live' AND expires_at > ${now}) AS live,
