@@ -70,10 +70,10 @@ describe('a task this device cannot run', () => {
     const [leased] = await env.server.app.store.tasks(batchId);
     expect(leased).toMatchObject({ leases: 1, live: 0, state: 'queued' });
     // The owner sees it on the status page and in `dewgrid status`.
-    const statusPage = await (await fetch(`${env.server.url}/status`)).text();
+    const statusPage = await (await fetch(`${env.server.url}/status`, { headers: await ownerHeaders(env.server.key, 'read') })).text();
     expect(statusPage).toContain('the device could not prepare or run it');
     expect(statusPage).toContain(deviceId);
-    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', batchId, '--server', env.server.url]);
+    const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', batchId, '--server', env.server.url, '--data', env.server.dataDir]);
     expect(stdout).toContain(`could not prepare or run ${taskId} on new device ${deviceId}: device: this device could not run it`);
     expect(stdout).toMatch(/reports: 1 device failure, 1 of them from new devices/);
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());

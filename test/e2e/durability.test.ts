@@ -8,6 +8,7 @@ import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
+import { NEW_DEVICE_LEASES } from '../../server/store/rules.ts';
 
 const env = useServerAndBrowser('durability');
 
@@ -66,12 +67,13 @@ describe('no lost results', () => {
     const { batchId } = await publishTiles('offline', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
     await pressStart(page); // a donor's click: Start is remembered across reloads
-    // Wait until the batch is held on the device and its module fetched (a task has run: on a busy
-    // machine the prefetch can lag the leases), then cut the network.
-    await page.waitForFunction(() => {
+    // Wait until the device holds as many tasks as the server gives a new device (its allowance
+    // grows with its validated results: server/store/rules.ts) and its module is fetched (a task
+    // has run: on a busy machine the prefetch can lag the leases), then cut the network.
+    await page.waitForFunction((allowance) => {
       const s = (window as unknown as Win).dewgrid.status();
-      return s.counts.queued + s.counts.running >= 7 && s.counts.done >= 1;
-    });
+      return s.counts.queued + s.counts.running >= allowance && s.counts.done >= 1;
+    }, NEW_DEVICE_LEASES);
     await goOffline(context);
     // Measured once offline: a result finished just before the cut may still be on its way out.
     const atCut = (await status(page)).counts;
@@ -94,10 +96,10 @@ describe('no lost results', () => {
     const { batchId } = await publishTiles('offline-reload', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
     await pressStart(page); // a donor's click: Start is remembered across reloads
-    await page.waitForFunction(() => {
+    await page.waitForFunction((allowance) => {
       const s = (window as unknown as Win).dewgrid.status();
-      return s.counts.queued + s.counts.running >= 8 && s.counts.done >= 1;
-    });
+      return s.counts.queued + s.counts.running >= allowance && s.counts.done >= 1;
+    }, NEW_DEVICE_LEASES);
     await goOffline(context);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
