@@ -1,5 +1,5 @@
 /**
- * (n) The task server's memory under large invalid bodies (issue #13, 4): a stranger's 200 MiB
+ * (q) The task server's memory under large invalid bodies (issue #13, 4): a stranger's 200 MiB
  * body to the publishing route (refused before it is read: the owner's credential comes first),
  * oversized bodies to a device route (refused by its body limit, from content-length), and 8 MiB
  * of invalid JSON to the results route (read, up to its limit, and refused), 1 000 in all, round
@@ -103,7 +103,7 @@ export async function benchBodyMemory(requests = 1000): Promise<BodyMemoryReport
 export function printBodyMemory(r: BodyMemoryReport): void {
   const first = r.rssMiB[0]!;
   const last = r.rssMiB.at(-1)!;
-  console.log(`\n(n) Task server memory under ${r.requests} large invalid bodies (200 MiB to publishing without the owner's credential, 16 MiB to /api/work, 8 MiB of invalid JSON to /api/results), ${fmt(r.seconds)} s`);
+  console.log(`\n(q) Task server memory under ${r.requests} large invalid bodies (200 MiB to publishing without the owner's credential, 16 MiB to /api/work, 8 MiB of invalid JSON to /api/results), ${fmt(r.seconds)} s`);
   console.log(`    answers: ${Object.entries(r.statuses).map(([status, n]) => `${n} x ${status === '0' ? 'connection closed' : status}`).join(', ')}`);
   console.log(`    server RSS, MiB, every 100 requests: ${r.rssMiB.map((m) => fmt(m, 0)).join(' ')}`);
   console.log(`    last / first: ${fmt(last / first, 2)}x; highest ${fmt(Math.max(...r.rssMiB), 0)} MiB`);

@@ -1,5 +1,5 @@
 /**
- * (k) The renderer's memory under the hostile-shim suite: each module of test/helpers/hostile-memory.ts
+ * (m) The renderer's memory under the hostile-shim suite: each module of test/helpers/hostile-memory.ts
  * (symbolic links with 16 MiB targets, long names and many directories, descriptors, deleted files
  * kept open, deleted inputs, a byte per write, checkpoints in a loop) run as a signed task by a
  * donor page in Chromium, one worker, under the issue's limits (32 MiB memory, 1 MiB output). The
@@ -29,7 +29,7 @@ export async function benchHostileMemory(): Promise<AttackMeasurement[]> {
 
 export function printHostileMemory(measurements: AttackMeasurement[]): void {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-  console.log(`\n(k) Renderer memory under the hostile-shim suite (/proc, outside the page): growth while each task ran, against its bound + ${mib(RENDERER_CONSTANT_BYTES)}`);
+  console.log(`\n(m) Renderer memory under the hostile-shim suite (/proc, outside the page): growth while each task ran, against its bound + ${mib(RENDERER_CONSTANT_BYTES)}`);
   for (const m of measurements) {
     const grew = m.peakBytes - m.baselineBytes;
     const held = m.attack.held.test(printed(m.task)) && !m.task.error;

@@ -1,5 +1,5 @@
 /**
- * (k) Donating for hours: `npm run bench -- sustained` (issue #17). Real Chromium (headless, the
+ * (p) Donating for hours: `npm run bench -- sustained` (issue #17). Real Chromium (headless, the
  * tests' flags, Compute Pressure on as browsers ship it), no pressure or battery emulation, the
  * client's default settings (every core, full speed, "go on" when hidden), a batch of long tasks.
  * Two phases of DEWGRID_SUSTAINED_SECONDS each (or `--seconds=N`; default 600): the page in front,
@@ -108,7 +108,7 @@ async function measure(page: PipePage, name: SustainedPhase['name'], seconds: nu
 }
 
 export function printSustained(r: SustainedReport): void {
-  console.log(`\n(k) Donating for hours: default settings, real Chromium, no emulation (${r.cores} cores)`);
+  console.log(`\n(p) Donating for hours: default settings, real Chromium, no emulation (${r.cores} cores)`);
   for (const p of r.phases) {
     const ratio = p.browser.total / p.allowed;
     console.log(`  ${p.name}, ${fmt(p.seconds, 0)} s: the browser used ${fmt(p.browser.total, 2)} cores of ${fmt(p.allowed, 2)} allowed: ${fmt(ratio, 2)}x (target >= 0.90${ratio >= 0.9 ? '' : ', MISSED'}); ${p.tasksDone} tasks done`);

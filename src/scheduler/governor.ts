@@ -147,6 +147,8 @@ export class Governor {
     let steadyBusy = 0;
     let measured = false;
     const paces: PaceWindow[] = [];
+    // Dewgrid's tasks computing in this window: those whose accounting moved, and those it cannot read.
+    const together = [...readings].filter(([run, progress]) => (progress ? progress.busyMs > (previous.get(run)?.busyMs ?? Infinity) : this.decision.state !== 'paused')).length;
     for (const [run, progress] of readings) {
       const before = previous.get(run);
       if (!progress || !before) {
@@ -159,7 +161,7 @@ export class Governor {
       const dSteadyBusy = Math.max(0, progress.steadyBusyMs - before.steadyBusyMs);
       busy += dBusy;
       steadyBusy += Math.min(dBusy, dSteadyBusy);
-      paces.push({ run, level, steadyWork: progress.steadyWork - before.steadyWork, steadyBusyMs: dSteadyBusy });
+      paces.push({ run, level, together, steadyWork: progress.steadyWork - before.steadyWork, steadyBusyMs: dSteadyBusy });
     }
     const heat = heatPolicy(paces, this.heat);
     this.heat = heat.state;

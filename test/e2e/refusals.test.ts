@@ -68,7 +68,8 @@ describe('refusals', () => {
     const log = await page.locator('li[data-level="refused"]').allTextContents();
     expect(log.join('\n')).toMatch(/do not match the hash the project signed/);
     expect(log.join('\n')).toMatch(/signed by a key this client does not trust/);
-    expect(await page.locator('[data-count="refused"] dd').textContent()).toBe('2');
+    // The counters are redrawn with the page's coalesced status (a moment after the log's line).
+    await page.waitForFunction(() => document.querySelector('[data-count="refused"] dd')?.textContent === '2');
 
     const { stdout } = await promisify(execFile)(process.execPath, ['server/bin/dewgrid.js', 'status', tampered.batchId, '--server', env.server.url, '--data', env.server.dataDir]);
     expect(stdout).toMatch(/module-hash-mismatch: the module's bytes do not match the hash the project signed/);

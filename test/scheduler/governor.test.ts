@@ -126,6 +126,22 @@ describe('Governor', () => {
     expect(first).toBeLessThanOrEqual(8 + 5);
   });
 
+  it('a second task starting beside the first is not heat: cores that share resources (SMT siblings, caches, memory) run each task slower', () => {
+    const governor = new Governor(DEFAULT_SETTINGS);
+    const settings = { ...DEFAULT_SETTINGS, workers: 2 };
+    const a = new Run('a');
+    const b = new Run('b');
+    const decisions = [];
+    for (let second = 0; second < 30; second++) {
+      const together = second >= 8;
+      a.second(1, { pace: together ? 65 : 100 });
+      if (together) b.second(1, { pace: 65 });
+      const runs = together ? [a.reading(), b.reading()] : [a.reading()];
+      decisions.push(governor.evaluate(1_000_000 + second * 1000, { settings, signals: quiet, runs, cores: CORES }));
+    }
+    expect(decisions.map((d) => d.reason)).toEqual(decisions.map(() => 'Running at full speed.'));
+  });
+
   it('heat that passes: probes back up after the dwell, to full speed', () => {
     const decisions = simulate({ seconds: 80, runs: [new Run('a')], settings: { dwellSeconds: 20 }, world: (s) => ({ pace: s >= 8 && s < 14 ? 70 : 100 }) });
     expect(decisions.some((d) => d.reason === 'Running at 75%: device hot (slowing down).')).toBe(true);

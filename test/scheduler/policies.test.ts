@@ -75,7 +75,7 @@ describe('other programs\' load', () => {
 });
 
 describe('heatPolicy (thermal slowdown)', () => {
-  const window = (pace: number, level = 1000, run = 'r1'): PaceWindow => ({ run, level, steadyWork: pace * 900, steadyBusyMs: 900 });
+  const window = (pace: number, level = 1000, run = 'r1'): PaceWindow => ({ run, level, together: 1, steadyWork: pace * 900, steadyBusyMs: 900 });
   const run = (paces: (PaceWindow | null)[]) => {
     let state: HeatState = INITIAL_HEAT;
     return paces.map((w) => {

@@ -2,15 +2,20 @@
  * Heat, as Dewgrid sees it directly: a task's steady pace (probes per millisecond on a core of its
  * own, from the worker's accounting; waits for a core left out: that is other programs' load, see
  * load.ts) falling at the same CPU limit. A warm core runs slower, so the same work takes longer.
- * Three windows in a row more than 20% below the best pace that run showed at that limit is
- * "device hot (slowing down)". The Compute Pressure API is not a heat signal in Chromium: its
- * states there are utilisation only.
+ * Three windows in a row more than 20% below the best pace that run showed at that limit, with as
+ * many of Dewgrid's tasks computing at once, is "device hot (slowing down)". (A second task
+ * starting beside the first slows both, heat or not: logical cores that are SMT siblings share one
+ * core's execution units, and all cores share caches and memory. On the 2-core test machine
+ * that was more than 20%, which read as heat before paces were compared this way.) The Compute
+ * Pressure API is not a heat signal in Chromium: its states there are utilisation only.
  */
 export interface PaceWindow {
   /** The run (a lease id): another program has another pace. */
   run: string;
   /** The CPU share it ran at, per mille: the pace is compared at the same limit only. */
   level: number;
+  /** How many of Dewgrid's tasks computed in the window: the pace is compared at the same number only. */
+  together: number;
   steadyWork: number;
   steadyBusyMs: number;
 }
@@ -36,7 +41,7 @@ export function heatPolicy(windows: readonly PaceWindow[], previous: HeatState):
   let slow = false;
   let measured = false;
   for (const w of windows) {
-    const key = `${w.run}@${w.level}`;
+    const key = `${w.run}@${w.level}x${w.together}`;
     const before = previous.best.get(key) ?? { pace: 0, windows: 0 };
     if (w.steadyBusyMs < MIN_STEADY_MS || !(w.steadyWork > 0)) {
       best.set(key, before);

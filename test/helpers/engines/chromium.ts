@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
 import { launchChromium, launchChromiumProfile } from '../browser.ts';
-import { buttonXPath, callExpression, DEFAULT_WAIT_MS, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
+import { buttonXPath, callExpression, DEFAULT_WAIT_MS, pollFor, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
 
 function scopeOf(target: Page | Frame): Scope {
   const run = (source: string, arg: unknown) => target.evaluate(callExpression(source, arg)) as Promise<unknown>;
@@ -14,6 +14,10 @@ function scopeOf(target: Page | Frame): Scope {
     async click(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
       const xpath = buttonXPath(what);
       await target.locator(xpath ? `xpath=${xpath}` : (what as string)).click({ timeout: timeoutMs });
+    },
+    async hover(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
+      const xpath = buttonXPath(what);
+      await target.locator(xpath ? `xpath=${xpath}` : (what as string)).hover({ timeout: timeoutMs });
     },
   };
 }
@@ -36,6 +40,10 @@ function donorPage(page: Page, context: BrowserContext, onClose: () => Promise<v
       const frame = await (await page.waitForSelector(iframeSelector)).contentFrame();
       if (!frame) throw new Error(`${iframeSelector} has no document`);
       return scopeOf(frame);
+    },
+    async openedWindow(pathname, timeoutMs) {
+      const opened = await pollFor(async () => context.pages().find((p) => p !== page && new URL(p.url()).pathname === pathname), `a window at ${pathname}`, timeoutMs);
+      return { ...scopeOf(opened), isClosed: async () => opened.isClosed() };
     },
     close: onClose,
   };

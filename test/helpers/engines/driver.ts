@@ -53,6 +53,8 @@ export interface Scope {
   waitFor<A, R>(fn: PageFunction<A, R>, arg: A, timeoutMs?: number): Promise<Truthy<R>>;
   /** Clicks `target` as a person would (real input events: `isTrusted`), once it is there and visible. */
   click(target: Target, timeoutMs?: number): Promise<void>;
+  /** Brings the pointer onto `target` (real input events) and leaves it there, as a person reaching for it does. */
+  hover(target: Target, timeoutMs?: number): Promise<void>;
 }
 
 export interface DonorPage extends Scope {
@@ -68,7 +70,28 @@ export interface DonorPage extends Scope {
   setOffline(offline: boolean): Promise<boolean>;
   /** The document of the iframe that `iframeSelector` finds, once it is there. */
   frame(iframeSelector: string): Promise<Scope>;
+  /**
+   * A window the page opened (window.open), once one whose address has the path `pathname` is
+   * there: the embed card's confirmation window is one (src/embed/confirmation.ts).
+   */
+  openedWindow(pathname: string, timeoutMs?: number): Promise<OpenedWindow>;
   close(): Promise<void>;
+}
+
+/** A window a page opened: a scope of its own, until it closes. */
+export interface OpenedWindow extends Scope {
+  isClosed(): Promise<boolean>;
+}
+
+/** Polls `find` until it gives a value; the error names what was awaited. */
+export async function pollFor<T>(find: () => Promise<T | undefined>, what: string, timeoutMs = DEFAULT_WAIT_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`${what} did not appear within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 export interface Engine {

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type BrowserContext, type Frame, type Page } from 'puppeteer-core';
-import { buttonXPath, callExpression, DEFAULT_WAIT_MS, describeTarget, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
+import { buttonXPath, callExpression, DEFAULT_WAIT_MS, describeTarget, pollFor, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
 
 const CANDIDATES = ['/usr/bin/firefox-esr', '/usr/bin/firefox'];
 
@@ -27,15 +27,24 @@ const PREFS = {
 };
 
 function scopeOf(target: Page | Frame): Scope {
+  const find = async (what: Target, timeoutMs: number) => {
+    const xpath = buttonXPath(what);
+    const handle = await target.waitForSelector(xpath ? `::-p-xpath(${xpath})` : (what as string), { visible: true, timeout: timeoutMs });
+    if (!handle) throw new Error(`${describeTarget(what)} is not there`);
+    return handle;
+  };
   const run = (source: string, arg: unknown) => target.evaluate(callExpression(source, arg)) as Promise<unknown>;
   return {
     evaluate: <A, R>(fn: PageFunction<A, R>, arg?: A) => run(fn.toString(), arg) as Promise<R>,
     waitFor: (fn, arg, timeoutMs) => pollUntil(run, fn, arg, timeoutMs),
     async click(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
-      const xpath = buttonXPath(what);
-      const handle = await target.waitForSelector(xpath ? `::-p-xpath(${xpath})` : (what as string), { visible: true, timeout: timeoutMs });
-      if (!handle) throw new Error(`click: ${describeTarget(what)} is not there`);
+      const handle = await find(what, timeoutMs);
       await handle.click();
+      await handle.dispose();
+    },
+    async hover(what: Target, timeoutMs = DEFAULT_WAIT_MS) {
+      const handle = await find(what, timeoutMs);
+      await handle.hover();
       await handle.dispose();
     },
   };
@@ -66,6 +75,10 @@ function donorPage(page: Page, onClose: () => Promise<void>): DonorPage {
       const frame = await handle?.contentFrame();
       if (!frame) throw new Error(`${iframeSelector} has no document`);
       return scopeOf(frame);
+    },
+    async openedWindow(pathname, timeoutMs) {
+      const opened = await pollFor(async () => (await page.browserContext().pages()).find((p) => p !== page && URL.canParse(p.url()) && new URL(p.url()).pathname === pathname), `a window at ${pathname}`, timeoutMs);
+      return { ...scopeOf(opened), isClosed: async () => opened.isClosed() };
     },
     close: onClose,
   };

@@ -74,12 +74,27 @@ def page_error(_content, result):
 content.connect("script-message-received::" + ERRORS_HANDLER, page_error)
 
 
-def create_web_view(_session):
-    view = WebKit2.WebView(web_context=context, settings=settings, user_content_manager=content, is_controlled_by_automation=True)
-    window = Gtk.Window(default_width=1280, default_height=900)
+def show_in_window(view, width, height):
+    window = Gtk.Window(default_width=width, default_height=height)
     window.add(view)
     window.show_all()
+    window.present()
     view.connect("close", lambda *_: window.destroy())
+
+
+def create_web_view(_session):
+    view = WebKit2.WebView(web_context=context, settings=settings, user_content_manager=content, is_controlled_by_automation=True)
+    view.connect("create", open_window)
+    show_in_window(view, 1280, 900)
+    return view
+
+
+def open_window(opener, _navigation):
+    """window.open: a view related to its opener (same process and session, window.opener set), in a
+    window of its own, as a browser opens a popup. Without this handler WebKit opens nothing."""
+    view = WebKit2.WebView(related_view=opener, settings=settings, user_content_manager=content, is_controlled_by_automation=True)
+    view.connect("create", open_window)
+    view.connect("ready-to-show", lambda v: show_in_window(v, 460, 620))
     return view
 
 

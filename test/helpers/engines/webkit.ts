@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buttonXPath, callExpression, DEFAULT_WAIT_MS, describeTarget, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
+import { buttonXPath, callExpression, DEFAULT_WAIT_MS, describeTarget, pollFor, pollUntil, type DonorPage, type Engine, type EngineOptions, type PageFunction, type Scope, type Target } from './driver.ts';
 import { freePort, spawnGroup, type GroupProcess } from './processes.ts';
 
 const BROWSER = fileURLToPath(new URL('./webkit-browser.py', import.meta.url));
@@ -117,10 +117,24 @@ async function command(base: string, method: string, path: string, body?: unknow
   return json.value;
 }
 
-/** Runs `work` in `session`: in the frame `iframeSelector` finds when given, then back at the top. */
-function scopeOf(session: Session, iframeSelector: string | null): Scope {
-  const inScope = <T>(work: () => Promise<T>) =>
+/**
+ * Runs `work` in `session`: in the window `windowHandle` when given (a window the page opened),
+ * in the frame `iframeSelector` finds when given, then back in the page's own window, at the top.
+ */
+function scopeOf(session: Session, iframeSelector: string | null, windowHandle?: string): Scope {
+  const inWindow = <T>(work: () => Promise<T>) =>
     session.exclusive(async () => {
+      if (!windowHandle) return work();
+      const own = (await session.command('GET', '/window')) as string;
+      await session.command('POST', '/window', { handle: windowHandle });
+      try {
+        return await work();
+      } finally {
+        await session.command('POST', '/window', { handle: own });
+      }
+    });
+  const inScope = <T>(work: () => Promise<T>) =>
+    inWindow(async () => {
       if (!iframeSelector) return work();
       const iframe = await session.find(iframeSelector, DEFAULT_WAIT_MS);
       await session.command('POST', '/frame', { id: iframe });
@@ -138,6 +152,13 @@ function scopeOf(session: Session, iframeSelector: string | null): Scope {
       inScope(async () => {
         const element = await session.find(target, timeoutMs);
         await session.command('POST', `/element/${element[ELEMENT]}/click`, {});
+      }),
+    hover: (target, timeoutMs = DEFAULT_WAIT_MS) =>
+      inScope(async () => {
+        const element = await session.find(target, timeoutMs);
+        // WebDriver's actions: a mouse moved to the element's centre, where an element click later presses.
+        const actions = [{ type: 'pointer', id: 'mouse', parameters: { pointerType: 'mouse' }, actions: [{ type: 'pointerMove', duration: 0, origin: element, x: 0, y: 0 }] }];
+        await session.command('POST', '/actions', { actions });
       }),
   };
 }
@@ -213,6 +234,26 @@ export async function launchWebKitEngine(options: EngineOptions): Promise<Engine
         frame: async (iframeSelector) => {
           await session.exclusive(() => session.find(iframeSelector, DEFAULT_WAIT_MS));
           return scopeOf(session, iframeSelector);
+        },
+        async openedWindow(pathname, timeoutMs) {
+          const handle = await pollFor(
+            () =>
+              session.exclusive(async () => {
+                const own = (await session.command('GET', '/window')) as string;
+                for (const other of (await session.command('GET', '/window/handles')) as string[]) {
+                  if (other === own) continue;
+                  await session.command('POST', '/window', { handle: other });
+                  const url = (await session.command('GET', '/url')) as string;
+                  await session.command('POST', '/window', { handle: own });
+                  if (URL.canParse(url) && new URL(url).pathname === pathname) return other;
+                }
+                return undefined;
+              }),
+            `a window at ${pathname}`,
+            timeoutMs,
+          );
+          const isClosed = () => session.exclusive(async () => !((await session.command('GET', '/window/handles')) as string[]).includes(handle));
+          return { ...scopeOf(session, null, handle), isClosed };
         },
         close: () =>
           session.exclusive(async () => {
