@@ -95,7 +95,7 @@ type Listener<K extends keyof ControllerEvents> = (value: ControllerEvents[K]) =
 export type ControllerServer = WorkSource & LeaseRenewer & ResultPoster & RefusalReporter & CreditSource;
 /** What it needs of the device's storage (src/storage/work-store.ts). */
 export interface ControllerStore extends LeaseRecords, LeaseStore, OutboxStore, CheckpointStore {
-  leases(now?: number): Promise<Lease[]>;
+  leases(): Promise<Lease[]>;
   pruneCompleted(now?: number): Promise<void>;
   setRunning(running: boolean): Promise<void>;
   wasRunning(): Promise<boolean>;
@@ -231,7 +231,7 @@ export class Controller {
       this.settings = this.bounded(this.settings);
     }
     this.evaluate();
-    this.supply.restore(await store.leases(this.clock.now()));
+    this.supply.restore(await store.leases());
     await this.outbox.restore();
     void store.pruneCompleted(this.clock.now());
     this.credit.soon(0);

@@ -100,14 +100,12 @@ export class WorkSupply {
    * The next lease to run, or null: the oldest still live, else the oldest that lapsed. A lease
    * that lapsed while it waited is still run, after the live ones: the server takes its result
    * while the task needs one, and never leases that task to this device again, so this is its one
-   * chance here (another device may have it meanwhile). One whose task itself expired is dropped.
+   * chance here (another device may have it meanwhile). One whose envelope says its task expired
+   * is handed out too: the envelope is not verified yet, so the runner's checks refuse it
+   * (`expired-task`, or what else is wrong with it) and the server hears why.
    */
   take(): Lease | null {
     const now = this.clock.now();
-    for (const lease of this.queue.filter((l) => typeof l.task?.manifest?.expiresAt === 'number' && l.task.manifest.expiresAt <= now)) {
-      this.queue.splice(this.queue.indexOf(lease), 1);
-      this.forget(lease);
-    }
     const live = this.queue.findIndex((l) => l.expiresAt > now);
     const next = this.queue.splice(live === -1 ? 0 : live, 1)[0];
     if (!next) return null;

@@ -23,18 +23,13 @@ export class WorkStore {
   }
 
   /**
-   * Held leases, oldest first. Lapsed ones are kept (the server takes their results while their
-   * tasks need them, and never leases those tasks to this device again: WorkSupply runs them last);
-   * those whose task itself has expired are dropped.
+   * Held leases, oldest first, all of them: lapsed ones too (the server takes their results while
+   * their tasks need them, and never leases those tasks to this device again: WorkSupply runs them
+   * last), and those whose envelope says the task expired (not verified yet: the runner refuses
+   * them, and the server hears why).
    */
-  async leases(now = Date.now()): Promise<Lease[]> {
-    const all = await this.db.getAllFromIndex('leases', 'addedAt');
-    const expired = all.filter((s) => s.lease.task?.manifest?.expiresAt <= now);
-    if (expired.length) {
-      const tx = this.db.transaction('leases', 'readwrite');
-      await Promise.all([...expired.map((s) => tx.store.delete(s.leaseId)), tx.done]);
-    }
-    return all.filter((s) => !expired.includes(s)).map((s) => s.lease);
+  async leases(): Promise<Lease[]> {
+    return (await this.db.getAllFromIndex('leases', 'addedAt')).map((s) => s.lease);
   }
 
   /** Records a renewed lease's new expiry, if it is still held. */

@@ -116,8 +116,8 @@ export class MemoryStore implements ControllerStore {
   async addLeases(leases: Lease[]): Promise<void> {
     for (const l of leases) this.heldLeases.set(l.leaseId, structuredClone(l));
   }
-  async leases(now = Date.now()): Promise<Lease[]> {
-    return [...this.heldLeases.values()].filter((l) => l.task.manifest.expiresAt > now).map((l) => structuredClone(l));
+  async leases(): Promise<Lease[]> {
+    return [...this.heldLeases.values()].map((l) => structuredClone(l));
   }
   async updateLease(lease: Lease): Promise<void> {
     if (this.heldLeases.has(lease.leaseId)) this.heldLeases.set(lease.leaseId, structuredClone(lease));

@@ -101,7 +101,7 @@ describe('WorkSupply', () => {
     expect(arrivals()).toBeGreaterThanOrEqual(3);
   });
 
-  it('a lease that lapsed while it waited is still run, after the live ones; one whose task expired is dropped', async () => {
+  it('a lease that lapsed while it waited is still run, after the live ones; one whose envelope says its task expired is handed out for the runner to refuse', async () => {
     const { clock, store, supply } = setUp();
     const lapsing = lease('t1', clock.now() + 1000);
     const live = lease('t2', clock.now() + 60_000);
@@ -111,9 +111,9 @@ describe('WorkSupply', () => {
     await clock.advance(2000);
     expect(supply.take()).toBe(live);
     expect(supply.take()).toBe(lapsing); // the server never leases t1 to this device again: this is its one chance here
+    // Its envelope is not verified yet (a tampered one may claim anything): the runner's checks refuse it, telling the server.
+    expect(supply.take()).toBe(expiring);
     expect(supply.take()).toBeNull();
-    await clock.advance(0);
-    expect([...store.heldLeases.values()].map((l) => l.task.manifest.taskId)).toEqual(['t1', 't2']);
   });
 
   it('a deferred lease is tried again after the idle poll, or at once when the network is back; said once', async () => {
