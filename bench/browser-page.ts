@@ -11,7 +11,9 @@ import { build } from 'vite';
 import { launchEngine, type DonorPage, type EngineName, type EngineOptions } from '../test/helpers/engines/index.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const outDir = join(root, '.tmp/bench-browser');
+/** Where the built page is served from: a benchmark may put files beside it once it is open. */
+export const BENCH_PAGE_DIR = join(root, '.tmp/bench-browser');
+const outDir = BENCH_PAGE_DIR;
 
 let built: Promise<unknown> | null = null;
 

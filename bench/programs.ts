@@ -24,8 +24,8 @@ import { runJob } from '../worker/run-job.ts';
 import { instrument } from '../worker/instrument.ts';
 import { instrument as instrumentV2 } from './legacy/instrument-v2.ts';
 import { capMemory } from '../src/scheduler/memory-cap.ts';
-import { INITIAL_ALLOWANCE } from '../src/protocol/throttle.ts';
-import type { WasiOptions } from '../worker/wasi/index.ts';
+import { INITIAL_ALLOWANCE, YIELD_IMPORT } from '../src/protocol/throttle.ts';
+import { Wasi, type WasiOptions } from '../worker/wasi/index.ts';
 import { fmt, median } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -110,6 +110,11 @@ export interface ProgramReport {
   outputBytes: number;
   identical: boolean;
   runs: number;
+  /** The longest stretch between two yields of the hooked module, ms, and the yields made (the bound on pause latency: a pause takes hold at the next yield). */
+  longestBetweenYieldsMs: number;
+  /** The same stretch in the process's CPU time (user + system, all threads): what the load of other programs does not lengthen. */
+  longestBetweenYieldsCpuMs: number;
+  yields: number;
 }
 
 function compiled(bytes: Uint8Array, memoryBytes: number): WebAssembly.Module {
@@ -183,9 +188,48 @@ export async function benchPrograms(rounds = 7): Promise<ProgramReport[]> {
       outputBytes: (reference?.stdout.length ?? 0) + (reference?.files.reduce((n, f) => n + f.data.length, 0) ?? 0),
       identical,
       runs: rounds,
+      ...betweenYields(modules.instrumented, program),
     });
   }
   return reports;
+}
+
+/**
+ * The hooked module run once more with a yield import that allows what worker/run-job.ts allows
+ * (about a millisecond of computing per allowance, 1 000 to 50 000 000 probes) and notes the time
+ * between yields. A pause takes hold at the next yield, so the longest stretch bounds pause latency
+ * (issue #16: under 50 ms), including stretches where the module runs its longest without a probe.
+ */
+function betweenYields(module: WebAssembly.Module, program: Program): { longestBetweenYieldsMs: number; longestBetweenYieldsCpuMs: number; yields: number } {
+  let allowance = INITIAL_ALLOWANCE;
+  let last = performance.now();
+  let longest = 0;
+  let yields = 0;
+  const cpuMs = () => {
+    const used = process.cpuUsage();
+    return (used.user + used.system) / 1000;
+  };
+  let lastCpu = cpuMs();
+  let longestCpu = 0;
+  const wasi = new Wasi({ ...program.options, maxHeldBytes: program.memoryBytes });
+  const onYield = (left = 0) => {
+    const now = performance.now();
+    const cpu = cpuMs();
+    longest = Math.max(longest, now - last);
+    longestCpu = Math.max(longestCpu, cpu - lastCpu);
+    lastCpu = cpu;
+    yields++;
+    allowance = Math.round(Math.min(50_000_000, Math.max(1_000, (allowance - left) / Math.max(now - last, 0.05))));
+    last = performance.now();
+    return allowance;
+  };
+  const instance = new WebAssembly.Instance(module, { ...wasi.imports, [YIELD_IMPORT.module]: { [YIELD_IMPORT.name]: onYield } } as WebAssembly.Imports);
+  last = performance.now();
+  lastCpu = cpuMs();
+  wasi.start(instance);
+  longest = Math.max(longest, performance.now() - last);
+  longestCpu = Math.max(longestCpu, cpuMs() - lastCpu);
+  return { longestBetweenYieldsMs: longest, longestBetweenYieldsCpuMs: longestCpu, yields };
 }
 
 function codeSectionBytes(bytes: Uint8Array): number {
@@ -209,6 +253,7 @@ export function printPrograms(reports: ProgramReport[]): void {
   for (const r of reports) {
     console.log(`  ${r.program}: ${(r.codeBytes / MiB).toFixed(1)} MiB of code; outputs ${r.identical ? 'identical to node:wasi byte for byte' : 'DIFFERENT from node:wasi'} (${r.outputBytes} bytes), ${r.runs} runs each`);
     console.log(`    run: node:wasi ${fmt(r.nodeWasiMs)} ms, ours plain ${fmt(r.plainMs)} ms (${fmt(r.plainRatio, 3)}x), with the yield hook ${fmt(r.instrumentedMs)} ms (${fmt(r.instrumentedRatio, 3)}x node:wasi; the hook ${fmt(r.hookCost, 3)}x)`);
+    console.log(`    the longest stretch between two yields ${fmt(r.longestBetweenYieldsMs)} ms (${fmt(r.longestBetweenYieldsCpuMs)} ms of CPU time) over ${r.yields} yields (it bounds pause latency; target: under 50 ms)`);
     console.log(`    rewrite ${fmt(r.rewriteMs)} ms (version 2: ${fmt(r.rewriteV2Ms)} ms) against compiling ${fmt(r.compileMs)} ms: ${fmt(r.rewriteMs / r.compileMs, 2)}x; size ${fmt(r.size, 3)}x (version 2: ${fmt(r.sizeV2, 3)}x)`);
   }
 }

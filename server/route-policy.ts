@@ -31,6 +31,8 @@ export const ROUTE_POLICY: Record<string, RoutePolicy> = {
   [`POST ${API.results}`]: { who: 'device', bodyLimit: 'route' }, // a task's outputs at their caps
   [`GET ${API.device(':deviceId')}`]: { who: 'public' },
   [`GET ${API.blob(':sha256')}`]: { who: 'public' },
+  // As public as each blob alone; the answer is bounded (MAX_BLOB_BATCH_BYTES), read one blob at a time.
+  [`POST ${API.blobBatch}`]: { who: 'public', bodyLimit: 80 * KiB }, // 1 000 hashes of 64 hex, quoted, with commas
   [`GET ${API.keyset}`]: { who: 'public' },
   // A keyset carries its root's signature: whoever sends it, the server takes only what a root signed.
   [`POST ${API.keyset}`]: { who: 'public', bodyLimit: 256 * KiB }, // 256 keys at most

@@ -1,6 +1,6 @@
 /** Blobs by hash: served as they are stored (clients verify them), and which ones the server lacks. */
 import type { FastifyInstance } from 'fastify';
-import { API, MissingBlobsRequest } from '../../src/protocol/index.ts';
+import { API, BlobBatchRequest, MAX_BLOB_BATCH_BYTES, MissingBlobsRequest } from '../../src/protocol/index.ts';
 import type { Store } from '../store/index.ts';
 import { bodyOf, HttpError } from '../errors.ts';
 
@@ -22,6 +22,23 @@ export function blobRoutes(app: FastifyInstance, store: Store): void {
       .header('cache-control', 'public, max-age=31536000, immutable')
       .header('etag', `"${sha256}"`)
       .send(bytes);
+  });
+
+  // Many blobs in one response, their bytes one after another in the order asked (the client
+  // knows each size from the signed manifest, and checks each hash as for a single blob). Read
+  // one at a time, and no further than MAX_BLOB_BATCH_BYTES, so one request holds at most that.
+  app.post(API.blobBatch, async (request, reply) => {
+    const { hashes } = bodyOf(BlobBatchRequest, request.body);
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (const [i, sha256] of hashes.entries()) {
+      const bytes = await store.blob(sha256);
+      if (!bytes) throw new HttpError(404, `no blob ${sha256} (body.hashes.${i})`);
+      total += bytes.length;
+      if (total > MAX_BLOB_BATCH_BYTES) throw new HttpError(400, `the blobs asked for come to more than ${MAX_BLOB_BATCH_BYTES} bytes by body.hashes.${i}: ask for fewer in one batch`);
+      parts.push(bytes);
+    }
+    return reply.header('content-type', 'application/octet-stream').header('cache-control', 'no-store').send(Buffer.concat(parts));
   });
 
   app.post(API.missingBlobs, async (request) => {

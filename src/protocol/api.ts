@@ -6,6 +6,7 @@ export const API = {
   renew: '/api/leases/renew', // POST LeaseRenewal -> { expiresAt }
   blob: (sha256: string) => `/api/blobs/${sha256}`, // GET bytes, immutable
   missingBlobs: '/api/blobs/missing', // POST { hashes } -> { missing }
+  blobBatch: '/api/blobs/batch', // POST BlobBatchRequest -> the blobs' bytes, one after another, in the order asked
   batches: '/api/batches', // GET -> BatchStatus[]; POST PublishRequest -> BatchStatus
   batch: (batchId: string) => `/api/batches/${batchId}`, // GET BatchStatus
   batchResults: (batchId: string) => `/api/batches/${batchId}/results`, // GET BatchResults (?tasks=ID,ID for some)

@@ -300,6 +300,13 @@ export type PublishRequest = v.InferOutput<typeof PublishRequest>;
 
 export const MissingBlobsRequest = v.strictObject({ hashes: v.pipe(v.array(Sha256Hex), v.maxLength(100000)) });
 
+/** Blobs asked for in one request (a task's inputs: one request each paid a round trip, six at a time, per blob). */
+export const MAX_BLOB_BATCH = 1000;
+/** The most bytes one batch may ask for; a client splits larger sets. */
+export const MAX_BLOB_BATCH_BYTES = 16 * 2 ** 20;
+export const BlobBatchRequest = v.strictObject({ hashes: v.pipe(v.array(Sha256Hex), v.minLength(1), v.maxLength(MAX_BLOB_BATCH)) });
+export type BlobBatchRequest = v.InferOutput<typeof BlobBatchRequest>;
+
 /**
  * `done`: a quorum of devices agreed (the canonical result is theirs) and the program exited 0;
  * `exit-nonzero`: a quorum agreed on a result whose exit code is not 0 (the program ran and
@@ -441,6 +448,7 @@ export interface ApiError {
   error: string;
   message: string;
 }
+export const ApiErrorBody = v.object({ error: v.string(), message: v.string() });
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
 

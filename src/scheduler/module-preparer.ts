@@ -6,7 +6,7 @@
  * (src/scheduler/prepare.ts) checks the envelope first and calls this through `ModuleSource`.
  * Nothing is compiled or cached before it has passed its check.
  */
-import type { BlobRef, RefusalReason, RunErrorCode, TaskManifest } from '../protocol/schema.ts';
+import { MAX_BLOB_BATCH, MAX_BLOB_BATCH_BYTES, type BlobRef, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
 import { verifyBlob } from '../protocol/verify.ts';
 import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
 import { sha256Hex } from '../protocol/bytes.ts';
@@ -60,6 +60,12 @@ export interface ModuleSource {
 export interface BlobFetcher {
   /** @param onBytes told of each part of the body as it arrives, with its length. */
   fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array>;
+  /**
+   * Many in one request, cut at the sizes asked for (unchecked); null when the server cannot
+   * answer this batch (no such route, a blob it lacks, bytes of another length), and each is then
+   * fetched alone. @throws as fetchBlob when the server cannot be reached.
+   */
+  fetchBlobs?(refs: readonly BlobRef[]): Promise<Uint8Array[] | null>;
 }
 
 /** One blob's load, told to every preparation that waits on it: one that joins late hears what it missed at once. */
@@ -95,6 +101,20 @@ class Readied {
       this.report(this.count);
     }
   }
+}
+
+/** Blobs fetched at once: enough to keep a connection pool busy, few enough not to queue hundreds of requests and hashes. */
+const FETCH_CONCURRENCY = 8;
+/** Batches of blobs fetched at once: each is up to MAX_BLOB_BATCH_BYTES held in memory until checked. */
+const BATCH_CONCURRENCY = 2;
+
+/** Runs `work` on every item, at most `limit` at a time; rejects with the first failure. */
+async function eachBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 class MemoryLimitError extends Error {
@@ -179,7 +199,9 @@ export class ModulePreparer implements ModuleSource {
         moduleBytes: compiled.bytes,
         stdin,
         files,
-        fetchMs: fetchMs + ms,
+        // Everything but compiling, so that the two add up to the prepare's wall time: the inputs
+        // load while the module compiles, and only what they take past it is waiting on them.
+        fetchMs: Math.max(fetchMs, ms, performance.now() - started - compileMs),
         compileMs,
         source: known ? 'session' : compiled.source,
       };
@@ -209,11 +231,93 @@ export class ModulePreparer implements ModuleSource {
 
   private async inputs(manifest: TaskManifest, fetchLimit: number, readied?: Readied): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
     const started = performance.now();
-    const [stdin, ...data] = await Promise.all([
-      manifest.stdin ? this.verifiedBlob(manifest.stdin, 'input', fetchLimit, readied) : new Uint8Array(0),
-      ...manifest.files.map((file) => this.verifiedBlob(file.blob, 'input', fetchLimit, readied)),
-    ]);
-    return { stdin: stdin!, files: manifest.files.map((file, i) => ({ path: file.path, data: data[i]! })), ms: performance.now() - started };
+    const refs = [...(manifest.stdin ? [manifest.stdin] : []), ...manifest.files.map((file) => file.blob)];
+    const data = await this.verifiedBlobs(refs, 'input', fetchLimit, readied);
+    const stdin = manifest.stdin ? data[0]! : new Uint8Array(0);
+    const files = data.slice(manifest.stdin ? 1 : 0);
+    return { stdin, files: manifest.files.map((file, i) => ({ path: file.path, data: files[i]! })), ms: performance.now() - started };
+  }
+
+  /**
+   * Bytes matching each of `refs`, in their order: those already loading or held shared, the
+   * cached ones read in one transaction, the rest fetched in batches (POST /api/blobs/batch) or,
+   * when large, FETCH_CONCURRENCY at a time. (One at a time, each with a transaction of its own, a
+   * program with 317 inputs took seconds to start.)
+   * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
+   *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
+   */
+  private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array[]> {
+    const keyOf = (ref: BlobRef) => `${ref.sha256}:${ref.size}:${kind}`;
+    const fresh = new Map<string, BlobRef>();
+    for (const ref of refs) if (!this.loading.has(keyOf(ref)) && !fresh.has(keyOf(ref))) fresh.set(keyOf(ref), ref);
+    if (fresh.size > 0) {
+      const progress = [...fresh.values()].map(() => new SharedProgress());
+      const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit, progress);
+      [...fresh.values()].forEach((ref, i) => {
+        const key = keyOf(ref);
+        const bytes = batch.then((loaded) => loaded[i]!).finally(() => this.loading.delete(key));
+        bytes.catch(() => undefined); // each caller sees the failure; the map must not
+        this.loading.set(key, { bytes, progress: progress[i]! });
+      });
+    }
+    const loads = refs.map((ref) => this.loading.get(keyOf(ref))!);
+    if (readied) for (const load of new Set(loads)) load.progress.join(readied);
+    return Promise.all(loads.map((load) => load.bytes));
+  }
+
+  private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, progress: SharedProgress[]): Promise<Uint8Array[]> {
+    const found: (Uint8Array | undefined)[] = refs.map((ref) => {
+      const held = this.storing.get(ref.sha256);
+      return held && held.length === ref.size ? held : undefined;
+    });
+    const cached = await this.blobs.getMany(refs.filter((_, i) => !found[i]).map((ref) => ref.sha256));
+    const missing: number[] = [];
+    refs.forEach((ref, i) => {
+      const hit = cached.get(ref.sha256);
+      if (!found[i] && hit && hit.length === ref.size) found[i] = hit;
+      if (found[i]) progress[i]!.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
+      else missing.push(i);
+    });
+    for (const i of missing) {
+      const ref = refs[i]!;
+      if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
+    }
+    // Small blobs in batches, one request each (at most MAX_BLOB_BATCH of them and
+    // MAX_BLOB_BATCH_BYTES): yosys's 317 inputs took 4-5 s one request each, six at a time over
+    // HTTP/1.1. Large ones, and everything when the server cannot batch, one request each.
+    const batches: number[][] = [];
+    const alone: number[] = [];
+    let batchBytes = 0;
+    for (const i of missing) {
+      const size = refs[i]!.size;
+      if (!this.server.fetchBlobs || size > MAX_BLOB_BATCH_BYTES / 4) {
+        alone.push(i);
+        continue;
+      }
+      const last = batches[batches.length - 1];
+      if (!last || last.length === MAX_BLOB_BATCH || batchBytes + size > MAX_BLOB_BATCH_BYTES) {
+        batches.push([i]);
+        batchBytes = size;
+      } else {
+        last.push(i);
+        batchBytes += size;
+      }
+    }
+    const fetchBatch = async (batch: number[]) => {
+      const pieces = batch.length > 1 ? await this.server.fetchBlobs!(batch.map((i) => refs[i]!)) : null;
+      // Null: a server without the route, or one that lacks a blob or sent other sizes. Each
+      // fetched alone then names its own problem (a 404 for that blob, a size its check refuses).
+      if (!pieces) return void alone.push(...batch);
+      await Promise.all(
+        batch.map(async (i, k) => {
+          progress[i]!.add(pieces[k]!.length); // fetched
+          found[i] = await this.verifiedFetched(refs[i]!, pieces[k]!, kind, progress[i]!);
+        }),
+      );
+    };
+    await eachBounded(batches, BATCH_CONCURRENCY, fetchBatch);
+    await eachBounded(alone, FETCH_CONCURRENCY, async (i) => void (found[i] = await this.fetchVerified(refs[i]!, kind, progress[i]!)));
+    return found as Uint8Array[];
   }
 
   /**
@@ -242,46 +346,28 @@ export class ModulePreparer implements ModuleSource {
       return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: capped.bytes, source: 'fresh' };
     }
     if (this.modules && source !== original) {
-      // Compiled from Cache Storage, so that the engine can keep its code beside the entry.
-      await this.modules.put(key, [capped.bytes], await sha256Hex(capped.bytes));
-      const kept = await this.modules.compile(key);
-      if (kept) return { module: kept.module, bytes: null, source: 'fresh' };
+      // Kept while it compiles, not before: writing the rewritten bytes to Cache Storage, reading
+      // them back and hashing them again took longer than the compile itself (flite: 1.0 s of
+      // "hook + compile" against a rewrite of 70 ms and a compile of 46 ms in Chromium's worker),
+      // and Chromium's trace showed no compiled code kept for such entries to gain from it
+      // (docs/benchmarks.md (l)). Later sessions compile the kept entry, checked against its hash.
+      const bytes = capped.bytes;
+      void sha256Hex(bytes).then((sha256) => this.modules!.put(key, [bytes], sha256)).catch(() => undefined);
     }
     return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: null, source: 'fresh' };
   }
 
-  /**
-   * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
-   *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
-   */
+  /** @param readied as verifiedBlobs */
   private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
-    const key = `${ref.sha256}:${ref.size}:${kind}`;
-    const joined = this.loading.get(key);
-    if (joined) {
-      if (readied) joined.progress.join(readied);
-      return joined.bytes;
-    }
-    const progress = new SharedProgress();
-    if (readied) progress.join(readied);
-    const bytes = this.loadVerifiedBlob(ref, kind, fetchLimit, progress).finally(() => this.loading.delete(key));
-    this.loading.set(key, { bytes, progress });
-    return bytes;
+    return (await this.verifiedBlobs([ref], kind, fetchLimit, readied))[0]!;
   }
 
-  /** Bytes that match `ref`, from the cache or the server; refuses bytes that do not. */
-  private async loadVerifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied: SharedProgress): Promise<Uint8Array> {
-    const held = this.storing.get(ref.sha256);
-    if (held && held.length === ref.size) {
-      readied.add(2 * ref.size, true);
-      return held;
-    }
-    const cached = await this.blobs.get(ref.sha256);
-    if (cached && cached.length === ref.size) {
-      readied.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
-      return cached;
-    }
-    if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
-    const fetched = await this.server.fetchBlob(ref.sha256, ref.size, (length) => readied.add(length));
+  /** Fetched bytes that match `ref`; refuses bytes that do not. */
+  private async fetchVerified(ref: BlobRef, kind: 'module' | 'input', progress: SharedProgress): Promise<Uint8Array> {
+    return this.verifiedFetched(ref, await this.server.fetchBlob(ref.sha256, ref.size, (length) => progress.add(length)), kind, progress);
+  }
+
+  private async verifiedFetched(ref: BlobRef, fetched: Uint8Array, kind: 'module' | 'input', readied: SharedProgress): Promise<Uint8Array> {
     const verdict = await verifyBlob(ref, fetched, kind);
     readied.add(fetched.length, true); // hashed
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });

@@ -6,7 +6,7 @@
 import { API } from '../protocol/api.ts';
 import { toBase64 } from '../protocol/bytes.ts';
 import { refusalSigningBytes, renewalSigningBytes, type RefusalClaim, type RenewalClaim } from '../protocol/device-signing.ts';
-import { parse, WorkResponse, type DeviceCredit, type WorkRequest } from '../protocol/schema.ts';
+import { ApiErrorBody, BlobBatchRequest, MAX_BLOB_BATCH_BYTES, parse, WorkResponse, type DeviceCredit, type WorkRequest } from '../protocol/schema.ts';
 import type { StoredSubmission } from '../storage/db.ts';
 import { resultBody } from '../storage/result-body.ts';
 
@@ -60,6 +60,12 @@ export interface DeviceSigner {
   /** The 32-byte ed25519 public key. */
   publicKey: Uint8Array;
   sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
+/** The message of an error response ({ error, message }, docs/protocol.md), or its status text when it has none. */
+async function errorMessage(response: Response): Promise<string> {
+  const body = parse(ApiErrorBody, await response.json().catch(() => null));
+  return body.ok ? body.value.message : response.statusText;
 }
 
 export class TaskServer {
@@ -130,9 +136,9 @@ export class TaskServer {
   /**
    * A blob's bytes, read as they arrive into one buffer of the `size` the manifest signed (no
    * growing and copying, so a 30 MB module costs 30 MB). A body longer than that is cut after
-   * `size + 1` bytes, which the caller's size check refuses without reading the rest.
+   * `size + 1` bytes, which the caller's size check refuses without reading the rest. `onBytes`
+   * hears each part as it arrives (a long prepare's progress).
    */
-  /** A blob's bytes (at most `size` + 1: more is the server's fault, which the hash check names); `onBytes` hears each part as it arrives. */
   async fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array> {
     const response = await fetch(this.base + API.blob(sha256));
     if (!response.ok) throw new ServerError(`blob ${sha256}: ${response.status}`, response.status);
@@ -151,5 +157,47 @@ export class TaskServer {
       }
     }
     return bytes.subarray(0, length);
+  }
+
+  /**
+   * Many blobs in one request (POST /api/blobs/batch): the body is their bytes one after another,
+   * read straight into one buffer per blob at the sizes the signed manifest gives (the caller checks
+   * each hash). Null when the server cannot answer this batch: it has no such route (an older
+   * server), lacks one of the blobs, or sends a body of another length; the caller then fetches
+   * each alone, and that request names the blob at fault.
+   * @throws ServerError or TypeError when the server cannot be reached or fails (5xx), as fetchBlob.
+   */
+  async fetchBlobs(refs: readonly { sha256: string; size: number }[]): Promise<Uint8Array[] | null> {
+    const request = parse(BlobBatchRequest, { hashes: refs.map((ref) => ref.sha256) });
+    if (!request.ok) throw new TypeError(`blob batch request: ${request.message}`); // a caller's bug, not the server's
+    const response = await fetch(this.base + API.blobBatch, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(request.value),
+      signal: AbortSignal.timeout(postTimeoutMs(MAX_BLOB_BATCH_BYTES)),
+    });
+    if (response.status >= 500) throw new ServerError(`${API.blobBatch}: ${response.status} ${await errorMessage(response)}`, response.status);
+    if (!response.ok || !response.body) {
+      await response.body?.cancel();
+      return null;
+    }
+    const pieces = refs.map((ref) => new Uint8Array(ref.size));
+    let piece = 0;
+    let at = 0;
+    const reader = response.body.getReader();
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      for (let taken = 0; taken < chunk.value.length; ) {
+        while (piece < pieces.length && at === pieces[piece]!.length) [piece, at] = [piece + 1, 0];
+        if (piece === pieces.length) {
+          await reader.cancel(); // longer than asked for
+          return null;
+        }
+        const n = Math.min(chunk.value.length - taken, pieces[piece]!.length - at);
+        pieces[piece]!.set(chunk.value.subarray(taken, taken + n), at);
+        [taken, at] = [taken + n, at + n];
+      }
+    }
+    while (piece < pieces.length && at === pieces[piece]!.length) [piece, at] = [piece + 1, 0];
+    return piece === pieces.length ? pieces : null; // shorter than asked for: null
   }
 }

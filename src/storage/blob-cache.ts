@@ -36,6 +36,31 @@ export class BlobCache {
     return entry.bytes;
   }
 
+  /**
+   * The bytes of each hash that is stored and still matches it, read in one transaction (a task
+   * may have hundreds of inputs: one transaction each cost more than reading them) and hashed in
+   * parallel. Those no longer matching are dropped, as in get().
+   */
+  async getMany(hashes: string[]): Promise<Map<string, Uint8Array>> {
+    const found = new Map<string, Uint8Array>();
+    if (hashes.length === 0) return found;
+    const tx = this.db.transaction('blobs', 'readonly');
+    const entries = await Promise.all(hashes.map((sha256) => tx.store.get(sha256)));
+    await tx.done;
+    await Promise.all(entries.map(async (entry, i) => {
+      if (!entry) return;
+      const sha256 = hashes[i]!;
+      if ((await sha256Hex(entry.bytes)) !== sha256) {
+        this.warn(`A cached file (${sha256.slice(0, 12)}…) no longer matched its hash; it was dropped and will be fetched again.`);
+        await this.delete(sha256);
+        return;
+      }
+      this.touch(sha256, entry.bytes.length);
+      found.set(sha256, entry.bytes);
+    }));
+    return found;
+  }
+
   /** Hits not yet written to the index: written together, in one transaction (a task may read hundreds of inputs). */
   private touched = new Map<string, number>();
 

@@ -1,10 +1,11 @@
 /**
  * Modules as they are compiled (the yield hook in, the memory capped), kept in Cache Storage by
  * (module hash, instrumenter version, memory cap): a module is rewritten once per device, not
- * once per session. Cache Storage rather than IndexedDB because the engine can keep compiled
- * code beside such an entry: Chromium caches the machine code of a module compiled with
- * `WebAssembly.compileStreaming` from a Response out of Cache Storage, so after a reload the
- * module is neither rewritten nor compiled again (docs/benchmarks.md (k)).
+ * once per session. Cache Storage rather than IndexedDB because it streams into
+ * `WebAssembly.compileStreaming`, and engines may keep compiled code beside such an entry.
+ * Chromium 156 did not here: a trace of three starts of yosys in the prepare worker shows no
+ * deserialised module after a reload, only lazy compiles (docs/benchmarks.md (l)). So after a
+ * reload the module is not rewritten, but it is compiled (lazily) again.
  *
  * Derived bytes, so a hit is re-checked against the SHA-256 they had when made (kept beside them):
  * hashed while the engine compiles, and the compiled module is thrown away if they differ.

@@ -8,7 +8,7 @@
 // loop iteration, batches settled on every way out) and the same however often the host is called.
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
-import { BUDGET_EXPORT, instrument, InstrumentError, LOOP_BATCH, workDone, YIELD_IMPORT } from '../../worker/instrument.ts';
+import { BUDGET_EXPORT, instrument, InstrumentError, instrumentWithStats, LOOP_BATCH, workDone, YIELD_IMPORT } from '../../worker/instrument.ts';
 import { runJob, INITIAL_ALLOWANCE } from '../../worker/run-job.ts';
 import { capMemory } from '../../src/scheduler/memory-cap.ts';
 import { conformancePrograms } from '../helpers/conformance.ts';
@@ -205,20 +205,38 @@ describe('the rewrite of loops and calls', () => {
     }
   });
 
-  it('puts no probe in a function that neither loops nor calls', () => {
+  it('puts no probe in a function that neither loops nor recurses, nor in one that only calls such functions', () => {
     const leaf = trickyModule('leafAdd');
     const caller = trickyModule('callerAdd');
-    // The leaf's body is copied as it is: the module grows by the yield import, $flush, the budget
-    // and its export alone; a caller gets the entry probe on top.
-    const fixed = instrument(leaf, 5).length - leaf.length;
-    expect(instrument(caller, 5).length - caller.length).toBeGreaterThan(fixed);
-    const { exports } = instantiateTricky(instrument(leaf, 5), () => {
-      throw new Error('a leaf function yielded');
-    });
-    expect(exports.leafAdd!(41)).toBe(42);
+    // Their bodies are copied as they are: each module grows by the same yield import, $flush,
+    // budget and export alone (version 3 gave every function that calls an entry probe).
+    expect(instrument(caller, 5).length - caller.length).toBe(instrument(leaf, 5).length - leaf.length);
+    for (const [bytes, name] of [[leaf, 'leafAdd'], [caller, 'callerAdd']] as const) {
+      const { exports } = instantiateTricky(instrument(bytes, 1), () => {
+        throw new Error(`${name} yielded`);
+      });
+      expect(exports[name]!(41)).toBe(42);
+    }
   });
 
-  for (const fn of ['endlessInner', 'endlessOuter', 'endlessUnrolled', 'endlessRecursion']) {
+  it('probes the functions of a call tree too large to run unprobed, and only those', () => {
+    // fanout(k) calls fanout(k-1) twice: without a probe, 2^k calls between two yields.
+    const { bytes, stats } = instrumentWithStats(trickyModule(), 1000);
+    expect(stats.probedForCalls).toBeGreaterThan(0);
+    expect(stats.probedForCalls).toBeLessThan(FANOUT_DEPTH);
+    let yields = 0;
+    const stop = new Error('enough');
+    const { exports } = instantiateTricky(bytes, () => {
+      if (++yields === 5) throw stop;
+      return 1000;
+    });
+    const plain = instantiateTricky(trickyModule(), () => 0).exports;
+    expect(exports.fanout12!(3)).toBe(plain.fanout12!(3));
+    expect(() => exports.fanoutTop!(3)).toThrow(stop);
+    expect(yields).toBe(5);
+  });
+
+  for (const fn of ['endlessInner', 'endlessOuter', 'endlessUnrolled', 'endlessRecursion', 'endlessMutualA', 'endlessIndirect']) {
     it(`${fn}: an endless loop or recursion still yields`, () => {
       const bytes = instrument(trickyModule(), 1000);
       let yields = 0;
@@ -236,6 +254,8 @@ describe('the rewrite of loops and calls', () => {
 // ---- A module of tricky loops, assembled from mnemonics ----------------------------------------
 
 const TRICKY_INPUTS = [0, 1, 2, 3, 5, 17, 64, 101, 300];
+/** The fanout functions' depth: fanoutTop makes 2^FANOUT_DEPTH calls. */
+const FANOUT_DEPTH = 40;
 
 /** The functions of trickyModule(), each (param i32) (result i32), in their order; the endless ones are not run by runTricky. */
 const TRICKY: { name: string; locals: number; code: string }[] = [
@@ -398,11 +418,22 @@ const TRICKY: { name: string; locals: number; code: string }[] = [
       br 0
     end
     i32.const 0` },
-  // No loop, no call: no probe. And one that calls: the entry probe.
+  // No loop, no call: no probe. And one that calls only the import: none either.
   { name: 'leafAdd', locals: 0, code: 'local.get 0 i32.const 1 i32.add' },
   { name: 'callerAdd', locals: 0, code: 'local.get 0 call 0 local.get 0 i32.const 1 i32.add' },
-  // Recursion without a loop: only the entry probes can yield in it (SELF: its own index).
-  { name: 'endlessRecursion', locals: 0, code: 'local.get 0 call SELF' },
+  // Recursion without a loop: only entry probes can yield in it (@name: that function's index,
+  // #name: its slot in the table). Directly, through another function, and through the table.
+  { name: 'endlessRecursion', locals: 0, code: 'local.get 0 call @endlessRecursion' },
+  { name: 'endlessMutualA', locals: 0, code: 'local.get 0 call @endlessMutualB' },
+  { name: 'endlessMutualB', locals: 0, code: 'local.get 0 i32.const 1 i32.add call @endlessMutualA' },
+  { name: 'endlessIndirect', locals: 0, code: 'local.get 0 i32.const #endlessIndirect call_indirect 0' },
+  // A call tree without loops or recursion, 2^FANOUT_DEPTH calls from its top.
+  { name: 'fanout0', locals: 0, code: 'local.get 0 i32.const 1 i32.add' },
+  ...Array.from({ length: FANOUT_DEPTH }, (_, k) => ({
+    name: k === FANOUT_DEPTH - 1 ? 'fanoutTop' : `fanout${k + 1}`,
+    locals: 0,
+    code: `local.get 0 call @fanout${k} local.get 0 call @fanout${k} i32.add i32.const 16777215 i32.and`,
+  })),
   { name: 'endlessUnrolled', locals: 3, code: `
     block -
       loop -
@@ -418,7 +449,7 @@ const TRICKY: { name: string; locals: number; code: string }[] = [
  * (import "env" "log" (func (param i32)))  ;; func 0: adds to global 0
  * (type t0 (func (param i32) (result i32)))
  * (memory 1) (export "memory"), (global (mut i32)), and TRICKY's functions, exported by name
- * (all of them, or only `only`).
+ * (all of them, or only `only`), and in a table in their order.
  */
 function trickyModule(only?: string): Uint8Array {
   const fns = TRICKY.filter((f) => !only || f.name === only);
@@ -435,11 +466,18 @@ function trickyModule(only?: string): Uint8Array {
   const memory = vec([[0x00, 1]]);
   const globals = vec([[0x7f, 0x01, 0x41, 0x00, 0x0b]]);
   const exportsSection = vec([[...str('memory'), 2, 0], ...fns.map((f, i) => [...str(f.name), 0, i + 1])]);
-  const code = vec(fns.map((f, i) => body(f.locals, asm(f.code.replace('SELF', String(i + 1))))));
+  const named = (code: string) => code.replace(/([@#])(\w+)/g, (_, sigil: string, name: string) => {
+    const i = fns.findIndex((f) => f.name === name);
+    if (i < 0) throw new Error(`trickyModule: no function ${name}`);
+    return String(sigil === '@' ? i + 1 : i);
+  });
+  const code = vec(fns.map((f) => body(f.locals, asm(named(f.code)))));
+  const table = vec([[0x70, 0x00, ...leb(fns.length)]]);
+  const elements = vec([[0x00, 0x41, 0x00, 0x0b, ...vec(fns.map((_, i) => leb(i + 1)))]]);
   return Uint8Array.from([
     0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, types), ...section(2, imports), ...section(3, functions), ...section(5, memory),
-    ...section(6, globals), ...section(7, exportsSection), ...section(10, code),
+    ...section(1, types), ...section(2, imports), ...section(3, functions), ...section(4, table), ...section(5, memory),
+    ...section(6, globals), ...section(7, exportsSection), ...section(9, elements), ...section(10, code),
   ]);
 }
 
@@ -459,7 +497,7 @@ function runTricky(bytes: Uint8Array, allowance: number) {
   const memory: number[][] = [];
   const work: number[] = [];
   let yields = 0;
-  for (const { name } of TRICKY.filter((f) => !f.name.startsWith('endless'))) {
+  for (const { name } of TRICKY.filter((f) => !f.name.startsWith('endless') && !f.name.startsWith('fanout'))) {
     for (const n of TRICKY_INPUTS) {
       let usedUp = 0;
       let last = 0;
@@ -484,7 +522,7 @@ function runTricky(bytes: Uint8Array, allowance: number) {
 
 const OPCODES: Record<string, number> = {
   unreachable: 0x00, nop: 0x01, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, br_if: 0x0d, br_table: 0x0e,
-  return: 0x0f, call: 0x10, drop: 0x1a, select: 0x1b, 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22, 'global.get': 0x23,
+  return: 0x0f, call: 0x10, call_indirect: 0x11, drop: 0x1a, select: 0x1b, 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22, 'global.get': 0x23,
   'global.set': 0x24, 'i32.load': 0x28, 'i32.load8_u': 0x2d, 'i32.store': 0x36, 'i32.store8': 0x3a, 'i32.const': 0x41, 'i32.eqz': 0x45,
   'i32.eq': 0x46, 'i32.ne': 0x47, 'i32.lt_s': 0x48, 'i32.lt_u': 0x49, 'i32.gt_s': 0x4a, 'i32.gt_u': 0x4b, 'i32.le_s': 0x4c,
   'i32.ge_s': 0x4e, 'i32.ge_u': 0x4f, 'i32.add': 0x6a, 'i32.sub': 0x6b, 'i32.mul': 0x6c, 'i32.rem_u': 0x70, 'i32.and': 0x71,
@@ -509,6 +547,8 @@ function asm(text: string): number[] {
       out.push(...leb(labels.length - 1), ...labels.flatMap(leb));
     } else if (op === 0x41) {
       out.push(...sleb(Number(next())));
+    } else if (op === 0x11) {
+      out.push(...leb(Number(next())), 0); // type, table 0
     } else if (op === 0x0c || op === 0x0d || op === 0x10 || (op >= 0x20 && op <= 0x24)) {
       out.push(...leb(Number(next())));
     } else if (op >= 0x28 && op <= 0x3e) {

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { API, fromBase64, generateKeyPair, keyIdOf, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type RefusalReason, type ResultSubmission } from '../../src/protocol/index.ts';
+import { API, fromBase64, generateKeyPair, keyIdOf, MAX_BLOB_BATCH, MAX_BLOB_BATCH_BYTES, RESULT_BODY_TYPE, resultBodyParts, sha256Hex, signTask, toBase64, type RefusalReason, type ResultSubmission } from '../../src/protocol/index.ts';
 import { leaseTerms, LEASE_MARGIN_MS } from '../../server/store/rules.ts';
 import { ownerHeaders, writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
@@ -141,6 +141,29 @@ describe('happy path', () => {
     expect(new Uint8Array(response.rawPayload)).toEqual(TINY_MODULE);
   });
 
+  it('serves many blobs in one response, their bytes one after another in the order asked, repeats included', async () => {
+    const blobs = [new TextEncoder().encode('first input'), new Uint8Array(70_000).map((_, i) => i % 251), new Uint8Array(0)];
+    const hashes = await Promise.all(blobs.map(sha256Hex));
+    await server.store.writeBlobs(new Map(blobs.map((bytes, i) => [hashes[i]!, bytes])));
+    const asked = [hashes[1]!, hashes[0]!, hashes[2]!, hashes[1]!];
+    const response = await server.app.inject({ method: 'POST', url: API.blobBatch, headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ hashes: asked }) });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/octet-stream');
+    expect(response.headers['cache-control']).toBe('no-store');
+    expect(new Uint8Array(response.rawPayload)).toEqual(new Uint8Array([...blobs[1]!, ...blobs[0]!, ...blobs[2]!, ...blobs[1]!]));
+  });
+
+  it('refuses a blob batch past MAX_BLOB_BATCH_BYTES, naming where it went over, having read no further', async () => {
+    const big = [new Uint8Array(MAX_BLOB_BATCH_BYTES / 2 + 1).fill(1), new Uint8Array(MAX_BLOB_BATCH_BYTES / 2).fill(2)];
+    const hashes = await Promise.all(big.map(sha256Hex));
+    await server.store.writeBlobs(new Map(big.map((bytes, i) => [hashes[i]!, bytes])));
+    const asBatch = (hashes: string[]) => server.app.inject({ method: 'POST', url: API.blobBatch, headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ hashes }) });
+    expect((await asBatch([hashes[1]!, hashes[1]!])).rawPayload.length).toBe(MAX_BLOB_BATCH_BYTES); // exactly the limit
+    const over = await call('POST', API.blobBatch, { hashes: [hashes[0]!, hashes[1]!, '0'.repeat(64)] });
+    expect(over.status).toBe(400);
+    expect(over.body.message).toBe(`the blobs asked for come to more than ${MAX_BLOB_BATCH_BYTES} bytes by body.hashes.1: ask for fewer in one batch`);
+  });
+
   it('reissues a lapsed lease to the next device that asks', async () => {
     await publish('b1', 1);
     const [first] = await lease('dev1');
@@ -231,6 +254,11 @@ describe('bad input gets the right 4xx and changes nothing', () => {
       ['a bad value deep in a result', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { truncated: { stdout: 'no', stderr: false, files: false } })), 400, /^body\.truncated\.stdout: /],
       ['an output file escaping its folder', async () => call('POST', API.results, await result(other, 'dev2', 'ok', null, { files: [{ path: '/out/../../etc/passwd', data: '' }] })), 400, /^body\.files\.0\.path: /],
       ['missing-blobs with a bad hash', async () => call('POST', API.missingBlobs, { hashes: ['ABC'] }), 400, /^body\.hashes\.0: /],
+      ['a blob batch with a bad hash', async () => call('POST', API.blobBatch, { hashes: [await sha256Hex(TINY_MODULE), 'ABC'] }), 400, /^body\.hashes\.1: /],
+      ['a blob batch of no hashes', async () => call('POST', API.blobBatch, { hashes: [] }), 400, /^body\.hashes: /],
+      ['a blob batch of too many hashes', async () => call('POST', API.blobBatch, { hashes: Array(MAX_BLOB_BATCH + 1).fill(await sha256Hex(TINY_MODULE)) }), 400, /^body\.hashes: /],
+      ['a blob batch with an extra field', async () => call('POST', API.blobBatch, { hashes: [await sha256Hex(TINY_MODULE)], sizes: [8] }), 400, /sizes/],
+      ['a blob batch with a blob the server lacks', async () => call('POST', API.blobBatch, { hashes: [await sha256Hex(TINY_MODULE), '0'.repeat(64)] }), 404, new RegExp(`^no blob ${'0'.repeat(64)} \\(body\\.hashes\\.1\\)$`)],
       ['a refusal for an unknown lease', async () => call('POST', API.refusals, await refusalFor({ ...other, leaseId: 'nope' }, 'dev2')), 404, /no lease/],
       ['a refusal for another device\'s lease', async () => call('POST', API.refusals, await refusalFor(other, 'dev1')), 403, /another device/],
       ['a refusal with an unknown reason', async () => call('POST', API.refusals, { ...await refusalFor(other, 'dev2'), reason: 'boredom' }), 400, /^body\.reason: /],
