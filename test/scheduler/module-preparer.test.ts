@@ -22,7 +22,11 @@ function world() {
       return bytes;
     },
   };
-  const cache = { get: async (sha256: string) => blobs.get(sha256) ?? null, put: async (sha256: string, bytes: Uint8Array) => void blobs.set(sha256, bytes) } as unknown as BlobCache;
+  const cache = {
+    get: async (sha256: string) => blobs.get(sha256) ?? null,
+    getMany: async (hashes: string[]) => new Map(hashes.filter((h) => blobs.has(h)).map((h) => [h, blobs.get(h)!])),
+    put: async (sha256: string, bytes: Uint8Array) => void blobs.set(sha256, bytes),
+  } as unknown as BlobCache;
   return { server, cache, blobs };
 }
 
