@@ -202,7 +202,7 @@ describe('storage', () => {
     const requests: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && requests.push(`${r.method()} ${r.url().slice(env.server.url.length)}`)));
     const batch = await publish(wordfreq, ['wordfreq', '/tmp/in', '/tmp/report'], 1, files);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
     expect(requests.sort()).toEqual([`GET /api/blobs/${await sha256Hex(wordfreq)}`, 'POST /api/blobs/batch']);
     await context.close();
