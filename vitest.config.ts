@@ -20,7 +20,15 @@ export default defineConfig({
           name: 'postgres',
           // The store's contract and the server's API, run again on PostgreSQL (test/helpers/engine.ts),
           // in a throw-away cluster started once for the run; and the failure tests of several servers.
-          include: ['test/server/store.test.ts', 'test/server/api.test.ts', 'test/server/validation.test.ts', 'test/server/status-page.test.ts', 'test/server/client.test.ts', 'test/server/cluster.test.ts'],
+          include: [
+            'test/server/store.test.ts',
+            'test/server/api.test.ts',
+            'test/server/validation.test.ts',
+            'test/server/status-page.test.ts',
+            'test/server/client.test.ts',
+            'test/server/hostile-donors.test.ts',
+            'test/server/cluster.test.ts',
+          ],
           env: { DEWGRID_TEST_ENGINE: 'postgres' },
           globalSetup: ['test/postgres-setup.ts'],
           testTimeout: 60_000,

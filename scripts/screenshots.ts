@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { buildClient } from '../test/helpers/build.ts';
 import { launchChromium } from '../test/helpers/browser.ts';
 import { startTestServer } from '../test/helpers/server.ts';
-import { waitForBatch } from '../test/helpers/donor.ts';
+import { waitForBatch, pressStart } from '../test/helpers/donor.ts';
 import { API, signOwnerToken, type DemoState } from '../src/protocol/index.ts';
 
 const outDir = join(tmpdir(), 'dewgrid-screenshots-dist');
@@ -35,7 +35,7 @@ try {
     // Half of each core, one task at a time: the demo lasts long enough to draw a curve on the chart.
     await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void } }).dewgrid.setLimits({ cpu: 0.5, workers: 1 }));
     await page.waitForTimeout(3000); // a few idle seconds first, as a donor's page has
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     if (name === 'desktop') await page.locator('.settings > summary').click();
     await waitForBatch(server, batchId, (c) => c.done === tasks);
     await page.waitForFunction((n) => document.querySelector('canvas')?.dataset.tiles === String(n), tasks);

@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { errorBody, installErrorHandler, installJsonParser } from './errors.ts';
 import { batchRoutes } from './routes/batches.ts';
 import { blobRoutes } from './routes/blobs.ts';
-import { deviceRoutes } from './routes/devices.ts';
+import { DEFAULT_DEVICE_LIMITS, deviceRoutes, type DeviceLimits } from './routes/devices.ts';
 import { siteRoutes } from './routes/site.ts';
 import { statusRoutes } from './routes/status.ts';
 import { eventRoutes } from './routes/events.ts';
@@ -52,10 +52,20 @@ export interface ServerOptions {
   crossOriginIsolated?: boolean;
   /** Draws adaptive replication's spot checks; default Math.random. */
   random?: () => number;
-  /** How long past its task's wall time a lease lasts, ms; default 60 s. */
+  /** How long past the time to prepare and run its task a lease lasts, ms; default 60 s. */
   leaseMarginMs?: number;
+  /** The pace leases assume a device readies a task's bytes at, bytes per ms; default 250 (rules.leaseTerms). */
+  prepareBytesPerMs?: number;
   /** Told of every request as it arrives (tests count requests per route with it). */
   onRequest?: (method: string, url: string) => void;
+  /** Rate limits on the device routes (routes/devices.ts); default DEFAULT_DEVICE_LIMITS. */
+  deviceLimits?: Partial<DeviceLimits>;
+  /**
+   * Behind a reverse proxy: take the client's address from X-Forwarded-For when the request comes
+   * from these proxies (Fastify's trustProxy: true for any, or their addresses or CIDR ranges). The limits on
+   * new device keys are per client address.
+   */
+  trustProxy?: boolean | string | string[];
   /** How often queued tasks past their expiry are ended, ms (sweep.ts); default 60 s, 0 for never. */
   sweepIntervalMs?: number;
   /** `npm start`'s demo: donors on this machine may ask for the next picture (routes/demo.ts). */
@@ -96,6 +106,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     now: options.now,
     random: options.random,
     leaseMarginMs: options.leaseMarginMs,
+    prepareBytesPerMs: options.prepareBytesPerMs,
   });
   let keysets: Keysets;
   try {
@@ -108,6 +119,7 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   const sweep = new ExpirySweep(store, options.sweepIntervalMs ?? 60_000, now);
   const app = Fastify({
     logger: options.logger ?? false,
+    trustProxy: options.trustProxy ?? false,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     // A URL that does not decode (`/api/batches/%E0%A4%A`) is answered before routing, so say it here.
     frameworkErrors(error, _request, reply) {
@@ -134,7 +146,11 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
   installJsonParser(app);
   applyRoutePolicy(app, owner);
 
-  deviceRoutes(app, store, keysets, { now, resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES });
+  deviceRoutes(app, store, keysets, {
+    now,
+    resultBodyLimit: options.resultBodyLimit ?? MAX_RESULT_BODY_BYTES,
+    limits: { ...DEFAULT_DEVICE_LIMITS, ...options.deviceLimits },
+  });
   blobRoutes(app, store);
   batchRoutes(app, store, keysets, { now, publishBodyLimit: options.publishBodyLimit ?? DEFAULT_PUBLISH_BODY_LIMIT });
   eventRoutes(app, store, { headers });

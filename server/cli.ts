@@ -326,7 +326,8 @@ function countsLine(status: BatchStatus): string {
 }
 
 function batchLine(b: BatchStatus): string {
-  return `${b.batchId}  ${printableLine(b.name)}  ${countsLine(b) || 'empty'}${b.refusals.length ? `  (${b.refusals.length} refusals)` : ''}`;
+  const reports = reportsLine(b);
+  return `${b.batchId}  ${printableLine(b.name)}  ${countsLine(b) || 'empty'}${reports ? `  (${reports})` : ''}`;
 }
 
 async function batches(positionals: string[], ctx: Context): Promise<void> {
@@ -358,7 +359,7 @@ async function status(positionals: string[], ctx: Context): Promise<void> {
     if (all.length === 0) return void console.log('No batches.');
     for (const b of all) console.log(batchLine(b));
     for (const r of await project.keysetRefusals()) {
-      console.log(`keyset version ${r.version} refused on device ${printableLine(r.deviceId)}: ${r.reason}: ${KEYSET_REFUSAL_TEXT[r.reason] ?? r.reason} (${printableLine(r.detail)})`);
+      console.log(`keyset version ${r.version} refused on ${deviceWords(r.deviceId, r.newDevice)}: ${r.reason}: ${KEYSET_REFUSAL_TEXT[r.reason] ?? r.reason} (${printableLine(r.detail)})`);
     }
     return;
   }
@@ -368,9 +369,35 @@ async function status(positionals: string[], ctx: Context): Promise<void> {
   if (b.quorum.awaiting) {
     console.log(`  quorum: ${b.quorum.awaiting} task${b.quorum.awaiting === 1 ? '' : 's'} awaiting agreement${b.quorum.disputed ? `, ${b.quorum.disputed} of them disputed (results disagreed: more replicas drawn)` : ''}`);
   }
-  for (const r of b.refusals) {
-    console.log(`  refused ${r.taskId} on device ${printableLine(r.deviceId)}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? printableLine(r.reason)} (${printableLine(r.detail)})`);
+  if (reportsLine(b)) console.log(`  reports: ${reportsLine(b)}`);
+  for (const f of b.failures ?? []) {
+    const what = f.code === 'device' ? 'could not prepare or run' : 'failed';
+    console.log(`  ${what} ${f.taskId} on ${deviceWords(f.deviceId, f.newDevice)}: ${f.code}: ${printableLine(f.message)}`);
   }
+  for (const r of b.refusals) {
+    console.log(`  refused ${r.taskId} on ${deviceWords(r.deviceId, r.newDevice)}: ${r.reason}: ${REFUSAL_TEXT[r.reason] ?? printableLine(r.reason)} (${printableLine(r.detail)})`);
+  }
+}
+
+/** "device X", marked when the device had not earned trust: its report re-issues a task, never ends it. */
+function deviceWords(deviceId: string, newDevice: boolean | undefined): string {
+  return `${newDevice ? 'new ' : ''}device ${printableLine(deviceId)}`;
+}
+
+/** What devices reported against a batch's tasks, in words; '' for nothing. */
+function reportsLine(b: BatchStatus): string {
+  const r = b.reports;
+  if (!r) return ''; // a server from before reports were counted
+  const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+  const parts = [
+    r.errors ? plural(r.errors, 'error') : '',
+    r.refusals ? plural(r.refusals, 'refusal') : '',
+    r.deviceFailures ? plural(r.deviceFailures, 'device failure') : '',
+  ].filter(Boolean);
+  if (parts.length === 0) return '';
+  return `${parts.join(', ')}${r.fromNewDevices ? `, ${r.fromNewDevices} of them from new devices` : ''}${
+    r.awaitingTrust ? `; ${plural(r.awaitingTrust, 'task waits', 'tasks wait')} for a device that has earned trust` : ''
+  }`;
 }
 
 async function cancel(positionals: string[], ctx: Context): Promise<void> {

@@ -16,6 +16,7 @@ const ERROR_CODES: Record<number, string> = {
   410: 'gone',
   413: 'payload-too-large',
   415: 'unsupported-media-type',
+  429: 'too-many-requests',
   500: 'internal',
   503: 'unavailable',
 };
@@ -23,8 +24,10 @@ const ERROR_CODES: Record<number, string> = {
 /** A refusal a route or the store decided on; the error handler turns it into `{ error, message }`. */
 export class HttpError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 429 | 503,
     message: string,
+    /** For a 429: when to try again (the Retry-After header). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }
@@ -76,8 +79,9 @@ export function installJsonParser(app: FastifyInstance): void {
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: { statusCode?: number; message: string; code?: string } | HttpError, _request, reply) => {
     if (error instanceof HttpError) {
+      if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
       // A 503 is a moment's trouble (the database restarting): say when to try again.
-      if (error.status === 503) reply.header('retry-after', '1');
+      else if (error.status === 503) reply.header('retry-after', '1');
       return fail(reply, error.status, error.message);
     }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;

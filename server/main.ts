@@ -2,9 +2,10 @@
  * Starts the task server: PORT (8787), HOST (127.0.0.1), DEWGRID_DATA (./.dewgrid),
  * DEWGRID_STATIC (dist); DEWGRID_DATABASE_URL (postgres://...: the state in PostgreSQL, shared
  * by every server given the same URL, instead of SQLite in the data folder), DEWGRID_DATABASE_POOL
- * (connections held at most, 10), DEWGRID_LEASE_MARGIN_MS (how long past a task's wall time a
- * lease lasts, 60000). Run it with `npx tsx server/main.ts`; `npm start` calls startServer.
- * See docs/deploy.md.
+ * (connections held at most, 10), DEWGRID_LEASE_MARGIN_MS (how long past the time to prepare and
+ * run a task a lease lasts, 60000), DEWGRID_DEVICE_RATE (requests a second one device may make,
+ * 20), DEWGRID_TRUST_PROXY (behind a reverse proxy: `true`, or its addresses, comma-separated).
+ * Run it with `npx tsx server/main.ts`; `npm start` calls startServer. See docs/deploy.md.
  */
 import { pathToFileURL } from 'node:url';
 import { createServer, type DewgridServer, type ServerOptions } from './app.ts';
@@ -32,6 +33,9 @@ export async function listen(server: DewgridServer, port: number, host: string):
 export async function startServer(env: NodeJS.ProcessEnv = process.env, extra: Partial<ServerOptions> = {}): Promise<{ server: DewgridServer; url: string }> {
   const port = Number(env.PORT ?? 8787);
   if (!/^\d+$/.test(env.PORT ?? '8787') || port > 65535) throw new StartError(`PORT must be a port number, got "${env.PORT}"`);
+  const rate = env.DEWGRID_DEVICE_RATE === undefined ? undefined : Number(env.DEWGRID_DEVICE_RATE);
+  if (rate !== undefined && !(rate > 0)) throw new StartError(`DEWGRID_DEVICE_RATE must be a number of requests a second above 0, got "${env.DEWGRID_DEVICE_RATE}"`);
+  const proxy = env.DEWGRID_TRUST_PROXY;
   const whole = (name: string, min: number): number | undefined => {
     const value = env[name];
     if (value === undefined || value === '') return undefined;
@@ -45,6 +49,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env, extra: P
     databaseUrl: env.DEWGRID_DATABASE_URL,
     databasePoolSize: whole('DEWGRID_DATABASE_POOL', 1),
     leaseMarginMs: whole('DEWGRID_LEASE_MARGIN_MS', 0),
+    deviceLimits: rate === undefined ? undefined : { perDevice: { perSecond: rate, burst: Math.max(10, rate * 10) } },
+    trustProxy: proxy === undefined ? undefined : proxy === 'true' ? true : proxy.split(',').map((a) => a.trim()),
     ...extra,
   });
   const url = await listen(server, port, env.HOST ?? '127.0.0.1');

@@ -11,8 +11,18 @@
  *
  * Each table is a list of columns (header and cell): a new column is one more entry.
  */
-import { KEYSET_REFUSAL_TEXT, REFUSAL_TEXT, TASK_STATES, type BatchStatus, type DeviceCredit, type KeysetRefusalReason, type TaskState } from '../src/protocol/index.ts';
+import {
+  KEYSET_REFUSAL_TEXT,
+  REFUSAL_TEXT,
+  TASK_STATES,
+  type BatchStatus,
+  type DeviceCredit,
+  type FailureReport,
+  type KeysetRefusalReason,
+  type TaskState,
+} from '../src/protocol/index.ts';
 import { html, raw, type Html } from './html.ts';
+import { TRUST_AFTER_VALID } from './store/rules.ts';
 import type { DeviceActivity } from './store/index.ts';
 import type { SweepReport } from './sweep.ts';
 
@@ -32,6 +42,8 @@ export interface KeysetRefusalRow {
   reason: string;
   detail: string;
   at: number;
+  /** The device had not earned trust when it reported. */
+  newDevice: boolean;
 }
 
 export interface StatusPageData {
@@ -58,6 +70,11 @@ export interface StatusPageData {
 interface RefusalRow {
   batch: BatchStatus;
   refusal: BatchStatus['refusals'][number];
+}
+
+interface FailureRow {
+  batch: BatchStatus;
+  failure: FailureReport;
 }
 
 /** The newest refusals shown; every one is in `dewgrid status BATCH`. */
@@ -89,6 +106,7 @@ export const BATCH_COLUMNS: Column<BatchStatus>[] = [
   { header: 'By state', cell: (b) => stateList(b.counts) },
   { header: 'Quorum', cell: (b) => quorumSummary(b) },
   { header: 'Refusals', cell: (b) => refusalSummary(b) },
+  { header: 'Reports', cell: (b) => reportSummary(b) },
 ];
 
 export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
@@ -101,12 +119,18 @@ export const DEVICE_COLUMNS: Column<DeviceRow>[] = [
   { header: 'Running now', numeric: true, cell: (d) => d.live },
   { header: 'Credit', numeric: true, cell: (d) => d.credit?.validated ?? 0 },
   { header: 'Valid / invalid', numeric: true, cell: (d) => (d.credit ? `${d.credit.results.valid} / ${d.credit.results.invalid}` : '0 / 0') },
-  { header: 'Trusted', cell: (d) => (d.credit?.trusted ? 'yes' : `no (${d.credit?.consecutiveValid ?? 0} valid in a row)`) },
+  // Trust is earned by results another device agreed with (server/store/rules.ts, TRUST_AFTER_VALID).
+  { header: 'Trusted', cell: (d) => (d.credit?.trusted ? 'yes' : `no (${d.credit?.consecutiveValid ?? 0} of ${TRUST_AFTER_VALID} corroborated in a row)`) },
 ];
+
+/** A device's id, marked when it had not earned trust: its word re-issues a task, never ends one. */
+function device(deviceId: string, newDevice: boolean): Html {
+  return html`<code class="id">${deviceId}</code>${newDevice ? html` <span class="new">new</span>` : ''}`;
+}
 
 export const KEYSET_REFUSAL_COLUMNS: Column<KeysetRefusalRow>[] = [
   { header: 'When', cell: (r, page) => when(r.at, page.now) },
-  { header: 'Device', cell: (r) => html`<code class="id">${r.deviceId}</code>` },
+  { header: 'Device', cell: (r) => device(r.deviceId, r.newDevice) },
   { header: 'Version', numeric: true, cell: (r) => r.version },
   { header: 'Reason', cell: (r) => html`${KEYSET_REFUSAL_TEXT[r.reason as KeysetRefusalReason] ?? r.reason} <code>${r.reason}</code>` },
   { header: 'Detail', cell: (r) => r.detail },
@@ -116,15 +140,38 @@ export const REFUSAL_COLUMNS: Column<RefusalRow>[] = [
   { header: 'When', cell: (r, page) => when(r.refusal.at, page.now) },
   { header: 'Batch', cell: (r) => r.batch.name },
   { header: 'Task', cell: (r) => html`<code class="id">${r.refusal.taskId}</code>` },
-  { header: 'Device', cell: (r) => html`<code class="id">${r.refusal.deviceId}</code>` },
+  { header: 'Device', cell: (r) => device(r.refusal.deviceId, r.refusal.newDevice) },
   { header: 'Reason', cell: (r) => html`${REFUSAL_TEXT[r.refusal.reason] ?? r.refusal.reason} <code>${r.refusal.reason}</code>` },
   { header: 'Detail', cell: (r) => r.refusal.detail },
+];
+
+/** What a run's error code means, for the owner. */
+const FAILURE_TEXT: Record<string, string> = {
+  trap: 'the program trapped',
+  timeout: 'the run took longer than its wall-time limit',
+  'memory-limit': 'the program reached its memory limit',
+  link: 'the module imports something the engine does not provide',
+  'invalid-module': 'the module is not valid WebAssembly',
+  internal: 'the runtime failed',
+  device: 'the device could not prepare or run it (not counted against the task)',
+};
+
+export const FAILURE_COLUMNS: Column<FailureRow>[] = [
+  { header: 'When', cell: (r, page) => when(r.failure.at, page.now) },
+  { header: 'Batch', cell: (r) => r.batch.name },
+  { header: 'Task', cell: (r) => html`<code class="id">${r.failure.taskId}</code>` },
+  { header: 'Device', cell: (r) => device(r.failure.deviceId, r.failure.newDevice) },
+  { header: 'What', cell: (r) => html`${FAILURE_TEXT[r.failure.code] ?? r.failure.code} <code>${r.failure.code}</code>` },
+  { header: 'Message', cell: (r) => r.failure.message },
 ];
 
 export function renderStatusPage(page: StatusPageData): string {
   const refusals = page.batches
     .flatMap((batch) => batch.refusals.map((refusal): RefusalRow => ({ batch, refusal })))
     .sort((a, b) => b.refusal.at - a.refusal.at);
+  const failures = page.batches
+    .flatMap((batch) => batch.failures.map((failure): FailureRow => ({ batch, failure })))
+    .sort((a, b) => b.failure.at - a.failure.at);
   const minutes = Math.round(page.activeWindowMs / 60_000);
   const devices = `${count(page.moreDevices ? page.activeDeviceCount - 1 : page.activeDeviceCount, 'active device')}${page.moreDevices ? ' or more' : ''}`;
   const title = `Dewgrid status: ${count(page.batches.length, 'batch', 'batches')}, ${devices}`;
@@ -149,7 +196,7 @@ export function renderStatusPage(page: StatusPageData): string {
 </header>
 <div id="live">
   <p class="updated">Updated <time datetime="${new Date(page.now).toISOString()}">${utc(page.now)}</time>: ${title.replace(/^Dewgrid status: /, '')}. ${sweepLine(page.sweep, page.now)}</p>
-  ${page.owner ? ownerView(page, refusals, minutes) : publicView(page)}
+  ${page.owner ? ownerView(page, refusals, failures, minutes) : publicView(page)}
 </div>
 </main>
 <script>${raw(REFRESH_SCRIPT)}</script>
@@ -158,7 +205,7 @@ export function renderStatusPage(page: StatusPageData): string {
 }
 
 /** What the owner sees: every batch, the active devices, the refusals. */
-function ownerView(page: StatusPageData, refusals: RefusalRow[], minutes: number): Html {
+function ownerView(page: StatusPageData, refusals: RefusalRow[], failures: FailureRow[], minutes: number): Html {
   return html`<section aria-labelledby="batches-heading">
     <h2 id="batches-heading">Batches</h2>
     ${page.batches.length === 0 ? html`<p>No batches yet. Publish one with <code>npx dewgrid publish MODULE.wasm</code>.</p>` : table('batches', 'Batches, oldest first', BATCH_COLUMNS, page.batches, page)}
@@ -169,6 +216,12 @@ function ownerView(page: StatusPageData, refusals: RefusalRow[], minutes: number
     <p>Devices that leased, returned or refused a task in the last ${minutes} minutes, or are running one now; leases, results, errors and refusals are for those ${minutes} minutes, credit (for validated results only) and valid and invalid results for all time. A trusted device (adaptive replication) may finish tasks alone, spot-checked.</p>
     ${page.devices.length === 0 ? html`<p>None.</p>` : table('devices', `Active devices, most recent first`, DEVICE_COLUMNS, page.devices, page)}
     ${page.moreDevices ? html`<p>Only the ${page.devices.length} most recent are shown.</p>` : ''}
+  </section>
+  <section aria-labelledby="failures-heading">
+    <h2 id="failures-heading">Failed runs</h2>
+    <p>Runs that gave no result: the program failed (a trap, a timeout, its memory limit), or the device could not prepare or run the task at all (<code>device</code>: it is not given that task again, and it is not counted against the task). A report from a <span class="new">new</span> device, one that has not earned trust, only sends the task to another device; once a task has as many of those as its replica cap it goes only to devices that have earned trust, and only their word ends it.</p>
+    ${failures.length === 0 ? html`<p>None.</p>` : table('failures', 'Failed runs, newest first', FAILURE_COLUMNS, failures.slice(0, MAX_REFUSALS_SHOWN), page)}
+    ${failures.length > MAX_REFUSALS_SHOWN ? html`<p>The newest ${MAX_REFUSALS_SHOWN}; <code>npx dewgrid status BATCH</code> lists more.</p>` : ''}
   </section>
   <section aria-labelledby="refusals-heading">
     <h2 id="refusals-heading">Refusals</h2>
@@ -241,6 +294,20 @@ function quorumSummary(b: BatchStatus): Html | string {
 
 function legend(): Html {
   return html`<p class="legend" aria-hidden="true">${[...FINISHED, 'running' as const].map((s) => html`<span><i class="${s}"></i>${STATE_WORDS[s]}</span>`)}<span><i class="queued"></i>Queued</span></p>`;
+}
+
+/** Reports against the batch's tasks: how many, how many from new devices, how many tasks wait for a trusted device. */
+function reportSummary(b: BatchStatus): Html | string {
+  const r = b.reports;
+  const parts = [
+    r.errors ? count(r.errors, 'error') : '',
+    r.refusals ? count(r.refusals, 'refusal') : '',
+    r.deviceFailures ? count(r.deviceFailures, 'device failure') : '',
+  ].filter(Boolean);
+  if (parts.length === 0) return '';
+  const fromNew = r.fromNewDevices ? `; ${r.fromNewDevices} from new devices` : '';
+  const waiting = r.awaitingTrust ? `; ${count(r.awaitingTrust, 'task waits', 'tasks wait')} for a trusted device` : '';
+  return `${parts.join(', ')}${fromNew}${waiting}`;
 }
 
 function refusalSummary(b: BatchStatus): Html | string {
@@ -325,6 +392,7 @@ code.id { overflow-wrap: anywhere; word-break: break-all; }
 .legend { display: flex; flex-wrap: wrap; gap: 0.3rem 1rem; font-size: 0.85rem; color: var(--muted); }
 .legend span { display: flex; align-items: center; gap: 0.3rem; }
 .legend i { width: 0.8rem; height: 0.8rem; border-radius: 0.2rem; border: 1px solid var(--line); }
+.new { font-size: 0.8em; padding: 0 0.3em; border: 1px solid var(--line); border-radius: 0.3em; color: var(--muted); }
 `;
 
 /**

@@ -60,7 +60,7 @@ export function statusRoutes(app: FastifyInstance, store: Store, options: { now:
       batches,
       devices: shown.map((d, i) => ({ ...d, credit: credits[i]! })),
       activeDeviceCount: devices.length,
-      keysetRefusals: claims ? await store.keysetRefusals() : [],
+      keysetRefusals: claims ? (await store.keysetRefusals()).map(({ trusted, ...r }) => ({ ...r, newDevice: !trusted })) : [],
       moreDevices: devices.length > MAX_DEVICES_SHOWN,
       activeWindowMs: ACTIVE_WINDOW_MS,
       refreshSeconds,

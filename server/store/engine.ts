@@ -4,8 +4,8 @@
  * engine; an engine adds only what its concurrency needs (row locks, SKIP LOCKED) where the query
  * says so. The rules deciding what to write are not here: they are pure functions (rules.ts).
  */
-import type { QuorumView, TaskState, Validation } from '../../src/protocol/index.ts';
-import type { CreditRow, LeaseFacts, PendingResult } from './rules.ts';
+import type { FailureReport, LeasePhase, QuorumView, ReportCounts, TaskState, Validation } from '../../src/protocol/index.ts';
+import type { CreditRow, LeaseFacts, PendingResult, Report, RunEffect } from './rules.ts';
 
 export type EngineName = 'sqlite' | 'postgres';
 
@@ -53,6 +53,10 @@ export interface NewTask {
   expiresAt: number;
   wallTimeMs: number;
   keyId: string;
+  /** The manifest's limits.outputBytes. */
+  outputBytes: number;
+  /** The module's, stdin's and input files' sizes together (rules.leaseTerms). */
+  prepareBytes: number;
 }
 
 export interface NewBatch {
@@ -72,6 +76,10 @@ export interface TaskFacts {
   redundancy: number;
   needed: number;
   wallTimeMs: number;
+  outputBytes: number;
+  prepareBytes: number;
+  /** Its reports from devices that have not earned trust reached its replica cap: leased to trusted devices only. */
+  trustedOnly: boolean;
   canonicalLeaseId: string | null;
 }
 
@@ -80,6 +88,7 @@ export interface LeaseCandidate {
   taskId: string;
   envelope: string;
   wallTimeMs: number;
+  prepareBytes: number;
   results: number;
   adaptive: boolean;
   /** Live leases on it now. */
@@ -106,6 +115,8 @@ export interface NewResult {
   signature: string;
   validation: Validation;
   credit: number;
+  /** The device had earned trust when it answered. */
+  trusted: boolean;
 }
 
 /** One device's dealings with the server in a recent window (Store.activeDevices). */
@@ -128,6 +139,8 @@ export interface KeysetRefusalRow {
   reason: string;
   detail: string;
   at: number;
+  /** The device had earned trust when it reported. */
+  trusted: boolean;
 }
 
 export interface BatchRow {
@@ -143,6 +156,7 @@ export interface RefusalRow {
   detail: string;
   deviceId: string;
   at: number;
+  trusted: boolean;
 }
 
 /** A task of a batch, for reading its results. */
@@ -206,24 +220,31 @@ export interface Queries {
   deviceRun(deviceId: string): Promise<number | null>;
   creditRows(deviceId: string): Promise<CreditRow[]>;
   touchDevice(deviceId: string, now: number): Promise<void>;
-  /** Marks a result valid with its credit, or invalid, and the device's run of valid results. */
-  judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): Promise<void>;
+  /** Marks a result valid with its credit, or invalid, and applies `run` to the device's run of valid results. */
+  judge(leaseId: string, deviceId: string, agrees: boolean, credit: number, run: RunEffect): Promise<void>;
 
   // Leases
-  /** What a work request needs besides the tasks: the device's run of valid results (0 if unknown), the keyset's version (0 if none). */
-  leaseContext(deviceId: string): Promise<{ consecutiveValid: number; keysetVersion: number }>;
+  /**
+   * What a work request needs besides the tasks: the device's run of valid results (0 if unknown),
+   * the keyset's version (0 if none), the leases it holds live at `now`, and its valid results
+   * received since `since` (its proven throughput).
+   */
+  leaseContext(deviceId: string, now: number, since: number): Promise<{ consecutiveValid: number; keysetVersion: number; live: number; validRecently: number }>;
   /**
    * Up to `max` tasks the device may be leased now, oldest batch first, tasks in order: queued,
    * unexpired, in one of its engines, wanting more results than they have and hold live leases,
-   * with no live solo lease, and never leased to this device before (unless that lease lapsed).
+   * with no live solo lease, never leased to this device before (a device is given a task once:
+   * if its lease lapsed it may still be working on it), and, unless `trusted`, not held for
+   * trusted devices (trustedOnly).
    * Must hold where servers lease at once: the tasks returned are not returned to another
    * transaction until this one ends (locked), and none is passed over for being locked by one.
    */
-  leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number): Promise<LeaseCandidate[]>;
-  insertLease(lease: { leaseId: string; taskId: string; deviceId: string; issuedAt: number; expiresAt: number; solo: boolean }): Promise<void>;
+  leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number, trusted: boolean): Promise<LeaseCandidate[]>;
+  insertLease(lease: { leaseId: string; taskId: string; deviceId: string; issuedAt: number; expiresAt: number; endsAt: number; solo: boolean }): Promise<void>;
   lease(leaseId: string): Promise<LeaseFacts | null>;
   setLeaseStatus(leaseId: string, status: 'answered' | 'refused'): Promise<void>;
-  setLeaseExpiry(leaseId: string, expiresAt: number): Promise<void>;
+  /** Records a renewal: the new expiry and the progress it showed. */
+  renewLease(leaseId: string, expiresAt: number, phase: LeasePhase, progress: number): Promise<void>;
 
   // Tasks
   /**
@@ -231,11 +252,12 @@ export interface Queries {
    * or state happens under this, so its reads see all of them. Null for no such task.
    */
   lockTask(taskId: string): Promise<TaskFacts | null>;
-  setTaskErrors(taskId: string, errors: number): Promise<void>;
   /** One more successful result on the task. */
   countResult(taskId: string): Promise<void>;
-  /** One more refusal against the task; returns the count. */
-  countRefusal(taskId: string): Promise<number>;
+  /** What every device reported on the task: its results (with or without an error) and refusals, oldest first. */
+  taskReports(taskId: string): Promise<Report[]>;
+  /** From now on the task is leased only to devices that have earned trust. */
+  holdForTrusted(taskId: string): Promise<void>;
   finishTask(taskId: string, canonicalLeaseId: string): Promise<void>;
   /** Ends a queued task without a quorum (failed, inconclusive, refused): its pending results become void. */
   endTask(taskId: string, state: 'failed' | 'inconclusive' | 'refused'): Promise<void>;
@@ -250,10 +272,17 @@ export interface Queries {
   voidResult(leaseId: string): Promise<void>;
 
   // Refusals
-  refusalExists(leaseId: string, reason: string, detail: string): Promise<boolean>;
-  insertRefusal(refusal: { taskId: string; leaseId: string; deviceId: string; reason: string; detail: string; at: number }): Promise<void>;
-  /** Records a keyset refusal unless the identical one is already recorded; returns whether it was new. */
-  insertKeysetRefusal(refusal: KeysetRefusalRow): Promise<boolean>;
+  /** The refusal reported on this lease, if any (a lease takes one). */
+  leaseRefusal(leaseId: string): Promise<{ reason: string; detail: string } | null>;
+  insertRefusal(refusal: { taskId: string; leaseId: string; deviceId: string; reason: string; detail: string; at: number; trusted: boolean }): Promise<void>;
+  /**
+   * Records a keyset refusal unless the device already reported one for that version; returns
+   * the earlier report then (null when this one was recorded). Must hold when the same device
+   * reports twice at once: one is recorded.
+   */
+  insertKeysetRefusal(refusal: KeysetRefusalRow): Promise<{ reason: string; detail: string } | null>;
+  /** Keeps the newest `keep` keyset refusals, dropping the oldest from devices without trust first. */
+  trimKeysetRefusals(keep: number): Promise<void>;
 
   // Reading
   keysetRefusals(): Promise<KeysetRefusalRow[]>;
@@ -267,6 +296,10 @@ export interface Queries {
   batchCounts(batchId: string, now: number): Promise<{ state: TaskState; expired: boolean; leased: boolean; nonzeroExit: boolean; n: number }[]>;
   /** The batch's refusals; with `taskIds`, only those tasks'. */
   batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]>;
+  /** Reports against the batch's tasks, counted (docs: ReportCounts). */
+  batchReports(batchId: string): Promise<ReportCounts>;
+  /** The batch's newest `limit` results with an error, oldest of them first. */
+  batchFailures(batchId: string, limit: number): Promise<FailureReport[]>;
   /** Unfinished tasks with results awaiting agreement, and of those the disputed ones. */
   batchQuorum(batchId: string): Promise<{ awaiting: number; disputed: number }>;
   /** The batch's tasks in order; with `taskIds`, only those (the same for the three below). */

@@ -38,7 +38,8 @@ import type {
   TaskFacts,
 } from './engine.ts';
 import { DatabaseUnavailableError } from './errors.ts';
-import type { CreditRow, LeaseFacts, PendingResult } from './rules.ts';
+import type { FailureReport, LeasePhase, ReportCounts } from '../../src/protocol/index.ts';
+import type { CreditRow, LeaseFacts, PendingResult, Report, RunEffect } from './rules.ts';
 import { render, sql, type Sql } from './sql.ts';
 
 type Row = Record<string, any>;
@@ -182,12 +183,35 @@ const MIGRATIONS: string[] = [
    END $$;
    CREATE TRIGGER task_lease_event AFTER INSERT ON leases FOR EACH ROW EXECUTE FUNCTION task_lease_event();
    INSERT INTO task_events (seq, batch_id, task_id, state) SELECT nextval('task_event_seq'), batch_id, task_id, state FROM tasks WHERE state <> 'queued' ORDER BY id;`,
+  // 3: hostile donors (issue #13), as SQLite's 6: what a result may claim (outputBytes), how long a
+  // lease may live (the bytes to prepare, its end, the progress its renewals showed), whether each
+  // report came from a device that had earned trust, tasks held for trusted devices, one keyset
+  // refusal per device and version.
+  `ALTER TABLE tasks ADD COLUMN output_bytes bigint NOT NULL DEFAULT 0;
+   UPDATE tasks SET output_bytes = (envelope::jsonb #>> '{manifest,limits,outputBytes}')::bigint;
+   ALTER TABLE tasks ADD COLUMN prepare_bytes bigint NOT NULL DEFAULT 0;
+   UPDATE tasks SET prepare_bytes = (envelope::jsonb #>> '{manifest,module,size}')::bigint
+     + coalesce((envelope::jsonb #>> '{manifest,stdin,size}')::bigint, 0)
+     + coalesce((SELECT sum((f #>> '{blob,size}')::bigint) FROM jsonb_array_elements(envelope::jsonb #> '{manifest,files}') f), 0);
+   ALTER TABLE tasks ADD COLUMN trusted_only boolean NOT NULL DEFAULT false;
+   ALTER TABLE leases ADD COLUMN ends_at bigint;
+   UPDATE leases SET ends_at = expires_at;
+   ALTER TABLE leases ALTER COLUMN ends_at SET NOT NULL;
+   ALTER TABLE leases ADD COLUMN phase text;
+   ALTER TABLE leases ADD COLUMN progress bigint NOT NULL DEFAULT 0;
+   CREATE INDEX leases_by_device ON leases(device_id, expires_at) WHERE status = 'live';
+   CREATE INDEX leases_by_task_device ON leases(task_id, device_id);
+   ALTER TABLE results ADD COLUMN trusted boolean NOT NULL DEFAULT false;
+   CREATE INDEX results_valid_by_device ON results(device_id, received_at) WHERE validation = 'valid';
+   ALTER TABLE refusals ADD COLUMN trusted boolean NOT NULL DEFAULT false;
+   ALTER TABLE keyset_refusals ADD COLUMN trusted boolean NOT NULL DEFAULT false;
+   DELETE FROM keyset_refusals k WHERE EXISTS (SELECT 1 FROM keyset_refusals e WHERE e.device_id = k.device_id AND e.version = k.version AND e.id < k.id);
+   DROP INDEX keyset_refusals_by_device;
+   CREATE UNIQUE INDEX keyset_refusals_once ON keyset_refusals(device_id, version);`,
 ];
 
 /** The advisory lock the migration ladder runs under: 'dewg', 1. */
 const MIGRATION_LOCK = [0x64657767, 1] as const;
-/** Advisory locks per device for keyset refusals: 'dewg', 2, keyed by a hash of the device id. */
-const KEYSET_REFUSAL_LOCK = 0x64657768;
 
 /** The advisory lock the event sequencer runs under: 'dewg', 3. */
 const EVENT_SEQUENCER_LOCK = [0x64657767, 3] as const;
@@ -431,11 +455,12 @@ class PostgresQueries implements Queries {
     const column = <K extends keyof NewTask>(key: K) => tasks.map((t) => t[key]);
     // One statement, one array per column, whatever the batch's size; in the tasks' order (their ids follow it).
     await this.q(sql`
-      INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, key_id, redundancy, needed, expires_at, wall_time_ms)
-      SELECT task_id, ${batch.batchId}, seq, envelope, engine, key_id, redundancy, redundancy, expires_at, wall_time_ms
+      INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, key_id, redundancy, needed, expires_at, wall_time_ms, output_bytes, prepare_bytes)
+      SELECT task_id, ${batch.batchId}, seq, envelope, engine, key_id, redundancy, redundancy, expires_at, wall_time_ms, output_bytes, prepare_bytes
       FROM unnest(${column('taskId')}::text[], ${column('seq')}::int[], ${column('envelope')}::text[], ${column('engine')}::text[], ${column('keyId')}::text[],
-                  ${column('redundancy')}::int[], ${column('expiresAt')}::int8[], ${column('wallTimeMs')}::int8[])
-           WITH ORDINALITY AS t(task_id, seq, envelope, engine, key_id, redundancy, expires_at, wall_time_ms, n)
+                  ${column('redundancy')}::int[], ${column('expiresAt')}::int8[], ${column('wallTimeMs')}::int8[], ${column('outputBytes')}::int8[],
+                  ${column('prepareBytes')}::int8[])
+           WITH ORDINALITY AS t(task_id, seq, envelope, engine, key_id, redundancy, expires_at, wall_time_ms, output_bytes, prepare_bytes, n)
       ORDER BY n`);
     // The planner's statistics, now: the lease query walks queued tasks in order and stops at the
     // first few only if the planner knows the table is large. Left to autovacuum, a fresh batch is
@@ -521,19 +546,35 @@ class PostgresQueries implements Queries {
     await this.q(sql`UPDATE devices SET last_seen = ${now} WHERE device_id = ${deviceId}`);
   }
 
-  async judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): Promise<void> {
+  async judge(leaseId: string, deviceId: string, agrees: boolean, credit: number, run: RunEffect): Promise<void> {
     await this.q(sql`UPDATE results SET validation = ${agrees ? 'valid' : 'invalid'}, credit = ${credit} WHERE lease_id = ${leaseId}`);
-    await this.q(sql`UPDATE devices SET consecutive_valid = CASE WHEN ${agrees}::boolean THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ${deviceId}`);
+    if (run === 'keep') return;
+    await this.q(sql`UPDATE devices SET consecutive_valid = CASE WHEN ${run === 'extend'}::boolean THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ${deviceId}`);
   }
 
   // ---- Leases
 
-  async leaseContext(deviceId: string): Promise<{ consecutiveValid: number; keysetVersion: number }> {
-    const [row] = await this.q(sql`SELECT (SELECT consecutive_valid FROM devices WHERE device_id = ${deviceId}) AS run, (SELECT max(version) FROM keysets) AS version`);
-    return { consecutiveValid: (row!.run as number | null) ?? 0, keysetVersion: (row!.version as number | null) ?? 0 };
+  async leaseContext(deviceId: string, now: number, since: number): Promise<{ consecutiveValid: number; keysetVersion: number; live: number; validRecently: number }> {
+    // Two servers leasing for one device at once count its live leases one after the other: under
+    // a lock of the device's own (an advisory lock, in the one-key space, apart from the two-key
+    // locks above), not its row's. A row lock would be waited for by every result judged against
+    // the device's (judge() updates its row), and with a server frozen mid-lease those waits, each
+    // holding a task's lock and other devices' rows, would stall the fleet.
+    await this.q(sql`SELECT pg_advisory_xact_lock(hashtextextended(${'dewgrid-device-leases:' + deviceId}, 0))`);
+    const [device] = await this.q(sql`SELECT consecutive_valid FROM devices WHERE device_id = ${deviceId}`);
+    const [row] = await this.q(sql`
+      SELECT (SELECT max(version) FROM keysets) AS version,
+             (SELECT count(*) FROM leases WHERE device_id = ${deviceId} AND status = 'live' AND expires_at > ${now}) AS live,
+             (SELECT count(*) FROM results WHERE device_id = ${deviceId} AND validation = 'valid' AND received_at >= ${since}) AS valid`);
+    return {
+      consecutiveValid: (device?.consecutive_valid as number | undefined) ?? 0,
+      keysetVersion: (row!.version as number | null) ?? 0,
+      live: row!.live as number,
+      validRecently: row!.valid as number,
+    };
   }
 
-  async leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number): Promise<LeaseCandidate[]> {
+  async leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number, trusted: boolean): Promise<LeaseCandidate[]> {
     const taken: LeaseCandidate[] = [];
     const seen: string[] = [];
     // Rounds, each with a fresh view of the database, until `max` are taken or none is left. A
@@ -544,6 +585,7 @@ class PostgresQueries implements Queries {
       const locked = await this.q(sql`
         SELECT t.task_id FROM tasks t
         WHERE t.state = 'queued' AND t.expires_at > ${now} AND t.engine = ANY(${[...engines]}::text[])
+          AND (${trusted}::boolean OR NOT t.trusted_only)
           AND NOT (t.task_id = ANY(${seen}::text[])) AND ${eligible(deviceId, now)}
         ORDER BY t.id
         LIMIT ${max - taken.length}
@@ -555,54 +597,74 @@ class PostgresQueries implements Queries {
       //    began, and another server may have leased one of them and let go of it since (then
       //    the next round looks further).
       const rows = await this.q(sql`
-        SELECT t.task_id, t.envelope, t.wall_time_ms, t.results, b.adaptive,
+        SELECT t.task_id, t.envelope, t.wall_time_ms, t.prepare_bytes, t.results, b.adaptive,
                (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > ${now}) AS live
         FROM tasks t JOIN batches b ON b.batch_id = t.batch_id
-        WHERE t.task_id = ANY(${ids}::text[]) AND t.state = 'queued' AND ${eligible(deviceId, now)}
+        WHERE t.task_id = ANY(${ids}::text[]) AND t.state = 'queued' AND (${trusted}::boolean OR NOT t.trusted_only) AND ${eligible(deviceId, now)}
         ORDER BY t.id`);
-      for (const r of rows) taken.push({ taskId: r.task_id, envelope: r.envelope, wallTimeMs: r.wall_time_ms, results: r.results, adaptive: r.adaptive, live: r.live });
+      for (const r of rows) {
+        taken.push({ taskId: r.task_id, envelope: r.envelope, wallTimeMs: r.wall_time_ms, prepareBytes: r.prepare_bytes, results: r.results, adaptive: r.adaptive, live: r.live });
+      }
     }
     return taken;
   }
 
   async insertLease(lease: Parameters<Queries['insertLease']>[0]): Promise<void> {
-    await this.q(sql`INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status, solo)
-                   VALUES (${lease.leaseId}, ${lease.taskId}, ${lease.deviceId}, ${lease.issuedAt}, ${lease.expiresAt}, 'live', ${lease.solo})`);
+    await this.q(sql`INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, ends_at, status, solo)
+                   VALUES (${lease.leaseId}, ${lease.taskId}, ${lease.deviceId}, ${lease.issuedAt}, ${lease.expiresAt}, ${lease.endsAt}, 'live', ${lease.solo})`);
   }
 
   async lease(leaseId: string): Promise<LeaseFacts | null> {
-    const [r] = await this.q(sql`SELECT lease_id, task_id, device_id, expires_at, status, solo FROM leases WHERE lease_id = ${leaseId}`);
-    return r ? { leaseId: r.lease_id, taskId: r.task_id, deviceId: r.device_id, expiresAt: r.expires_at, status: r.status, solo: r.solo } : null;
+    const [r] = await this.q(sql`SELECT lease_id, task_id, device_id, expires_at, ends_at, status, solo, phase, progress FROM leases WHERE lease_id = ${leaseId}`);
+    return r
+      ? {
+          leaseId: r.lease_id, taskId: r.task_id, deviceId: r.device_id, expiresAt: r.expires_at, endsAt: r.ends_at, status: r.status, solo: r.solo,
+          phase: r.phase as LeasePhase | null, progress: r.progress,
+        }
+      : null;
   }
 
   async setLeaseStatus(leaseId: string, status: 'answered' | 'refused'): Promise<void> {
     await this.q(sql`UPDATE leases SET status = ${status} WHERE lease_id = ${leaseId}`);
   }
 
-  async setLeaseExpiry(leaseId: string, expiresAt: number): Promise<void> {
-    await this.q(sql`UPDATE leases SET expires_at = ${expiresAt} WHERE lease_id = ${leaseId}`);
+  async renewLease(leaseId: string, expiresAt: number, phase: LeasePhase, progress: number): Promise<void> {
+    await this.q(sql`UPDATE leases SET expires_at = ${expiresAt}, phase = ${phase}, progress = ${progress} WHERE lease_id = ${leaseId}`);
   }
 
   // ---- Tasks
 
   async lockTask(taskId: string): Promise<TaskFacts | null> {
-    const [r] = await this.q(sql`SELECT task_id, state, results, errors, redundancy, needed, wall_time_ms, canonical_lease FROM tasks WHERE task_id = ${taskId} FOR UPDATE`);
+    const [r] = await this.q(sql`
+      SELECT task_id, state, results, errors, redundancy, needed, wall_time_ms, output_bytes, prepare_bytes, trusted_only, canonical_lease
+      FROM tasks WHERE task_id = ${taskId} FOR UPDATE`);
     return r
-      ? { taskId: r.task_id, state: r.state, results: r.results, errors: r.errors, redundancy: r.redundancy, needed: r.needed, wallTimeMs: r.wall_time_ms, canonicalLeaseId: r.canonical_lease }
+      ? {
+          taskId: r.task_id, state: r.state, results: r.results, errors: r.errors, redundancy: r.redundancy, needed: r.needed, wallTimeMs: r.wall_time_ms,
+          outputBytes: r.output_bytes, prepareBytes: r.prepare_bytes, trustedOnly: r.trusted_only, canonicalLeaseId: r.canonical_lease,
+        }
       : null;
-  }
-
-  async setTaskErrors(taskId: string, errors: number): Promise<void> {
-    await this.q(sql`UPDATE tasks SET errors = ${errors} WHERE task_id = ${taskId}`);
   }
 
   async countResult(taskId: string): Promise<void> {
     await this.q(sql`UPDATE tasks SET results = results + 1 WHERE task_id = ${taskId}`);
   }
 
-  async countRefusal(taskId: string): Promise<number> {
-    const [row] = await this.q(sql`UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ${taskId} RETURNING refusals`);
-    return row!.refusals as number;
+  async taskReports(taskId: string): Promise<Report[]> {
+    const rows = await this.q(sql`
+      SELECT device_id, kind, trusted FROM (
+        SELECT device_id, CASE WHEN error_code IS NULL THEN 'result' WHEN error_code = 'device' THEN 'device' ELSE 'error' END AS kind, trusted,
+               received_at AS at, 0 AS src, id AS seq
+        FROM results WHERE task_id = ${taskId}
+        UNION ALL
+        SELECT device_id, CASE WHEN reason IN ('replayed-task', 'unsupported-engine') THEN 'device' ELSE 'refusal' END, trusted, at, 1, id
+        FROM refusals WHERE task_id = ${taskId}) AS reports
+      ORDER BY at, src, seq`);
+    return rows.map((r) => ({ deviceId: r.device_id, kind: r.kind, trusted: r.trusted }) as Report);
+  }
+
+  async holdForTrusted(taskId: string): Promise<void> {
+    await this.q(sql`UPDATE tasks SET trusted_only = true WHERE task_id = ${taskId}`);
   }
 
   async finishTask(taskId: string, canonicalLeaseId: string): Promise<void> {
@@ -629,9 +691,9 @@ class PostgresQueries implements Queries {
   async insertResult(r: NewResult): Promise<void> {
     await this.q(sql`
       INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at,
-                           work, output_digest, signature, validation, credit)
+                           work, output_digest, signature, validation, credit, trusted)
       VALUES (${r.leaseId}, ${r.taskId}, ${r.deviceId}, ${r.bodyHash}, ${r.exitCode}, ${r.stdout}, ${r.stderr}, ${r.files}, ${r.truncated}, ${r.errorCode},
-              ${r.errorMessage}, ${r.timings}, ${r.receivedAt}, ${r.work}, ${r.outputDigest}, ${r.signature}, ${r.validation}, ${r.credit})`);
+              ${r.errorMessage}, ${r.timings}, ${r.receivedAt}, ${r.work}, ${r.outputDigest}, ${r.signature}, ${r.validation}, ${r.credit}, ${r.trusted})`);
   }
 
   async pendingResults(taskId: string): Promise<PendingResult[]> {
@@ -650,29 +712,41 @@ class PostgresQueries implements Queries {
 
   // ---- Refusals
 
-  async refusalExists(leaseId: string, reason: string, detail: string): Promise<boolean> {
-    return (await this.q(sql`SELECT 1 FROM refusals WHERE lease_id = ${leaseId} AND reason = ${reason} AND detail = ${detail}`)).length > 0;
+  async leaseRefusal(leaseId: string): Promise<{ reason: string; detail: string } | null> {
+    const [row] = await this.q(sql`SELECT reason, detail FROM refusals WHERE lease_id = ${leaseId} ORDER BY id LIMIT 1`);
+    return row ? { reason: row.reason as string, detail: row.detail as string } : null;
   }
 
   async insertRefusal(r: Parameters<Queries['insertRefusal']>[0]): Promise<void> {
-    await this.q(sql`INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (${r.taskId}, ${r.leaseId}, ${r.deviceId}, ${r.reason}, ${r.detail}, ${r.at})`);
+    await this.q(sql`
+      INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at, trusted)
+      VALUES (${r.taskId}, ${r.leaseId}, ${r.deviceId}, ${r.reason}, ${r.detail}, ${r.at}, ${r.trusted})`);
   }
 
-  async insertKeysetRefusal(r: KeysetRefusalRow): Promise<boolean> {
-    // Two servers taking the same report at once: the device's advisory lock makes one wait and see the other's row.
-    await this.q(sql`SELECT pg_advisory_xact_lock(${KEYSET_REFUSAL_LOCK}, hashtext(${r.deviceId}))`);
+  async insertKeysetRefusal(r: KeysetRefusalRow): Promise<{ reason: string; detail: string } | null> {
+    // Two servers taking reports on one version at once: the unique index makes the second wait for
+    // the first's commit, then do nothing, and read the first's row.
     const [row] = await this.q(sql`
-      INSERT INTO keyset_refusals (device_id, version, reason, detail, at)
-      SELECT ${r.deviceId}, ${r.version}, ${r.reason}, ${r.detail}, ${r.at}
-      WHERE NOT EXISTS (SELECT 1 FROM keyset_refusals WHERE device_id = ${r.deviceId} AND version = ${r.version} AND reason = ${r.reason} AND detail = ${r.detail})
+      INSERT INTO keyset_refusals (device_id, version, reason, detail, at, trusted)
+      VALUES (${r.deviceId}, ${r.version}, ${r.reason}, ${r.detail}, ${r.at}, ${r.trusted})
+      ON CONFLICT (device_id, version) DO NOTHING
       RETURNING id`);
-    return row !== undefined;
+    if (row) return null;
+    const [earlier] = await this.q(sql`SELECT reason, detail FROM keyset_refusals WHERE device_id = ${r.deviceId} AND version = ${r.version}`);
+    return { reason: earlier!.reason as string, detail: earlier!.detail as string };
+  }
+
+  async trimKeysetRefusals(keep: number): Promise<void> {
+    await this.q(sql`
+      DELETE FROM keyset_refusals WHERE id IN (
+        SELECT id FROM keyset_refusals ORDER BY trusted, id
+        LIMIT greatest(0, (SELECT count(*) FROM keyset_refusals) - ${keep}))`);
   }
 
   // ---- Reading
 
   async keysetRefusals(): Promise<KeysetRefusalRow[]> {
-    return (await this.q(sql`SELECT device_id AS "deviceId", version, reason, detail, at FROM keyset_refusals ORDER BY id`)) as unknown as KeysetRefusalRow[];
+    return (await this.q(sql`SELECT device_id AS "deviceId", version, reason, detail, at, trusted FROM keyset_refusals ORDER BY id`)) as unknown as KeysetRefusalRow[];
   }
 
   async activeDevices(since: number, now: number, limit: number): Promise<DeviceActivity[]> {
@@ -711,7 +785,7 @@ class PostgresQueries implements Queries {
 
   async batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]> {
     return (await this.q(sql`
-      SELECT r.task_id AS "taskId", r.reason, r.detail, r.device_id AS "deviceId", r.at FROM refusals r JOIN tasks t ON t.task_id = r.task_id
+      SELECT r.task_id AS "taskId", r.reason, r.detail, r.device_id AS "deviceId", r.at, r.trusted FROM refusals r JOIN tasks t ON t.task_id = r.task_id
       WHERE t.batch_id = ${batchId} AND ${this.someTasks('r.task_id', taskIds)} ORDER BY r.id`)) as unknown as RefusalRow[];
   }
 
@@ -731,6 +805,28 @@ class PostgresQueries implements Queries {
     return (await this.q(sql`
       SELECT seq, task_id AS "taskId", state FROM task_events
       WHERE batch_id = ${batchId} AND seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`)) as unknown as TaskEventRow[];
+  }
+
+  async batchReports(batchId: string): Promise<ReportCounts> {
+    const [row] = await this.q(sql`
+      SELECT
+        (SELECT count(*) FILTER (WHERE r.error_code <> 'device') FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} AND r.error_code IS NOT NULL) AS errors,
+        (SELECT count(*) FROM refusals r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId}) AS refusals,
+        (SELECT count(*) FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} AND r.error_code = 'device') AS "deviceFailures",
+        (SELECT count(*) FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} AND r.error_code IS NOT NULL AND NOT r.trusted)
+          + (SELECT count(*) FROM refusals r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} AND NOT r.trusted) AS "fromNewDevices",
+        (SELECT count(*) FROM tasks WHERE batch_id = ${batchId} AND state = 'queued' AND trusted_only) AS "awaitingTrust"`);
+    return row as unknown as ReportCounts;
+  }
+
+  async batchFailures(batchId: string, limit: number): Promise<FailureReport[]> {
+    const rows = await this.q(sql`
+      SELECT * FROM (
+        SELECT r.task_id, r.device_id, r.error_code, r.error_message, r.received_at, r.trusted, r.id
+        FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = ${batchId} AND r.error_code IS NOT NULL
+        ORDER BY r.received_at DESC, r.id DESC LIMIT ${limit}) AS newest
+      ORDER BY received_at, id`);
+    return rows.map((r) => ({ taskId: r.task_id, deviceId: r.device_id, code: r.error_code, message: r.error_message, at: r.received_at, newDevice: !r.trusted }) as FailureReport);
   }
 
   async batchQuorum(batchId: string): Promise<{ awaiting: number; disputed: number }> {
@@ -773,11 +869,11 @@ class PostgresQueries implements Queries {
 
 /**
  * A task `t` wants another lease, to this device, now: it has fewer results and live leases than
- * it needs, no live solo lease, and was never leased to this device (unless that lease lapsed).
+ * it needs, no live solo lease, and was never leased to this device (a lapsed lease's device may still be working on it).
  */
 function eligible(deviceId: string, now: number): Sql {
   return sql`
     t.results + (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > ${now}) < t.needed
     AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.solo AND l.status = 'live' AND l.expires_at > ${now})
-    AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = ${deviceId} AND (l.status <> 'live' OR l.expires_at > ${now}))`;
+    AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = ${deviceId})`;
 }

@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import type { TaskState, Validation } from '../../src/protocol/index.ts';
+import type { FailureReport, LeasePhase, ReportCounts, TaskState, Validation } from '../../src/protocol/index.ts';
 import type {
   BatchResultRow,
   BatchRow,
@@ -22,7 +22,7 @@ import type {
   TaskFacts,
 } from './engine.ts';
 import { FileBlobs } from './files.ts';
-import type { CreditRow, LeaseFacts, PendingResult } from './rules.ts';
+import type { CreditRow, LeaseFacts, PendingResult, Report, ReportKind, RunEffect } from './rules.ts';
 
 const MIGRATIONS: string[] = [
   // 1: batches, tasks, leases, results, refusals
@@ -153,6 +153,29 @@ const MIGRATIONS: string[] = [
      INSERT INTO task_events (batch_id, task_id, state) SELECT batch_id, task_id, 'running' FROM tasks WHERE task_id = NEW.task_id;
    END;
    INSERT INTO task_events (batch_id, task_id, state) SELECT batch_id, task_id, state FROM tasks WHERE state != 'queued' ORDER BY rowid;`,
+  // 6: hostile donors (issue #13): what a result may claim (outputBytes), how long a lease may live
+  // (the bytes to prepare, its end, the progress its renewals showed), whether each report came
+  // from a device that had earned trust, tasks held for trusted devices, one keyset refusal per
+  // device and version.
+  `ALTER TABLE tasks ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT 0;
+   UPDATE tasks SET output_bytes = json_extract(envelope, '$.manifest.limits.outputBytes');
+   ALTER TABLE tasks ADD COLUMN prepare_bytes INTEGER NOT NULL DEFAULT 0;
+   UPDATE tasks SET prepare_bytes = json_extract(envelope, '$.manifest.module.size')
+     + coalesce(json_extract(envelope, '$.manifest.stdin.size'), 0)
+     + (SELECT coalesce(sum(json_extract(f.value, '$.blob.size')), 0) FROM json_each(envelope, '$.manifest.files') f);
+   ALTER TABLE tasks ADD COLUMN trusted_only INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE leases ADD COLUMN ends_at INTEGER NOT NULL DEFAULT 0;
+   UPDATE leases SET ends_at = expires_at;
+   ALTER TABLE leases ADD COLUMN phase TEXT;
+   ALTER TABLE leases ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX leases_by_device ON leases(device_id, status, expires_at);
+   CREATE INDEX refusals_by_lease ON refusals(lease_id);
+   ALTER TABLE results ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX results_by_device_time ON results(device_id, validation, received_at);
+   ALTER TABLE refusals ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE keyset_refusals ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+   DELETE FROM keyset_refusals WHERE id NOT IN (SELECT min(id) FROM keyset_refusals GROUP BY device_id, version);
+   CREATE UNIQUE INDEX keyset_refusals_once ON keyset_refusals(device_id, version);`,
 ];
 
 /** A filter on task ids for the batch readers: null reads every task. */
@@ -240,8 +263,11 @@ interface LeaseRow {
   task_id: string;
   device_id: string;
   expires_at: number;
+  ends_at: number;
   status: LeaseFacts['status'];
   solo: number;
+  phase: LeasePhase | null;
+  progress: number;
 }
 
 const bool = (n: number | bigint) => Number(n) !== 0;
@@ -272,9 +298,12 @@ class SqliteQueries implements Queries {
   async insertBatch(batch: Parameters<Queries['insertBatch']>[0], tasks: Parameters<Queries['insertBatch']>[1]): Promise<void> {
     this.sql('INSERT INTO batches (batch_id, name, created_at, digest, adaptive) VALUES (?, ?, ?, ?, ?)').run(batch.batchId, batch.name, batch.createdAt, batch.digest, batch.adaptive ? 1 : 0);
     const insert = this.sql(
-      'INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, redundancy, needed, expires_at, wall_time_ms, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      `INSERT INTO tasks (task_id, batch_id, seq, envelope, engine, redundancy, needed, expires_at, wall_time_ms, key_id, output_bytes, prepare_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    for (const t of tasks) insert.run(t.taskId, batch.batchId, t.seq, t.envelope, t.engine, t.redundancy, t.redundancy, t.expiresAt, t.wallTimeMs, t.keyId);
+    for (const t of tasks) {
+      insert.run(t.taskId, batch.batchId, t.seq, t.envelope, t.engine, t.redundancy, t.redundancy, t.expiresAt, t.wallTimeMs, t.keyId, t.outputBytes, t.prepareBytes);
+    }
   }
 
   async keyset(): Promise<{ version: number; body: string } | null> {
@@ -332,88 +361,119 @@ class SqliteQueries implements Queries {
     this.sql('UPDATE devices SET last_seen = ? WHERE device_id = ?').run(now, deviceId);
   }
 
-  async judge(leaseId: string, deviceId: string, agrees: boolean, credit: number): Promise<void> {
+  async judge(leaseId: string, deviceId: string, agrees: boolean, credit: number, run: RunEffect): Promise<void> {
     this.sql('UPDATE results SET validation = ?, credit = ? WHERE lease_id = ?').run(agrees ? 'valid' : 'invalid', credit, leaseId);
-    this.sql('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(agrees ? 1 : 0, deviceId);
+    if (run === 'keep') return;
+    this.sql('UPDATE devices SET consecutive_valid = CASE WHEN ? THEN consecutive_valid + 1 ELSE 0 END WHERE device_id = ?').run(run === 'extend' ? 1 : 0, deviceId);
   }
 
   // ---- Leases
 
-  async leaseContext(deviceId: string): Promise<{ consecutiveValid: number; keysetVersion: number }> {
-    const row = this.sql('SELECT (SELECT consecutive_valid FROM devices WHERE device_id = ?) AS run, (SELECT max(version) FROM keysets) AS version').get(deviceId) as {
-      run: number | null;
-      version: number | null;
-    };
-    return { consecutiveValid: row.run ?? 0, keysetVersion: row.version ?? 0 };
+  async leaseContext(deviceId: string, now: number, since: number): Promise<{ consecutiveValid: number; keysetVersion: number; live: number; validRecently: number }> {
+    const row = this.sql(
+      `SELECT (SELECT consecutive_valid FROM devices WHERE device_id = @device) AS run, (SELECT max(version) FROM keysets) AS version,
+              (SELECT count(*) FROM leases WHERE device_id = @device AND status = 'live' AND expires_at > @now) AS live,
+              (SELECT count(*) FROM results WHERE device_id = @device AND validation = 'valid' AND received_at >= @since) AS valid`,
+    ).get({ device: deviceId, now, since }) as { run: number | null; version: number | null; live: number; valid: number };
+    return { consecutiveValid: row.run ?? 0, keysetVersion: row.version ?? 0, live: row.live, validRecently: row.valid };
   }
 
-  async leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number): Promise<LeaseCandidate[]> {
+  async leaseCandidates(deviceId: string, engines: readonly string[], max: number, now: number, trusted: boolean): Promise<LeaseCandidate[]> {
     // Tasks are inserted batch by batch, in order, so rowid order is "oldest batch first, then
     // task order": the query walks the state index and stops after a few rows. One writer at a
     // time: nothing can lease a task between this read and the insert.
     const rows = this.sql(
-      `SELECT t.task_id, t.envelope, t.wall_time_ms, t.results, b.adaptive,
+      `SELECT t.task_id, t.envelope, t.wall_time_ms, t.prepare_bytes, t.results, b.adaptive,
               (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) AS live
        FROM tasks t INDEXED BY tasks_by_state JOIN batches b ON b.batch_id = t.batch_id
        WHERE t.state = 'queued' AND t.expires_at > @now
          AND t.engine IN (SELECT value FROM json_each(@engines))
+         AND (@trusted OR t.trusted_only = 0)
          AND t.results + (SELECT count(*) FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live' AND l.expires_at > @now) < t.needed
          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.solo = 1 AND l.status = 'live' AND l.expires_at > @now)
-         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = @device
-                         AND (l.status != 'live' OR l.expires_at > @now))
+         AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.device_id = @device)
        ORDER BY t.rowid
        LIMIT @max`,
-    ).all({ now, engines: JSON.stringify(engines), device: deviceId, max }) as {
+    ).all({ now, engines: JSON.stringify(engines), device: deviceId, max, trusted: trusted ? 1 : 0 }) as {
       task_id: string;
       envelope: string;
       wall_time_ms: number;
+      prepare_bytes: number;
       results: number;
       adaptive: number;
       live: number;
     }[];
-    return rows.map((r) => ({ taskId: r.task_id, envelope: r.envelope, wallTimeMs: r.wall_time_ms, results: r.results, adaptive: bool(r.adaptive), live: r.live }));
+    return rows.map((r) => ({
+      taskId: r.task_id, envelope: r.envelope, wallTimeMs: r.wall_time_ms, prepareBytes: r.prepare_bytes, results: r.results, adaptive: bool(r.adaptive), live: r.live,
+    }));
   }
 
   async insertLease(lease: Parameters<Queries['insertLease']>[0]): Promise<void> {
-    this.sql('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, status, solo) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(lease.leaseId, lease.taskId, lease.deviceId, lease.issuedAt, lease.expiresAt, 'live', lease.solo ? 1 : 0);
+    this.sql('INSERT INTO leases (lease_id, task_id, device_id, issued_at, expires_at, ends_at, status, solo) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(lease.leaseId, lease.taskId, lease.deviceId, lease.issuedAt, lease.expiresAt, lease.endsAt, 'live', lease.solo ? 1 : 0);
   }
 
   async lease(leaseId: string): Promise<LeaseFacts | null> {
-    const row = this.sql('SELECT lease_id, task_id, device_id, expires_at, status, solo FROM leases WHERE lease_id = ?').get(leaseId) as LeaseRow | undefined;
-    return row ? { leaseId: row.lease_id, taskId: row.task_id, deviceId: row.device_id, expiresAt: row.expires_at, status: row.status, solo: bool(row.solo) } : null;
+    const row = this.sql('SELECT lease_id, task_id, device_id, expires_at, ends_at, status, solo, phase, progress FROM leases WHERE lease_id = ?').get(leaseId) as
+      | LeaseRow
+      | undefined;
+    return row
+      ? {
+          leaseId: row.lease_id, taskId: row.task_id, deviceId: row.device_id, expiresAt: row.expires_at, endsAt: row.ends_at, status: row.status, solo: bool(row.solo),
+          phase: row.phase, progress: row.progress,
+        }
+      : null;
   }
 
   async setLeaseStatus(leaseId: string, status: 'answered' | 'refused'): Promise<void> {
     this.sql('UPDATE leases SET status = ? WHERE lease_id = ?').run(status, leaseId);
   }
 
-  async setLeaseExpiry(leaseId: string, expiresAt: number): Promise<void> {
-    this.sql('UPDATE leases SET expires_at = ? WHERE lease_id = ?').run(expiresAt, leaseId);
+  async renewLease(leaseId: string, expiresAt: number, phase: LeasePhase, progress: number): Promise<void> {
+    this.sql('UPDATE leases SET expires_at = ?, phase = ?, progress = ? WHERE lease_id = ?').run(expiresAt, phase, progress, leaseId);
   }
 
   // ---- Tasks
 
   async lockTask(taskId: string): Promise<TaskFacts | null> {
     // One writer at a time holds the whole database: the row needs no lock of its own.
-    const row = this.sql('SELECT task_id, state, results, errors, redundancy, needed, wall_time_ms, canonical_lease FROM tasks WHERE task_id = ?').get(taskId) as
-      | { task_id: string; state: TaskState; results: number; errors: number; redundancy: number; needed: number; wall_time_ms: number; canonical_lease: string | null }
+    const row = this.sql(
+      `SELECT task_id, state, results, errors, redundancy, needed, wall_time_ms, output_bytes, prepare_bytes, trusted_only, canonical_lease
+       FROM tasks WHERE task_id = ?`,
+    ).get(taskId) as
+      | {
+          task_id: string; state: TaskState; results: number; errors: number; redundancy: number; needed: number; wall_time_ms: number;
+          output_bytes: number; prepare_bytes: number; trusted_only: number; canonical_lease: string | null;
+        }
       | undefined;
     return row
-      ? { taskId: row.task_id, state: row.state, results: row.results, errors: row.errors, redundancy: row.redundancy, needed: row.needed, wallTimeMs: row.wall_time_ms, canonicalLeaseId: row.canonical_lease }
+      ? {
+          taskId: row.task_id, state: row.state, results: row.results, errors: row.errors, redundancy: row.redundancy, needed: row.needed, wallTimeMs: row.wall_time_ms,
+          outputBytes: row.output_bytes, prepareBytes: row.prepare_bytes, trustedOnly: bool(row.trusted_only), canonicalLeaseId: row.canonical_lease,
+        }
       : null;
-  }
-
-  async setTaskErrors(taskId: string, errors: number): Promise<void> {
-    this.sql('UPDATE tasks SET errors = ? WHERE task_id = ?').run(errors, taskId);
   }
 
   async countResult(taskId: string): Promise<void> {
     this.sql('UPDATE tasks SET results = results + 1 WHERE task_id = ?').run(taskId);
   }
 
-  async countRefusal(taskId: string): Promise<number> {
-    return (this.sql('UPDATE tasks SET refusals = refusals + 1 WHERE task_id = ? RETURNING refusals').get(taskId) as { refusals: number }).refusals;
+  async taskReports(taskId: string): Promise<Report[]> {
+    // Results and refusals by the results_by_task and refusals_by_task indexes, in the order they came.
+    const rows = this.sql(
+      `SELECT device_id, kind, trusted FROM (
+         SELECT device_id, CASE WHEN error_code IS NULL THEN 'result' WHEN error_code = 'device' THEN 'device' ELSE 'error' END AS kind, trusted, received_at AS at, 0 AS src, rowid AS seq
+         FROM results WHERE task_id = @task
+         UNION ALL
+         SELECT device_id, CASE WHEN reason IN ('replayed-task', 'unsupported-engine') THEN 'device' ELSE 'refusal' END, trusted, at, 1, id
+         FROM refusals WHERE task_id = @task)
+       ORDER BY at, src, seq`,
+    ).all({ task: taskId }) as { device_id: string; kind: ReportKind; trusted: number }[];
+    return rows.map((r) => ({ deviceId: r.device_id, kind: r.kind, trusted: bool(r.trusted) }));
+  }
+
+  async holdForTrusted(taskId: string): Promise<void> {
+    this.sql('UPDATE tasks SET trusted_only = 1 WHERE task_id = ?').run(taskId);
   }
 
   async finishTask(taskId: string, canonicalLeaseId: string): Promise<void> {
@@ -438,11 +498,11 @@ class SqliteQueries implements Queries {
   async insertResult(r: Parameters<Queries['insertResult']>[0]): Promise<void> {
     this.sql(
       `INSERT INTO results (lease_id, task_id, device_id, body_hash, exit_code, stdout, stderr, files, truncated, error_code, error_message, timings, received_at,
-                            work, output_digest, signature, validation, credit)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                            work, output_digest, signature, validation, credit, trusted)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       r.leaseId, r.taskId, r.deviceId, r.bodyHash, r.exitCode, r.stdout, r.stderr, r.files, r.truncated, r.errorCode, r.errorMessage, r.timings, r.receivedAt,
-      r.work, r.outputDigest, r.signature, r.validation, r.credit,
+      r.work, r.outputDigest, r.signature, r.validation, r.credit, r.trusted ? 1 : 0,
     );
   }
 
@@ -468,25 +528,36 @@ class SqliteQueries implements Queries {
 
   // ---- Refusals
 
-  async refusalExists(leaseId: string, reason: string, detail: string): Promise<boolean> {
-    return this.sql('SELECT 1 FROM refusals WHERE lease_id = ? AND reason = ? AND detail = ?').get(leaseId, reason, detail) !== undefined;
+  async leaseRefusal(leaseId: string): Promise<{ reason: string; detail: string } | null> {
+    return (this.sql('SELECT reason, detail FROM refusals WHERE lease_id = ? ORDER BY id LIMIT 1').get(leaseId) as { reason: string; detail: string } | undefined) ?? null;
   }
 
   async insertRefusal(r: Parameters<Queries['insertRefusal']>[0]): Promise<void> {
-    this.sql('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?)').run(r.taskId, r.leaseId, r.deviceId, r.reason, r.detail, r.at);
+    this.sql('INSERT INTO refusals (task_id, lease_id, device_id, reason, detail, at, trusted) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(r.taskId, r.leaseId, r.deviceId, r.reason, r.detail, r.at, r.trusted ? 1 : 0);
   }
 
-  async insertKeysetRefusal(r: KeysetRefusalRow): Promise<boolean> {
-    const earlier = this.sql('SELECT 1 FROM keyset_refusals WHERE device_id = ? AND version = ? AND reason = ? AND detail = ?').get(r.deviceId, r.version, r.reason, r.detail);
-    if (earlier) return false;
-    this.sql('INSERT INTO keyset_refusals (device_id, version, reason, detail, at) VALUES (?, ?, ?, ?, ?)').run(r.deviceId, r.version, r.reason, r.detail, r.at);
-    return true;
+  async insertKeysetRefusal(r: KeysetRefusalRow): Promise<{ reason: string; detail: string } | null> {
+    const inserted = this.sql(
+      `INSERT INTO keyset_refusals (device_id, version, reason, detail, at, trusted) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (device_id, version) DO NOTHING`,
+    ).run(r.deviceId, r.version, r.reason, r.detail, r.at, r.trusted ? 1 : 0);
+    if (inserted.changes === 1) return null;
+    return this.sql('SELECT reason, detail FROM keyset_refusals WHERE device_id = ? AND version = ?').get(r.deviceId, r.version) as { reason: string; detail: string };
+  }
+
+  async trimKeysetRefusals(keep: number): Promise<void> {
+    this.sql(
+      `DELETE FROM keyset_refusals WHERE id IN (
+         SELECT id FROM keyset_refusals ORDER BY trusted, id LIMIT max(0, (SELECT count(*) FROM keyset_refusals) - ?))`,
+    ).run(keep);
   }
 
   // ---- Reading
 
   async keysetRefusals(): Promise<KeysetRefusalRow[]> {
-    return this.sql('SELECT device_id AS deviceId, version, reason, detail, at FROM keyset_refusals ORDER BY id').all() as KeysetRefusalRow[];
+    const rows = this.sql('SELECT device_id AS deviceId, version, reason, detail, at, trusted FROM keyset_refusals ORDER BY id').all() as (Omit<KeysetRefusalRow, 'trusted'> & { trusted: number })[];
+    return rows.map((r) => ({ ...r, trusted: bool(r.trusted) }));
   }
 
   async activeDevices(since: number, now: number, limit: number): Promise<DeviceActivity[]> {
@@ -526,10 +597,34 @@ class SqliteQueries implements Queries {
   }
 
   async batchRefusals(batchId: string, taskIds?: readonly string[]): Promise<RefusalRow[]> {
-    return this.sql(
-      `SELECT r.task_id AS taskId, r.reason, r.detail, r.device_id AS deviceId, r.at FROM refusals r JOIN tasks t ON t.task_id = r.task_id
+    const rows = this.sql(
+      `SELECT r.task_id AS taskId, r.reason, r.detail, r.device_id AS deviceId, r.at, r.trusted FROM refusals r JOIN tasks t ON t.task_id = r.task_id
        WHERE t.batch_id = @batch AND (@ids IS NULL OR r.task_id IN (SELECT value FROM json_each(@ids))) ORDER BY r.id`,
-    ).all({ batch: batchId, ids: ids(taskIds) }) as RefusalRow[];
+    ).all({ batch: batchId, ids: ids(taskIds) }) as (Omit<RefusalRow, 'trusted'> & { trusted: number })[];
+    return rows.map((r) => ({ ...r, trusted: bool(r.trusted) }));
+  }
+
+  async batchReports(batchId: string): Promise<ReportCounts> {
+    return this.sql(
+      `SELECT
+         (SELECT count(*) FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch AND r.error_code IS NOT NULL AND r.error_code != 'device') AS errors,
+         (SELECT count(*) FROM refusals r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch) AS refusals,
+         (SELECT count(*) FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch AND r.error_code = 'device') AS deviceFailures,
+         (SELECT count(*) FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch AND r.error_code IS NOT NULL AND r.trusted = 0)
+           + (SELECT count(*) FROM refusals r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch AND r.trusted = 0) AS fromNewDevices,
+         (SELECT count(*) FROM tasks WHERE batch_id = @batch AND state = 'queued' AND trusted_only = 1) AS awaitingTrust`,
+    ).get({ batch: batchId }) as ReportCounts;
+  }
+
+  async batchFailures(batchId: string, limit: number): Promise<FailureReport[]> {
+    const rows = this.sql(
+      `SELECT * FROM (
+         SELECT r.task_id AS taskId, r.device_id AS deviceId, r.error_code AS code, r.error_message AS message, r.received_at AS at, r.trusted, r.rowid AS seq
+         FROM results r JOIN tasks t ON t.task_id = r.task_id WHERE t.batch_id = @batch AND r.error_code IS NOT NULL
+         ORDER BY r.received_at DESC, r.rowid DESC LIMIT @limit)
+       ORDER BY at, seq`,
+    ).all({ batch: batchId, limit }) as { taskId: string; deviceId: string; code: string; message: string; at: number; trusted: number }[];
+    return rows.map(({ taskId, deviceId, code, message, at, trusted }) => ({ taskId, deviceId, code, message, at, newDevice: !bool(trusted) }));
   }
 
   async batchQuorum(batchId: string): Promise<{ awaiting: number; disputed: number }> {

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type {
   BatchStatus,
   DeviceCredit,
+  FailureReport,
   KeysetRefusalReport,
   LeaseRenewal,
   QuorumView,
@@ -19,8 +20,8 @@ import type {
   TaskRefusalReport,
   TaskState,
 } from '../../src/protocol/index.ts';
-import { TASK_STATES } from '../../src/protocol/index.ts';
-import type { DeviceActivity, Engine, EngineInfo, KeysetRefusalRow, TaskEventRow } from './engine.ts';
+import { MAX_FAILURES_LISTED, TASK_STATES } from '../../src/protocol/index.ts';
+import type { DeviceActivity, Engine, EngineInfo, KeysetRefusalRow, Queries, TaskEventRow, TaskFacts } from './engine.ts';
 import { StoreError } from './errors.ts';
 import * as rules from './rules.ts';
 
@@ -59,6 +60,8 @@ export interface CheckedResult {
   bodyHash: string;
   /** outputDigest of the result, null when it has an error (errors are not compared). */
   outputDigest: string | null;
+  /** The outputs' decoded sizes, bytes (the output files together), for the task's limits. */
+  sizes: rules.OutputSizes;
 }
 
 export interface IssuedLease {
@@ -80,15 +83,21 @@ export interface NewBatchRequest {
 export interface StoreOptions {
   /** Draws adaptive replication's spot checks; default Math.random. */
   random?: () => number;
-  /** How long past its task's wall time a lease lasts; default rules.LEASE_MARGIN_MS. */
+  /** How long past the time to prepare and run its task a lease lasts; default rules.LEASE_MARGIN_MS. */
   leaseMarginMs?: number;
+  /** The pace leases assume a device readies a task's bytes at, bytes per ms; default rules.PREPARE_BYTES_PER_MS. */
+  prepareBytesPerMs?: number;
 }
+
+/** Keyset refusals kept, newest first (those from devices without trust go first). */
+export const MAX_KEYSET_REFUSALS = 1000;
 
 export type { DeviceActivity, EngineInfo, KeysetRefusalRow, TaskEventRow };
 
 export class Store {
   private readonly random: () => number;
   private readonly leaseMarginMs: number;
+  private readonly prepareBytesPerMs: number;
 
   constructor(
     private readonly engine: Engine,
@@ -96,6 +105,7 @@ export class Store {
   ) {
     this.random = options.random ?? Math.random;
     this.leaseMarginMs = options.leaseMarginMs ?? rules.LEASE_MARGIN_MS;
+    this.prepareBytesPerMs = options.prepareBytesPerMs ?? rules.PREPARE_BYTES_PER_MS;
   }
 
   get engineName(): Engine['name'] {
@@ -147,7 +157,11 @@ export class Store {
         { batchId: batch.batchId, name: batch.name, digest: batch.digest, adaptive: batch.adaptive, createdAt: now },
         batch.tasks.map((task, seq) => {
           const m = task.manifest;
-          return { taskId: m.taskId, seq, envelope: JSON.stringify(task), engine: m.engine, redundancy: m.redundancy, expiresAt: m.expiresAt, wallTimeMs: m.limits.wallTimeMs, keyId: m.keyId };
+          const prepareBytes = m.module.size + (m.stdin?.size ?? 0) + m.files.reduce((sum, f) => sum + f.blob.size, 0);
+          return {
+            taskId: m.taskId, seq, envelope: JSON.stringify(task), engine: m.engine, redundancy: m.redundancy, expiresAt: m.expiresAt,
+            wallTimeMs: m.limits.wallTimeMs, keyId: m.keyId, outputBytes: m.limits.outputBytes, prepareBytes,
+          };
         }),
       );
       return 'created';
@@ -207,33 +221,41 @@ export class Store {
   // ---- Leases ---------------------------------------------------------------------------------
 
   /**
-   * Hands out up to `max` leases (see docs/protocol.md, POST /api/work), and says which keyset
-   * version is current. Under adaptive replication a trusted device may get a task no one else
-   * holds as a solo lease: its result alone decides, unless a spot check replicates it as usual.
+   * Hands out up to `max` leases (see docs/protocol.md, POST /api/work), no more than the device's
+   * allowance (rules.leaseAllowance), and says which keyset version is current. Under adaptive
+   * replication a trusted device may get a task no one else holds as a solo lease: its result
+   * alone decides, unless a spot check replicates it as usual.
    */
   lease(deviceId: string, engines: readonly string[], max: number): Promise<{ leases: IssuedLease[]; keysetVersion: number }> {
     return this.engine.write(async (q, now) => {
       await q.expireTasks(now);
-      const { consecutiveValid, keysetVersion } = await q.leaseContext(deviceId);
+      const context = await q.leaseContext(deviceId, now, now - rules.THROUGHPUT_WINDOW_MS);
+      const grant = rules.leasesToGrant(max, context);
       const leases: IssuedLease[] = [];
-      for (const task of await q.leaseCandidates(deviceId, engines, max, now)) {
+      if (grant === 0) return { leases, keysetVersion: context.keysetVersion };
+      const trusted = rules.isTrusted(context.consecutiveValid);
+      for (const task of await q.leaseCandidates(deviceId, engines, grant, now, trusted)) {
         const leaseId = randomBytes(12).toString('base64url');
-        const expiresAt = rules.leaseExpiry(now, task.wallTimeMs, this.leaseMarginMs);
-        const solo = rules.isSoloLease(task, consecutiveValid, this.random);
-        await q.insertLease({ leaseId, taskId: task.taskId, deviceId, issuedAt: now, expiresAt, solo });
+        const { expiresAt, endsAt } = rules.leaseTerms(task, now, this.leaseMarginMs, this.prepareBytesPerMs);
+        const solo = rules.isSoloLease(task, context.consecutiveValid, this.random);
+        await q.insertLease({ leaseId, taskId: task.taskId, deviceId, issuedAt: now, expiresAt, endsAt, solo });
         leases.push({ leaseId, expiresAt, envelope: task.envelope });
       }
-      return { leases, keysetVersion };
+      return { leases, keysetVersion: context.keysetVersion };
     });
   }
 
-  /** More time for a live lease whose task still needs it; returns the new expiry. */
+  /**
+   * More time for a live, unexpired lease whose task still needs it, when the renewal shows
+   * progress (rules.admitRenewal); returns the new expiry. The route has verified the device's
+   * signature over the renewal.
+   */
   renewLease(renewal: LeaseRenewal): Promise<number> {
     return this.engine.write(async (q, now) => {
       const task = await q.lockTask(renewal.taskId);
       const lease = rules.answerableLease(await q.lease(renewal.leaseId), renewal.leaseId, renewal.taskId, renewal.deviceId);
-      const expiresAt = rules.admitRenewal(lease, task!, now, this.leaseMarginMs);
-      await q.setLeaseExpiry(renewal.leaseId, expiresAt);
+      const expiresAt = rules.admitRenewal(lease, task!, renewal, now, this.leaseMarginMs, this.prepareBytesPerMs);
+      await q.renewLease(renewal.leaseId, expiresAt, renewal.phase, renewal.progress);
       return expiresAt;
     });
   }
@@ -254,6 +276,8 @@ export class Store {
       const task = await q.lockTask(result.taskId);
       const lease = rules.answerableLease(await q.lease(result.leaseId), result.leaseId, result.taskId, result.deviceId);
       if (rules.admitResult(lease, await q.resultBodyHash(result.leaseId), bodyHash, task, now) === 'duplicate') return 'duplicate';
+      rules.checkClaims(task!, checked.sizes, result.work);
+      const trusted = rules.isTrusted((await q.deviceRun(result.deviceId)) ?? 0);
       const failed = result.error !== null;
       const digest = failed ? null : outputDigest;
       await q.insertResult({
@@ -274,21 +298,18 @@ export class Store {
         outputDigest: digest,
         signature: result.signature,
         ...rules.arrivalValidation(failed, result.work),
+        trusted,
       });
       await q.setLeaseStatus(result.leaseId, 'answered');
       await q.touchDevice(result.deviceId, now);
       const state = task!.state;
       if (failed) {
-        if (state === 'queued') {
-          const { errors, failed: taskFailed } = rules.afterError(task!.errors);
-          await q.setTaskErrors(result.taskId, errors);
-          if (taskFailed) await q.endTask(result.taskId, 'failed');
-        }
+        if (state === 'queued') await this.judgeReports(q, task!);
         return 'accepted';
       }
       if (state === 'done') {
         const verdict = rules.lateVerdict(result.leaseId, result.deviceId, digest, await q.resultVerdict(task!.canonicalLeaseId!));
-        await q.judge(verdict.leaseId, verdict.deviceId, verdict.agrees, verdict.credit);
+        await q.judge(verdict.leaseId, verdict.deviceId, verdict.agrees, verdict.credit, verdict.run);
         return 'accepted';
       }
       if (state !== 'queued') {
@@ -298,7 +319,7 @@ export class Store {
       await q.countResult(result.taskId);
       const decision = rules.decideQuorum(await q.pendingResults(result.taskId), task!.redundancy, lease.solo ? digest : null);
       if (decision.outcome === 'done') {
-        for (const v of rules.inWriteOrder(decision.verdicts)) await q.judge(v.leaseId, v.deviceId, v.agrees, v.credit);
+        for (const v of rules.inWriteOrder(decision.verdicts)) await q.judge(v.leaseId, v.deviceId, v.agrees, v.credit, v.run);
         await q.finishTask(result.taskId, decision.canonicalLeaseId);
       } else if (decision.outcome === 'inconclusive') {
         await q.endTask(result.taskId, 'inconclusive');
@@ -309,34 +330,57 @@ export class Store {
     });
   }
 
+  /**
+   * A queued task's failure reports, judged (rules.judgeReports): it fails, is refused, or is
+   * re-issued, held for trusted devices once its replica cap is reached. Under the task's lock.
+   */
+  private async judgeReports(q: Queries, task: TaskFacts): Promise<void> {
+    const decision = rules.judgeReports(await q.taskReports(task.taskId), task.redundancy);
+    if (decision.outcome !== 'reissue') await q.endTask(task.taskId, decision.outcome);
+    else if (decision.trustedOnly && !task.trustedOnly) await q.holdForTrusted(task.taskId);
+  }
+
   // ---- Refusals -------------------------------------------------------------------------------
 
   /**
-   * Records a device's refusal of a task it was leased (rules.admitRefusal says what it does). A
-   * task refused by MAX_REFUSALS devices is `refused`. The identical report again is a no-op
-   * ('duplicate'), so clients may retry.
+   * Records a device's refusal of a task it was leased (rules.admitRefusal says what it does); a
+   * refusal of a live lease releases it and is judged with the task's other reports
+   * (rules.judgeReports). The identical report again is a no-op ('duplicate'), so clients may
+   * retry. The route has verified the device's signature over it.
    */
   recordRefusal(report: TaskRefusalReport): Promise<'recorded' | 'duplicate'> {
     return this.engine.write(async (q, now) => {
       const first = rules.leaseOf(await q.lease(report.leaseId), report.leaseId, report.deviceId);
-      await q.lockTask(first.taskId);
+      const task = await q.lockTask(first.taskId);
       const lease = (await q.lease(report.leaseId))!; // again, under the task's lock: its status may have moved
       const detail = rules.refusalDetail(lease.taskId, report.taskId, report.detail);
-      const action = rules.admitRefusal(lease, report.reason, await q.refusalExists(report.leaseId, report.reason, detail));
+      const action = rules.admitRefusal(lease, { reason: report.reason, detail }, await q.leaseRefusal(report.leaseId));
       if (action === 'duplicate') return 'duplicate';
-      await q.insertRefusal({ taskId: lease.taskId, leaseId: report.leaseId, deviceId: report.deviceId, reason: report.reason, detail, at: now });
+      const trusted = rules.isTrusted((await q.deviceRun(report.deviceId)) ?? 0);
+      await q.insertRefusal({ taskId: lease.taskId, leaseId: report.leaseId, deviceId: report.deviceId, reason: report.reason, detail, at: now, trusted });
       if (action === 'record') return 'recorded';
       await q.setLeaseStatus(report.leaseId, 'refused');
-      if (action === 'count' && rules.isRefusedEnough(await q.countRefusal(lease.taskId))) await q.endTask(lease.taskId, 'refused');
+      if (task!.state === 'queued') await this.judgeReports(q, task!);
       return 'recorded';
     });
   }
 
-  /** Records a device's refusal of a keyset it was served; the identical report again is a no-op. */
+  /**
+   * Records a device's refusal of a keyset it was served: one per device and keyset version (the
+   * identical report again is a no-op), at most MAX_KEYSET_REFUSALS kept. The route has verified
+   * the device's signature, so the device has a key on record.
+   * @throws StoreError 409 for a second, different report on one version.
+   */
   recordKeysetRefusal(report: KeysetRefusalReport): Promise<'recorded' | 'duplicate'> {
     return this.engine.write(async (q, now) => {
-      const recorded = await q.insertKeysetRefusal({ deviceId: report.deviceId, version: report.version, reason: report.reason, detail: report.detail, at: now });
-      return recorded ? 'recorded' : 'duplicate';
+      const trusted = rules.isTrusted((await q.deviceRun(report.deviceId)) ?? 0);
+      const earlier = await q.insertKeysetRefusal({ deviceId: report.deviceId, version: report.version, reason: report.reason, detail: report.detail, at: now, trusted });
+      if (earlier) {
+        if (earlier.reason === report.reason && earlier.detail === report.detail) return 'duplicate';
+        throw new StoreError(409, `device ${report.deviceId} already refused keyset version ${report.version} for another reason`);
+      }
+      await q.trimKeysetRefusals(MAX_KEYSET_REFUSALS);
+      return 'recorded';
     });
   }
 
@@ -400,8 +444,12 @@ export class Store {
     if (!batch) return null;
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>;
     for (const row of await q.batchCounts(batchId, now)) counts[rules.visibleState(row.state, row)] += row.n;
-    const refusals = (await q.batchRefusals(batchId)) as BatchStatus['refusals'];
-    return { batchId: batch.batchId, name: batch.name, createdAt: batch.createdAt, counts, refusals, adaptive: batch.adaptive, quorum: await q.batchQuorum(batchId) };
+    const refusals = (await q.batchRefusals(batchId)).map(({ trusted, ...r }) => ({ ...r, reason: r.reason as RefusalReason, newDevice: !trusted }));
+    const failures: FailureReport[] = await q.batchFailures(batchId, MAX_FAILURES_LISTED);
+    return {
+      batchId: batch.batchId, name: batch.name, createdAt: batch.createdAt, counts, refusals, failures, reports: await q.batchReports(batchId),
+      adaptive: batch.adaptive, quorum: await q.batchQuorum(batchId),
+    };
   }
 
   /** A batch's tasks in order (with `taskIds`, only those), each with its canonical result, refusals, last error and quorum. */

@@ -3,6 +3,7 @@ import type { Settings } from '../scheduler/policies/settings.ts';
 
 /** The automation surface for kiosk and lab operators, as `window.dewgrid` (README: "Automating a donor page"). */
 export interface DewgridApi {
+  /** Starts for this page's session: unlike a donor's click on Start, it does not last across a reload. */
   start(): void;
   stop(): void;
   status(): Status;

@@ -37,6 +37,7 @@ export async function boot(options: BootOptions = {}): Promise<Client> {
   const db = await openDewgridDB();
   const work = new WorkStore(db);
   const { identity, previousDeviceId } = await loadIdentity(db);
+  server.signAs(identity);
   // Messages for the activity log before the controller exists are kept and logged once it does.
   const early: { level: 'info' | 'refused'; text: string }[] = [];
   let say: (level: 'info' | 'refused', text: string) => void = (level, text) => void early.push({ level, text });

@@ -37,7 +37,8 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
-function isWellFormed(text: string): boolean {
+/** Whether `text` is well-formed UTF-16: no lone surrogate (String.prototype.isWellFormed, which not every engine we run on has). */
+export function isWellFormed(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const unit = text.charCodeAt(i);
     if (unit >= 0xd800 && unit <= 0xdbff) {

@@ -6,5 +6,6 @@ export * from './signing.ts';
 export * from './verify.ts';
 export * from './keyset.ts';
 export * from './results.ts';
+export * from './device-signing.ts';
 export * from './owner.ts';
 export * from './owner-api.ts';

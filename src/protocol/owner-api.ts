@@ -66,7 +66,9 @@ export const BatchStatusSchema: v.GenericSchema<unknown, BatchStatus> = v.object
   name: v.string(),
   createdAt: Millis,
   counts: CountsSchema,
-  refusals: v.array(v.object({ taskId: v.string(), reason: v.picklist(REFUSALS), detail: v.string(), deviceId: v.string(), at: Millis })),
+  refusals: v.array(v.object({ taskId: v.string(), reason: v.picklist(REFUSALS), detail: v.string(), deviceId: v.string(), at: Millis, newDevice: v.boolean() })),
+  failures: v.array(v.object({ taskId: v.string(), deviceId: v.string(), code: v.string(), message: v.string(), at: Millis, newDevice: v.boolean() })),
+  reports: v.object({ errors: Count, refusals: Count, deviceFailures: Count, fromNewDevices: Count, awaitingTrust: Count }),
   adaptive: v.boolean(),
   quorum: v.object({ awaiting: Count, disputed: Count }),
 });
@@ -128,9 +130,9 @@ export interface CancelResult {
 
 export const CancelResultSchema: v.GenericSchema<unknown, CancelResult> = v.object({ batchId: v.string(), cancelled: Count, status: BatchStatusSchema });
 
-/** `GET /api/keyset/refusals`: keysets devices refused. */
+/** `GET /api/keyset/refusals`: keysets devices refused; `newDevice`: the device had not earned trust when it reported. */
 export const KeysetRefusalListSchema = v.array(
-  v.object({ deviceId: v.string(), version: Count, reason: v.picklist(KEYSET_REFUSALS), detail: v.string(), at: Millis }),
+  v.object({ deviceId: v.string(), version: Count, reason: v.picklist(KEYSET_REFUSALS), detail: v.string(), at: Millis, newDevice: v.boolean() }),
 );
 
 /** `GET /api/demo` (`npm start` only): the picture being computed, and whether a donor may ask for the next. */

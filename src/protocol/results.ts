@@ -4,6 +4,7 @@
  * outputs rather than the outputs themselves; the server checks the signature against the hashes
  * of what it received, and groups results by their output digest to find a quorum.
  */
+import { CHECKPOINT_DIR } from './api.ts';
 import { sha256, sha256Hex, toHex, utf8 } from './bytes.ts';
 import { canonicalJson } from './canonical-json.ts';
 import type { ResultHead, ResultSubmission } from './schema.ts';
@@ -57,6 +58,37 @@ export function outputDigestBytes(result: OutputDigestInput): Uint8Array {
 /** Credit for a validated result: one per million probes of work (the yield hook's count); one flat for work not counted (WASIX). */
 export function creditFor(work: number | null): number {
   return work === null ? 1 : Math.round(work / 1000) / 1000;
+}
+
+/** Longest name of one file or folder a task's file system takes, in UTF-8 bytes (Linux's NAME_MAX). */
+export const OUTPUT_NAME_MAX = 255;
+
+/**
+ * What is wrong with a result's output file paths, or null: paths a task's file system could not
+ * have made, which an owner's disk could not hold side by side (issue #13, items 4 and 10). Each
+ * path has passed the schema (absolute, no `.` or `..`). Refused: `/` (a folder); a name longer
+ * than OUTPUT_NAME_MAX bytes; files under /checkpoint (the device keeps those, they are never
+ * outputs); a path twice; a file where another path needs a folder (`/a` and `/a/b`).
+ * @returns the index of the first bad path and what is wrong with it.
+ */
+export function outputPathProblem(paths: readonly string[]): { index: number; message: string } | null {
+  const seen = new Map<string, number>();
+  for (const [index, path] of paths.entries()) {
+    if (path === '/') return { index, message: '/ is the root folder, not a file' };
+    const long = path.split('/').find((name) => utf8(name).length > OUTPUT_NAME_MAX);
+    if (long !== undefined) return { index, message: `a name of ${utf8(long).length} bytes is longer than ${OUTPUT_NAME_MAX}` };
+    if (path === CHECKPOINT_DIR || path.startsWith(`${CHECKPOINT_DIR}/`)) return { index, message: `files under ${CHECKPOINT_DIR} are the device's own, never outputs` };
+    const earlier = seen.get(path);
+    if (earlier !== undefined) return { index, message: `${path} is also files.${earlier}.path` };
+    seen.set(path, index);
+  }
+  for (const [index, path] of paths.entries()) {
+    for (let cut = path.indexOf('/', 1); cut !== -1; cut = path.indexOf('/', cut + 1)) {
+      const folder = seen.get(path.slice(0, cut));
+      if (folder !== undefined) return { index, message: `files.${folder}.path ${path.slice(0, cut)} is a file, so ${path} cannot be one` };
+    }
+  }
+  return null;
 }
 
 /**

@@ -4,6 +4,7 @@
  * says the same in prose; keep the two in step.
  */
 import * as v from 'valibot';
+import { isWellFormed } from './canonical-json.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -18,14 +19,26 @@ export type Engine = (typeof ENGINES)[number];
 const Sha256Hex = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, 'must be a lowercase SHA-256 hex digest'));
 const Id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ -'));
 const KeyId = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'));
-const Base64 = v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'));
+/** Standard base64 with its padding (RFC 4648, section 4): whole groups of four characters. */
+const Base64 = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
+  v.check((s) => s.length % 4 === 0, 'must be base64 in whole groups of 4 characters (padded with =)'),
+);
 const Millis = v.pipe(v.number(), v.integer(), v.minValue(0));
 const Count = (max: number) => v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(max));
+/** Text a signature may cover: canonical JSON (RFC 8785) takes only well-formed Unicode. */
+const Text = (maxLength: number) => v.pipe(v.string(), v.maxLength(maxLength), v.check(isWellFormed, 'must be well-formed Unicode (no lone surrogate)'));
+/** A duration a device measured, ms: finite (JSON's 1e999 parses as Infinity). */
+const Duration = v.pipe(v.number(), v.finite('must be a finite number'), v.minValue(0));
+/** A count that only grows, as JSON numbers carry exactly. */
+const SafeCount = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER));
 /** An absolute guest path inside the task's file system: no `.`/`..` segments, no empty segments. */
 const GuestPath = v.pipe(
   v.string(),
   v.maxLength(1024),
   v.check((p) => p === '/' || /^(\/(?!\.\.?(\/|$))[^/\0]+)+$/.test(p), 'must be an absolute path without . or .. segments'),
+  v.check(isWellFormed, 'must be well-formed Unicode (no lone surrogate)'),
 );
 
 export const BlobRef = v.strictObject({ sha256: Sha256Hex, size: Count(2 ** 31) });
@@ -53,14 +66,14 @@ export const TaskManifest = v.strictObject({
   keyId: KeyId,
   taskId: Id,
   batchId: Id,
-  name: v.pipe(v.string(), v.maxLength(200)),
+  name: Text(200),
   issuedAt: Millis,
   expiresAt: Millis,
   engine: v.picklist(ENGINES),
   module: BlobRef,
   /** argv, argv[0] included. */
-  args: v.pipe(v.array(v.pipe(v.string(), v.maxLength(4096))), v.maxLength(1024)),
-  env: v.pipe(v.array(v.tuple([v.pipe(v.string(), v.regex(/^[^=\0]+$/, 'env names may not hold = or NUL')), v.string()])), v.maxLength(1024)),
+  args: v.pipe(v.array(Text(4096)), v.maxLength(1024)),
+  env: v.pipe(v.array(v.tuple([v.pipe(Text(Infinity), v.regex(/^[^=\0]+$/, 'env names may not hold = or NUL')), Text(Infinity)])), v.maxLength(1024)),
   stdin: v.nullable(BlobRef),
   /** Input files placed at these guest paths before the run. */
   files: v.pipe(v.array(v.strictObject({ path: GuestPath, blob: BlobRef })), v.maxLength(10000)),
@@ -182,10 +195,13 @@ export const ResultSubmission = v.strictObject({
   stderr: Base64,
   files: v.pipe(v.array(OutputFile), v.maxLength(10000)),
   truncated: v.strictObject({ stdout: v.boolean(), stderr: v.boolean(), files: v.boolean() }),
-  error: v.nullable(v.strictObject({ code: v.picklist(RUN_ERRORS), message: v.pipe(v.string(), v.maxLength(4000)) })),
-  timings: v.strictObject({ fetchMs: v.number(), compileMs: v.number(), runMs: v.number() }),
-  /** Probes the instrumented module executed (docs/scheduling.md), the work measure credit is based on; null when not counted. */
-  work: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  error: v.nullable(v.strictObject({ code: v.picklist(RUN_ERRORS), message: Text(4000) })),
+  timings: v.strictObject({ fetchMs: Duration, compileMs: Duration, runMs: Duration }),
+  /**
+   * Probes the instrumented module executed (docs/scheduling.md), the work measure credit is based
+   * on; null when not counted. The server refuses more than the task's wall time allows (maxWork).
+   */
+  work: v.nullable(SafeCount),
   /** The device's ed25519 signature (base64) over resultSigningBytes(this submission without it). */
   signature: Base64,
 });
@@ -204,8 +220,28 @@ export const ResultHead = v.strictObject({
 });
 export type ResultHead = v.InferOutput<typeof ResultHead>;
 
-/** Asks for more time on a lease whose task is still running. */
-export const LeaseRenewal = v.strictObject({ leaseId: Id, taskId: Id, deviceId: Id });
+/**
+ * What a device is doing with a lease: readying its task (fetching, hashing and rewriting the
+ * module and inputs, compiling), then running it. A lease goes from one to the other once.
+ */
+export const LEASE_PHASES = ['preparing', 'running'] as const;
+export type LeasePhase = (typeof LEASE_PHASES)[number];
+
+/**
+ * Asks for more time on a lease, showing progress (docs/protocol.md, POST /api/leases/renew): a
+ * count that grew since the device's last renewal of it, signed by the device. While preparing:
+ * bytes of the module and inputs fetched, hashed and rewritten so far (each byte counts once per
+ * step: at most 3 times their sizes); while running: the work counter (probes, as `work`).
+ */
+export const LeaseRenewal = v.strictObject({
+  leaseId: Id,
+  taskId: Id,
+  deviceId: Id,
+  phase: v.picklist(LEASE_PHASES),
+  progress: SafeCount,
+  /** The device's ed25519 signature (base64) over renewalSigningBytes(this renewal without it). */
+  signature: Base64,
+});
 export type LeaseRenewal = v.InferOutput<typeof LeaseRenewal>;
 
 /**
@@ -220,15 +256,24 @@ export const RefusalReport = v.variant('kind', [
     taskId: Id,
     deviceId: Id,
     reason: v.picklist(REFUSALS),
-    detail: v.pipe(v.string(), v.maxLength(2000)),
+    detail: Text(2000),
+    /** The device's ed25519 signature (base64) over refusalSigningBytes(this report without it). */
+    signature: Base64,
   }),
   v.strictObject({
     kind: v.literal('keyset'),
     deviceId: Id,
     /** The version the refused keyset claimed, 0 when it had none readable. */
-    version: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    version: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
     reason: v.picklist(KEYSET_REFUSALS),
-    detail: v.pipe(v.string(), v.maxLength(2000)),
+    detail: Text(2000),
+    /**
+     * The device's public key (base64), as in a work request: a device refuses a keyset before it
+     * ever asks for work, so the report may register its key. Without it, the key must be on record.
+     */
+    publicKey: v.optional(Base64),
+    /** As for a task: a keyset refusal is taken only from a device whose key the server registers. */
+    signature: Base64,
   }),
 ]);
 export type RefusalReport = v.InferOutput<typeof RefusalReport>;
@@ -241,7 +286,7 @@ export type KeysetRefusalReport = Extract<RefusalReport, { kind: 'keyset' }>;
 export const PublishRequest = v.strictObject({
   batch: v.strictObject({
     batchId: Id,
-    name: v.pipe(v.string(), v.maxLength(200)),
+    name: Text(200),
     /**
      * Adaptive replication (server policy, not signed): a task may be done on the word of one
      * device that has earned trust, spot-checked at random (docs/protocol.md, "Validation").
@@ -351,13 +396,51 @@ export interface BatchStatus {
   name: string;
   createdAt: number;
   counts: Record<TaskState, number>;
-  refusals: { taskId: string; reason: RefusalReason; detail: string; deviceId: string; at: number }[];
+  /** `newDevice`: the device had not earned trust when it refused (its refusal re-issues the task, never ends it). */
+  refusals: { taskId: string; reason: RefusalReason; detail: string; deviceId: string; at: number; newDevice: boolean }[];
+  /** The newest failed runs (error results, and `device` failures), newest last: at most MAX_FAILURES_LISTED. */
+  failures: FailureReport[];
+  /** What devices reported against the batch's tasks (docs/security.md, "Hostile donors"). */
+  reports: ReportCounts;
   adaptive: boolean;
   /**
    * Validation in progress: unfinished tasks with results awaiting agreement, and of those the
    * disputed ones (results disagreed, so more replicas were drawn).
    */
   quorum: { awaiting: number; disputed: number };
+}
+
+/** A run that produced no result, as a device reported it. */
+export interface FailureReport {
+  taskId: string;
+  deviceId: string;
+  /** A RunErrorCode; `device`: this device could not prepare or run the task at all, which says nothing about the task. */
+  code: string;
+  message: string;
+  at: number;
+  /** The device had not earned trust when it reported. */
+  newDevice: boolean;
+}
+
+/** How many failed runs a batch status lists; the counts count them all. */
+export const MAX_FAILURES_LISTED = 100;
+
+/**
+ * Reports from devices against a batch's tasks. A report from a device that has not earned trust
+ * (`fromNewDevices`) only re-issues its task, up to the task's replica cap; past the cap the task
+ * goes only to devices that have earned trust (`awaitingTrust`).
+ */
+export interface ReportCounts {
+  /** Error results: the program trapped, timed out, hit its memory limit, would not link... */
+  errors: number;
+  /** Tasks refused before they ran (a check failed on the device). */
+  refusals: number;
+  /** Tasks a device could not prepare or run (error code `device`): never counted against the task. */
+  deviceFailures: number;
+  /** Of all three, those from devices that had not earned trust when they reported. */
+  fromNewDevices: number;
+  /** Unfinished tasks whose reports from new devices reached the replica cap: now leased only to trusted devices. */
+  awaitingTrust: number;
 }
 
 /** Every error the server returns has this body. */

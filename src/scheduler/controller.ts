@@ -18,7 +18,7 @@ import { DEFAULT_SETTINGS, updatedSettings, type Settings } from './policies/set
 import { ActivityLog, type LogEntry, type LogLevel } from './activity-log.ts';
 import { every, mainThreadClock, Timer, type Clock } from './clock.ts';
 import { Governor, type Decision, type LoadDetails } from './governor.ts';
-import { LeaseKeeper, type LeaseRecords, type LeaseRenewer } from './lease-keeper.ts';
+import { LeaseKeeper, LeaseProgress, type LeaseRecords, type LeaseRenewer } from './lease-keeper.ts';
 import { WorkSupply, type LeaseStore, type WorkSource } from './work-supply.ts';
 import { ResultOutbox, type OutboxStore, type ResultPoster } from './result-outbox.ts';
 import { CreditWatch, type CreditSource } from './credit-watch.ts';
@@ -95,7 +95,7 @@ type Listener<K extends keyof ControllerEvents> = (value: ControllerEvents[K]) =
 export type ControllerServer = WorkSource & LeaseRenewer & ResultPoster & RefusalReporter & CreditSource;
 /** What it needs of the device's storage (src/storage/work-store.ts). */
 export interface ControllerStore extends LeaseRecords, LeaseStore, OutboxStore, CheckpointStore {
-  leases(now?: number): Promise<Lease[]>;
+  leases(): Promise<Lease[]>;
   pruneCompleted(now?: number): Promise<void>;
   setRunning(running: boolean): Promise<void>;
   wasRunning(): Promise<boolean>;
@@ -177,7 +177,8 @@ export class Controller {
     this.log.on((entry) => this.emit('log', entry));
     const say = this.log.say;
     const { server, store, identity } = parts;
-    this.keeper = new LeaseKeeper(server, store, this.clock, identity.deviceId, (lease) => this.notNeeded(lease));
+    const progress = new LeaseProgress();
+    this.keeper = new LeaseKeeper(server, store, this.clock, identity.deviceId, progress, (lease) => this.notNeeded(lease));
     this.supply = new WorkSupply(server, store, this.keeper, parts.preparer, this.clock, say, {
       request: () => ({ deviceId: identity.deviceId, publicKey: toBase64(identity.publicKey), engines: parts.engines() }),
       // The server holds a newer keyset (a rotation or a revocation): fetch it before these run.
@@ -196,6 +197,7 @@ export class Controller {
       cpu: () => this.governor.current().cpu,
       completed: (run) => this.emit('completed', run),
       onChange: () => this.changed(),
+      progress,
     });
     this.publish = new Timer(this.clock, () => this.publishNow());
   }
@@ -229,12 +231,12 @@ export class Controller {
       this.settings = this.bounded(this.settings);
     }
     this.evaluate();
-    this.supply.restore(await store.leases(this.clock.now()));
+    this.supply.restore(await store.leases());
     await this.outbox.restore();
     void store.pruneCompleted(this.clock.now());
     this.credit.soon(0);
     this.changed(true);
-    if (await store.wasRunning()) this.start();
+    if (await store.wasRunning()) this.start({ remember: true });
   }
 
   on<K extends keyof ControllerEvents>(event: K, listener: Listener<K>): () => void {
@@ -295,10 +297,16 @@ export class Controller {
     if (this.listeners.status.size) this.emit('status', this.status());
   }
 
-  start(): void {
+  /**
+   * Starts taking on work. `remember`: the donor's own decision, which lasts across reloads until
+   * Stop (the page passes it only for a click its guard counted: src/app/start-guard.ts); without
+   * it (a script's start(), the embed's card, whose consent is remembered its own way), the start
+   * lasts this page's session only.
+   */
+  start(options: { remember?: boolean } = {}): void {
+    if (options.remember) void this.parts.store.setRunning(true);
     if (this.running) return;
     this.running = true;
-    void this.parts.store.setRunning(true);
     // A key revoked while this device was stopped must not verify the tasks it still holds.
     this.keysReady = this.parts.keys.refreshUnlessFresh(KEYSET_FRESH_MS);
     const { workers, cpu } = this.settings;

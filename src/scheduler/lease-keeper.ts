@@ -1,20 +1,23 @@
 /**
- * Keeps the leases this device holds alive, from the moment they are taken (while they wait in the
- * queue, while their task is prepared, while it runs) until they are answered or dropped: a lease
- * that lapsed while a long module was fetched and compiled was handed to another device, or to this
- * one again (issue #16). Renewal is this file's alone, so a change of the renew message (signed
- * progress, a hard lifetime) stays here.
+ * Keeps the leases this device holds alive while their tasks make progress: while they are
+ * prepared (the bytes of the module and inputs readied so far) and while they run (the work
+ * counter). A lease that lapsed while a long module was fetched and compiled was handed to another
+ * device (issue #16); a lease renewed without progress could be squatted on for good (issue #13).
+ * So a renewal shows the progress made since the last one, and the task server signs nothing off
+ * without it (docs/protocol.md, POST /api/leases/renew); TaskServer signs it with the device's key.
+ * A lease waiting in the queue shows none and is not renewed: its first term covers the wait.
  *
- * Each lease is renewed every third of its remaining time, at least every minute and at most every
- * 5 s. Offline, renewal fails quietly and is tried again: the server takes a late result anyway
- * while the task still needs one.
+ * Each lease is looked at every third of its remaining time, at least every minute and at most
+ * every 5 s, and renewed then if its progress moved. Offline, renewal fails quietly and is tried
+ * again: the server takes a late result anyway while the task still needs one.
  */
-import type { Lease, LeaseRenewal } from '../protocol/schema.ts';
+import type { RenewalClaim } from '../protocol/device-signing.ts';
+import type { Lease, LeasePhase } from '../protocol/schema.ts';
 import { Timer, type Clock } from './clock.ts';
 
 export interface LeaseRenewer {
-  /** The lease's new expiry (epoch ms); rejects with `status` when the server refuses. */
-  renewLease(renewal: LeaseRenewal): Promise<number>;
+  /** Signs and sends the renewal; the lease's new expiry (epoch ms); rejects with `status` when the server refuses. */
+  renewLease(renewal: RenewalClaim): Promise<number>;
 }
 
 export interface LeaseRecords {
@@ -22,11 +25,46 @@ export interface LeaseRecords {
   updateLease(lease: Lease): Promise<void>;
 }
 
+/** What a lease's task shows now: its phase, and a count that only grows within it. */
+export interface Shown {
+  phase: LeasePhase;
+  progress: number;
+}
+
+/**
+ * Where each held lease's task stands, as the task runner tells it: preparing (with the bytes
+ * readied so far) or running (with a way to read the work counter). Nothing for a lease waiting.
+ */
+export class LeaseProgress {
+  private readonly now = new Map<string, () => Shown>();
+
+  /** The lease's task is being prepared; `readied` bytes so far. */
+  preparing(leaseId: string, readied: number): void {
+    this.now.set(leaseId, () => ({ phase: 'preparing', progress: readied }));
+  }
+
+  /** The lease's task runs; `work` reads its work counter (0 where the page cannot read it). */
+  running(leaseId: string, work: () => number): void {
+    this.now.set(leaseId, () => ({ phase: 'running', progress: Math.max(0, Math.floor(work())) }));
+  }
+
+  /** Nothing is under way for the lease (it waits, was cut short, or ended). */
+  idle(leaseId: string): void {
+    this.now.delete(leaseId);
+  }
+
+  of(leaseId: string): Shown | null {
+    return this.now.get(leaseId)?.() ?? null;
+  }
+}
+
 const MIN_PERIOD_MS = 5_000;
 const MAX_PERIOD_MS = 60_000;
 
 export class LeaseKeeper {
   private readonly timers = new Map<string, Timer>();
+  /** What the last renewal the server took of each lease showed. */
+  private readonly shown = new Map<string, Shown>();
 
   /**
    * @param onFinishedElsewhere the server says the lease's task needs no more results (410): the
@@ -37,10 +75,11 @@ export class LeaseKeeper {
     private readonly records: LeaseRecords,
     private readonly clock: Clock,
     private readonly deviceId: string,
+    private readonly progress: LeaseProgress,
     private readonly onFinishedElsewhere: (lease: Lease) => void = () => undefined,
   ) {}
 
-  /** Starts renewing `lease` (the object itself: its expiry is updated in place). Holding it again is a no-op. */
+  /** Starts keeping `lease` (the object itself: its expiry is updated in place). Holding it again is a no-op. */
   hold(lease: Lease): void {
     if (this.timers.has(lease.leaseId)) return;
     const timer = new Timer(this.clock, () => void this.renew(lease, timer));
@@ -52,6 +91,7 @@ export class LeaseKeeper {
   release(leaseId: string): void {
     this.timers.get(leaseId)?.cancel();
     this.timers.delete(leaseId);
+    this.shown.delete(leaseId);
   }
 
   releaseAll(): void {
@@ -67,22 +107,34 @@ export class LeaseKeeper {
     return Math.min(MAX_PERIOD_MS, Math.max(MIN_PERIOD_MS, (lease.expiresAt - this.clock.now()) / 3));
   }
 
+  /** Whether `now` shows progress since `last`: a new phase, or more in the same one. */
+  private static moved(now: Shown, last: Shown | undefined): boolean {
+    return !last || now.phase !== last.phase || now.progress > last.progress;
+  }
+
   private async renew(lease: Lease, timer: Timer): Promise<void> {
-    try {
-      lease.expiresAt = await this.server.renewLease({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId });
-      await this.records.updateLease(lease);
-    } catch (error) {
-      const status = (error as { status?: number }).status;
-      if (status === 410 && this.timers.get(lease.leaseId) === timer) {
-        this.release(lease.leaseId);
-        this.onFinishedElsewhere(lease);
-        return;
-      }
-      // 409 (the server no longer counts it live) or 403/404: renewing cannot help, but a late
-      // result is still taken while the task needs one, so the work goes on; offline: try again.
-      if (status === 409 || status === 403 || status === 404) {
-        this.release(lease.leaseId);
-        return;
+    // An expired lease is dead: the server renews it no more (its result is still taken while the task needs one).
+    if (lease.expiresAt <= this.clock.now()) return this.release(lease.leaseId);
+    const now = this.progress.of(lease.leaseId);
+    if (now && LeaseKeeper.moved(now, this.shown.get(lease.leaseId))) {
+      try {
+        lease.expiresAt = await this.server.renewLease({ leaseId: lease.leaseId, taskId: lease.task.manifest.taskId, deviceId: this.deviceId, ...now });
+        if (this.timers.get(lease.leaseId) === timer) this.shown.set(lease.leaseId, now);
+        await this.records.updateLease(lease);
+      } catch (error) {
+        const status = (error as { status?: number }).status;
+        if (status === 410 && this.timers.get(lease.leaseId) === timer) {
+          this.release(lease.leaseId);
+          this.onFinishedElsewhere(lease);
+          return;
+        }
+        // 409 (the lease is no longer live, is expired or at the end of its life), 400, 403, 404:
+        // renewing cannot help, but a late result is still taken while the task needs one, so the
+        // work goes on; offline, 429 or 5xx: try again.
+        if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+          this.release(lease.leaseId);
+          return;
+        }
       }
     }
     if (this.timers.get(lease.leaseId) === timer) timer.arm(this.periodFor(lease));

@@ -36,10 +36,21 @@ export type PreparedModule =
   /** The network or the server failed: the task waits. `status` 0 when the server was not reached. */
   | { kind: 'unreachable'; message: string; status: number };
 
+/**
+ * How far preparing a task has come: bytes of its module and inputs readied, each byte counted once
+ * per step it went through (fetched or read from the cache, hashed, rewritten with the yield hook),
+ * so at most 3 times their sizes. It only grows; the lease keeper shows it, signed, to renew the
+ * task's lease while it prepares (docs/protocol.md, POST /api/leases/renew).
+ */
+export type PrepareProgress = (readied: number) => void;
+
 /** The calls the page makes (over Comlink, to the prepare worker). */
 export interface ModuleSource {
-  /** @param fetchLimit the most bytes one blob may have to be fetched now; Infinity for no limit. */
-  prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule>;
+  /**
+   * @param fetchLimit the most bytes one blob may have to be fetched now; Infinity for no limit.
+   * @param onProgress told as the preparation moves (at most every PROGRESS_EVERY_BYTES or so).
+   */
+  prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule>;
   /** Loads and verifies a manifest's blobs into the cache ahead of its run; failures wait for prepare(). */
   prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void>;
   /** Activity-log lines the caches produced since the last call (a corrupted entry, a full disk). */
@@ -47,13 +58,49 @@ export interface ModuleSource {
 }
 
 export interface BlobFetcher {
-  fetchBlob(sha256: string, size: number): Promise<Uint8Array>;
+  /** @param onBytes told of each part of the body as it arrives, with its length. */
+  fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array>;
   /**
    * Many in one request, cut at the sizes asked for (unchecked); null when the server cannot
    * answer this batch (no such route, a blob it lacks, bytes of another length), and each is then
    * fetched alone. @throws as fetchBlob when the server cannot be reached.
    */
   fetchBlobs?(refs: readonly BlobRef[]): Promise<Uint8Array[] | null>;
+}
+
+/** One blob's load, told to every preparation that waits on it: one that joins late hears what it missed at once. */
+class SharedProgress {
+  private readonly watchers = new Set<Readied>();
+  private sofar = 0;
+
+  join(readied: Readied): void {
+    this.watchers.add(readied);
+    if (this.sofar) readied.add(this.sofar, true);
+  }
+
+  add(bytes: number, stepDone = false): void {
+    this.sofar += bytes;
+    for (const watcher of this.watchers) watcher.add(bytes, stepDone);
+  }
+}
+
+/** How many readied bytes make a progress report worth sending across the worker boundary. */
+export const PROGRESS_EVERY_BYTES = 1 << 20;
+
+/** Counts a preparation's readied bytes, and tells `report` of them now and then, and at each step's end. */
+class Readied {
+  private count = 0;
+  private told = 0;
+
+  constructor(private readonly report: PrepareProgress | undefined) {}
+
+  add(bytes: number, stepDone = false): void {
+    this.count += bytes;
+    if (this.report && (stepDone || this.count - this.told >= PROGRESS_EVERY_BYTES)) {
+      this.told = this.count;
+      this.report(this.count);
+    }
+  }
 }
 
 /** Blobs fetched at once: enough to keep a connection pool busy, few enough not to queue hundreds of requests and hashes. */
@@ -95,7 +142,7 @@ export class ModulePreparer implements ModuleSource {
   /** Compiled modules by key, for this session: a second task with the same module compiles nothing. */
   private readonly compiled = new Map<string, Promise<Compiled>>();
   /** Blob loads under way, by hash: tasks prepared at the same time share one fetch. */
-  private readonly loading = new Map<string, Promise<Uint8Array>>();
+  private readonly loading = new Map<string, { bytes: Promise<Uint8Array>; progress: SharedProgress }>();
   private warnings: string[] = [];
   /** Verified bytes on their way into the cache, by hash. */
   private readonly storing = new Map<string, Uint8Array>();
@@ -116,21 +163,23 @@ export class ModulePreparer implements ModuleSource {
     return taken;
   }
 
-  async prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule> {
+  async prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule> {
     const started = performance.now();
+    const readied = new Readied(onProgress);
     let fetchMs = 0;
     try {
       const key = compiledKey(manifest);
       const known = this.compiled.get(key);
       // The inputs are fetched while the module compiles.
-      const inputs = this.inputs(manifest, fetchLimit);
+      const inputs = this.inputs(manifest, fetchLimit, readied);
       inputs.catch(() => undefined);
       let compiled: Compiled;
       let compileMs = 0;
       if (known) {
         compiled = await known;
+        readied.add(3 * manifest.module.size, true); // readied earlier in this session
       } else {
-        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms));
+        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms), readied);
         this.compiled.set(key, made);
         made.catch(() => this.compiled.delete(key)); // a failure is reported for each task, not remembered
         try {
@@ -180,10 +229,10 @@ export class ModulePreparer implements ModuleSource {
     return moduleCacheKey(manifest.module.sha256, INSTRUMENTER_VERSION, Math.floor(manifest.limits.memoryBytes / 65536));
   }
 
-  private async inputs(manifest: TaskManifest, fetchLimit: number): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
+  private async inputs(manifest: TaskManifest, fetchLimit: number, readied?: Readied): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[]; ms: number }> {
     const started = performance.now();
     const refs = [...(manifest.stdin ? [manifest.stdin] : []), ...manifest.files.map((file) => file.blob)];
-    const data = await this.verifiedBlobs(refs, 'input', fetchLimit);
+    const data = await this.verifiedBlobs(refs, 'input', fetchLimit, readied);
     const stdin = manifest.stdin ? data[0]! : new Uint8Array(0);
     const files = data.slice(manifest.stdin ? 1 : 0);
     return { stdin, files: manifest.files.map((file, i) => ({ path: file.path, data: files[i]! })), ms: performance.now() - started };
@@ -194,24 +243,29 @@ export class ModulePreparer implements ModuleSource {
    * cached ones read in one transaction, the rest fetched in batches (POST /api/blobs/batch) or,
    * when large, FETCH_CONCURRENCY at a time. (One at a time, each with a transaction of its own, a
    * program with 317 inputs took seconds to start.)
+   * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
+   *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
    */
-  private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array[]> {
+  private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array[]> {
     const keyOf = (ref: BlobRef) => `${ref.sha256}:${ref.size}:${kind}`;
     const fresh = new Map<string, BlobRef>();
     for (const ref of refs) if (!this.loading.has(keyOf(ref)) && !fresh.has(keyOf(ref))) fresh.set(keyOf(ref), ref);
     if (fresh.size > 0) {
-      const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit);
+      const progress = [...fresh.values()].map(() => new SharedProgress());
+      const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit, progress);
       [...fresh.values()].forEach((ref, i) => {
         const key = keyOf(ref);
-        const load = batch.then((loaded) => loaded[i]!).finally(() => this.loading.delete(key));
-        load.catch(() => undefined); // each caller sees the failure; the map must not
-        this.loading.set(key, load);
+        const bytes = batch.then((loaded) => loaded[i]!).finally(() => this.loading.delete(key));
+        bytes.catch(() => undefined); // each caller sees the failure; the map must not
+        this.loading.set(key, { bytes, progress: progress[i]! });
       });
     }
-    return Promise.all(refs.map((ref) => this.loading.get(keyOf(ref))!));
+    const loads = refs.map((ref) => this.loading.get(keyOf(ref))!);
+    if (readied) for (const load of new Set(loads)) load.progress.join(readied);
+    return Promise.all(loads.map((load) => load.bytes));
   }
 
-  private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array[]> {
+  private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, progress: SharedProgress[]): Promise<Uint8Array[]> {
     const found: (Uint8Array | undefined)[] = refs.map((ref) => {
       const held = this.storing.get(ref.sha256);
       return held && held.length === ref.size ? held : undefined;
@@ -221,7 +275,8 @@ export class ModulePreparer implements ModuleSource {
     refs.forEach((ref, i) => {
       const hit = cached.get(ref.sha256);
       if (!found[i] && hit && hit.length === ref.size) found[i] = hit;
-      if (!found[i]) missing.push(i);
+      if (found[i]) progress[i]!.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
+      else missing.push(i);
     });
     for (const i of missing) {
       const ref = refs[i]!;
@@ -253,10 +308,15 @@ export class ModulePreparer implements ModuleSource {
       // Null: a server without the route, or one that lacks a blob or sent other sizes. Each
       // fetched alone then names its own problem (a 404 for that blob, a size its check refuses).
       if (!pieces) return void alone.push(...batch);
-      await Promise.all(batch.map(async (i, k) => (found[i] = await this.verifiedFetched(refs[i]!, pieces[k]!, kind))));
+      await Promise.all(
+        batch.map(async (i, k) => {
+          progress[i]!.add(pieces[k]!.length); // fetched
+          found[i] = await this.verifiedFetched(refs[i]!, pieces[k]!, kind, progress[i]!);
+        }),
+      );
     };
     await eachBounded(batches, BATCH_CONCURRENCY, fetchBatch);
-    await eachBounded(alone, FETCH_CONCURRENCY, async (i) => void (found[i] = await this.fetchVerified(refs[i]!, kind)));
+    await eachBounded(alone, FETCH_CONCURRENCY, async (i) => void (found[i] = await this.fetchVerified(refs[i]!, kind, progress[i]!)));
     return found as Uint8Array[];
   }
 
@@ -266,16 +326,20 @@ export class ModulePreparer implements ModuleSource {
    * compiled too, though @wasmer/sdk compiles its own copy: an invalid module then fails here, the
    * same way for every engine.
    */
-  private async compile(manifest: TaskManifest, fetchLimit: number, fetched: (ms: number) => void): Promise<Compiled> {
+  private async compile(manifest: TaskManifest, fetchLimit: number, fetched: (ms: number) => void, readied: Readied): Promise<Compiled> {
     const key = this.moduleKey(manifest);
     if (manifest.engine === 'wasi-preview1' && this.modules) {
       const kept = await this.modules.compile(key);
-      if (kept) return { module: kept.module, bytes: null, source: 'cache' };
+      if (kept) {
+        readied.add(3 * manifest.module.size, true); // kept rewritten: every step done before
+        return { module: kept.module, bytes: null, source: 'cache' };
+      }
     }
     const fetchStarted = performance.now();
-    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit);
+    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit, readied);
     fetched(performance.now() - fetchStarted);
     const source = manifest.engine === 'wasix' ? original : withYieldHook(original);
+    readied.add(original.length, true); // rewritten (or, for WASIX, nothing to rewrite)
     const capped = capMemory(source, manifest.limits.memoryBytes);
     if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
     if (manifest.engine === 'wasix') {
@@ -293,17 +357,19 @@ export class ModulePreparer implements ModuleSource {
     return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: null, source: 'fresh' };
   }
 
-  private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number): Promise<Uint8Array> {
-    return (await this.verifiedBlobs([ref], kind, fetchLimit))[0]!;
+  /** @param readied as verifiedBlobs */
+  private async verifiedBlob(ref: BlobRef, kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array> {
+    return (await this.verifiedBlobs([ref], kind, fetchLimit, readied))[0]!;
   }
 
   /** Fetched bytes that match `ref`; refuses bytes that do not. */
-  private async fetchVerified(ref: BlobRef, kind: 'module' | 'input'): Promise<Uint8Array> {
-    return this.verifiedFetched(ref, await this.server.fetchBlob(ref.sha256, ref.size), kind);
+  private async fetchVerified(ref: BlobRef, kind: 'module' | 'input', progress: SharedProgress): Promise<Uint8Array> {
+    return this.verifiedFetched(ref, await this.server.fetchBlob(ref.sha256, ref.size, (length) => progress.add(length)), kind, progress);
   }
 
-  private async verifiedFetched(ref: BlobRef, fetched: Uint8Array, kind: 'module' | 'input'): Promise<Uint8Array> {
+  private async verifiedFetched(ref: BlobRef, fetched: Uint8Array, kind: 'module' | 'input', readied: SharedProgress): Promise<Uint8Array> {
     const verdict = await verifyBlob(ref, fetched, kind);
+    readied.add(fetched.length, true); // hashed
     if (!verdict.ok) throw new Stop({ kind: 'refused', reason: verdict.reason, detail: verdict.detail });
     // Kept while the task goes on (not awaited: writing 30 MB to IndexedDB took the better part of a
     // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache

@@ -8,7 +8,7 @@ import * as Comlink from 'comlink';
 import { openDewgridDB } from '../storage/db.ts';
 import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { ModuleCache } from '../storage/module-cache.ts';
-import { ModulePreparer, type ModuleSource, type PreparedModule } from './module-preparer.ts';
+import { ModulePreparer, type ModuleSource, type PreparedModule, type PrepareProgress } from './module-preparer.ts';
 import { TaskServer } from './server-api.ts';
 import type { TaskManifest } from '../protocol/schema.ts';
 
@@ -22,8 +22,9 @@ const preparer: Promise<ModulePreparer> = (async () => {
 })();
 
 const api: ModuleSource = {
-  async prepare(manifest: TaskManifest, fetchLimit: number): Promise<PreparedModule> {
-    const prepared = await (await preparer).prepare(manifest, fetchLimit);
+  async prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule> {
+    // onProgress is the page's function behind a Comlink proxy: told without waiting for its answer.
+    const prepared = await (await preparer).prepare(manifest, fetchLimit, onProgress && ((readied) => void onProgress(readied)));
     if (prepared.kind !== 'ready') return prepared;
     // Copied here and transferred, so the page gets them without a copy on its thread (tasks
     // prepared together may share one loaded buffer, which must not be detached under the other).

@@ -10,9 +10,9 @@ import { verifyEnvelope, type Verdict } from '../protocol/verify.ts';
 import type { TaskKey } from '../protocol/keyset.ts';
 import { runnableEngines } from './engines.ts';
 import { ServerError } from './server-api.ts';
-import type { ModuleSource } from './module-preparer.ts';
+import type { ModuleSource, PrepareProgress } from './module-preparer.ts';
 
-export type { ModuleSource } from './module-preparer.ts';
+export type { ModuleSource, PrepareProgress } from './module-preparer.ts';
 
 export interface ReadyTask {
   kind: 'ready';
@@ -83,7 +83,7 @@ export class TaskPreparer {
    * @throws FetchDeferred when a blob may not be fetched now (the data saver); a ServerError
    *   (status 0 when unreachable, or 408/429/5xx) when the network or the server failed.
    */
-  async prepare(lease: Lease): Promise<Prepared> {
+  async prepare(lease: Lease, onProgress?: PrepareProgress): Promise<Prepared> {
     const verdict = await this.verify(lease.task);
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, detail: verdict.detail };
     const manifest = verdict.value.manifest;
@@ -97,7 +97,7 @@ export class TaskPreparer {
     if (manifest.module.size > MAX_MODULE_BYTES) {
       return { kind: 'refused', reason: 'module-too-large', detail: `${manifest.module.size} bytes; this client takes at most ${MAX_MODULE_BYTES}` };
     }
-    const prepared = await this.modules.prepare(manifest, this.fetchLimit());
+    const prepared = await this.modules.prepare(manifest, this.fetchLimit(), onProgress);
     void this.passWarnings();
     switch (prepared.kind) {
       case 'ready':

@@ -33,6 +33,14 @@ export interface ResultSigner {
 
 /** Waits between posting attempts of one result; the last repeats. */
 export const RESULT_RETRY_MS = [1000, 2000, 5000, 15000, 60000];
+/**
+ * The server failing on one result (a 5xx) this many times: the result is given up, and the log
+ * says so. A server that is down or restarting says 503 and recovers in seconds to minutes; one
+ * that keeps failing on a result will not take it (issue #13: a malformed result once got 500
+ * forever, and the client posted it again forever). Network failures never count: offline, a
+ * result waits as long as it takes.
+ */
+export const MAX_SERVER_ERRORS = 5;
 
 export interface FinishedRun {
   lease: Lease;
@@ -142,8 +150,14 @@ export class ResultOutbox {
         await this.store.delivered(entry.leaseId);
         return true;
       }
+      const serverErrors = (entry.serverErrors ?? 0) + (status >= 500 ? 1 : 0);
+      if (serverErrors >= MAX_SERVER_ERRORS) {
+        this.say('error', `The server failed on the result of ${entry.submission.taskId} ${serverErrors} times (${(error as Error).message}): it is given up.`);
+        await this.store.delivered(entry.leaseId);
+        return true;
+      }
       const wait = RESULT_RETRY_MS[Math.min(entry.attempts, RESULT_RETRY_MS.length - 1)]!;
-      await this.store.retryLater(entry, this.clock.now() + wait);
+      await this.store.retryLater({ ...entry, serverErrors }, this.clock.now() + wait);
       return false;
     }
   }

@@ -1,6 +1,12 @@
-/** The client's calls to the task server. Every response is validated before it is used. */
+/**
+ * The client's calls to the task server. Every response is validated before it is used; every
+ * renewal and refusal is signed here with the device's key (results are signed with their outputs'
+ * hashes, in the outbox).
+ */
 import { API } from '../protocol/api.ts';
-import { ApiErrorBody, BlobBatchRequest, MAX_BLOB_BATCH_BYTES, parse, WorkResponse, type DeviceCredit, type LeaseRenewal, type RefusalReport, type WorkRequest } from '../protocol/schema.ts';
+import { toBase64 } from '../protocol/bytes.ts';
+import { refusalSigningBytes, renewalSigningBytes, type RefusalClaim, type RenewalClaim } from '../protocol/device-signing.ts';
+import { ApiErrorBody, BlobBatchRequest, MAX_BLOB_BATCH_BYTES, parse, WorkResponse, type DeviceCredit, type WorkRequest } from '../protocol/schema.ts';
 import type { StoredSubmission } from '../storage/db.ts';
 import { resultBody } from '../storage/result-body.ts';
 
@@ -48,6 +54,14 @@ async function postJson(base: string, path: string, body: unknown): Promise<unkn
   return parsed;
 }
 
+/** What signs for this device (src/storage/identity.ts). */
+export interface DeviceSigner {
+  deviceId: string;
+  /** The 32-byte ed25519 public key. */
+  publicKey: Uint8Array;
+  sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
 /** The message of an error response ({ error, message }, docs/protocol.md), or its status text when it has none. */
 async function errorMessage(response: Response): Promise<string> {
   const body = parse(ApiErrorBody, await response.json().catch(() => null));
@@ -55,7 +69,19 @@ async function errorMessage(response: Response): Promise<string> {
 }
 
 export class TaskServer {
+  private signer: DeviceSigner | null = null;
+
   constructor(readonly base = '') {}
+
+  /** The device whose key signs renewals and refusals from now on. */
+  signAs(signer: DeviceSigner): void {
+    this.signer = signer;
+  }
+
+  private async signature(message: Uint8Array): Promise<string> {
+    if (!this.signer) throw new ServerError('this device has no key to sign with yet', 0);
+    return toBase64(await this.signer.sign(message));
+  }
 
   async requestWork(request: WorkRequest): Promise<WorkResponse> {
     const parsed = parse(WorkResponse, await postJson(this.base, API.work, request));
@@ -93,23 +119,27 @@ export class TaskServer {
     return body?.status === 'duplicate' ? 'duplicate' : 'accepted';
   }
 
-  /** More time for a running task's lease; resolves to the new expiry. */
-  async renewLease(renewal: LeaseRenewal): Promise<number> {
+  /** More time for a lease, showing its progress (signed here); resolves to the new expiry. */
+  async renewLease(claim: RenewalClaim): Promise<number> {
+    const renewal = { ...claim, signature: await this.signature(renewalSigningBytes(claim)) };
     const body = (await postJson(this.base, API.renew, renewal)) as { expiresAt?: unknown } | null;
     if (typeof body?.expiresAt !== 'number') throw new ServerError('renewal: no expiresAt in the answer', 0);
     return body.expiresAt;
   }
 
-  async reportRefusal(report: RefusalReport): Promise<void> {
-    await postJson(this.base, API.refusals, report);
+  /** Reports what this device refused (signed here); a keyset refusal carries the device's key, as it may come before any work request. */
+  async reportRefusal(claim: RefusalClaim): Promise<void> {
+    const full = claim.kind === 'keyset' && this.signer ? { ...claim, publicKey: toBase64(this.signer.publicKey) } : claim;
+    await postJson(this.base, API.refusals, { ...full, signature: await this.signature(refusalSigningBytes(full)) });
   }
 
   /**
    * A blob's bytes, read as they arrive into one buffer of the `size` the manifest signed (no
    * growing and copying, so a 30 MB module costs 30 MB). A body longer than that is cut after
-   * `size + 1` bytes, which the caller's size check refuses without reading the rest.
+   * `size + 1` bytes, which the caller's size check refuses without reading the rest. `onBytes`
+   * hears each part as it arrives (a long prepare's progress).
    */
-  async fetchBlob(sha256: string, size: number): Promise<Uint8Array> {
+  async fetchBlob(sha256: string, size: number, onBytes?: (length: number) => void): Promise<Uint8Array> {
     const response = await fetch(this.base + API.blob(sha256));
     if (!response.ok) throw new ServerError(`blob ${sha256}: ${response.status}`, response.status);
     if (!response.body) return new Uint8Array(await response.arrayBuffer());
@@ -120,6 +150,7 @@ export class TaskServer {
       const taken = Math.min(chunk.value.length, bytes.length - length);
       bytes.set(chunk.value.subarray(0, taken), length);
       length += taken;
+      onBytes?.(taken);
       if (length > size) {
         await reader.cancel();
         break;

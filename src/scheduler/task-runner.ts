@@ -14,8 +14,9 @@ import { isDeterministic, type Lease, type RefusalReason, type TaskManifest } fr
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
 import { REFUSAL_TEXT } from '../protocol/verify.ts';
 import type { RunProgress, Throttle } from '../protocol/throttle.ts';
-import type { RefusalReport } from '../protocol/schema.ts';
-import type { Prepared, ReadyTask } from './prepare.ts';
+import type { RefusalClaim } from '../protocol/device-signing.ts';
+import type { Prepared, PrepareProgress, ReadyTask } from './prepare.ts';
+import type { LeaseProgress } from './lease-keeper.ts';
 import type { Say } from './activity-log.ts';
 import type { Clock } from './clock.ts';
 import type { FinishedRun } from './result-outbox.ts';
@@ -37,7 +38,8 @@ export interface TaskSlot {
 
 /** The preparer's interface (prepare.ts), the one the runner and the supply call. */
 export interface Preparer {
-  prepare(lease: Lease): Promise<Prepared>;
+  /** @param onProgress told the bytes readied as preparing goes on (the lease keeper shows them when it renews). */
+  prepare(lease: Lease, onProgress?: PrepareProgress): Promise<Prepared>;
   prefetch(lease: Lease): Promise<void>;
 }
 
@@ -48,7 +50,8 @@ export interface CheckpointStore {
 }
 
 export interface RefusalReporter {
-  reportRefusal(report: RefusalReport): Promise<void>;
+  /** Signs the refusal with the device's key and reports it. */
+  reportRefusal(report: RefusalClaim): Promise<void>;
 }
 
 export interface ResultSink {
@@ -83,6 +86,8 @@ export interface RunnerHooks {
   completed?(run: { manifest: TaskManifest; outcome: WorkerOutcome }): void;
   /** The tally changed. */
   onChange?(): void;
+  /** Where the lease keeper reads each lease's progress, to renew it while its task prepares and runs. */
+  progress?: LeaseProgress;
 }
 
 /** A cancellation reason meaning the lease is to be let go, not run again. */
@@ -103,12 +108,21 @@ export class TaskRunner {
   ) {}
 
   async run(slot: TaskSlot, lease: Lease): Promise<RunEnd> {
+    try {
+      return await this.runLease(slot, lease);
+    } finally {
+      this.hooks.progress?.idle(lease.leaseId);
+    }
+  }
+
+  private async runLease(slot: TaskSlot, lease: Lease): Promise<RunEnd> {
     const name = `${lease.task?.manifest?.name} ${lease.task?.manifest?.taskId}`;
+    const progress = this.hooks.progress;
     let manifest: TaskManifest | null = null;
     try {
       await this.clock.yield(); // slots starting together verify their envelopes in separate tasks
       await this.hooks.keysReady();
-      const prepared = await this.preparer.prepare(lease);
+      const prepared = await this.preparer.prepare(lease, progress && ((readied) => progress.preparing(lease.leaseId, readied)));
       if (prepared.kind === 'refused') {
         await this.refuse(lease, name, prepared.reason, prepared.detail);
         return { kind: 'refused' };
@@ -149,6 +163,7 @@ export class TaskRunner {
       }
       keepCheckpoint = (file) => void saving.push(this.store.saveCheckpoint(lease.leaseId, file));
     }
+    this.hooks.progress?.running(lease.leaseId, () => slot.progress().work);
     const outcome = await slot.run(job, prepared.manifest.limits.wallTimeMs, keepCheckpoint);
     await Promise.allSettled(saving);
     return outcome;

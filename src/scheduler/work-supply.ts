@@ -1,6 +1,6 @@
 /**
  * The work this device holds: leases asked of the server ahead of need, kept durably before
- * anything runs, renewed from the moment they are taken (lease-keeper.ts), their modules fetched and
+ * anything runs, renewed while their tasks prepare and run (lease-keeper.ts), their modules fetched and
  * verified while the network is there, and handed out oldest first. About two minutes of work is
  * held ahead of the running tasks (at least one task per worker, at most 32), so computing goes on
  * through a network outage; a task whose inputs cannot be fetched waits for the network.
@@ -96,17 +96,22 @@ export class WorkSupply {
     return this.fetching;
   }
 
-  /** The next lease to run, or null; lapsed ones are dropped on the way (the server gives them to another device). */
+  /**
+   * The next lease to run, or null: the oldest still live, else the oldest that lapsed. A lease
+   * that lapsed while it waited is still run, after the live ones: the server takes its result
+   * while the task needs one, and never leases that task to this device again, so this is its one
+   * chance here (another device may have it meanwhile). One whose envelope says its task expired
+   * is handed out too: the envelope is not verified yet, so the runner's checks refuse it
+   * (`expired-task`, or what else is wrong with it) and the server hears why.
+   */
   take(): Lease | null {
-    for (let lease = this.queue.shift(); lease; lease = this.queue.shift()) {
-      if (lease.expiresAt > this.clock.now()) {
-        this.taken.add(lease);
-        this.changed();
-        return lease;
-      }
-      this.forget(lease);
-    }
-    return null;
+    const now = this.clock.now();
+    const live = this.queue.findIndex((l) => l.expiresAt > now);
+    const next = this.queue.splice(live === -1 ? 0 : live, 1)[0];
+    if (!next) return null;
+    this.taken.add(next);
+    this.changed();
+    return next;
   }
 
   /** A taken lease whose run was cut short (stopped, paused where it cannot pause in place): it runs first next time. */
@@ -153,7 +158,7 @@ export class WorkSupply {
   /**
    * Stop: the held leases stay on the device, to run first on the next start, but are no longer
    * renewed: a donor who does not come back must not keep tasks from other devices. They lapse on
-   * the server unless renewed again in time (resume()); lapsed ones are dropped when taken.
+   * the server unless renewed again in time (resume()); lapsed ones run after the live ones.
    */
   letLapse(): void {
     this.keeper.releaseAll();

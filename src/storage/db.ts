@@ -56,6 +56,8 @@ export interface OutboxEntry {
   attempts: number;
   /** ms since epoch; not posted again before this. */
   nextAttemptAt: number;
+  /** How many of the attempts the server answered with a 5xx (absent: none). */
+  serverErrors?: number;
 }
 
 /** Checkpoint files a running task settled, so a cut-off run resumes from them (docs/protocol.md). */

@@ -22,15 +22,14 @@ export class WorkStore {
     await Promise.all([...leases.map((lease, i) => tx.store.put({ leaseId: lease.leaseId, lease, addedAt: now + i })), tx.done]);
   }
 
-  /** Held leases, oldest first; lapsed ones are dropped (the server gives them to someone else). */
-  async leases(now = Date.now()): Promise<Lease[]> {
-    const all = await this.db.getAllFromIndex('leases', 'addedAt');
-    const lapsed = all.filter((s) => s.lease.expiresAt <= now);
-    if (lapsed.length) {
-      const tx = this.db.transaction('leases', 'readwrite');
-      await Promise.all([...lapsed.map((s) => tx.store.delete(s.leaseId)), tx.done]);
-    }
-    return all.filter((s) => s.lease.expiresAt > now).map((s) => s.lease);
+  /**
+   * Held leases, oldest first, all of them: lapsed ones too (the server takes their results while
+   * their tasks need them, and never leases those tasks to this device again: WorkSupply runs them
+   * last), and those whose envelope says the task expired (not verified yet: the runner refuses
+   * them, and the server hears why).
+   */
+  async leases(): Promise<Lease[]> {
+    return (await this.db.getAllFromIndex('leases', 'addedAt')).map((s) => s.lease);
   }
 
   /** Records a renewed lease's new expiry, if it is still held. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { openDonorPage, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
 import { TEST_DIST } from '../global-setup.ts';
 
@@ -60,7 +60,7 @@ describe('a program we did not write for the demo, through the CLI and a browser
     expect(tasks).toHaveLength(2);
 
     const { page, errors } = await openDonorPage(browser, server.url);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(server, batchId, (c) => c.done === 1 && c['exit-nonzero'] === 1); // task 1 exits 1 (WORDFREQ_EXIT={i})
     expect(errors).toEqual([]);
 

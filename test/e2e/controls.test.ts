@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { openDonorPage, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
@@ -64,7 +64,7 @@ describe('window.dewgrid', () => {
     const before = await (await env.server.owner(`/api/batches/${batchId}`)).json();
     expect(before.counts.done).toBe(0);
 
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, batchId, (c) => c.done === 2, 120_000);
     expect(errors).toEqual([]);
     await page.close();

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { seriousViolations, VIEWPORTS_AND_SCHEMES } from '../helpers/axe.ts';
-import { storedValue } from '../helpers/donor.ts';
+import { storedValue, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
@@ -46,7 +46,7 @@ describe('dashboard', () => {
       page.on('pageerror', (e) => errors.push(e.message));
       await openDashboard(page);
       await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1 }));
-      await page.getByRole('button', { name: 'Start' }).click();
+      await pressStart(page);
       await page.locator('.settings > summary').click();
       await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1, undefined, { timeout: 30_000 });
       // A few samples in, so the chart is drawn (its line, its caption) when axe looks at it.

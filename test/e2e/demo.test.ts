@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { DEMO_IMAGE, demoBatchSpec, demoTiles } from '../../demo/tiles.ts';
-import { storedValue, waitForBatch } from '../helpers/donor.ts';
+import { storedValue, waitForBatch, pressStart } from '../helpers/donor.ts';
 import type { BatchResults, DeviceCredit } from '../../src/protocol/index.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 
@@ -27,7 +27,7 @@ describe('demo project end to end', () => {
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && blobFetches.push(r.url())));
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, batchId, (c) => c.done === tiles.length);
 
     // The picture: every tile drawn, every pixel opaque (undrawn canvas pixels are transparent).

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForBatch } from '../helpers/donor.ts';
+import { waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 
 const env = useServerAndBrowser('deterministic');
@@ -24,7 +24,7 @@ describe('deterministic runs in the browser', () => {
       const page = await context.newPage();
       await page.goto(env.server.url);
       await page.waitForSelector('html[data-ready="true"]');
-      await page.getByRole('button', { name: 'Start' }).click();
+      await pressStart(page);
     }
     await waitForBatch(env.server, batchId, (c) => c.done === 1);
     // The two results' output digests (SHA-256 over exit code, stdout, stderr and every file) are equal.

@@ -3,11 +3,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { waitForAsync, waitForBatch } from '../helpers/donor.ts';
+import { waitForAsync, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
 import type { BatchResults } from '../../src/protocol/index.ts';
 import { runUnderNodeWasi } from '../helpers/node-wasi.ts';
+import { NEW_DEVICE_LEASES } from '../../server/store/rules.ts';
 
 const env = useServerAndBrowser('durability');
 
@@ -65,13 +66,14 @@ describe('no lost results', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('offline', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
-    // Wait until the batch is held on the device and its module fetched (a task has run: on a busy
-    // machine the prefetch can lag the leases), then cut the network.
-    await page.waitForFunction(() => {
+    await pressStart(page); // a donor's click: Start is remembered across reloads
+    // Wait until the device holds as many tasks as the server gives a new device (its allowance
+    // grows with its validated results: server/store/rules.ts) and its module is fetched (a task
+    // has run: on a busy machine the prefetch can lag the leases), then cut the network.
+    await page.waitForFunction((allowance) => {
       const s = (window as unknown as Win).dewgrid.status();
-      return s.counts.queued + s.counts.running >= 7 && s.counts.done >= 1;
-    });
+      return s.counts.queued + s.counts.running >= allowance && s.counts.done >= 1;
+    }, NEW_DEVICE_LEASES);
     await goOffline(context);
     // Measured once offline: a result finished just before the cut may still be on its way out.
     const atCut = (await status(page)).counts;
@@ -93,11 +95,11 @@ describe('no lost results', () => {
     await waitForAsync(page, async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, null);
     const { batchId } = await publishTiles('offline-reload', 10, '100000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
-    await page.waitForFunction(() => {
+    await pressStart(page); // a donor's click: Start is remembered across reloads
+    await page.waitForFunction((allowance) => {
       const s = (window as unknown as Win).dewgrid.status();
-      return s.counts.queued + s.counts.running >= 8 && s.counts.done >= 1;
-    });
+      return s.counts.queued + s.counts.running >= allowance && s.counts.done >= 1;
+    }, NEW_DEVICE_LEASES);
     await goOffline(context);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
@@ -115,7 +117,7 @@ describe('no lost results', () => {
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('restart', 8, '100000');
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await waitForBatch(env.server, batchId, (c) => (c.done ?? 0) >= 2);
     await env.server.stop();
     await page.waitForTimeout(1500);
@@ -132,7 +134,7 @@ describe('no lost results', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const { batchId } = await publishTiles('closed', 2, '600000');
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
     await page.close(); // mid-task: the worker dies with the page
     page = await context.newPage();
@@ -155,7 +157,7 @@ describe('no lost results', () => {
     let page = await context.newPage();
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     // Wait until the client holds a checkpoint a few steps in, then cut the run off.
     await waitForAsync(
       page,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { ownerFetch, startTestServer, type TestServer } from '../helpers/server.ts';
-import { openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { openDonorPage, pressStart, waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { CLI } from '../helpers/cli.ts';
 import { API, type BatchStatus, type DemoState } from '../../src/protocol/index.ts';
@@ -76,7 +76,7 @@ describe('dewgrid results --follow', () => {
 
     const { page } = await openDonorPage(browser, server.url);
     await page.evaluate(() => (window as unknown as Win).dewgrid.setLimits({ workers: 1 }));
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     expect(await exited, stderr).toBe(0);
 
     const taskLines = lines.filter((l) => l.text.startsWith(`${batchId}-`));
@@ -126,7 +126,7 @@ describe('the demo keeps going', () => {
     expect(box.y + box.height).toBeLessThanOrEqual(800);
     expect(await page.evaluate(() => scrollY)).toBe(0);
 
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     // Tile by tile: the count grows one by one, not all at the end.
     await expect.poll(() => canvas.getAttribute('data-tiles'), { timeout: 60_000 }).not.toBe('0');
     const partly = Number(await canvas.getAttribute('data-tiles'));

@@ -12,6 +12,7 @@ import type { Browser } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { closedPort } from '../helpers/server.ts';
 import { Project } from '../../owner/index.ts';
+import { pressStart } from '../helpers/donor.ts';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -114,7 +115,7 @@ describe('the README, as written', () => {
     // A donor opens the page and presses Start (the demo's 108 tiles come first: they were published first).
     const page = await browser.newPage();
     await page.goto(`http://localhost:${port}`);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page); // as a donor does: the pointer at rest on Start a moment before the click (src/app/start-guard.ts)
     const project = await Project.open(dataDir, { server: `http://localhost:${port}` });
     for await (const _ of project.batch(batchId).results()) {
       // every task of the batch ends

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { agreed, countCompilations, openDonorPage, waitForBatch } from '../helpers/donor.ts';
+import { agreed, countCompilations, openDonorPage, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { generateKeyPair, keyIdOf, sha256Hex } from '../../src/protocol/index.ts';
 import { blobFile } from '../../server/store/files.ts';
@@ -52,7 +52,7 @@ describe('refusals', () => {
     const compilations = await countCompilations(page);
     await page.goto(env.server.url);
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
 
     await waitForBatch(env.server, honest.batchId, (c) => agreed(c) === 2); // its results agreed, whatever wordfreq's exit code
     const tamperedStatus = await waitForBatch(env.server, tampered.batchId, () => true);

@@ -38,7 +38,7 @@ describe('status page', () => {
     await post(API.batches, request);
     const device = await TestDevice.create();
     const { leases } = (await post(API.work, device.work(3))) as WorkResponse;
-    await post(API.refusals, { kind: 'task', leaseId: leases[2]!.leaseId, taskId: leases[2]!.task.manifest.taskId, deviceId: device.deviceId, reason: 'bad-signature', detail: 'signature does not verify' });
+    await post(API.refusals, await device.refusal({ kind: 'task', leaseId: leases[2]!.leaseId, taskId: leases[2]!.task.manifest.taskId, deviceId: device.deviceId, reason: 'bad-signature', detail: 'signature does not verify' }));
 
     for (const [viewport, colorScheme] of [...VIEWPORTS_AND_SCHEMES, [{ width: 1280, height: 800 }, 'light'] as const]) {
       const context = await ownerContext({ viewport, colorScheme });

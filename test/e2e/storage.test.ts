@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { agreed, waitForBatch } from '../helpers/donor.ts';
+import { agreed, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { sha256Hex } from '../../src/protocol/index.ts';
 
@@ -49,7 +49,7 @@ describe('storage', () => {
     const page = await context.newPage();
     await openClient(page);
     const first = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
 
@@ -66,7 +66,7 @@ describe('storage', () => {
     const second = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 2);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, second.batchId, (c) => c.done === 2);
     expect(fetched).toEqual([`${env.server.url}/api/blobs/${hash}`]);
     expect((await page.locator('.activity li').allTextContents()).join('\n')).toMatch(/no longer matched its hash; it was dropped and will be fetched again/);
@@ -98,7 +98,7 @@ describe('storage', () => {
     const third = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, third.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     await expect.poll(kept, { timeout: 10_000 }).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
@@ -116,7 +116,7 @@ describe('storage', () => {
     await page.waitForSelector('html[data-ready="true"]');
     const a = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 3);
     const b = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 3);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, a.batchId, (c) => c.done === 3);
     await waitForBatch(env.server, b.batchId, (c) => agreed(c) === 3); // its result agreed, whatever wordfreq's exit code
     const cached = await idb<{ sha256: string; size: number }[]>(page, `const r = db.transaction('blobs').objectStore('blobs').getAll(); r.onsuccess = () => resolve(r.result.map((v) => ({ sha256: v.sha256, size: v.bytes.length })));`, null);
@@ -163,7 +163,7 @@ describe('storage', () => {
     const fetched: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && fetched.push(r.url())));
     const batch = await publish(fractal, ['fractal', '16', '16', '0', '0', '16', '16'], 1);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
     expect(fetched).toEqual([]);
     await context.close();
@@ -175,7 +175,7 @@ describe('storage', () => {
     await openClient(page);
     const input = { path: '/tmp/words.txt', data: new TextEncoder().encode('a cached input, read again after a reload\n') };
     const first = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, first.batchId, (c) => c.done === 1);
     await page.getByRole('button', { name: 'Stop' }).click();
     const hash = await sha256Hex(input.data);
@@ -187,7 +187,7 @@ describe('storage', () => {
     const second = await publish(wordfreq, ['wordfreq', '/tmp', '/tmp/report'], 1, [input]);
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, second.batchId, (c) => c.done === 1);
     // Hits are written to the index together, just after: wait for it.
     await expect.poll(lastUsed, { timeout: 10_000 }).toBeGreaterThan(before);
@@ -202,7 +202,7 @@ describe('storage', () => {
     const requests: string[] = [];
     page.on('request', (r) => void (r.url().includes('/api/blobs/') && requests.push(`${r.method()} ${r.url().slice(env.server.url.length)}`)));
     const batch = await publish(wordfreq, ['wordfreq', '/tmp/in', '/tmp/report'], 1, files);
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
     await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
     expect(requests.sort()).toEqual([`GET /api/blobs/${await sha256Hex(wordfreq)}`, 'POST /api/blobs/batch']);
     await context.close();

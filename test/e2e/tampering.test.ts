@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
-import { countCompilations, storedValue, waitForBatch } from '../helpers/donor.ts';
+import { countCompilations, storedValue, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { ownerFetch } from '../helpers/server.ts';
 import { TamperProxy, type Exchange } from '../helpers/tamper-proxy.ts';
 import { buildBatch, publishBatch, type BatchSpec } from '../../server/publish.ts';
@@ -138,7 +138,7 @@ describe('through a tampering proxy', () => {
     await page.waitForSelector('html[data-ready="true"]'); // it holds keyset 3 now
     staleKeyset = true; // from here on the proxy serves keyset 1
     await page.evaluate(() => (window as unknown as { dewgrid: { setLimits(l: object): void } }).dewgrid.setLimits({ workers: 1 }));
-    await page.getByRole('button', { name: 'Start' }).click();
+    await pressStart(page);
 
     await waitForBatch(owner(), 'honest', (c) => c.done === 3);
     // Every refusal on record: five attacked tasks, the replay, the module, and the keyset.

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { waitForAsync, waitForBatch } from '../helpers/donor.ts';
+import { waitForAsync, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { TEST_DIST } from '../global-setup.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
@@ -52,7 +52,7 @@ describe('updates', () => {
     );
     // The suite's other files are other programs to this page; backing off for them is not what this test is about.
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ backOffForOtherPrograms: false }));
-    await page.evaluate(() => (window as unknown as Win).dewgrid.start());
+    await pressStart(page); // a donor's click: Start is remembered across reloads
     await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1);
 
     // A new version: any byte of sw.js changed makes the browser install it and hold it waiting.

@@ -1,5 +1,6 @@
 /** A donor page in Chromium: open, start, wait for a batch on the server. */
 import type { Browser, JSHandle, Page, Worker } from 'playwright-core';
+import { MIN_VISIBLE_MS } from '../../src/embed/visibility.ts';
 import { ownerHeaders } from './server.ts';
 
 export async function openDonorPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
@@ -99,4 +100,16 @@ export function storedValue(page: Page, store: string, key: string): Promise<JSH
       }),
     [store, key] as const,
   );
+}
+
+/**
+ * Presses Start as a donor does, so that it counts and is remembered (src/app/start-guard.ts):
+ * the pointer comes to rest on the button once it has been in view for a moment, then clicks.
+ */
+export async function pressStart(page: Page): Promise<void> {
+  const start = page.getByRole('button', { name: 'Start' });
+  await start.hover();
+  await page.waitForTimeout(MIN_VISIBLE_MS + 250);
+  await start.click();
+  await page.getByRole('button', { name: 'Stop' }).waitFor({ timeout: 10_000 });
 }

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from './browser.ts';
 import { startTestServer, type TestServer } from './server.ts';
+
+type ServerOptions = Omit<Parameters<typeof startTestServer>[0], 'dataDir' | 'staticDir'>;
 import { TEST_DIST } from '../global-setup.ts';
 
 export interface E2E {
@@ -17,11 +19,11 @@ export interface E2E {
   dataDir: string;
 }
 
-export function useServerAndBrowser(name: string): E2E {
+export function useServerAndBrowser(name: string, serverOptions: ServerOptions = {}): E2E {
   const env = {} as E2E;
   beforeAll(async () => {
     env.dataDir = mkdtempSync(join(tmpdir(), `dewgrid-e2e-${name}-`));
-    env.server = await startTestServer({ dataDir: env.dataDir, staticDir: TEST_DIST });
+    env.server = await startTestServer({ ...serverOptions, dataDir: env.dataDir, staticDir: TEST_DIST });
     env.browser = await launchChromium();
   });
   afterAll(async () => {

@@ -4,7 +4,8 @@
  * test finishes, fails or cuts short. Signing is real (@noble/ed25519, a fixed key).
  */
 import * as ed from '@noble/ed25519';
-import type { DeviceCredit, Lease, LeaseRenewal, RefusalReport, TaskManifest, WorkRequest, WorkResponse } from '../../src/protocol/schema.ts';
+import type { DeviceCredit, Lease, TaskManifest, WorkRequest, WorkResponse } from '../../src/protocol/schema.ts';
+import type { RefusalClaim, RenewalClaim } from '../../src/protocol/device-signing.ts';
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 import { EMPTY_SHA256 } from '../../src/protocol/results.ts';
 import type { RunProgress, Throttle } from '../../src/protocol/throttle.ts';
@@ -59,7 +60,7 @@ export class FakeServer {
   online = true;
   readonly calls: { at: number; call: string; body: unknown }[] = [];
   readonly results: StoredSubmission[] = [];
-  readonly refusals: RefusalReport[] = [];
+  readonly refusals: RefusalClaim[] = [];
   /** Answers renewals with this status instead (410: the task is finished elsewhere). */
   renewStatus: number | null = null;
   credit: DeviceCredit | null = null;
@@ -80,7 +81,7 @@ export class FakeServer {
     return { leases: this.available.splice(0, request.max), keysetVersion: 1 };
   }
 
-  async renewLease(renewal: LeaseRenewal): Promise<number> {
+  async renewLease(renewal: RenewalClaim): Promise<number> {
     this.record('renew', renewal);
     if (this.renewStatus !== null) throw new HttpError(`renew: ${this.renewStatus}`, this.renewStatus);
     return this.clock.now() + 120_000;
@@ -92,7 +93,7 @@ export class FakeServer {
     return 'accepted';
   }
 
-  async reportRefusal(report: RefusalReport): Promise<void> {
+  async reportRefusal(report: RefusalClaim): Promise<void> {
     this.record('refusal', report);
     this.refusals.push(report);
   }
@@ -115,8 +116,8 @@ export class MemoryStore implements ControllerStore {
   async addLeases(leases: Lease[]): Promise<void> {
     for (const l of leases) this.heldLeases.set(l.leaseId, structuredClone(l));
   }
-  async leases(now = Date.now()): Promise<Lease[]> {
-    return [...this.heldLeases.values()].filter((l) => l.expiresAt > now).map((l) => structuredClone(l));
+  async leases(): Promise<Lease[]> {
+    return [...this.heldLeases.values()].map((l) => structuredClone(l));
   }
   async updateLease(lease: Lease): Promise<void> {
     if (this.heldLeases.has(lease.leaseId)) this.heldLeases.set(lease.leaseId, structuredClone(lease));
@@ -173,15 +174,16 @@ export class MemoryStore implements ControllerStore {
 
 /** Prepares every lease as ready to run, unless told otherwise for a task id. */
 export class FakePreparer implements Preparer {
-  readonly outcomes = new Map<string, () => Promise<Prepared>>();
+  /** A task's own outcome; it may tell of its progress (bytes readied) as a long prepare would. */
+  readonly outcomes = new Map<string, (onProgress?: (readied: number) => void) => Promise<Prepared>>();
   readonly prepared: string[] = [];
   readonly prefetched: string[] = [];
 
-  async prepare(lease: Lease): Promise<Prepared> {
+  async prepare(lease: Lease, onProgress?: (readied: number) => void): Promise<Prepared> {
     const m = lease.task.manifest;
     this.prepared.push(m.taskId);
     const special = this.outcomes.get(m.taskId);
-    if (special) return special();
+    if (special) return special(onProgress);
     return { kind: 'ready', manifest: m, module: {} as WebAssembly.Module, moduleBytes: null, stdin: new Uint8Array(0), files: [], fetchMs: 1, compileMs: 1 };
   }
 

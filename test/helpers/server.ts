@@ -72,6 +72,9 @@ export async function startTestServer(options: {
   port?: number;
   crossOriginIsolated?: boolean;
   onRequest?: (method: string, url: string) => void;
+  /** Lease terms (server/store/rules.ts, leaseTerms): shorter, for tests that watch a lease lapse or be renewed. */
+  leaseMarginMs?: number;
+  prepareBytesPerMs?: number;
   /** Run `npm start`'s demo: a donor on this machine may ask for the next picture. */
   demo?: boolean;
 }): Promise<TestServer> {
@@ -84,6 +87,8 @@ export async function startTestServer(options: {
       logger: false,
       crossOriginIsolated: options.crossOriginIsolated,
       onRequest: options.onRequest,
+      leaseMarginMs: options.leaseMarginMs,
+      prepareBytesPerMs: options.prepareBytesPerMs,
       demo: options.demo ? { module: new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))), key } : undefined,
     });
     const url = await app.app.listen({ port, host: '127.0.0.1' });

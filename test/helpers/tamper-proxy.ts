@@ -20,6 +20,9 @@ export interface Exchange {
 /** Rewrites a response; return the body to send (same or changed). */
 export type Tamper = (exchange: Exchange) => Buffer | Promise<Buffer>;
 
+/** How fast to send a response's body, bytes a second (a slow link), or null for at once. */
+export type Throttle = (exchange: Exchange) => number | null;
+
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'host']);
 
 export class TamperProxy {
@@ -27,6 +30,8 @@ export class TamperProxy {
   readonly log: Exchange[] = [];
   /** Consulted for each response, in order; each sees the body the previous one returned. */
   readonly tampers: Tamper[] = [];
+  /** The first that names a rate sends the response's body at that rate. */
+  readonly throttles: Throttle[] = [];
   private readonly server = createServer((request, response) => void this.forward(request, response));
 
   private constructor(private readonly upstream: string) {}
@@ -65,7 +70,16 @@ export class TamperProxy {
         response.removeHeader('etag');
       }
       response.statusCode = exchange.status;
-      response.end(exchange.body);
+      const rate = this.throttles.map((throttle) => throttle(exchange)).find((r) => r !== null);
+      if (!rate) return void response.end(exchange.body);
+      // A slow link: 64 KiB at a time, as fast as `rate` allows.
+      response.setHeader('content-length', exchange.body.length);
+      const chunk = 64 * 1024;
+      for (let at = 0; at < exchange.body.length && !response.destroyed; at += chunk) {
+        response.write(exchange.body.subarray(at, at + chunk));
+        await new Promise((resolve) => setTimeout(resolve, (chunk / rate) * 1000));
+      }
+      response.end();
     } catch (error) {
       response.statusCode = 502;
       response.end(`proxy: ${(error as Error).message}`);

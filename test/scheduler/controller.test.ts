@@ -59,14 +59,19 @@ describe('Controller', () => {
     controller.setLimits({ workers: 1 });
     const held = lease('big', clock.now() + 80_000); // wall time + a minute
     server.available.push(held);
-    // Fetching and compiling a large module takes five minutes.
+    // Fetching and compiling a large module takes five minutes, its bytes arriving all along.
     let ready!: (prepared: Prepared) => void;
-    preparer.outcomes.set('big', () => new Promise((resolve) => (ready = resolve)));
+    let readied!: (bytes: number) => void;
+    preparer.outcomes.set('big', (onProgress) => new Promise((resolve) => ((ready = resolve), (readied = onProgress!))));
     controller.start();
-    await clock.advance(5 * 60_000);
+    for (let s = 1; s <= 300; s++) {
+      await clock.advance(1000);
+      readied?.(s * 100_000);
+    }
     const renewals = server.callsOf('renew').filter((c) => (c.body as { leaseId: string }).leaseId === held.leaseId);
     expect(renewals.length).toBeGreaterThanOrEqual(5);
     expect(renewals.every((c, i) => i === 0 || c.at - renewals[i - 1]!.at <= 60_000)).toBe(true);
+    expect(renewals.map((c) => (c.body as { phase: string }).phase)).toEqual(renewals.map(() => 'preparing'));
     ready({ kind: 'ready', manifest: held.task.manifest, module: {} as WebAssembly.Module, moduleBytes: null, stdin: new Uint8Array(0), files: [], fetchMs: 300_000, compileMs: 1 });
     await clock.advance(0);
     slots[0]!.finish(outcome());
@@ -120,17 +125,23 @@ describe('Controller', () => {
     expect(controller.status().activity.reason).toBe('Running at full speed.');
   });
 
-  it('a held lease whose task needs no more results (410 on renewal) is still checked, then let go without running', async () => {
+  it('a held lease whose task needs no more results (410 on renewal while it prepares) is still checked, then let go without running', async () => {
     const { clock, server, store, slots, controller, preparer } = await setUp({ workers: 1 });
     controller.setLimits({ workers: 1 });
-    // a's lease is renewed in a minute; b's in 30 s, when the server says it needs it no more.
     server.available.push(lease('a', clock.now() + 600_000), lease('b', clock.now() + 90_000));
+    // b's preparation goes on a while, its bytes arriving; its renewal hears that it is needed no more.
+    let ready!: (prepared: Prepared) => void;
+    let readied!: (bytes: number) => void;
+    preparer.outcomes.set('b', (onProgress) => new Promise((resolve) => ((ready = resolve), (readied = onProgress!))));
     controller.start();
     await clock.advance(0);
-    server.renewStatus = 410; // b finished elsewhere (or its key was revoked) meanwhile
-    await clock.advance(31_000);
     expect(controller.status().counts.queued).toBe(1);
     slots[0]!.finish(outcome());
+    await until(() => readied !== undefined);
+    server.renewStatus = 410; // b finished elsewhere (or its key was revoked) meanwhile
+    readied(1000);
+    await clock.advance(31_000);
+    ready({ kind: 'ready', manifest: lease('b', 0).task.manifest, module: {} as WebAssembly.Module, moduleBytes: null, stdin: new Uint8Array(0), files: [], fetchMs: 1, compileMs: 1 });
     await until(() => controller.recentLog().some((e) => /^Dropped test b: the project no longer needs it/.test(e.text)));
     expect(preparer.prepared).toEqual(['a', 'b']); // checked: a task of a revoked key would be refused and reported
     expect(slots[0]!.jobs.map((j) => j.taskId)).toEqual(['a']); // not run

@@ -4,7 +4,7 @@
 // the server's ruling (a 4xx); all on the injected clock.
 import { describe, expect, it } from 'vitest';
 import * as ed from '@noble/ed25519';
-import { ResultOutbox } from '../../src/scheduler/result-outbox.ts';
+import { MAX_SERVER_ERRORS, ResultOutbox } from '../../src/scheduler/result-outbox.ts';
 import { ActivityLog } from '../../src/scheduler/activity-log.ts';
 import { outputDigests, resultSigningBytes } from '../../src/protocol/results.ts';
 import { fromBase64 } from '../../src/protocol/bytes.ts';
@@ -65,6 +65,30 @@ describe('ResultOutbox', () => {
     await clock.advance(0);
     expect(outbox.unsent).toBe(0);
     expect(log.recent()[0]!.text).toMatch(/The server did not take the result of t1: .*409/);
+  });
+
+  it(`gives a result up after ${MAX_SERVER_ERRORS} 5xx answers and says so in the log; a 503 now and then, or no network, never counts toward it (issue #13.9)`, async () => {
+    const { clock, server, store, outbox, log } = await setUp();
+    let answer: 'offline' | 500 | 503 | 'ok' = 'offline';
+    server.submitResult = async () => {
+      if (answer === 'offline') throw new TypeError('Failed to fetch');
+      if (answer !== 'ok') throw new HttpError(`/api/results: ${answer} internal error`, answer);
+      return 'accepted';
+    };
+    // A long time offline: kept.
+    await outbox.add({ lease: lease('t1', clock.now() + 60_000), manifest: manifest('t1'), outcome: outcome(), fetchMs: 0, compileMs: 0 });
+    await clock.advance(30 * 60_000);
+    expect(outbox.unsent).toBe(1);
+    // The server failing on it: given up at the fifth 5xx, and said.
+    answer = 500;
+    for (let i = 0; i < MAX_SERVER_ERRORS - 1; i++) {
+      await outbox.flush(true);
+      expect(outbox.unsent, `after ${i + 1} 5xx`).toBe(1);
+    }
+    await outbox.flush(true);
+    expect(outbox.unsent).toBe(0);
+    expect(store.outboxEntries.size).toBe(0);
+    expect(log.recent()[0]!.text).toMatch(new RegExp(`The server failed on the result of t1 ${MAX_SERVER_ERRORS} times \\(.*500 internal error\\): it is given up`));
   });
 
   it('posts what an earlier session left, on restore', async () => {

@@ -1,10 +1,10 @@
 // The work supply (src/scheduler/work-supply.ts): leases asked for ahead of need and kept durably,
-// renewed from the moment they are taken (issue #16: a long prepare outlived its lease), never
-// refused as replays of this device's own work, handed out oldest first; waits on the injected
-// clock only.
+// renewed while their tasks prepare and run (issue #16: a long prepare outlived its lease), never
+// refused as replays of this device's own work, handed out oldest first, lapsed ones last; waits
+// on the injected clock only.
 import { describe, expect, it } from 'vitest';
 import { WorkSupply, IDLE_POLL_MS } from '../../src/scheduler/work-supply.ts';
-import { LeaseKeeper } from '../../src/scheduler/lease-keeper.ts';
+import { LeaseKeeper, LeaseProgress } from '../../src/scheduler/lease-keeper.ts';
 import { ActivityLog } from '../../src/scheduler/activity-log.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { FakePreparer, FakeServer, lease, MemoryStore } from '../helpers/scheduler-fakes.ts';
@@ -15,13 +15,14 @@ function setUp() {
   const store = new MemoryStore();
   const preparer = new FakePreparer();
   const log = new ActivityLog(() => clock.now());
-  const keeper = new LeaseKeeper(server, store, clock, 'dev');
+  const progress = new LeaseProgress();
+  const keeper = new LeaseKeeper(server, store, clock, 'dev', progress);
   let arrivals = 0;
   const supply = new WorkSupply(server, store, keeper, preparer, clock, log.say, {
     request: () => ({ deviceId: 'dev', publicKey: 'cGs=', engines: ['wasi-preview1'] }),
     onWork: () => arrivals++,
   });
-  return { clock, server, store, preparer, log, keeper, supply, arrivals: () => arrivals };
+  return { clock, server, store, preparer, log, keeper, progress, supply, arrivals: () => arrivals };
 }
 
 describe('WorkSupply', () => {
@@ -37,16 +38,19 @@ describe('WorkSupply', () => {
     expect(supply.waiting).toBe(2);
   });
 
-  it('renews the leases it holds from the moment they arrive, not from when they run', async () => {
-    const { clock, server, supply } = setUp();
+  it('keeps the leases it holds, renewed once their tasks prepare (not while they wait), all along a long prepare', async () => {
+    const { clock, server, supply, progress } = setUp();
     server.available.push(lease('t1', clock.now() + 90_000), lease('t2', clock.now() + 90_000));
     supply.fill(1);
     await clock.advance(31_000);
-    // Neither has been taken to run, and both were renewed.
-    expect(new Set(server.callsOf('renew').map((c) => (c.body as { taskId: string }).taskId))).toEqual(new Set(['t1', 't2']));
+    // Neither has been taken to run: neither shows progress, and neither was renewed.
+    expect(server.callsOf('renew')).toEqual([]);
     const taken = supply.take()!;
-    // A lease taken to prepare for minutes is kept alive all along.
-    await clock.advance(5 * 60_000);
+    // A lease taken to prepare for minutes, its bytes arriving, is kept alive all along.
+    for (let s = 1; s <= 300; s++) {
+      progress.preparing(taken.leaseId, s * 100_000);
+      await clock.advance(1000);
+    }
     expect(taken.expiresAt).toBeGreaterThan(clock.now());
     // Answered: renewed no more.
     const renewalsOf = () => server.callsOf('renew').filter((c) => (c.body as { leaseId: string }).leaseId === taken.leaseId).length;
@@ -97,15 +101,19 @@ describe('WorkSupply', () => {
     expect(arrivals()).toBeGreaterThanOrEqual(3);
   });
 
-  it('a lease that lapsed while it waited is dropped, not run', async () => {
+  it('a lease that lapsed while it waited is still run, after the live ones; one whose envelope says its task expired is handed out for the runner to refuse', async () => {
     const { clock, store, supply } = setUp();
     const lapsing = lease('t1', clock.now() + 1000);
-    await store.addLeases([lapsing]);
-    supply.restore([lapsing]);
+    const live = lease('t2', clock.now() + 60_000);
+    const expiring = lease('t3', clock.now() + 1000, { expiresAt: clock.now() + 1500 });
+    await store.addLeases([lapsing, live, expiring]);
+    supply.restore([lapsing, live, expiring]);
     await clock.advance(2000);
+    expect(supply.take()).toBe(live);
+    expect(supply.take()).toBe(lapsing); // the server never leases t1 to this device again: this is its one chance here
+    // Its envelope is not verified yet (a tampered one may claim anything): the runner's checks refuse it, telling the server.
+    expect(supply.take()).toBe(expiring);
     expect(supply.take()).toBeNull();
-    await clock.advance(0);
-    expect(store.heldLeases.size).toBe(0);
   });
 
   it('a deferred lease is tried again after the idle poll, or at once when the network is back; said once', async () => {

@@ -44,13 +44,21 @@ const post = async (path: string, body: unknown) => (await fetch(url + path, { m
 const utf8 = (text: string) => toBase64(new TextEncoder().encode(text));
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-/** Leases every task of the batch to a new device. */
-async function leaseAll(batchId: string, count: number): Promise<{ device: TestDevice; leases: Lease[] }> {
-  const device = await TestDevice.create();
-  const { leases } = (await post(API.work, device.work(64))) as WorkResponse;
-  const mine = leases.filter((l) => l.task.manifest.batchId === batchId);
-  expect(mine).toHaveLength(count);
-  return { device, leases: mine };
+/**
+ * Leases every task of the batch to new devices (a new device is given a few leases at a time:
+ * server/store/rules.ts, NEW_DEVICE_LEASES); `devices[i]` holds `leases[i]`.
+ */
+async function leaseAll(batchId: string, count: number): Promise<{ device: TestDevice; leases: Lease[]; devices: TestDevice[] }> {
+  const leases: Lease[] = [];
+  const devices: TestDevice[] = [];
+  for (let asked = 0; leases.length < count && asked < 20; asked++) {
+    const device = await TestDevice.create();
+    const got = ((await post(API.work, device.work(64))) as WorkResponse).leases.filter((l) => l.task.manifest.batchId === batchId);
+    leases.push(...got);
+    devices.push(...got.map(() => device));
+  }
+  expect(leases).toHaveLength(count);
+  return { device: devices[0]!, leases, devices };
 }
 
 /**
@@ -66,7 +74,8 @@ async function store(device: TestDevice, lease: Lease, result: Partial<ResultSub
   const outputs = { stdout: sha256(b(submission.stdout)), stderr: sha256(b(submission.stderr)), files: submission.files.map((f) => ({ path: f.path, sha256: sha256(b(f.data)) })) };
   const bodyHash = createHash('sha256').update(canonicalJson(submission)).digest('hex');
   const digest = submission.error ? null : createHash('sha256').update(outputDigestBytes({ exitCode: submission.exitCode, truncated: submission.truncated, outputs })).digest('hex');
-  expect(await server.store.submitResult({ submission, bodyHash, outputDigest: digest })).toBe('accepted');
+  const sizes = { stdout: b(submission.stdout).length, stderr: b(submission.stderr).length, files: submission.files.reduce((n, f) => n + b(f.data).length, 0) };
+  expect(await server.store.submitResult({ submission, bodyHash, outputDigest: digest, sizes })).toBe('accepted');
 }
 
 // CLI processes (Node and tsx starting up) are slow on two busy cores.
@@ -181,10 +190,11 @@ describe('what devices write, as the owner sees it', { timeout: 120_000 }, () =>
 
   it('escapes control characters in everything a device supplied, except stdout written to files', async () => {
     await project.publish({ module: TINY_MODULE, batchId: 'escapes', tasks: [{}, {}, {}] });
-    const { device, leases } = await leaseAll('escapes', 3);
-    await store(device, leases[0]!, { stdout: utf8(`${HOSTILE}\nsecond line\n`), stderr: utf8(HOSTILE), files: [{ path: `/out/${HOSTILE.replace(/[\x00-\x1f]/g, '')}`, data: utf8(HOSTILE) }] });
-    await store(device, leases[1]!, { exitCode: null, error: { code: 'trap', message: HOSTILE } });
-    await post(API.refusals, { kind: 'task', leaseId: leases[2]!.leaseId, taskId: 'escapes-2', deviceId: device.deviceId, reason: 'bad-signature', detail: HOSTILE });
+    const { devices, leases } = await leaseAll('escapes', 3);
+    await store(devices[0]!, leases[0]!, { stdout: utf8(`${HOSTILE}\nsecond line\n`), stderr: utf8(HOSTILE), files: [{ path: `/out/${HOSTILE.replace(/[\x00-\x1f]/g, '')}`, data: utf8(HOSTILE) }] });
+    await store(devices[1]!, leases[1]!, { exitCode: null, error: { code: 'trap', message: HOSTILE } });
+    const refusal = await devices[2]!.refusal({ kind: 'task', leaseId: leases[2]!.leaseId, taskId: 'escapes-2', deviceId: devices[2]!.deviceId, reason: 'bad-signature', detail: HOSTILE });
+    expect(await post(API.refusals, refusal)).toMatchObject({ status: 'recorded' });
 
     const status = await dewgrid('status', 'escapes');
     const results = await dewgrid('results', 'escapes');
@@ -210,9 +220,9 @@ describe('what devices write, as the owner sees it', { timeout: 120_000 }, () =>
       ['the same path twice', [{ path: '/x', data: utf8('one') }, { path: '/x', data: utf8('two') }]],
     ];
     await project.publish({ module: TINY_MODULE, batchId: 'names', tasks: [{}, {}, {}, {}, {}] });
-    const { device, leases } = await leaseAll('names', 5);
-    await store(device, leases[0]!, { stdout: utf8('good'), files: [{ path: '/out/good.txt', data: utf8('good file') }] });
-    for (const [i, [, files]] of bad.entries()) await store(device, leases[i + 1]!, { stdout: utf8(`bad ${i}`), files });
+    const { devices, leases } = await leaseAll('names', 5);
+    await store(devices[0]!, leases[0]!, { stdout: utf8('good'), files: [{ path: '/out/good.txt', data: utf8('good file') }] });
+    for (const [i, [, files]] of bad.entries()) await store(devices[i + 1]!, leases[i + 1]!, { stdout: utf8(`bad ${i}`), files });
     const out = join(work, 'names-out');
     const run = await dewgrid('results', 'names', '--out', out);
     expect(run.code).toBe(3);

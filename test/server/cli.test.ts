@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type DewgridServer } from '../../server/app.ts';
-import { API, REFUSAL_TEXT, sha256Hex, toBase64, type TaskManifest, type WorkResponse } from '../../src/protocol/index.ts';
+import { API, REFUSAL_TEXT, sha256Hex, toBase64, type Lease, type TaskManifest, type WorkResponse } from '../../src/protocol/index.ts';
 import { TINY_MODULE } from '../helpers/tasks.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { closedPort, ownerHeaders } from '../helpers/server.ts';
@@ -206,7 +206,7 @@ describe('dewgrid CLI', { timeout: 120_000 }, () => {
       }
       if (deviceId === dev1) {
         const l = mine[2]!;
-        const refusal = { kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' };
+        const refusal = await device.refusal({ kind: 'task', leaseId: l.leaseId, taskId: l.task.manifest.taskId, deviceId, reason: 'module-hash-mismatch', detail: 'expected aa, got bb' });
         expect((await inject(API.refusals, refusal)).status).toBe(200);
       }
     }
@@ -214,12 +214,13 @@ describe('dewgrid CLI', { timeout: 120_000 }, () => {
     const one = await dewgrid('status', 'cli1');
     expect(one.code, one.stderr).toBe(0);
     expect(one.stdout).toMatch(/Batch cli1 \(CLI test\): 1 running, 1 done, 1 done with a non-zero exit/);
-    expect(one.stdout).toContain(`refused cli1-2 on device ${dev1}: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+    expect(one.stdout).toContain(`refused cli1-2 on new device ${dev1}: module-hash-mismatch: ${REFUSAL_TEXT['module-hash-mismatch']} (expected aa, got bb)`);
+    expect(one.stdout).toContain('  reports: 1 refusal, 1 of them from new devices');
 
     const all = await dewgrid('status');
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout.trim().split('\n')).toEqual([
-      expect.stringMatching(/^cli1 {2}CLI test {2}1 running, 1 done, 1 done with a non-zero exit {2}\(1 refusals\)$/),
+      expect.stringMatching(/^cli1 {2}CLI test {2}1 running, 1 done, 1 done with a non-zero exit {2}\(1 refusal, 1 of them from new devices\)$/),
       expect.stringMatching(/^cli2 {2}counter {2}1 running$/),
     ]);
     expect((await dewgrid('batches')).stdout).toBe(all.stdout);
@@ -353,10 +354,15 @@ describe('dewgrid CLI', { timeout: 120_000 }, () => {
     expect(run.stderr).toMatch(/\nUploading blobs and tasks: [\d.]+ KiB of [\d.]+ KiB\n/);
 
     // One of the three done: its three files are written, the others have nothing to write yet.
-    const device = await TestDevice.create();
-    const { leases } = (await inject(API.work, device.work(64))).body as WorkResponse;
-    const first = leases.find((l) => l.task.manifest.taskId === 'cliprogress-0')!;
-    expect((await inject(API.results, await device.sign({ leaseId: first.leaseId, taskId: first.task.manifest.taskId, deviceId: device.deviceId, exitCode: 0, stdout: toBase64(new TextEncoder().encode('zero')), stderr: '', files: [], truncated: { stdout: false, stderr: false, files: false }, error: null, timings: { fetchMs: 1, compileMs: 1, runMs: 1 } }))).status).toBe(200);
+    // (New devices until one is given it: a new device is given a few leases at a time, the oldest tasks first.)
+    let device: TestDevice;
+    let first: Lease | undefined;
+    for (let asked = 0; !first && asked < 20; asked++) {
+      device = await TestDevice.create();
+      first = ((await inject(API.work, device.work(64))).body as WorkResponse).leases.find((l) => l.task.manifest.taskId === 'cliprogress-0');
+    }
+    if (!first) throw new Error('cliprogress-0 was leased to none of 20 new devices');
+    expect((await inject(API.results, await device!.sign({ leaseId: first.leaseId, taskId: first.task.manifest.taskId, deviceId: device!.deviceId, exitCode: 0, stdout: toBase64(new TextEncoder().encode('zero')), stderr: '', files: [], truncated: { stdout: false, stderr: false, files: false }, error: null, timings: { fetchMs: 1, compileMs: 1, runMs: 1 } }))).status).toBe(200);
     const out = join(work, 'progress-out');
     const results = await dewgrid('results', 'cliprogress', '--out', out, '--json', '--progress');
     expect(results.code, results.stderr).toBe(3);

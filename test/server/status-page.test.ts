@@ -66,7 +66,8 @@ describe('GET /status', () => {
   });
 
   it('shows each batch with its counts and progress, active devices, and refusals with reasons, all escaped', async () => {
-    const request = await publishRequest(key, 'b1', 4);
+    // Tasks of up to half an hour: a running one renews its lease with progress every few minutes.
+    const request = await publishRequest(key, 'b1', 4, { limits: { memoryBytes: 2 ** 24, wallTimeMs: 30 * 60_000, outputBytes: 2 ** 20 } });
     request.batch.name = HOSTILE; // batch names are the publisher's free text
     await post(API.batches, request);
     const [a, b, c, d] = [await TestDevice.create(), await TestDevice.create(), await TestDevice.create(), await TestDevice.create()];
@@ -75,7 +76,7 @@ describe('GET /status', () => {
     await post(API.results, await a.sign(resultFor(first!, a.deviceId)));
     await post(API.results, await a.sign(resultFor(second!, a.deviceId, '', { code: 'trap', message: 'unreachable' })));
     const [refused] = (await leases(b, 1)).leases;
-    await post(API.refusals, { kind: 'task', leaseId: refused!.leaseId, taskId: refused!.task.manifest.taskId, deviceId: b.deviceId, reason: 'module-hash-mismatch', detail: '<script>alert("x")</script>' });
+    await post(API.refusals, await b.refusal({ kind: 'task', leaseId: refused!.leaseId, taskId: refused!.task.manifest.taskId, deviceId: b.deviceId, reason: 'module-hash-mismatch', detail: '<script>alert("x")</script>' }));
     const [running] = (await leases(c, 1)).leases; // holds a live lease: running now
 
     const page = await statusPage();
@@ -87,30 +88,34 @@ describe('GET /status', () => {
     expect(page.match(/<script>/g)).toHaveLength(1); // the page's own refresh script
 
     // One task done, one errored once (queued again), one refused once (queued again), one running: 1 of 4 finished.
-    // Columns: batch, published, progress, tasks, by state (those with tasks), quorum, refusals.
-    expect(rows(page, 'batches')).toEqual([[expect.stringContaining('b1'), '0 s ago', '25%', '4', '2 queued, 1 running, 1 done', '—', '1 module-hash-mismatch']]);
+    // Columns: batch, published, progress, tasks, by state (those with tasks), quorum, refusals, reports.
+    expect(rows(page, 'batches')).toEqual([
+      [expect.stringContaining('b1'), '0 s ago', '25%', '4', '2 queued, 1 running, 1 done', '—', '1 module-hash-mismatch', '1 error, 1 refusal; 2 from new devices'],
+    ]);
     expect(page).toContain('aria-label="1 of 4 tasks finished (25%): 1 done, 1 running"');
     // Columns: device, last seen, leases, results, errors, refusals, running now, validated credit, valid / invalid, trusted.
     expect(rows(page, 'devices').map((r) => r.join(' | '))).toEqual(
       expect.arrayContaining([
-        `${a.deviceId} | 0 s ago | 2 | 1 | 1 | 0 | 0 | 1 | 1 / 0 | no (1 valid in a row)`,
-        `${b.deviceId} | 0 s ago | 1 | 0 | 0 | 1 | 0 | 0 | 0 / 0 | no (0 valid in a row)`,
-        `${c.deviceId} | 0 s ago | 1 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 valid in a row)`,
+        `${a.deviceId} | 0 s ago | 2 | 1 | 1 | 0 | 0 | 1 | 1 / 0 | no (0 of 10 corroborated in a row)`,
+        `${b.deviceId} | 0 s ago | 1 | 0 | 0 | 1 | 0 | 0 | 0 / 0 | no (0 of 10 corroborated in a row)`,
+        `${c.deviceId} | 0 s ago | 1 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 of 10 corroborated in a row)`,
       ]),
     );
     expect(rows(page, 'devices')).toHaveLength(3);
     expect(rows(page, 'refusals')).toEqual([
-      ['0 s ago', escapeHtml(HOSTILE), refused!.task.manifest.taskId, b.deviceId, `${escapeHtml(REFUSAL_TEXT['module-hash-mismatch'])} module-hash-mismatch`, escapeHtml('<script>alert("x")</script>')],
+      ['0 s ago', escapeHtml(HOSTILE), refused!.task.manifest.taskId, `${b.deviceId} new`, `${escapeHtml(REFUSAL_TEXT['module-hash-mismatch'])} module-hash-mismatch`, escapeHtml('<script>alert("x")</script>')],
     ]);
+    // Columns: when, batch, task, device, what, message.
+    expect(rows(page, 'failures')).toEqual([['0 s ago', escapeHtml(HOSTILE), second!.task.manifest.taskId, `${a.deviceId} new`, 'the program trapped trap', 'unreachable']]);
 
-    // Sixteen minutes on, past the window: only device-c, whose long task kept renewing its lease, is still active.
+    // Sixteen minutes on, past the window: only device-c, whose long task kept renewing its lease with progress, is still active.
     for (let minute = 1; minute <= 16; minute++) {
       clock += 60_000;
-      await post(API.renew, { leaseId: running!.leaseId, taskId: running!.task.manifest.taskId, deviceId: c.deviceId });
+      expect(await post(API.renew, await c.renewal(running!, 'running', minute * 1_000_000))).toMatchObject({ expiresAt: expect.any(Number) });
     }
-    expect(rows(await statusPage(), 'devices').map((r) => r.join(' | '))).toEqual([`${c.deviceId} | 16 min ago | 0 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 valid in a row)`]);
-    // Once it stops renewing, its lease lapses (10 s of wall time and a minute's margin) and no device is active.
-    clock += 2 * 60_000;
+    expect(rows(await statusPage(), 'devices').map((r) => r.join(' | '))).toEqual([`${c.deviceId} | 16 min ago | 0 | 0 | 0 | 0 | 1 | 0 | 0 / 0 | no (0 of 10 corroborated in a row)`]);
+    // Once it stops renewing, its lease lapses (ten minutes of its run and a minute's margin) and no device is active.
+    clock += 12 * 60_000;
     const later = await statusPage();
     expect(later).toContain('<h2 id="devices-heading">Active devices</h2>');
     expect(later).not.toContain('id="devices-table"');

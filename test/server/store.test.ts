@@ -14,8 +14,12 @@ import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
 import { creditFor } from '../../src/protocol/index.ts';
+import * as rules from '../../server/store/rules.ts';
 
-const LADDER = { sqlite: 5, postgres: 2 }[TEST_ENGINE];
+/** Every task here has the 8-byte module and a 10 s wall time (test/helpers/tasks.ts): its leases' first term. */
+const firstTerm = (marginMs = rules.LEASE_MARGIN_MS) => rules.leaseTerms({ wallTimeMs: 10_000, prepareBytes: 8 }, 0, marginMs).expiresAt;
+
+const LADDER = { sqlite: 6, postgres: 3 }[TEST_ENGINE];
 
 let dataDir: string;
 let key: SigningKey;
@@ -51,7 +55,24 @@ async function answer(store: Store, device: TestDevice, lease: { leaseId: string
   const task = JSON.parse(lease.envelope) as SignedTask;
   const submission = await device.sign({ ...resultFor({ leaseId: lease.leaseId, task }, device.deviceId, stdout), work: 2_000_000 });
   const bodyHash = createHash('sha256').update(canonicalJson(submission)).digest('hex');
-  return store.submitResult({ submission, bodyHash, outputDigest: createHash('sha256').update(stdout).digest('hex') });
+  return store.submitResult({ submission, bodyHash, outputDigest: createHash('sha256').update(stdout).digest('hex'), sizes: sizesOf(stdout) });
+}
+
+const sizesOf = (stdout: string) => ({ stdout: Buffer.byteLength(stdout), stderr: 0, files: 0 });
+
+/** Two devices that earned trust the honest way: TRUST_AFTER_VALID results each, corroborated by the other. */
+async function trustedPair(store: Store): Promise<[TestDevice, TestDevice]> {
+  const pair: [TestDevice, TestDevice] = [await registered(store), await registered(store)];
+  await store.publishBatch(await batch('earn', rules.TRUST_AFTER_VALID, 2));
+  while (((await store.deviceCredit(pair[0].deviceId))?.consecutiveValid ?? 0) < rules.TRUST_AFTER_VALID) {
+    const mine = (await store.lease(pair[0].deviceId, ['wasi-preview1'], 4)).leases;
+    const theirs = (await store.lease(pair[1].deviceId, ['wasi-preview1'], mine.length)).leases;
+    for (const [i, lease] of mine.entries()) {
+      await answer(store, pair[0], lease, `r${i}`);
+      await answer(store, pair[1], theirs[i]!, `r${i}`);
+    }
+  }
+  return pair;
 }
 
 async function registered(store: Store): Promise<TestDevice> {
@@ -112,18 +133,19 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     const device = await registered(store);
     await expect(store.registerDevice(device.deviceId, (await TestDevice.create()).publicKey)).rejects.toMatchObject({ status: 403 });
     expect(await store.devicePublicKey(device.deviceId)).toBe(device.publicKey);
-    const report = { kind: 'keyset' as const, deviceId: device.deviceId, version: 3, reason: 'keyset-rollback' as const, detail: 'older' };
+    // (The route has checked the signature: the store takes it as it is.)
+    const report = { kind: 'keyset' as const, deviceId: device.deviceId, version: 3, reason: 'keyset-rollback' as const, detail: 'older', signature: '' };
     expect(await Promise.all([store.recordKeysetRefusal(report), store.recordKeysetRefusal(report)])).toEqual(expect.arrayContaining(['recorded', 'duplicate']));
     expect(await store.keysetRefusals()).toHaveLength(1);
   });
 
-  it("takes time from its clock: leases last the task's wall time plus the margin", async () => {
+  it("takes time from its clock: leases last the time to prepare and run the task plus the margin", async () => {
     const store = await open({ leaseMarginMs: 5000 });
     await store.publishBatch(await batch('t', 1));
     const device = await registered(store);
     const { leases, keysetVersion } = await store.lease(device.deviceId, ['wasi-preview1'], 4);
     expect(keysetVersion).toBe(0);
-    expect(leases.map((l) => l.expiresAt)).toEqual([clock + 10_000 + 5000]);
+    expect(leases.map((l) => l.expiresAt)).toEqual([clock + firstTerm(5000)]);
   });
 
   it("takes the database's clock without one (PostgreSQL), or the process's (SQLite)", async () => {
@@ -133,8 +155,8 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     const before = Date.now();
     const { leases } = await store.lease(device.deviceId, ['wasi-preview1'], 1);
     // One machine here: the database's clock is this process's, to within the call.
-    expect(leases[0]!.expiresAt - 70_000).toBeGreaterThanOrEqual(before - 50);
-    expect(leases[0]!.expiresAt - 70_000).toBeLessThanOrEqual(Date.now() + 50);
+    expect(leases[0]!.expiresAt - firstTerm()).toBeGreaterThanOrEqual(before - 50);
+    expect(leases[0]!.expiresAt - firstTerm()).toBeLessThanOrEqual(Date.now() + 50);
   });
 
   it('leases every task once under concurrent requests, on one store and on several sharing the database', async () => {
@@ -183,26 +205,54 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     }
   });
 
-  it('counts every error when a task\'s errors arrive at once: the task fails at the third', async () => {
+  it("judges every report when a task's reports arrive at once: new devices' errors hold it for trusted devices, a trusted device's joins them and fails it", async () => {
     const servers = TEST_ENGINE === 'postgres' ? [await open(), await open(), await open()] : [await open()];
-    const count = 6;
+    const count = rules.NEW_DEVICE_LEASES;
+    const error = async (store: Store, device: TestDevice, lease: { leaseId: string; envelope: string }) => {
+      const task = JSON.parse(lease.envelope) as SignedTask;
+      const submission = await device.sign(resultFor({ leaseId: lease.leaseId, task }, device.deviceId, '', { code: 'trap', message: 'unreachable' }));
+      return store.submitResult({ submission, bodyHash: createHash('sha256').update(canonicalJson(submission)).digest('hex'), outputDigest: null, sizes: sizesOf('') });
+    };
+    const trusted = await trustedPair(servers[0]!);
     await servers[0]!.publishBatch(await batch('errs', count));
-    // Three devices lease every task in turn, each lease lapsing before the next (a lapsed lease may still be answered while the task is queued).
+    // Three new devices lease every task in turn, each lease lapsing before the next (a lapsed lease may still be answered while the task is queued).
     const devices = [await registered(servers[0]!), await registered(servers[0]!), await registered(servers[0]!)];
     const leases: { leaseId: string; envelope: string }[][] = [];
     for (const device of devices) {
       leases.push((await servers[0]!.lease(device.deviceId, ['wasi-preview1'], count)).leases);
-      clock += 70_001;
+      clock += firstTerm() + 1;
     }
     expect(leases.map((l) => l.length)).toEqual([count, count, count]);
-    const error = async (store: Store, device: TestDevice, lease: { leaseId: string; envelope: string }) => {
-      const task = JSON.parse(lease.envelope) as SignedTask;
-      const submission = await device.sign(resultFor({ leaseId: lease.leaseId, task }, device.deviceId, '', { code: 'trap', message: 'unreachable' }));
-      return store.submitResult({ submission, bodyHash: createHash('sha256').update(canonicalJson(submission)).digest('hex'), outputDigest: null });
-    };
-    // All three errors of every task at once, each on another server.
+    // All three errors of every task at once, each on another server: every one is judged, none fails a task.
     await Promise.all(devices.flatMap((device, d) => leases[d]!.map((lease) => error(servers[d % servers.length]!, device, lease))));
+    for (const task of await servers[0]!.tasks('errs')) expect(task.state, task.taskId).toBe('queued');
+    expect((await servers[0]!.batchStatus('errs'))!.reports).toEqual({ errors: 3 * count, refusals: 0, deviceFailures: 0, fromNewDevices: 3 * count, awaitingTrust: count });
+    expect((await servers[0]!.lease((await registered(servers[0]!)).deviceId, ['wasi-preview1'], count)).leases).toEqual([]);
+    // A trusted device's errors, all at once across the servers: at the cap, it joins the new devices' majority, and every task fails.
+    const [device] = trusted;
+    const theirs = (await servers[0]!.lease(device.deviceId, ['wasi-preview1'], count)).leases;
+    expect(theirs).toHaveLength(count);
+    await Promise.all(theirs.map((lease, i) => error(servers[i % servers.length]!, device, lease)));
     for (const task of await servers[0]!.tasks('errs')) expect(task.state, task.taskId).toBe('failed');
+  });
+
+  it("holds a device to its lease allowance when it asks several servers at once", async () => {
+    const servers = TEST_ENGINE === 'postgres' ? [await open(), await open(), await open()] : [await open()];
+    await servers[0]!.publishBatch(await batch('many', 30));
+    const device = await registered(servers[0]!);
+    const got = await Promise.all(Array.from({ length: 6 }, (_, i) => servers[i % servers.length]!.lease(device.deviceId, ['wasi-preview1'], 4)));
+    expect(got.reduce((sum, g) => sum + g.leases.length, 0)).toBe(rules.NEW_DEVICE_LEASES);
+  });
+
+  it('keeps one keyset refusal per device and version under concurrent reports, and at most the bound in all', async () => {
+    const servers = TEST_ENGINE === 'postgres' ? [await open(), await open()] : [await open()];
+    const devices = await Promise.all(Array.from({ length: 12 }, () => registered(servers[0]!)));
+    const report = (d: TestDevice, detail: string) => ({ kind: 'keyset' as const, deviceId: d.deviceId, version: 5, reason: 'keyset-rollback' as const, detail, signature: '' });
+    const outcomes = await Promise.allSettled(devices.flatMap((d, i) => [servers[i % servers.length]!.recordKeysetRefusal(report(d, 'a')), servers[(i + 1) % servers.length]!.recordKeysetRefusal(report(d, 'b'))]));
+    // Of each device's two different reports on one version, one is recorded and the other a conflict.
+    expect(outcomes.filter((o) => o.status === 'fulfilled').map((o) => (o as PromiseFulfilledResult<string>).value)).toEqual(Array(12).fill('recorded'));
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason.status)).toEqual(Array(12).fill(409));
+    expect(await servers[0]!.keysetRefusals()).toHaveLength(12);
   });
 
   it('logs every task event as its change commits, cancels a batch, sweeps expired tasks, and reads tasks by id', async () => {
@@ -216,7 +266,7 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     // The second answered with exit code 1: agreed on, but the program did not succeed.
     const task = JSON.parse(leases[1]!.envelope) as SignedTask;
     const failed = await device.sign({ ...resultFor({ leaseId: leases[1]!.leaseId, task }, device.deviceId, 'no'), exitCode: 1 });
-    expect(await store.submitResult({ submission: failed, bodyHash: createHash('sha256').update(canonicalJson(failed)).digest('hex'), outputDigest: 'exit1' })).toBe('accepted');
+    expect(await store.submitResult({ submission: failed, bodyHash: createHash('sha256').update(canonicalJson(failed)).digest('hex'), outputDigest: 'exit1', sizes: sizesOf('no') })).toBe('accepted');
     expect(await store.cancelBatch('ev')).toBe(2);
     expect(await store.cancelBatch('ev')).toBe(0);
     expect(await store.cancelBatch('nope')).toBeNull();

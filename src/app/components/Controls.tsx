@@ -1,15 +1,29 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Controller, Status } from '../../scheduler/controller.ts';
 import { reportedProcessors } from '../../scheduler/processors.ts';
+import { guardStart, type StartGuard } from '../start-guard.ts';
 
 export function Controls({ controller, status }: { controller: Controller; status: Status }) {
   const maxWorkers = reportedProcessors();
+  const button = useRef<HTMLButtonElement>(null);
+  const guard = useRef<StartGuard | null>(null);
+  /** Why the last click on Start did not count, until the next click. */
+  const [refused, setRefused] = useState<string | null>(null);
+  useEffect(() => {
+    guard.current = guardStart(button.current!);
+    return () => guard.current?.disconnect();
+  }, []);
+  /** Start is the donor's lasting decision: it counts only from a click the guard vouches for (src/app/start-guard.ts). */
+  const press = async (event: MouseEvent) => {
+    if (status.running) return controller.stop();
+    setRefused(null);
+    const verdict = await guard.current!.judge(event);
+    if (verdict.counts) controller.start({ remember: true });
+    else setRefused(`That click on Start did not count: ${verdict.why}. Press Start again once it has been in view a moment.`);
+  };
   return (
     <section class="controls" aria-label="Controls">
-      <button
-        type="button"
-        class={status.running ? 'stop' : 'start'}
-        onClick={() => (status.running ? controller.stop() : controller.start())}
-      >
+      <button ref={button} type="button" class={status.running ? 'stop' : 'start'} onClick={(event) => void press(event)}>
         {status.running ? 'Stop' : 'Start'}
       </button>
       {/* Labelled by id: inside a <label>, the label would name the first labelable element, the value's <output>, not the slider. */}
@@ -40,7 +54,7 @@ export function Controls({ controller, status }: { controller: Controller; statu
         </select>
       </label>
       <p class={`state ${status.running ? status.activity.state : 'stopped'}`} role="status" data-activity={status.running ? status.activity.state : 'stopped'}>
-        {stateText(status)}
+        {!status.running && refused ? refused : stateText(status)}
       </p>
     </section>
   );

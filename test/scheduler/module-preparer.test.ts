@@ -1,0 +1,95 @@
+// ModulePreparer's progress (issue #16, item 4): what a device shows, signed, to renew a lease
+// while it prepares: bytes readied, each counted once per step (fetched, hashed, rewritten), only
+// ever growing, at most 3 times the module's and inputs' sizes (the server's bound).
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { sha256Hex, type TaskManifest } from '../../src/protocol/index.ts';
+import { ModulePreparer, PROGRESS_EVERY_BYTES, type BlobFetcher } from '../../src/scheduler/module-preparer.ts';
+import type { BlobCache } from '../../src/storage/blob-cache.ts';
+import { maxPrepareProgress } from '../../server/store/rules.ts';
+
+const module = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.wasm', import.meta.url)));
+const input = new Uint8Array(3 * PROGRESS_EVERY_BYTES + 17).fill(97);
+
+/** A server that sends each blob in 64 KiB parts, and a cache that keeps what it is given. */
+function world() {
+  const blobs = new Map<string, Uint8Array>();
+  const server: BlobFetcher & { stored: Map<string, Uint8Array> } = {
+    stored: new Map(),
+    async fetchBlob(sha256, _size, onBytes) {
+      const bytes = this.stored.get(sha256)!;
+      for (let at = 0; at < bytes.length; at += 65536) onBytes?.(Math.min(65536, bytes.length - at));
+      return bytes;
+    },
+  };
+  const cache = {
+    get: async (sha256: string) => blobs.get(sha256) ?? null,
+    getMany: async (hashes: string[]) => new Map(hashes.filter((h) => blobs.has(h)).map((h) => [h, blobs.get(h)!])),
+    put: async (sha256: string, bytes: Uint8Array) => void blobs.set(sha256, bytes),
+  } as unknown as BlobCache;
+  return { server, cache, blobs };
+}
+
+async function manifest(server: { stored: Map<string, Uint8Array> }): Promise<TaskManifest> {
+  const ref = async (bytes: Uint8Array) => {
+    const sha256 = await sha256Hex(bytes);
+    server.stored.set(sha256, bytes);
+    return { sha256, size: bytes.length };
+  };
+  return {
+    v: 1, keyId: '0'.repeat(16), taskId: 't', batchId: 'b', name: 'n', issuedAt: 0, expiresAt: Date.now() + 3600_000, engine: 'wasi-preview1',
+    module: await ref(module), args: ['wordfreq'], env: [], stdin: null, files: [{ path: '/data/in.txt', blob: await ref(input) }], preopens: ['/data'],
+    limits: { memoryBytes: 2 ** 26, wallTimeMs: 10_000, outputBytes: 2 ** 20 }, redundancy: 1,
+  };
+}
+
+describe('ModulePreparer progress', () => {
+  it('counts bytes fetched, hashed and rewritten as they go, only growing, within the server\'s bound', async () => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    const seen: number[] = [];
+    const prepared = await new ModulePreparer(server, cache, null).prepare(m, Infinity, (readied) => seen.push(readied));
+    expect(prepared.kind).toBe('ready');
+    expect(seen.length).toBeGreaterThan(3); // the large input reported while it arrived, not only at the end
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(new Set(seen).size).toBe(seen.length);
+    // Fetched and hashed: module and input; rewritten: the module.
+    expect(seen.at(-1)).toBe(3 * module.length + 2 * input.length);
+    expect(seen.at(-1)!).toBeLessThanOrEqual(maxPrepareProgress(module.length + input.length));
+  });
+
+  it('a preparation that joins a load under way (a prefetch) hears of its bytes as they arrive', async () => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    // The server sends each part a moment after the last.
+    const slow: BlobFetcher = {
+      async fetchBlob(sha256, size, onBytes) {
+        const bytes = server.stored.get(sha256)!;
+        for (let at = 0; at < bytes.length; at += 65536) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          onBytes?.(Math.min(65536, bytes.length - at));
+        }
+        return bytes.subarray(0, size);
+      },
+    };
+    const preparer = new ModulePreparer(slow, cache, null);
+    const prefetch = preparer.prefetch(m, Infinity);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const seen: number[] = [];
+    await preparer.prepare(m, Infinity, (readied) => seen.push(readied));
+    await prefetch;
+    expect(seen.length).toBeGreaterThan(3);
+    expect(seen.at(-1)).toBe(3 * module.length + 2 * input.length);
+  });
+
+  it('counts what the cache already holds at once', async () => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    const preparer = new ModulePreparer(server, cache, null);
+    await preparer.prepare(m, Infinity);
+    await new Promise((resolve) => setTimeout(resolve, 10)); // the cache's writes land
+    const seen: number[] = [];
+    await new ModulePreparer({ fetchBlob: () => Promise.reject(new Error('not fetched again')) }, cache, null).prepare(m, Infinity, (readied) => seen.push(readied));
+    expect(seen.at(-1)).toBe(3 * module.length + 2 * input.length);
+  });
+});
