@@ -67,7 +67,9 @@ describe('dashboard', () => {
     await openDashboard(page);
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1 }));
 
-    // Start from the keyboard: the first stop is the Start button.
+    // Start from the keyboard: the first stop is the Start button. A key press counts once the
+    // button has been in view for a moment (src/app/start-guard.ts), as it has for a person reading the page.
+    await page.waitForTimeout(800);
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Start');
     await page.keyboard.press('Enter');

@@ -42,6 +42,7 @@ function programs(): { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }
     { name: 'bench/syscalls', wasm: read('bench/fixtures/syscalls.wasm'), job: { args: ['syscalls', '/out/f', '200'] } },
     { name: 'bench/sha256', wasm: read('bench/fixtures/sha256.wasm'), job: { args: ['sha256', '1'] } },
     { name: 'bench/sieve', wasm: read('bench/fixtures/sieve.wasm'), job: { args: ['sieve', '200000'] } },
+    { name: 'bench/hello', wasm: read('bench/fixtures/hello.wasm'), job: { args: ['hello'] } },
     { name: 'wasi/checkpointed', wasm: read('test/fixtures/wasi/checkpointed.wasm'), job: { args: ['checkpointed', '20000'], preopens: ['/checkpoint'] } },
     { name: 'wasi/clockrand', wasm: read('test/fixtures/wasi/clockrand.wasm'), job: { args: ['clockrand'] } },
     { name: 'wasi/phases', wasm: read('test/fixtures/wasi/phases.wasm'), job: { args: ['phases', '2000000', '200000'] } },
