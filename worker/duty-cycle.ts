@@ -5,6 +5,7 @@
  * control block until the page resumes it. It also keeps the run's figures for the page.
  */
 import { sleepMs } from './sleep.ts';
+import { coreSpeedCheck } from './core-speed.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../src/protocol/throttle.ts';
 
 /** One duty cycle: short enough that a 25% task never computes more than 25 ms in a row. */
@@ -16,6 +17,11 @@ const SLICE_MS = 100;
 const PREEMPTED_MIN_MS = 0.5;
 /** So many such intervals in a row are the task's own new pace (another phase of the program), not waits. */
 const PACE_CHANGE_INTERVALS = 8;
+/**
+ * How often the core's speed is checked while computing (worker/core-speed.ts): a few ms of a
+ * fixed unit every 2 s, about 0.2% of the core. Heat builds over tens of seconds.
+ */
+const SPEED_CHECK_EVERY_MS = 2000;
 
 export class DutyCycle {
   private sliceBusy = 0;
@@ -24,10 +30,17 @@ export class DutyCycle {
   /** Work per ms of the last steady interval; 0 until there is one. */
   private steadyPace = 0;
   private slowIntervals = 0;
-  readonly progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
+  private lastSpeedCheck = performance.now();
+  readonly progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0, speedChecks: 0, speedCheckMs: 0 };
 
-  /** @param control the page's control block, or, where the page cannot share memory with its workers, a fixed throttle. */
-  constructor(private readonly control: ThrottleBlock | Throttle) {}
+  /**
+   * @param control the page's control block, or, where the page cannot share memory with its workers, a fixed throttle.
+   * @param checkSpeed times the core's fixed unit of work, ms (worker/core-speed.ts).
+   */
+  constructor(
+    private readonly control: ThrottleBlock | Throttle,
+    private readonly checkSpeed: () => number = coreSpeedCheck,
+  ) {}
 
   tick(work: number): void {
     const now = performance.now();
@@ -38,6 +51,8 @@ export class DutyCycle {
     this.lastWork = work;
     this.sliceBusy += busy;
     const block = this.control instanceof ThrottleBlock ? this.control : null;
+    // Right after computing, before any nap or pause: the core is at its working speed now.
+    if (now - this.lastSpeedCheck >= SPEED_CHECK_EVERY_MS && !block?.get().paused) this.recordSpeedCheck();
     if (block) this.progress.pausedMs += block.waitWhilePaused();
     const share = block ? block.get().cpu : (this.control as Throttle).cpu;
     if (share < 1 && this.sliceBusy >= share * SLICE_MS) {
@@ -51,6 +66,20 @@ export class DutyCycle {
     }
     block?.report(this.progress);
     this.lastTick = performance.now();
+  }
+
+  /** Checks the core's speed; the check is Dewgrid's CPU too, so it counts as busy and against the share. */
+  private recordSpeedCheck(): void {
+    const start = performance.now();
+    const unitMs = this.checkSpeed();
+    const spent = performance.now() - start;
+    if (unitMs > 0 && Number.isFinite(unitMs)) {
+      this.progress.speedChecks += 1;
+      this.progress.speedCheckMs += unitMs;
+    }
+    this.progress.busyMs += spent;
+    this.sliceBusy += spent;
+    this.lastSpeedCheck = performance.now();
   }
 
   /** Adds an interval to the steady figures unless it was slowed by a wait for the core. */

@@ -56,11 +56,18 @@ export interface RunProgress {
    * The part of `work` and `busyMs` done between yields the thread was not taken off its core in:
    * an interval much slower than the one before it (under half its pace, and 0.5 ms or longer) had
    * the thread waiting for a core another program held. Their ratio is the task's pace on a core
-   * of its own, which falls only when the core itself slows down (heat); busyMs less steadyBusyMs,
-   * over busyMs, is the share of its time other programs took (docs/scheduling.md, "Own load").
+   * of its own; busyMs less steadyBusyMs, over busyMs, is the share of its time other programs
+   * took (docs/scheduling.md, "Own load").
    */
   steadyWork: number;
   steadyBusyMs: number;
+  /**
+   * Checks of the core's speed (worker/core-speed.ts: one fixed unit of work, fastest of three
+   * timings), and their total time, ms. Their ratio rises only when the core itself slows (heat),
+   * not when the program changes pace.
+   */
+  speedChecks: number;
+  speedCheckMs: number;
 }
 
 // Int32 cells: what the page sets.
@@ -75,7 +82,9 @@ const PAUSED_MS = 5;
 const PAUSED_AT = 6;
 const STEADY_WORK = 7;
 const STEADY_BUSY = 8;
-const BYTES = 10 * 8;
+const SPEED_CHECKS = 9;
+const SPEED_CHECK_MS = 10;
+const BYTES = 11 * 8;
 
 export class ThrottleBlock {
   private readonly ints: Int32Array;
@@ -113,11 +122,13 @@ export class ThrottleBlock {
     this.floats[PAUSED_MS] = progress.pausedMs;
     this.floats[STEADY_WORK] = progress.steadyWork;
     this.floats[STEADY_BUSY] = progress.steadyBusyMs;
+    this.floats[SPEED_CHECKS] = progress.speedChecks;
+    this.floats[SPEED_CHECK_MS] = progress.speedCheckMs;
   }
 
   progress(): RunProgress {
     const f = this.floats;
-    return { work: f[WORK]!, busyMs: f[BUSY]!, napMs: f[NAP]!, pausedMs: f[PAUSED_MS]!, steadyWork: f[STEADY_WORK]!, steadyBusyMs: f[STEADY_BUSY]! };
+    return { work: f[WORK]!, busyMs: f[BUSY]!, napMs: f[NAP]!, pausedMs: f[PAUSED_MS]!, steadyWork: f[STEADY_WORK]!, steadyBusyMs: f[STEADY_BUSY]!, speedChecks: f[SPEED_CHECKS]!, speedCheckMs: f[SPEED_CHECK_MS]! };
   }
 
   /** When the worker last stopped for a pause (epoch ms, fractional), 0 if never. */

@@ -495,7 +495,7 @@ export class Controller {
 
 /** A slot whose worker could not even be made (a Worker constructor that throws): its run fails with that error. */
 function brokenSlot(error: unknown): TaskSlot {
-  const idle = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
+  const idle = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0, speedChecks: 0, speedCheckMs: 0 };
   return {
     run: () => Promise.reject(error instanceof Error ? error : new Error(String(error))),
     setThrottle: () => undefined,

@@ -9,7 +9,7 @@ import type { Settings } from './policies/settings.ts';
 import type { Signals } from './signals.ts';
 import { batteryPolicy, type BatteryState } from './policies/battery.ts';
 import { inUsePolicy, visibilityPolicy } from './policies/page.ts';
-import { heatPolicy, INITIAL_HEAT, type HeatState, type PaceWindow } from './policies/heat.ts';
+import { heatPolicy, INITIAL_HEAT, type HeatState } from './policies/heat.ts';
 import { INITIAL_LADDER, ladderPolicy, type LadderState, type Pull } from './policies/ladder.ts';
 import { OTHERS_BUSY, OTHERS_VERY_BUSY, othersFromPressure, othersFromWaits, type LoadMethod } from './policies/load.ts';
 import { decide, type Decision } from './policies/governor.ts';
@@ -35,6 +35,8 @@ export interface LoadDetails {
   othersByPressure: number;
   /** By the workers' waits for a core. */
   othersByWaits: number;
+  /** The core's speed on the check's fixed unit, as a share of the best at this limit (heat), or null before a check. */
+  coreSpeed: number | null;
 }
 
 export interface GovernorContext {
@@ -82,7 +84,7 @@ export class Governor {
   details(signals: Signals): LoadDetails {
     const method: LoadMethod = signals.pressure ? (signals.pressure.ownContributionEstimate !== null ? 'estimate' : 'accounting') : 'waits';
     const { byPressure, byWaits } = this.others;
-    return { method, pressureObserved: signals.pressureObserved, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: Math.max(byPressure, byWaits), othersByPressure: byPressure, othersByWaits: byWaits };
+    return { method, pressureObserved: signals.pressureObserved, ownShare: this.windows.at(-1)?.ownShare ?? 0, othersShare: Math.max(byPressure, byWaits), othersByPressure: byPressure, othersByWaits: byWaits, coreSpeed: this.heat.relativeSpeed };
   }
 
   /** Decides again; `now` is epoch ms. */
@@ -117,7 +119,7 @@ export class Governor {
     this.others = { byPressure, byWaits };
     const back = context.settings.backOffForOtherPrograms;
     if (back && byPressure >= OTHERS_VERY_BUSY) return { kind: 'pause', reason: 'other programs are busy' };
-    if (this.heatNow) return { kind: 'down', reason: 'device hot (slowing down)' };
+    if (this.heat.hot) return { kind: 'down', reason: 'device hot (slowing down)' };
     if (back && byPressure >= OTHERS_BUSY) return { kind: 'down', reason: 'other programs are busy' };
     // Waits alone: down to half the limit at most. Below that Dewgrid's threads no longer crowd a
     // core each (the scheduler favours a thread that naps), and two Dewgrid pages on one machine
@@ -126,11 +128,9 @@ export class Governor {
     return { kind: 'none' };
   }
 
-  private heatNow = false;
-
   /**
    * A window of Dewgrid's own computing since the last one: its share of the device, the share of
-   * its computing time spent waiting for a core, and each run's steady pace (for heat). Null when
+   * its computing time spent waiting for a core, and the core speed checks in it (for heat). Null when
    * the last window ended too recently to say anything new.
    */
   private measure(now: number, context: GovernorContext): Window | null {
@@ -146,7 +146,8 @@ export class Governor {
     let busy = 0;
     let steadyBusy = 0;
     let measured = false;
-    const paces: PaceWindow[] = [];
+    let checks = 0;
+    let checkMs = 0;
     // Dewgrid's tasks computing in this window: those whose accounting moved, and those it cannot read.
     const together = [...readings].filter(([run, progress]) => (progress ? progress.busyMs > (previous.get(run)?.busyMs ?? Infinity) : this.decision.state !== 'paused')).length;
     for (const [run, progress] of readings) {
@@ -161,11 +162,10 @@ export class Governor {
       const dSteadyBusy = Math.max(0, progress.steadyBusyMs - before.steadyBusyMs);
       busy += dBusy;
       steadyBusy += Math.min(dBusy, dSteadyBusy);
-      paces.push({ run, level, together, steadyWork: progress.steadyWork - before.steadyWork, steadyBusyMs: dSteadyBusy });
+      checks += Math.max(0, progress.speedChecks - before.speedChecks);
+      checkMs += Math.max(0, progress.speedCheckMs - before.speedCheckMs);
     }
-    const heat = heatPolicy(paces, this.heat);
-    this.heat = heat.state;
-    this.heatNow = heat.hot;
+    this.heat = heatPolicy(together > 0 ? { level, together, checks, checkMs } : null, this.heat);
     const ownShare = Math.min(1, busy / windowMs / Math.max(1, context.cores));
     const waited = measured && busy > 0 ? Math.max(0, 1 - steadyBusy / busy) : null;
     return { at: now, ownShare, waited };

@@ -159,7 +159,7 @@ export class WorkerSlot {
 
   /** The current run's figures (zeros when idle, or where the page cannot share memory with its workers). Cheap enough to poll. */
   progress(): RunProgress {
-    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
+    return this.block?.progress() ?? { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0, speedChecks: 0, speedCheckMs: 0 };
   }
 
   /** Work and computing time of this slot's ended runs; with the current run's, a total that never goes back. */

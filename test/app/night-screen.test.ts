@@ -29,7 +29,7 @@ function status(change: { charging?: boolean | null; setting?: boolean; queued?:
     limits: { cpu: 1, workers: 1 },
     settings: { ...DEFAULT_SETTINGS, keepScreenOnWhileCharging: change.setting ?? true },
     activity: change.paused ? { state: 'paused', cpu: 1, reason: 'Paused: on battery at 90%.' } : { state: 'running', cpu: 1, reason: 'Running at full speed.' },
-    load: { method: 'waits', pressureObserved: false, ownShare: 0.5, othersShare: 0, othersByPressure: 0, othersByWaits: 0 },
+    load: { method: 'waits', pressureObserved: false, ownShare: 0.5, othersShare: 0, othersByPressure: 0, othersByWaits: 0, coreSpeed: null },
     charging: change.charging === undefined ? true : change.charging,
     progress: { work: 0, busyMs: 0, lastPauseAt: 0 },
     computed: { work: 0, busyMs: 0 },

@@ -3,9 +3,12 @@
 // stopped, and the task finishes with output identical to an undisturbed run; the page says why,
 // in the words the policy chose. Signals: a navigator.getBattery stand-in, CDP compute-pressure
 // emulation, a document.visibilityState stand-in (Playwright's pages are always visible), real
-// pointer moves for "in use", and a program whose pace drops halfway (what heat looks like to the
-// yield hook's work counter). Compute Pressure, which tells other programs' load from Dewgrid's own,
-// is tested in test/alone/pressure.test.ts, with nothing else of the suite running.
+// pointer moves for "in use", and a program whose pace drops halfway by itself (which is not heat:
+// the core's speed check says the core runs as fast as before). Heat itself cannot be emulated in a
+// browser (CDP's Emulation.setCPUThrottlingRate slows a page's main thread, and refuses workers:
+// "Operation is only supported for pages, not workers"); the governor's tests drive it
+// (test/scheduler/governor.test.ts). Compute Pressure, which tells other programs' load from
+// Dewgrid's own, is tested in test/alone/pressure.test.ts, with nothing else of the suite running.
 // Chromium only: it alone has the Compute Pressure API and a way to drive it (CDP's
 // Emulation.setPressureSourceOverrideEnabled / setPressureStateOverride); Firefox and WebKit have
 // neither the API nor the Battery Status API, so there the policies run on what remains (the
@@ -170,20 +173,37 @@ describe('heat', () => {
     return { page, pressure };
   }
 
-  it('a task slowing down at the same limit (what heat looks like from inside) steps it down, said as heat', async () => {
+  it('a task that slows down by itself (a new phase of the program) is not heat: the core speed check holds, and it runs on at full speed', async () => {
     const { page } = await pressurePage();
-    // "nominal" throughout: the slowdown is the only signal, so the words must be heat's, not other programs'.
+    // "nominal" throughout, and no back-off for other programs (the suite's other files load the machine).
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, dwellSeconds: 600, backOffWhileInUse: false, backOffForOtherPrograms: false }));
-    // About six seconds of the fast loop, then the one that does the same work three times slower per probe.
+    // About six seconds of the fast loop, then the one that does the same work three times slower per
+    // probe. Judged by the task's pace (before this test), that read as heat within seconds.
     const args = ['phases', '1200000000', '400000000'];
     await publishBatch(server.url, await buildBatch({ name: 'phases', module: phases, tasks: [{ args, env: [], stdin: null, files: [], preopens: [] }], limits: { memoryBytes: 16 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 }, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at full speed\./);
-    await expectActivity(page, 'throttled', /^Running at 75%: device hot \(slowing down\)\./, 60_000);
-    expect((await status(page)).activity.cpu).toBe(0.75);
+    await page.waitForFunction(() => (window as unknown as Win).dewgrid.status().counts.running === 1, null, { timeout: 60_000 });
+    // Until the task is done, past its change of pace: every decision is full speed.
+    const seen = new Set<string>();
+    let work = 0;
+    const deadline = Date.now() + 150_000;
+    for (;;) {
+      const now = await status(page);
+      seen.add(now.activity.reason);
+      work = Math.max(work, now.progress.work);
+      if (now.counts.done >= 1) break;
+      expect(Date.now(), 'the phases task did not finish in time').toBeLessThan(deadline);
+      await page.waitForTimeout(250);
+    }
+    expect([...seen]).toEqual(['Running at full speed.']);
+    expect(work).toBeGreaterThan(0);
+    // The core's speed was checked meanwhile, and held (the settings' details say so).
+    const coreSpeed = Number(await page.locator('[data-core-speed]').getAttribute('data-core-speed'));
+    expect(coreSpeed).toBeGreaterThan(0.5);
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());
     await page.close();
-  });
+  }, 240_000);
 });
 
 function bytesOf(value: JsonBytes | null): Uint8Array {

@@ -249,12 +249,22 @@ export class FakeSlot implements TaskSlot {
 
   /**
    * The run computed for `ms` of wall time at `pace` probes per ms on its core, of which `waited`
-   * ms it spent waiting for a core another program held.
+   * ms it spent waiting for a core another program held; the core ran the speed check's unit in
+   * `unitMs` (worker/core-speed.ts, checked every 2 s of computing: larger on a slower core).
    */
-  compute(ms: number, pace: number, waited = 0): void {
+  compute(ms: number, pace: number, waited = 0, unitMs = 1): void {
     const a = this.accounting;
     const steady = ms - waited;
-    this.accounting = { ...a, work: a.work + steady * pace, busyMs: a.busyMs + ms, steadyWork: a.steadyWork + steady * pace, steadyBusyMs: a.steadyBusyMs + steady };
+    const checks = ms / 2000;
+    this.accounting = {
+      ...a,
+      work: a.work + steady * pace,
+      busyMs: a.busyMs + ms,
+      steadyWork: a.steadyWork + steady * pace,
+      steadyBusyMs: a.steadyBusyMs + steady,
+      speedChecks: a.speedChecks + checks,
+      speedCheckMs: a.speedCheckMs + checks * unitMs,
+    };
   }
 
   setThrottle(throttle: Throttle): void {
@@ -283,7 +293,7 @@ export class FakeSlot implements TaskSlot {
 }
 
 function blankProgress(): RunProgress {
-  return { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0 };
+  return { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0, speedChecks: 0, speedCheckMs: 0 };
 }
 
 /** A device identity with a fixed key (real ed25519 signatures). */

@@ -47,3 +47,38 @@ describe('steady pace (waits for a core)', () => {
     expect(p.steadyBusyMs).toBeCloseTo(p.busyMs, 6);
   });
 });
+
+describe('core speed checks (heat)', () => {
+  /** Runs a duty cycle whose speed check takes `checkMs` of the clock, ticking every ms for `ms`. */
+  function checked(ms: number, control: { cpu: number; paused: boolean }, checkMs = 3) {
+    let now = 1000;
+    vi.spyOn(performance, 'now').mockImplementation(() => now);
+    const checks: number[] = [];
+    const cycle = new DutyCycle(control, () => {
+      now += checkMs;
+      checks.push(now);
+      return 1;
+    });
+    for (let t = 0; t < ms; t++) {
+      now += 1;
+      cycle.tick(t * 100);
+    }
+    return { progress: cycle.progress, checks };
+  }
+
+  it('one every 2 s of computing, counted as Dewgrid\'s busy time but not as the task\'s steady pace', () => {
+    const { progress, checks } = checked(10_000, { cpu: 1, paused: false });
+    expect(checks.length).toBe(5);
+    expect(progress).toMatchObject({ speedChecks: 5, speedCheckMs: 5 });
+    expect(progress.busyMs).toBeCloseTo(10_000 + 5 * 3, 6);
+    expect(progress.steadyBusyMs).toBeCloseTo(10_000, 6);
+  });
+
+  it('the real check: a positive time for the unit, the fastest of three', async () => {
+    vi.restoreAllMocks();
+    const { coreSpeedCheck } = await import('../../worker/core-speed.ts');
+    const ms = coreSpeedCheck();
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeLessThan(1000);
+  });
+});

@@ -2,7 +2,7 @@
 // hysteresis edges (a minimum with a margin above it, a dwell time before any pause lifts).
 import { describe, expect, it } from 'vitest';
 import { batteryPolicy, type BatteryReading, type BatteryState } from '../../src/scheduler/policies/battery.ts';
-import { heatPolicy, INITIAL_HEAT, type HeatState, type PaceWindow } from '../../src/scheduler/policies/heat.ts';
+import { heatPolicy, INITIAL_HEAT, type HeatState, type SpeedWindow } from '../../src/scheduler/policies/heat.ts';
 import { othersFromPressure, othersFromWaits, PRESSURE_FLOOR, type PressureReading } from '../../src/scheduler/policies/load.ts';
 import { INITIAL_LADDER, ladderPolicy, type Pull } from '../../src/scheduler/policies/ladder.ts';
 import { fetchAllowance, inUsePolicy, IN_USE_BACKOFF_MS, visibilityPolicy } from '../../src/scheduler/policies/page.ts';
@@ -74,32 +74,36 @@ describe('other programs\' load', () => {
   });
 });
 
-describe('heatPolicy (thermal slowdown)', () => {
-  const window = (pace: number, level = 1000, run = 'r1'): PaceWindow => ({ run, level, together: 1, steadyWork: pace * 900, steadyBusyMs: 900 });
-  const run = (paces: (PaceWindow | null)[]) => {
+describe('heatPolicy (thermal slowdown, by the core speed check)', () => {
+  /** A window with one check of the unit at `speed` (1: 1 ms), at a limit (per mille) and number of tasks. */
+  const window = (speed: number, level = 1000, together = 1): SpeedWindow => ({ level, together, checks: 1, checkMs: 1 / speed });
+  const run = (windows: (SpeedWindow | null)[]) => {
     let state: HeatState = INITIAL_HEAT;
-    return paces.map((w) => {
-      const step = heatPolicy(w ? [w] : [], state);
-      state = step.state;
-      return step.hot;
-    });
+    return windows.map((w) => (state = heatPolicy(w, state)).hot);
   };
 
-  it('three windows in a row 20% below the best at the same limit: hot; recovery lifts it', () => {
-    expect(run([100, 100, 100, 79, 79, 79, 85, 100].map((p) => window(p)))).toEqual([false, false, false, false, false, true, false, false]);
+  it('four windows in a row under 75% of the best at the same limit: hot; recovery lifts it', () => {
+    expect(run([1, 1, 1, 0.7, 0.7, 0.7, 0.7, 0.9, 1].map((s) => window(s)))).toEqual([false, false, false, false, false, false, true, false, false]);
   });
 
-  it('the first windows only set the best (Wasm tiers up): a slow start is not heat', () => {
-    expect(run([40, 60, 100, 100, 100, 100].map((p) => window(p)))).toEqual([false, false, false, false, false, false]);
+  it('slower by under a quarter is not heat', () => {
+    expect(run(Array.from({ length: 20 }, (_, i) => window(i < 3 ? 1 : 0.78))).some((hot) => hot)).toBe(false);
   });
 
-  it('compares at the same limit only: a step down starts a new best', () => {
-    const windows = [window(100), window(100), window(100), window(70, 750), window(70, 750), window(70, 750), window(70, 750)];
-    expect(run(windows)).toEqual([false, false, false, false, false, false, false]);
+  it('the first windows only set the best (the unit not yet optimised): a slow start is not heat', () => {
+    expect(run([0.2, 0.5, 1, 1, 1, 1].map((s) => window(s)))).toEqual([false, false, false, false, false, false]);
   });
 
-  it('a window with nothing measured (paused) is no evidence', () => {
-    expect(run([window(100), window(100), window(100), window(70), window(70), window(70), null])).toEqual([false, false, false, false, false, true, false]);
+  it('compares at the same limit and number of tasks only: a step down, or a second task, starts a new best', () => {
+    expect(run([window(1), window(1), window(1), ...Array(6).fill(window(0.6, 750))])).toEqual(Array(9).fill(false));
+    expect(run([window(1), window(1), window(1), ...Array(6).fill(window(0.6, 1000, 2))])).toEqual(Array(9).fill(false));
+  });
+
+  it('a window without a check (they come every 2 s) keeps the verdict; one with nothing computing ends it', () => {
+    const noCheck: SpeedWindow = { level: 1000, together: 1, checks: 0, checkMs: 0 };
+    expect(run([window(1), window(1), window(1), window(0.6), noCheck, window(0.6), window(0.6), noCheck, window(0.6), noCheck, null])).toEqual([
+      false, false, false, false, false, false, false, false, true, true, false,
+    ]);
   });
 });
 

@@ -1,61 +1,65 @@
 /**
- * Heat, as Dewgrid sees it directly: a task's steady pace (probes per millisecond on a core of its
- * own, from the worker's accounting; waits for a core left out: that is other programs' load, see
- * load.ts) falling at the same CPU limit. A warm core runs slower, so the same work takes longer.
- * Three windows in a row more than 20% below the best pace that run showed at that limit, with as
- * many of Dewgrid's tasks computing at once, is "device hot (slowing down)". (A second task
- * starting beside the first slows both, heat or not: logical cores that are SMT siblings share one
- * core's execution units, and all cores share caches and memory. On the 2-core test machine
- * that was more than 20%, which read as heat before paces were compared this way.) The Compute
- * Pressure API is not a heat signal in Chromium: its states there are utilisation only.
+ * Heat, as Dewgrid sees it directly: the core running the same fixed unit of work more slowly
+ * (worker/core-speed.ts, checked by every busy worker every 2 s). A warm core is clocked down, so
+ * the same work takes longer. Four windows with checks in a row at under 75% of the best speed seen
+ * at the same CPU limit, with as many of Dewgrid's tasks computing at once, is "device hot
+ * (slowing down)".
+ *
+ * Why not the task's own pace (probes per busy ms), as before: a program changes pace by itself
+ * from one phase to the next, by far more than 25% (a fractal tile from points that escape at
+ * once to points that never do), and that read as heat with only Dewgrid on the machine. Why the
+ * same limit: a core that computes a quarter of the time may be clocked lower for it. Why the same
+ * number of tasks: a second task beside the first slows both, heat or not (logical cores that are
+ * SMT siblings share one core's execution units; all share caches and memory). The Compute Pressure
+ * API is no heat signal in Chromium: its states there are utilisation only (load.ts).
  */
-export interface PaceWindow {
-  /** The run (a lease id): another program has another pace. */
-  run: string;
-  /** The CPU share it ran at, per mille: the pace is compared at the same limit only. */
+
+/** The speed checks of one window, summed over the busy workers. */
+export interface SpeedWindow {
+  /** The CPU share the tasks ran at, per mille: speeds are compared at the same limit only. */
   level: number;
-  /** How many of Dewgrid's tasks computed in the window: the pace is compared at the same number only. */
+  /** How many of Dewgrid's tasks computed in the window: speeds are compared at the same number only. */
   together: number;
-  steadyWork: number;
-  steadyBusyMs: number;
+  /** Speed checks in the window, and their total time, ms (each the time of one unit of work). */
+  checks: number;
+  checkMs: number;
 }
 
 export interface HeatState {
-  /** Best pace and how many windows were seen, per run and level. */
-  best: ReadonlyMap<string, { pace: number; windows: number }>;
+  /** The best speed (units per ms) and how many windows of checks were seen, per level and number of tasks. */
+  best: ReadonlyMap<string, { speed: number; windows: number }>;
+  /** Windows with checks in a row at under SLOW of the best. */
   slowWindows: number;
+  hot: boolean;
+  /** The latest checks' speed as a share of the best at their level and number of tasks, or null before any. */
+  relativeSpeed: number | null;
 }
 
-export const INITIAL_HEAT: HeatState = { best: new Map(), slowWindows: 0 };
+export const INITIAL_HEAT: HeatState = { best: new Map(), slowWindows: 0, hot: false, relativeSpeed: null };
 
-const SLOW = 0.8;
-const WINDOWS = 3;
-/** Windows with less steady computing than this say too little. */
-const MIN_STEADY_MS = 200;
-/** A run's first windows (Wasm tiers up from a baseline compiler to an optimising one) only set its best. */
-const WARM_UP_WINDOWS = 3;
+const SLOW = 0.75;
+const WINDOWS = 4;
+/**
+ * Windows with checks at a level and number of tasks before it is judged: the first checks of a
+ * worker run before the JavaScript engine has optimised the unit.
+ */
+const WARM_UP_WINDOWS = 2;
 
-/** @returns the state, and whether the device is hot (slowing down) by now */
-export function heatPolicy(windows: readonly PaceWindow[], previous: HeatState): { state: HeatState; hot: boolean } {
-  const best = new Map<string, { pace: number; windows: number }>();
-  let slow = false;
-  let measured = false;
-  for (const w of windows) {
-    const key = `${w.run}@${w.level}x${w.together}`;
-    const before = previous.best.get(key) ?? { pace: 0, windows: 0 };
-    if (w.steadyBusyMs < MIN_STEADY_MS || !(w.steadyWork > 0)) {
-      best.set(key, before);
-      continue;
-    }
-    measured = true;
-    const pace = w.steadyWork / w.steadyBusyMs;
-    if (before.windows >= WARM_UP_WINDOWS && pace < before.pace * SLOW) slow = true;
-    best.set(key, { pace: Math.max(before.pace, pace), windows: before.windows + 1 });
-  }
-  // Keep what is known of runs at other limits (a probe back up compares with it), drop ended runs'.
-  const running = new Set(windows.map((w) => w.run));
-  for (const [key, value] of previous.best) if (!best.has(key) && running.has(key.slice(0, key.lastIndexOf('@')))) best.set(key, value);
-  const slowWindows = !measured ? previous.slowWindows : slow ? previous.slowWindows + 1 : 0;
-  // Nothing measured (paused, idle): no evidence either way, and nothing to act on.
-  return { state: { best, slowWindows }, hot: measured && slowWindows >= WINDOWS };
+/**
+ * @param window this window's checks, or null when no task computed in it (paused, idle)
+ * @returns the state; `state.hot` says whether the device is hot (slowing down) by now
+ */
+export function heatPolicy(window: SpeedWindow | null, previous: HeatState): HeatState {
+  // Nothing computing: no evidence either way, and nothing to act on.
+  if (!window || window.together === 0) return { ...previous, slowWindows: 0, hot: false };
+  // Computing, but no check fell in this window (they come every 2 s): the verdict holds.
+  if (!(window.checks > 0) || !(window.checkMs > 0)) return previous;
+  const key = `${window.level}x${window.together}`;
+  const speed = window.checks / window.checkMs;
+  const before = previous.best.get(key) ?? { speed: 0, windows: 0 };
+  const slow = before.windows >= WARM_UP_WINDOWS && speed < before.speed * SLOW;
+  const best = new Map(previous.best);
+  best.set(key, { speed: Math.max(before.speed, speed), windows: before.windows + 1 });
+  const slowWindows = slow ? previous.slowWindows + 1 : 0;
+  return { best, slowWindows, hot: slowWindows >= WINDOWS, relativeSpeed: speed / Math.max(before.speed, speed) };
 }
