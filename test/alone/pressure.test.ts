@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, CDPSession, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
+import { expectActivity, pressurePage, status } from '../helpers/governed-page.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import type { DewgridApi } from '../../src/app/api.ts';
@@ -40,20 +41,6 @@ afterAll(async () => {
   await server?.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-const status = (page: Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
-
-async function expectActivity(page: Page, state: string, reason: RegExp, timeout = 20_000): Promise<void> {
-  await page.waitForFunction(
-    ([s, r]) => {
-      const activity = (window as unknown as Win).dewgrid.status().activity;
-      return activity.state === s && new RegExp(r).test(activity.reason);
-    },
-    [state, reason.source] as const,
-    { timeout },
-  );
-  await expect.poll(() => page.locator('.state').textContent(), { timeout: 5000 }).toMatch(reason);
-}
 
 async function expectPausedInPlace(page: Page): Promise<void> {
   await page.waitForTimeout(200);
@@ -113,20 +100,8 @@ describe('real Compute Pressure, no emulation', () => {
 });
 
 describe('other programs, by Compute Pressure emulated through CDP', () => {
-  /** A page whose Compute Pressure is emulated; `pressure(state)` sets what it reads. */
-  async function pressurePage(): Promise<{ page: Page; pressure: (state: 'nominal' | 'fair' | 'serious' | 'critical') => Promise<unknown> }> {
-    const page = await browser.newPage();
-    const cdp: CDPSession = await page.context().newCDPSession(page);
-    await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
-    const pressure = (state: 'nominal' | 'fair' | 'serious' | 'critical') => cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state });
-    await pressure('nominal');
-    await page.goto(server.url);
-    await page.waitForSelector('html[data-ready="true"]');
-    return { page, pressure };
-  }
-
   it('"critical" beyond what Dewgrid itself uses pauses it, as other programs; its own share never counts; the reasons say which', async () => {
-    const { page, pressure } = await pressurePage();
+    const { page, pressure } = await pressurePage(browser, server.url);
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, cpu: 0.25, dwellSeconds: 2, backOffWhileInUse: false }));
     const tasks = Array.from({ length: 2 }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
     await publishBatch(server.url, await buildBatch({ name: 'pressure', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);

@@ -17,8 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, CDPSession, Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
+import { expectActivity, pressurePage, status } from '../helpers/governed-page.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { waitForBatch } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
@@ -48,22 +49,6 @@ afterAll(async () => {
   await server?.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-const status = (page: Page) => page.evaluate(() => (window as unknown as Win).dewgrid.status());
-
-/** Waits for the governor's state and reason, on `window.dewgrid` and in the page's state line. */
-/** @param line whether the state line shows it too (a hidden page renders nothing until it is shown) */
-async function expectActivity(page: Page, state: string, reason: RegExp, timeout = 20_000, line = true): Promise<void> {
-  await page.waitForFunction(
-    ([s, r]) => {
-      const activity = (window as unknown as Win).dewgrid.status().activity;
-      return activity.state === s && new RegExp(r).test(activity.reason);
-    },
-    [state, reason.source] as const,
-    { timeout },
-  );
-  if (line) await expect.poll(() => page.locator('.state').textContent(), { timeout: 5000 }).toMatch(reason);
-}
 
 /** The running task's work counter: still over `ms` when paused, moving when running. */
 async function workMoves(page: Page, ms = 600): Promise<boolean> {
@@ -161,20 +146,8 @@ describe('policies on a long task', () => {
 });
 
 describe('heat', () => {
-  /** A page whose Compute Pressure is emulated; `pressure(state)` sets what it reads. */
-  async function pressurePage(): Promise<{ page: Page; pressure: (state: 'nominal' | 'fair' | 'serious' | 'critical') => Promise<unknown> }> {
-    const page = await browser.newPage();
-    const cdp: CDPSession = await page.context().newCDPSession(page);
-    await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
-    const pressure = (state: 'nominal' | 'fair' | 'serious' | 'critical') => cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state });
-    await pressure('nominal');
-    await page.goto(server.url);
-    await page.waitForSelector('html[data-ready="true"]');
-    return { page, pressure };
-  }
-
   it('a task that slows down by itself (a new phase of the program) is not heat: the core speed check holds, and it runs on at full speed', async () => {
-    const { page } = await pressurePage();
+    const { page } = await pressurePage(browser, server.url);
     // "nominal" throughout, and no back-off for other programs (the suite's other files load the machine).
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, dwellSeconds: 600, backOffWhileInUse: false, backOffForOtherPrograms: false }));
     // About six seconds of the fast loop, then the one that does the same work three times slower per
