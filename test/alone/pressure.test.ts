@@ -69,7 +69,7 @@ describe('real Compute Pressure, no emulation', () => {
     await page.waitForFunction((n) => (window as unknown as Win).dewgrid.status().counts.running === n, workers, { timeout: 60_000 });
 
     // Each half second: the page's decision, and the load of every program but this browser (/proc).
-    const samples: { at: number; state: string; cpu: number; reason: string; othersCores: number }[] = [];
+    const samples: { at: number; state: string; cpu: number; reason: string; othersCores: number; coreSpeed: number | null }[] = [];
     let last = { at: performance.now(), machine: machineBusySeconds(), browser: treeSeconds() };
     const end = performance.now() + 60_000;
     while (performance.now() < end) {
@@ -78,8 +78,8 @@ describe('real Compute Pressure, no emulation', () => {
       const seconds = (now.at - last.at) / 1000;
       const othersCores = Math.max(0, now.machine - last.machine - (now.browser - last.browser)) / seconds;
       last = now;
-      const { activity } = await status(page);
-      samples.push({ at: now.at, state: activity.state, cpu: activity.state === 'paused' ? 0 : activity.cpu, reason: activity.reason, othersCores });
+      const { activity, load } = await status(page);
+      samples.push({ at: now.at, state: activity.state, cpu: activity.state === 'paused' ? 0 : activity.cpu, reason: activity.reason, othersCores, coreSpeed: load.coreSpeed });
     }
     // Every step back for the device (a pause, or a lower share than the sample before) is right only
     // if other programs did load the machine in the 5 s before it. Holding a step once taken is the
@@ -92,7 +92,11 @@ describe('real Compute Pressure, no emulation', () => {
       return othersShare < 0.15;
     });
     const othersAverage = samples.reduce((sum, s) => sum + s.othersCores, 0) / samples.length;
-    console.log(`real pressure: ${samples.filter((s) => s.state === 'running' && s.cpu === 1).length}/${samples.length} samples at full speed; other programs used ${othersAverage.toFixed(2)} cores on average`);
+    const speeds = samples.flatMap((s) => (s.coreSpeed === null ? [] : [s.coreSpeed]));
+    console.log(
+      `real pressure: ${samples.filter((s) => s.state === 'running' && s.cpu === 1).length}/${samples.length} samples at full speed; ` +
+        `other programs used ${othersAverage.toFixed(2)} cores on average; the core speed check at ${Math.min(...speeds).toFixed(2)} of its best at the least`,
+    );
     expect(unjustified.map((s) => `${s.reason} (other programs: ${s.othersCores.toFixed(2)} cores)`)).toEqual([]);
     await page.evaluate(() => (window as unknown as Win).dewgrid.stop());
     await page.close();
