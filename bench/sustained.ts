@@ -31,6 +31,8 @@ export interface SustainedPhase {
   /** Each reason the state line gave, and for how many seconds. */
   reasons: { reason: string; seconds: number }[];
   tasksDone: number;
+  /** The core speed check (heat) at its least and its median over the phase, as shares of the best; null without checks. */
+  coreSpeed: { least: number; median: number } | null;
 }
 
 export interface SustainedReport {
@@ -94,17 +96,22 @@ async function measure(page: PipePage, name: SustainedPhase['name'], seconds: nu
   const started = performance.now();
   let last = started;
   let lastReason = (await page.evaluate<Status>('window.dewgrid.status()')).activity.reason;
+  const speeds: number[] = [];
   while (performance.now() - started < seconds * 1000) {
     await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, seconds * 1000 - (performance.now() - started))));
     const now = performance.now();
     reasons.set(lastReason, (reasons.get(lastReason) ?? 0) + (now - last) / 1000);
     last = now;
-    lastReason = (await page.evaluate<Status>('window.dewgrid.status()')).activity.reason;
+    const status = await page.evaluate<Status>('window.dewgrid.status()');
+    lastReason = status.activity.reason;
+    if (status.load.coreSpeed !== null) speeds.push(status.load.coreSpeed);
   }
   const browser = window.end();
+  const sorted = speeds.sort((a, b) => a - b);
+  const coreSpeed = sorted.length ? { least: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]! } : null;
   const others = Math.max(0, (machineBusySeconds() - machine0) / browser.seconds - browser.total);
   const tasksDone = (await page.evaluate<Status>('window.dewgrid.status()')).counts.done - startDone;
-  return { name, seconds: browser.seconds, allowed, browser, others, reasons: [...reasons].map(([reason, s]) => ({ reason, seconds: s })).sort((a, b) => b.seconds - a.seconds), tasksDone };
+  return { name, seconds: browser.seconds, allowed, browser, others, reasons: [...reasons].map(([reason, s]) => ({ reason, seconds: s })).sort((a, b) => b.seconds - a.seconds), tasksDone, coreSpeed };
 }
 
 export function printSustained(r: SustainedReport): void {
@@ -114,6 +121,7 @@ export function printSustained(r: SustainedReport): void {
     console.log(`  ${p.name}, ${fmt(p.seconds, 0)} s: the browser used ${fmt(p.browser.total, 2)} cores of ${fmt(p.allowed, 2)} allowed: ${fmt(ratio, 2)}x (target >= 0.90${ratio >= 0.9 ? '' : ', MISSED'}); ${p.tasksDone} tasks done`);
     console.log(`    by thread group: ${formatCpuUse(p.browser)}`);
     console.log(`    other programs meanwhile: ${fmt(p.others, 2)} cores${p.others > 0.1 * r.cores ? ' (the machine was not idle: the figure above says little)' : ''}`);
+    if (p.coreSpeed) console.log(`    core speed check (heat): median ${fmt(p.coreSpeed.median, 2)}, least ${fmt(p.coreSpeed.least, 2)} of the best (hot: under 0.75, four windows in a row)`);
     for (const { reason, seconds } of p.reasons) console.log(`    ${fmt(seconds, 0).padStart(5)} s  ${reason}`);
   }
 }
