@@ -48,39 +48,51 @@ const FREEZE_MS = 10_000;
 const FREEZE_SETTLE_MS = 5000;
 
 /**
- * Freezes the server (SIGSTOP) at a moment it is inside a lease transaction, holding the lock of
- * the task it is about to hand out (pg_stat_activity shows its connection idle in that
- * transaction after inserting the lease), preferably while another device holds a lease on that
- * task; resolves once it is frozen so, saying which.
+ * Freezes the server (SIGSTOP) inside a lease transaction that has inserted its lease and holds
+ * the lock of the task it is handing out, preferably one another device holds a lease on too;
+ * resolves once it is frozen so (pg_stat_activity shows its connection idle in that transaction
+ * after the insert), saying which.
  */
 async function freezeMidLease(server: ServerProcess, databaseUrl: string): Promise<string> {
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
+  const app = `dewgrid ${server.pid}`;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
-    // A lease transaction that has inserted its lease and not yet committed: it holds the lock of a
-    // task that every other server, seeing no lease on it yet, would take next. (Not earlier: a
-    // task locked and then found taken meanwhile is let go of by the lease query, though its lock
-    // is held; not while a statement runs: it may be waiting for a lock itself.) The worse of such
-    // moments: another device holds a lease on that task too (a replica of a redundancy-2 task),
-    // so its result needs the frozen lock (a locked row's xmax is its locker's xid). Devices here
-    // answer at once, so that is a narrow moment: sought first, for a while, then any will do.
-    const holding = async (shared: boolean) =>
-      (
-        await admin.query(
-          `SELECT 1 FROM pg_stat_activity a JOIN tasks t ON t.xmax = a.backend_xid
-           WHERE a.application_name = $1 AND a.state = 'idle in transaction' AND a.query LIKE 'INSERT INTO leases%'
-             AND (NOT $2::boolean OR EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live'))`,
-          [`dewgrid ${server.pid}`, shared],
-        )
-      ).rowCount! > 0;
+    // Caught with a gate rather than by polling for a moment a few microseconds long (which a
+    // loaded machine made miss for 20 s): a lease's trigger writes a task event, so with
+    // task_events locked against writes a lease transaction stops inside its INSERT INTO leases,
+    // its task locked. The server is frozen while one of its own waits there; then the gate opens,
+    // the insert completes, and the transaction, which the frozen server cannot commit, holds its
+    // locks. (Not earlier in the transaction: a task locked and then found taken meanwhile is let
+    // go of by the lease query, though its lock is held.) The worse case is sought first, for a
+    // few seconds: another device holds a lease on that task too (the other replica of a
+    // redundancy-2 task), so its result needs the frozen lock (a locked row's xmax is its
+    // locker's xid).
+    const waiting = (shared: boolean) =>
+      `SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 AND a.wait_event_type = 'Lock' AND a.query LIKE 'INSERT INTO leases%'` +
+      (shared ? ` AND EXISTS (SELECT 1 FROM tasks t WHERE t.xmax = a.backend_xid AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live'))` : '');
+    const holding = `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction' AND query LIKE 'INSERT INTO leases%'`;
     const started = Date.now();
     while (Date.now() < started + 20_000) {
       const shared = Date.now() < started + 6000;
-      if (await holding(shared)) {
-        process.kill(server.pid, 'SIGSTOP');
-        if (await holding(shared)) return shared ? 'on a task another device holds a lease on' : 'on a task no one else holds'; // frozen with the locks held
-        process.kill(server.pid, 'SIGCONT'); // it had moved on already: try again
+      let caught = false;
+      await admin.query('BEGIN');
+      try {
+        await admin.query('LOCK TABLE task_events IN SHARE MODE'); // the gate: every insert waits
+        // Half a second at most: every server's leases and finished tasks wait meanwhile.
+        for (const until = Date.now() + 500; !caught && Date.now() < until; ) caught = (await admin.query(waiting(shared), [app])).rowCount! > 0;
+        if (caught) process.kill(server.pid, 'SIGSTOP');
+      } finally {
+        await admin.query('COMMIT'); // the gate opens
       }
+      if (caught) {
+        for (const until = Date.now() + 5000; Date.now() < until; await sleep(20)) {
+          if ((await admin.query(holding, [app])).rowCount! > 0) return shared ? 'on a task another device holds a lease on' : 'on a task no one else holds';
+        }
+        process.kill(server.pid, 'SIGCONT'); // not seen holding after all: try again
+      }
+      await sleep(100); // the others go on between tries
     }
     throw new Error(`server ${server.pid} was never seen inside a lease transaction`);
   } finally {
