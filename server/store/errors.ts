@@ -10,3 +10,14 @@ export class DatabaseUnavailableError extends HttpError {
     super(503, `the database is unavailable (${(cause as { code?: string }).code ?? cause.message}); try again shortly`);
   }
 }
+
+/**
+ * A write waited longer than `waitedMs` for a lock another transaction holds (on PostgreSQL: a
+ * server frozen mid-transaction, holding a task's lock): answered 503 at once, so the request's
+ * connection is freed and the client tries again shortly, when the holder has most likely woken or died.
+ */
+export class LockWaitError extends HttpError {
+  constructor(waitedMs: number) {
+    super(503, `another request has held what this one needs for over ${waitedMs} ms (a stalled server?); try again shortly`);
+  }
+}

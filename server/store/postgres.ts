@@ -11,6 +11,11 @@
  *   (lockTask), so a quorum is judged on every result, once. Devices' rows are written in one
  *   order by every writer (rules.inWriteOrder), so two quorums cannot deadlock on them.
  * - Transactions that collide anyway (a deadlock, a unique key raced) run again from the start.
+ * - No write waits long on another transaction's lock (lock_timeout, LOCK_WAIT_MS): a server frozen
+ *   mid-transaction (a long GC pause, SIGSTOP, a descheduled VM) holds its locks until it wakes, and
+ *   every request that waited on them would hold one of its server's few connections meanwhile,
+ *   retried by its client on the next server, and the next, until the pools are all waiting. The
+ *   request that waited too long is answered 503 (try again), its connection freed.
  * - One migration ladder, recorded in `dewgrid_migrations` and run under an advisory lock, so
  *   servers starting together migrate once.
  * - Time comes from the database where servers must agree on it (lease expiry, arrival order).
@@ -37,7 +42,7 @@ import type {
   TaskEventRow,
   TaskFacts,
 } from './engine.ts';
-import { DatabaseUnavailableError } from './errors.ts';
+import { DatabaseUnavailableError, LockWaitError } from './errors.ts';
 import type { FailureReport, LeasePhase, ReportCounts } from '../../src/protocol/index.ts';
 import type { CreditRow, LeaseFacts, PendingResult, Report, RunEffect } from './rules.ts';
 import { render, sql, type Sql } from './sql.ts';
@@ -216,6 +221,19 @@ const MIGRATION_LOCK = [0x64657767, 1] as const;
 /** The advisory lock the event sequencer runs under: 'dewg', 3. */
 const EVENT_SEQUENCER_LOCK = [0x64657767, 3] as const;
 
+/**
+ * The longest a write waits for a lock another transaction holds (PostgreSQL's lock_timeout, for
+ * row, advisory and every other lock). A healthy transaction holds its locks for milliseconds, a
+ * slow one on a loaded machine for some hundreds; one held longer is a transaction stalled (its
+ * server frozen), which the request must not wait out. Below a client's request timeout (4 s in
+ * the tests, test/server/cluster.test.ts), so the client hears a 503 rather than giving up on the
+ * server while its transaction goes on waiting.
+ */
+export const LOCK_WAIT_MS = 2000;
+
+/** lock_not_available: a lock wait ran past lock_timeout. */
+const LOCK_TIMEOUT = '55P03';
+
 /** SQLSTATEs of transactions that collided with another and may simply run again. */
 const RETRYABLE = new Set(['40001', '40P01', '23505']);
 const ATTEMPTS = 6;
@@ -297,6 +315,9 @@ export class PostgresEngine implements Engine {
         });
       } catch (error) {
         const code = (error as { code?: string }).code;
+        // Not run again here: the lock is held by a transaction that stalled, and running again
+        // would wait again, on this request's connection. The client tries again in a moment.
+        if (code === LOCK_TIMEOUT) throw new LockWaitError(LOCK_WAIT_MS);
         if (!(code && RETRYABLE.has(code)) || attempt === ATTEMPTS) throw isUnavailable(error) ? new DatabaseUnavailableError(error as Error) : error;
         // Collided with another server's transaction: wait a moment (longer each time, jittered) and run it again.
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * 2 ** attempt));
@@ -305,7 +326,8 @@ export class PostgresEngine implements Engine {
   }
 
   write<T>(work: (q: Queries, now: number) => Promise<T>): Promise<T> {
-    return this.transaction('BEGIN', work);
+    // One round trip: the statements of a simple query run in order. SET LOCAL ends with the transaction.
+    return this.transaction(`BEGIN; SET LOCAL lock_timeout = ${LOCK_WAIT_MS}`, work);
   }
 
   read<T>(work: (q: Queries, now: number) => Promise<T>): Promise<T> {
@@ -559,7 +581,9 @@ class PostgresQueries implements Queries {
     // a lock of the device's own (an advisory lock, in the one-key space, apart from the two-key
     // locks above), not its row's. A row lock would be waited for by every result judged against
     // the device's (judge() updates its row), and with a server frozen mid-lease those waits, each
-    // holding a task's lock and other devices' rows, would stall the fleet.
+    // holding a task's lock and other devices' rows, would stall the fleet. This lock is waited for
+    // only by the same device's next lease, and no longer than LOCK_WAIT_MS (a server frozen while
+    // leasing for the device: it hears 503 until the server wakes).
     await this.q(sql`SELECT pg_advisory_xact_lock(hashtextextended(${'dewgrid-device-leases:' + deviceId}, 0))`);
     const [device] = await this.q(sql`SELECT consecutive_valid FROM devices WHERE device_id = ${deviceId}`);
     const [row] = await this.q(sql`

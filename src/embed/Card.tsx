@@ -130,7 +130,8 @@ export function Card({ partner, options, consent, post }: CardProps) {
     stopWaiting.current = null;
     const now = current.current;
     if (now.kind === 'computing') {
-      now.controller.stop();
+      // Consent is gone: not even a result finished before it may reach the server now (it waits in the outbox).
+      now.controller.stop({ deliver: false });
       post({ type: 'stopped' });
     }
     if (now.kind === 'confirming') now.window.close();

@@ -307,6 +307,7 @@ export class Controller {
     if (options.remember) void this.parts.store.setRunning(true);
     if (this.running) return;
     this.running = true;
+    this.outbox.release();
     // A key revoked while this device was stopped must not verify the tasks it still holds.
     this.keysReady = this.parts.keys.refreshUnlessFresh(KEYSET_FRESH_MS);
     const { workers, cpu } = this.settings;
@@ -318,8 +319,13 @@ export class Controller {
     this.pump();
   }
 
-  /** Stops now: running tasks are cut short and kept, to run first on the next start. */
-  stop(): void {
+  /**
+   * Stops now: running tasks are cut short and kept, to run first on the next start. Finished
+   * results are still posted, unless `deliver: false` (consent withdrawn in the embed's card: no
+   * request may follow), when they wait in the outbox until the next start.
+   */
+  stop(options: { deliver?: boolean } = {}): void {
+    if (options.deliver === false) this.outbox.hold();
     if (!this.running) return;
     this.running = false;
     void this.parts.store.setRunning(false);

@@ -52,6 +52,8 @@ export interface FinishedRun {
 
 export class ResultOutbox {
   private flushing: Promise<void> | null = null;
+  /** Posting nothing (hold()): results wait in the outbox until release(). */
+  private held = false;
   private readonly retry: Timer;
   /** Results on this device that the server does not have yet. */
   unsent = 0;
@@ -109,10 +111,28 @@ export class ResultOutbox {
   }
 
   /**
+   * Posts nothing more from now on, until release(): the person withdrew their consent (the
+   * embed's card), after which nothing may reach the server. Results, those waiting and those
+   * finished later, stay in the outbox. A post already under way cannot be called back.
+   */
+  hold(): void {
+    this.held = true;
+    this.retry.cancel();
+  }
+
+  /** Posts again (consent given again), starting with what waited. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    void this.flush();
+  }
+
+  /**
    * Posts every result that is due; one flush at a time. Called after each result, on start, when
    * the network may be back (`ignoreBackoff`: post every waiting result now), and by its own timer.
    */
   flush(ignoreBackoff = false): Promise<void> {
+    if (this.held) return this.flushing ?? Promise.resolve();
     if (!this.flushing) {
       this.flushing = this.flushDue(ignoreBackoff).finally(() => {
         this.flushing = null;
@@ -124,6 +144,7 @@ export class ResultOutbox {
   private async flushDue(ignoreBackoff: boolean): Promise<void> {
     this.retry.cancel();
     for (const entry of await this.store.dueResults(ignoreBackoff ? Infinity : this.clock.now())) {
+      if (this.held) return; // held while this flush was posting: the rest wait (release() flushes them)
       if (!(await this.post(entry))) break; // the server is unreachable: the rest would fail the same way
     }
     // Read again, from keys only: results may have arrived while this flush was posting.
@@ -132,7 +153,7 @@ export class ResultOutbox {
       this.unsent = count;
       this.onChange();
     }
-    if (nextAttemptAt !== null) this.retry.arm(Math.max(250, nextAttemptAt - this.clock.now()));
+    if (nextAttemptAt !== null && !this.held) this.retry.arm(Math.max(250, nextAttemptAt - this.clock.now()));
   }
 
   /** Posts one result; false when the server could not be reached (it stays in the outbox). */

@@ -56,6 +56,25 @@ describe('ResultOutbox', () => {
     expect(server.results).toHaveLength(1);
   });
 
+  it('held (consent withdrawn in the embed): posts nothing, not what waited, not what finishes later, not on its timer, until released', async () => {
+    const { clock, server, outbox } = await setUp();
+    server.online = false;
+    await outbox.add({ lease: lease('t1', clock.now() + 60_000), manifest: manifest('t1'), outcome: outcome(), fetchMs: 0, compileMs: 0 });
+    const tried = server.callsOf('result').length;
+    server.online = true;
+    outbox.hold();
+    await outbox.add({ lease: lease('t2', clock.now() + 60_000), manifest: manifest('t2'), outcome: outcome(), fetchMs: 0, compileMs: 0 });
+    await outbox.flush(true);
+    await clock.advance(120_000);
+    expect(server.callsOf('result')).toHaveLength(tried);
+    expect(outbox.unsent).toBe(2);
+    outbox.release();
+    await clock.advance(0);
+    await outbox.flush();
+    expect(server.results.map((r) => r.taskId).sort()).toEqual(['t1', 't2']);
+    expect(outbox.unsent).toBe(0);
+  });
+
   it('a result the server rules on (a 4xx) leaves the outbox, and the log says so', async () => {
     const { clock, server, outbox, log } = await setUp();
     server.submitResult = async () => {

@@ -7,8 +7,9 @@
 // Every task must end done with one canonical result and the results its redundancy asks for,
 // every result must be credited once, no request may fail for good (a 5xx or a dropped connection
 // is retried, on the next server, until it succeeds), and the others must go on leasing while one
-// server sits frozen on its locks (SKIP LOCKED). Runs in the `postgres` project only, on a cluster
-// of its own (it restarts it).
+// server sits frozen on its locks (SKIP LOCKED; and a result or lease that needs one of those
+// locks is answered 503 after a bounded wait, not left waiting on its server's connection). Runs
+// in the `postgres` project only, on a cluster of its own (it restarts it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -47,31 +48,51 @@ const FREEZE_MS = 10_000;
 const FREEZE_SETTLE_MS = 5000;
 
 /**
- * Freezes the server (SIGSTOP) at a moment it is inside a lease transaction, holding the lock of
- * the task it is about to hand out (pg_stat_activity shows its connection idle in that
- * transaction after inserting the lease); resolves once it is frozen so.
+ * Freezes the server (SIGSTOP) inside a lease transaction that has inserted its lease and holds
+ * the lock of the task it is handing out, preferably one another device holds a lease on too;
+ * resolves once it is frozen so (pg_stat_activity shows its connection idle in that transaction
+ * after the insert), saying which.
  */
-async function freezeMidLease(server: ServerProcess, databaseUrl: string): Promise<void> {
+async function freezeMidLease(server: ServerProcess, databaseUrl: string): Promise<string> {
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
+  const app = `dewgrid ${server.pid}`;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
-    // A lease transaction that has inserted its lease and not yet committed: it holds the lock of a
-    // task that every other server, seeing no lease on it yet, would take next. (Not earlier: a
-    // task locked and then found taken meanwhile is let go of by the lease query, though its lock
-    // is held; not while a statement runs: it may be waiting for a lock itself.)
-    const holding = async () =>
-      (
-        await admin.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction' AND query LIKE 'INSERT INTO leases%'`, [
-          `dewgrid ${server.pid}`,
-        ])
-      ).rowCount! > 0;
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (await holding()) {
-        process.kill(server.pid, 'SIGSTOP');
-        if (await holding()) return; // frozen with the locks held
-        process.kill(server.pid, 'SIGCONT'); // it had moved on already: try again
+    // Caught with a gate rather than by polling for a moment a few microseconds long (which a
+    // loaded machine made miss for 20 s): a lease's trigger writes a task event, so with
+    // task_events locked against writes a lease transaction stops inside its INSERT INTO leases,
+    // its task locked. The server is frozen while one of its own waits there; then the gate opens,
+    // the insert completes, and the transaction, which the frozen server cannot commit, holds its
+    // locks. (Not earlier in the transaction: a task locked and then found taken meanwhile is let
+    // go of by the lease query, though its lock is held.) The worse case is sought first, for a
+    // few seconds: another device holds a lease on that task too (the other replica of a
+    // redundancy-2 task), so its result needs the frozen lock (a locked row's xmax is its
+    // locker's xid).
+    const waiting = (shared: boolean) =>
+      `SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $1 AND a.wait_event_type = 'Lock' AND a.query LIKE 'INSERT INTO leases%'` +
+      (shared ? ` AND EXISTS (SELECT 1 FROM tasks t WHERE t.xmax = a.backend_xid AND EXISTS (SELECT 1 FROM leases l WHERE l.task_id = t.task_id AND l.status = 'live'))` : '');
+    const holding = `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction' AND query LIKE 'INSERT INTO leases%'`;
+    const started = Date.now();
+    while (Date.now() < started + 20_000) {
+      const shared = Date.now() < started + 6000;
+      let caught = false;
+      await admin.query('BEGIN');
+      try {
+        await admin.query('LOCK TABLE task_events IN SHARE MODE'); // the gate: every insert waits
+        // Half a second at most: every server's leases and finished tasks wait meanwhile.
+        for (const until = Date.now() + 500; !caught && Date.now() < until; ) caught = (await admin.query(waiting(shared), [app])).rowCount! > 0;
+        if (caught) process.kill(server.pid, 'SIGSTOP');
+      } finally {
+        await admin.query('COMMIT'); // the gate opens
       }
+      if (caught) {
+        for (const until = Date.now() + 5000; Date.now() < until; await sleep(20)) {
+          if ((await admin.query(holding, [app])).rowCount! > 0) return shared ? 'on a task another device holds a lease on' : 'on a task no one else holds';
+        }
+        process.kill(server.pid, 'SIGCONT'); // not seen holding after all: try again
+      }
+      await sleep(100); // the others go on between tries
     }
     throw new Error(`server ${server.pid} was never seen inside a lease transaction`);
   } finally {
@@ -139,13 +160,13 @@ describe('three task servers on one PostgreSQL', () => {
           frozenAt = cycles;
           const frozen = servers[0]!;
           frozenOver = start(async () => {
-            await freezeMidLease(frozen, databaseUrl);
+            const how = await freezeMidLease(frozen, databaseUrl);
             await new Promise((resolve) => setTimeout(resolve, FREEZE_SETTLE_MS));
             const before = cycleCount;
             await new Promise((resolve) => setTimeout(resolve, FREEZE_MS - FREEZE_SETTLE_MS));
             whileFrozen = cycleCount - before;
             process.kill(frozen.pid, 'SIGCONT');
-            events.push(`server ${frozen.pid} frozen mid-lease for ${FREEZE_MS} ms: ${whileFrozen} cycles in its last ${FREEZE_MS - FREEZE_SETTLE_MS} ms`);
+            events.push(`server ${frozen.pid} frozen mid-lease (${how}) for ${FREEZE_MS} ms: ${whileFrozen} cycles in its last ${FREEZE_MS - FREEZE_SETTLE_MS} ms`);
           });
         }
         if (restartedAt < 0 && frozenAt > 0 && cycles >= (3 * SLOTS) / 4) {
@@ -172,7 +193,9 @@ describe('three task servers on one PostgreSQL', () => {
     // While one server sat frozen on the locks of the tasks it was handing out, the others went on
     // leasing: they pass locked tasks over (SKIP LOCKED). Were they to wait for those locks, no
     // device would get a new lease until the freeze ended: each could at most finish the cycle it
-    // was in, DEVICES cycles in all (and most of those before the count starts).
+    // was in, DEVICES cycles in all (and most of those before the count starts). Were a result
+    // for the frozen task (or the frozen device's next lease) to wait without bound, each retry of
+    // it would leave one more connection waiting, until the servers' pools were all waiting too.
     expect(whileFrozen, events.join('; ')).toBeGreaterThan(DEVICES);
     expect(report.retried.length, 'requests retried').toBeGreaterThan(0);
     // No request failed for good: every 5xx and dropped connection was retried until it succeeded.

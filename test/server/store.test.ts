@@ -7,9 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import pg from 'pg';
 import { canonicalJson, type SignedTask } from '../../src/protocol/index.ts';
 import { openStore, StoreError, type OpenStoreOptions, type Store } from '../../server/store/index.ts';
 import { freshStore, TEST_ENGINE } from '../helpers/engine.ts';
+import { LOCK_WAIT_MS } from '../../server/store/postgres.ts';
 import { writeKey, type SigningKey } from '../helpers/server.ts';
 import { TestDevice } from '../helpers/device.ts';
 import { publishRequest, resultFor } from '../helpers/tasks.ts';
@@ -242,6 +244,48 @@ describe(`the store on ${TEST_ENGINE}`, () => {
     const device = await registered(servers[0]!);
     const got = await Promise.all(Array.from({ length: 6 }, (_, i) => servers[i % servers.length]!.lease(device.deviceId, ['wasi-preview1'], 4)));
     expect(got.reduce((sum, g) => sum + g.leases.length, 0)).toBe(rules.NEW_DEVICE_LEASES);
+  });
+
+  it.runIf(TEST_ENGINE === 'postgres')('answers 503 soon, rather than waiting, where a server frozen mid-lease holds the locks a request needs', async () => {
+    // Test/server/cluster.test.ts freezes a server (SIGSTOP) inside a lease transaction for 10 s:
+    // its task's row lock and its device's lease lock are held until it wakes. A request that waited
+    // for them would hold a connection of its server meanwhile, and its client, timing out, would
+    // try the next server and wait there too, until every pool was waiting.
+    const servers = [await open(), await open()];
+    await servers[0]!.publishBatch(await batch('frozen', 2, 2));
+    const [holder, leasing, other] = [await registered(servers[0]!), await registered(servers[0]!), await registered(servers[0]!)];
+    const [held] = (await servers[0]!.lease(holder.deviceId, ['wasi-preview1'], 1)).leases;
+    const heldTask = (JSON.parse(held!.envelope) as SignedTask).manifest.taskId;
+    // The frozen lease transaction, for device `leasing`, stopped after taking what a lease takes:
+    // the device's lease lock (leaseContext) and the row of the task it is handing out, the one
+    // `holder` holds the other replica of (leaseCandidates, FOR UPDATE).
+    const frozen = new pg.Client({ connectionString: options.databaseUrl });
+    await frozen.connect();
+    try {
+      await frozen.query('BEGIN');
+      await frozen.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dewgrid-device-leases:${leasing.deviceId}`]);
+      await frozen.query('SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE', [heldTask]);
+      /** How `promise` settles, or 'still waiting' after the bound. */
+      const within = <T>(promise: Promise<T>) =>
+        Promise.race([
+          promise.then((value) => ({ value }), (error: { status?: number }) => ({ status: error.status })),
+          new Promise((resolve) => setTimeout(() => resolve('still waiting'), LOCK_WAIT_MS + 3000)),
+        ]);
+      // The result on the frozen lease's task, and the same device's next lease on another server: a 503, soon.
+      const started = Date.now();
+      expect(await within(answer(servers[1]!, holder, held!))).toEqual({ status: 503 });
+      expect(await within(servers[1]!.lease(leasing.deviceId, ['wasi-preview1'], 1))).toEqual({ status: 503 });
+      expect(Date.now() - started).toBeLessThan(2 * LOCK_WAIT_MS + 3000);
+      // Another device leases meanwhile, passing the locked task over (SKIP LOCKED).
+      const got = (await servers[1]!.lease(other.deviceId, ['wasi-preview1'], 2)).leases;
+      expect(got.map((l) => (JSON.parse(l.envelope) as SignedTask).manifest.taskId)).toEqual(['frozen-1']);
+    } finally {
+      await frozen.query('ROLLBACK'); // the frozen server died: its transaction is rolled back
+      await frozen.end();
+    }
+    // Once it is gone, what was refused goes through.
+    expect(await answer(servers[1]!, holder, held!)).toBe('accepted');
+    expect((await servers[1]!.lease(leasing.deviceId, ['wasi-preview1'], 1)).leases).toHaveLength(1);
   });
 
   it('keeps one keyset refusal per device and version under concurrent reports, and at most the bound in all', async () => {
