@@ -423,10 +423,10 @@ describe('the embed on a partner site', () => {
         document.dispatchEvent(new Event('visibilitychange'));
       }, hidden);
     await setHidden(true);
-    await expect.poll(() => frame.getByRole('status').textContent()).toMatch(/^Paused: the page around this card is hidden\./);
-    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (paused)');
+    await expect.poll(() => frame.getByRole('status').textContent(), { timeout: 20_000 }).toMatch(/^Paused: the page around this card is hidden\./);
+    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text, { timeout: 20_000 }).toBe('progress: 0 done, 1 running, 0 failed (paused)');
     await setHidden(false);
-    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text).toBe('progress: 0 done, 1 running, 0 failed (running)');
+    await expect.poll(async () => (await partnerLog(page)).at(-1)?.text, { timeout: 20_000 }).toBe('progress: 0 done, 1 running, 0 failed (running)');
 
     await withdrawButton(frame).click();
     const stoppedAt = Date.now() + 200;
