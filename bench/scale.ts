@@ -6,7 +6,8 @@
  * deployment from; which part spends most is the bottleneck.
  *
  * DEWGRID_BENCH_BASELINE=/path/to/another/checkout also runs that tree's server on SQLite,
- * alternating with this one's (to compare a change against the tree before it, in one run).
+ * alternating with this one's (to compare a change against the tree before it, in one run), for
+ * DEWGRID_BENCH_ROUNDS rounds (default 3; on a shared machine more rounds steady the medians).
  * DEWGRID_BENCH_PG_SETTINGS="name=value ..." adds PostgreSQL settings (default: its own, durable).
  * DEWGRID_BENCH_SERVER_FLAGS="--cpu-prof --cpu-prof-dir=DIR" passes flags to the server processes
  * (a profile of each, to see where a server's time goes: bench/profile.ts sums one up).
@@ -117,21 +118,24 @@ async function measure(setup: Setup, clients: number, cycles: number): Promise<S
 export async function benchScale(onRow: (row: ScaleRow) => void = () => undefined, clients = 32, cycles = Number(process.env.DEWGRID_BENCH_CYCLES ?? 6000)): Promise<ScaleRow[]> {
   const baseline = process.env.DEWGRID_BENCH_BASELINE;
   const rows: ScaleRow[] = [];
-  // SQLite: this tree (and the baseline tree, alternating, twice each: the medians are reported).
+  // SQLite: this tree (and the baseline tree, alternating, `rounds` times each: the medians are reported).
   const sqlite: Setup[] = [{ label: 'SQLite, 1 server', engine: 'sqlite', env: {}, servers: 1 }];
   if (baseline) sqlite.push({ label: `SQLite, 1 server (${baseline})`, engine: 'sqlite', env: {}, servers: 1, tree: baseline });
   const only = process.env.DEWGRID_BENCH_ONLY;
+  const rounds = baseline ? Number(process.env.DEWGRID_BENCH_ROUNDS ?? 3) : 1;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`DEWGRID_BENCH_ROUNDS must be a whole number of rounds, at least 1 (got "${process.env.DEWGRID_BENCH_ROUNDS}")`);
   const runs = new Map<string, ScaleRow[]>();
-  for (let round = 0; only !== 'postgres' && round < (baseline ? 2 : 1); round++) {
+  for (let round = 0; only !== 'postgres' && round < rounds; round++) {
     for (const setup of sqlite) {
       const row = await measure(setup, clients, cycles);
-      if (baseline) console.log(`    (round ${round + 1}) ${row.label}: ${fmt(row.cyclesPerSecond, 0)} cycles/s`);
+      if (baseline) console.log(`    (round ${round + 1}) ${row.label}: ${fmt(row.cyclesPerSecond, 0)} cycles/s, server CPU ${fmt(row.cpu.servers, 2)} ms/cycle`);
       runs.set(setup.label, [...(runs.get(setup.label) ?? []), row]);
     }
   }
   for (const [, measured] of runs) {
     const middle = [...measured].sort((a, b) => a.cyclesPerSecond - b.cyclesPerSecond)[Math.floor((measured.length - 1) / 2)]!;
-    rows.push({ ...middle, cyclesPerSecond: median(measured.map((r) => r.cyclesPerSecond)) });
+    const cpu = { ...middle.cpu, servers: median(measured.map((r) => r.cpu.servers)), devices: median(measured.map((r) => r.cpu.devices)) };
+    rows.push({ ...middle, cyclesPerSecond: median(measured.map((r) => r.cyclesPerSecond)), cpu });
     onRow(rows.at(-1)!);
   }
 

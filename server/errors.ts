@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import * as v from 'valibot';
-import { parse, type ApiError } from '../src/protocol/index.ts';
+import { parse, type ApiError, type Parsed } from '../src/protocol/index.ts';
 
 const ERROR_CODES: Record<number, string> = {
   400: 'bad-request',
@@ -41,15 +41,20 @@ export function fail(reply: FastifyReply, status: number, message: string): Fast
   return reply.code(status).send(errorBody(status, message));
 }
 
+const bodySchemas = new WeakMap<v.GenericSchema, v.GenericSchema>();
+
 /**
  * Validates a request body against a protocol schema.
  * @throws HttpError 400 whose message names the first bad field, as `body.tasks.3.manifest.limits.wallTimeMs: ...`.
  */
 export function bodyOf<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
   // Wrapping the body gives every message a path, even when the body itself is the wrong type.
-  const parsed = parse(v.object({ body: schema }), { body: input });
+  // The wrapper is made once per schema, not on every request.
+  let wrapped = bodySchemas.get(schema);
+  if (!wrapped) bodySchemas.set(schema, (wrapped = v.object({ body: schema })));
+  const parsed = parse(wrapped, { body: input }) as Parsed<{ body: v.InferOutput<S> }>;
   if (!parsed.ok) throw new HttpError(400, parsed.message);
-  return parsed.value.body as v.InferOutput<S>;
+  return parsed.value.body;
 }
 
 /** JSON bodies only: the message of a malformed body says where JSON.parse gave up. */

@@ -191,39 +191,43 @@ export function deviceRoutes(app: FastifyInstance, store: Store, keysets: Keyset
     return { expiresAt: await store.renewLease(renewal) };
   });
 
-  // An address whose results keep being refused waits before its next body is even read.
-  app.addHook('onRequest', async (request) => {
-    if (request.method === 'POST' && request.url.split('?')[0] === API.results) addressStrikes.check(`address ${request.ip}`, '');
-  });
-
   // Binary results (docs/protocol.md): the outputs' bytes after a JSON head, not base64 in JSON.
   app.addContentTypeParser(RESULT_BODY_TYPE, { parseAs: 'buffer', bodyLimit: options.resultBodyLimit }, (_request, body, done) => done(null, body));
 
-  app.post(API.results, { bodyLimit: options.resultBodyLimit }, async (request) => {
-    let verified: ResultSubmission | null = null;
-    try {
-      const { submission: result, outputs, sizes } = Buffer.isBuffer(request.body) ? binaryResult(request.body) : jsonResult(request.body);
-      perDevice.take(result.deviceId, `device ${result.deviceId}`);
-      deviceStrikes.check(result.deviceId, result.leaseId);
-      checkResultSignature(result, await keyOf(result.deviceId), outputs);
-      verified = result;
-      const bad = outputPathProblem(result.files.map((f) => f.path));
-      if (bad) throw new HttpError(400, `files.${bad.index}.path: ${bad.message}`);
-      // The same result posted again hashes the same, whatever its key order or whitespace.
-      const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');
-      const digest = result.error ? null : sha256(outputDigestBytes({ exitCode: result.exitCode, truncated: result.truncated, outputs }));
-      return { status: await store.submitResult({ submission: result, bodyHash, outputDigest: digest, sizes }) };
-    } catch (error) {
-      // A refused result counts against its address, and against its device and lease once it is
-      // known to be theirs (signed): a late one (410) is honest, and a 429 is already a wait.
-      const status = (error as { status?: number }).status ?? 500;
-      if (status >= 400 && status < 500 && status !== 410 && status !== 429) {
-        addressStrikes.strike(`address ${request.ip}`, '');
-        if (verified) deviceStrikes.strike(verified.deviceId, verified.leaseId);
+  app.post(
+    API.results,
+    {
+      bodyLimit: options.resultBodyLimit,
+      // An address whose results keep being refused waits before its next body is even read (a
+      // hook of this route alone: the other requests do not pay for it).
+      onRequest: async (request) => addressStrikes.check(`address ${request.ip}`, ''),
+    },
+    async (request) => {
+      let verified: ResultSubmission | null = null;
+      try {
+        const { submission: result, outputs, sizes } = Buffer.isBuffer(request.body) ? binaryResult(request.body) : jsonResult(request.body);
+        perDevice.take(result.deviceId, `device ${result.deviceId}`);
+        deviceStrikes.check(result.deviceId, result.leaseId);
+        checkResultSignature(result, await keyOf(result.deviceId), outputs);
+        verified = result;
+        const bad = outputPathProblem(result.files.map((f) => f.path));
+        if (bad) throw new HttpError(400, `files.${bad.index}.path: ${bad.message}`);
+        // The same result posted again hashes the same, whatever its key order or whitespace.
+        const bodyHash = createHash('sha256').update(canonicalJson(result)).digest('hex');
+        const digest = result.error ? null : sha256(outputDigestBytes({ exitCode: result.exitCode, truncated: result.truncated, outputs }));
+        return { status: await store.submitResult({ submission: result, bodyHash, outputDigest: digest, sizes }) };
+      } catch (error) {
+        // A refused result counts against its address, and against its device and lease once it is
+        // known to be theirs (signed): a late one (410) is honest, and a 429 is already a wait.
+        const status = (error as { status?: number }).status ?? 500;
+        if (status >= 400 && status < 500 && status !== 410 && status !== 429) {
+          addressStrikes.strike(`address ${request.ip}`, '');
+          if (verified) deviceStrikes.strike(verified.deviceId, verified.leaseId);
+        }
+        throw error;
       }
-      throw error;
-    }
-  });
+    },
+  );
 
   app.post(API.refusals, async (request) => {
     const report = bodyOf(RefusalReport, request.body);
