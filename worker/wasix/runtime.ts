@@ -7,7 +7,7 @@
 import * as Comlink from 'comlink';
 import { outputDigests } from '../../src/protocol/results.ts';
 import type { Wasmer } from '@wasmer/sdk/browser';
-import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
+import { failedOutcome, outputBlob, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 
 /** Where the build puts the SDK (vite.config.ts, `shipWasmerSdk`). */
 export const WASMER_SDK_PATH = '/wasmer-sdk/';
@@ -65,7 +65,7 @@ const api: WorkerApi = {
         error: null,
         runMs,
         work: null, // the SDK runs the module as it is: no probes, no count
-        blobs: { stdout: new Blob([stdout as Uint8Array<ArrayBuffer>]), stderr: new Blob([stderr as Uint8Array<ArrayBuffer>]), files: [] },
+        blobs: { stdout: outputBlob(stdout), stderr: outputBlob(stderr), files: [] },
         digests: await outputDigests({ stdout, stderr, files: [] }),
       };
       const buffers = new Set([stdout.buffer, stderr.buffer]);
