@@ -2,9 +2,9 @@
  * Instantiates a compiled WASI command and runs it to completion. Runs in a worker in the
  * browser, and in Node for tests and benchmarks: it uses no DOM and no Node API.
  */
-import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../src/protocol/worker-api.ts';
+import { failedOutcome, outputBlob, type WorkerJob, type WorkerOutcome } from '../src/protocol/worker-api.ts';
 import type { RunErrorCode } from '../src/protocol/schema.ts';
-import { Wasi } from './wasi/index.ts';
+import { Wasi, WASI_MODULE } from './wasi/index.ts';
 import { shimBudgetBytes } from './wasi/budget.ts';
 import { DutyCycle } from './duty-cycle.ts';
 import { BUDGET_EXPORT, INITIAL_ALLOWANCE, ThrottleBlock, workDone, YIELD_IMPORT } from '../src/protocol/throttle.ts';
@@ -21,7 +21,8 @@ export function runJob(job: WorkerJob): WorkerOutcome {
   const started = performance.now();
   const failure = (code: RunErrorCode, message: string) => failedOutcome(code, message, performance.now() - started);
 
-  const importedMemory = WebAssembly.Module.imports(job.module).find((i) => i.kind === 'memory');
+  const moduleImports = WebAssembly.Module.imports(job.module);
+  const importedMemory = moduleImports.find((i) => i.kind === 'memory');
   if (importedMemory) {
     return failure('link', `the module imports memory (${importedMemory.module}.${importedMemory.name}); a WASI command defines its own`);
   }
@@ -72,6 +73,9 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       // postMessage from inside a synchronous run is fine: the page receives it while this worker computes.
       onCheckpoint: job.checkpoints ? (file) => job.checkpoints!.postMessage(file, [file.data.buffer as ArrayBuffer]) : undefined,
     },
+    // Only the calls the module imports get the hook's wrapper: wrapping all of them took about
+    // 0.05-0.1 ms of each run, a fifth of a small program's (docs/benchmarks.md (l)).
+    moduleImports.filter((i) => i.module === WASI_MODULE && i.kind === 'function').map((i) => i.name),
   );
 
   let instance: WebAssembly.Instance;
@@ -81,7 +85,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
   } catch (error) {
     // Name what is missing rather than the engine's "Import #0" wording.
     const provided = imports as Record<string, Record<string, unknown>>;
-    const missing = WebAssembly.Module.imports(job.module).filter((i) => provided[i.module]?.[i.name] === undefined);
+    const missing = moduleImports.filter((i) => provided[i.module]?.[i.name] === undefined);
     if (missing.length) {
       const names = missing.map((i) => `${i.module}.${i.name} (${i.kind})`).join(', ');
       return failure('link', `the module imports ${names}, which a WASI preview1 host does not provide`);
@@ -108,11 +112,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       runMs: performance.now() - started,
       work: budget ? workSoFar() : null,
       progress: { ...dutyCycle.progress },
-      blobs: {
-        stdout: new Blob([result.stdout as Uint8Array<ArrayBuffer>]),
-        stderr: new Blob([result.stderr as Uint8Array<ArrayBuffer>]),
-        files: result.files.map((f) => new Blob([f.data as Uint8Array<ArrayBuffer>])),
-      },
+      blobs: { stdout: outputBlob(result.stdout), stderr: outputBlob(result.stderr), files: result.files.map((f) => outputBlob(f.data)) },
       digests: null, // hashed by the worker runtime (worker/runtime.ts), as hashing is asynchronous
     };
   } catch (error) {

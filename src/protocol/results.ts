@@ -7,6 +7,7 @@
 import { CHECKPOINT_DIR } from './api.ts';
 import { sha256, sha256Hex, toHex, utf8 } from './bytes.ts';
 import { canonicalJson } from './canonical-json.ts';
+import { sha256HexSync } from './sha256-small.ts';
 import type { ResultHead, ResultSubmission } from './schema.ts';
 
 export const RESULT_SIGNING_DOMAIN = 'dewgrid/result/v1\n';
@@ -26,9 +27,21 @@ export interface OutputDigests {
 /** SHA-256 of no bytes: the digest of an empty output. */
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
+/**
+ * Outputs up to this many bytes are hashed here, synchronously (src/protocol/sha256-small.ts): for
+ * them WebCrypto's trip to another thread and back takes longer than the hashing.
+ */
+export const SMALL_DIGEST_BYTES = 4096;
+
+/** SHA-256 (hex) of one output: none for an empty one, in JavaScript for a small one, else WebCrypto's. */
+function outputDigest256(bytes: Uint8Array): string | Promise<string> {
+  if (bytes.length === 0) return EMPTY_SHA256;
+  return bytes.length <= SMALL_DIGEST_BYTES ? sha256HexSync(bytes) : sha256Hex(bytes);
+}
+
 export async function outputDigests(outputs: { stdout: Uint8Array; stderr: Uint8Array; files: { path: string; data: Uint8Array }[] }): Promise<OutputDigests> {
-  // All at once: WebCrypto hashes each off the calling thread, so they overlap.
-  const [stdout, stderr, ...files] = await Promise.all([outputs.stdout, outputs.stderr, ...outputs.files.map((f) => f.data)].map(sha256Hex));
+  // All at once: WebCrypto hashes each large one off the calling thread, so they overlap.
+  const [stdout, stderr, ...files] = await Promise.all([outputs.stdout, outputs.stderr, ...outputs.files.map((f) => f.data)].map(outputDigest256));
   return { stdout: stdout!, stderr: stderr!, files: outputs.files.map((f, i) => ({ path: f.path, sha256: files[i]! })) };
 }
 

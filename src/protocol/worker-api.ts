@@ -1,5 +1,5 @@
 /**
- * The page <-> worker RPC (over Comlink). The worker implements WorkerApi; the page calls it.
+ * The page <-> worker RPC (src/protocol/worker-channel.ts). The worker implements WorkerApi; the page calls it.
  * Both sides import this file, and only this file, from each other's world.
  */
 import type { Engine, RunErrorCode } from './schema.ts';
@@ -52,16 +52,27 @@ export interface WorkerOutcome {
    */
   progress?: RunProgress;
   /**
-   * The outputs' bytes in Blobs, made by the worker: a Blob crosses to the page, into IndexedDB
-   * and into the binary request body (RESULT_BODY_TYPE) by reference, so the page's main thread
-   * neither copies nor encodes megabytes of output.
+   * The large outputs' bytes in Blobs, made by the worker: a Blob crosses to the page, into
+   * IndexedDB and into the binary request body (RESULT_BODY_TYPE) by reference, so the page's main
+   * thread neither copies nor encodes megabytes of output. null for an output under
+   * OUTPUT_BLOB_MIN_BYTES: the page keeps its bytes (`stdout`, `stderr`, `files`) as they are,
+   * since making a Blob costs more than a small output's copy (about 0.7 ms each in a Chromium
+   * worker, most of a small task's run; docs/benchmarks.md (l)).
    */
-  blobs: { stdout: Blob; stderr: Blob; files: Blob[] };
+  blobs: { stdout: Blob | null; stderr: Blob | null; files: (Blob | null)[] };
   /**
    * SHA-256 of each output, for the signed result: hashed in the worker, off the page's main
    * thread. null where the run was synchronous and nothing hashed them yet (runJob in Node).
    */
   digests: OutputDigests | null;
+}
+
+/** Outputs of this many bytes or more also go to the page in a Blob (WorkerOutcome.blobs). */
+export const OUTPUT_BLOB_MIN_BYTES = 64 * 1024;
+
+/** An output's Blob for WorkerOutcome.blobs: made for a large output only. */
+export function outputBlob(bytes: Uint8Array): Blob | null {
+  return bytes.length >= OUTPUT_BLOB_MIN_BYTES ? new Blob([bytes as Uint8Array<ArrayBuffer>]) : null;
 }
 
 export interface WorkerApi {
@@ -80,7 +91,7 @@ export function failedOutcome(code: RunErrorCode, message: string, runMs: number
     error: { code, message },
     runMs,
     work: null,
-    blobs: { stdout: new Blob(), stderr: new Blob(), files: [] },
+    blobs: { stdout: null, stderr: null, files: [] },
     digests: { stdout: EMPTY_SHA256, stderr: EMPTY_SHA256, files: [] },
   };
 }

@@ -9,7 +9,7 @@ import type { Lease, TaskManifest } from '../protocol/schema.ts';
 import { outputDigests, resultSigningBytes } from '../protocol/results.ts';
 import { toBase64 } from '../protocol/bytes.ts';
 import type { WorkerOutcome } from '../protocol/worker-api.ts';
-import type { OutboxEntry, StoredSubmission } from '../storage/db.ts';
+import type { OutboxEntry, StoredOutput, StoredSubmission } from '../storage/db.ts';
 import type { Say } from './activity-log.ts';
 import { Timer, type Clock } from './clock.ts';
 
@@ -99,9 +99,10 @@ export class ResultOutbox {
     const submission: StoredSubmission = {
       ...claim,
       encoding: 'bytes',
-      stdout: outcome.blobs.stdout,
-      stderr: outcome.blobs.stderr,
-      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.blobs.files[i]! })),
+      // A large output in the Blob the worker made; a small one as its bytes (WorkerOutcome.blobs).
+      stdout: outcome.blobs.stdout ?? kept(outcome.stdout),
+      stderr: outcome.blobs.stderr ?? kept(outcome.stderr),
+      files: outcome.files.map((f, i) => ({ path: f.path, data: outcome.blobs.files[i] ?? kept(f.data) })),
       signature,
     };
     await this.store.finish(submission, manifest.expiresAt);
@@ -186,4 +187,9 @@ export class ResultOutbox {
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
+}
+
+/** A small output's bytes as the outbox keeps them: a buffer of their own (IndexedDB would store all of a larger one a view sits in). */
+function kept(bytes: Uint8Array): StoredOutput {
+  return (bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer ? bytes : bytes.slice()) as Uint8Array<ArrayBuffer>;
 }

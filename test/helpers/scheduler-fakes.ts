@@ -6,7 +6,7 @@
 import * as ed from '@noble/ed25519';
 import type { DeviceCredit, Lease, TaskManifest, WorkRequest, WorkResponse } from '../../src/protocol/schema.ts';
 import type { RefusalClaim, RenewalClaim } from '../../src/protocol/device-signing.ts';
-import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
+import { failedOutcome, outputBlob, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 import { EMPTY_SHA256 } from '../../src/protocol/results.ts';
 import type { RunProgress, Throttle } from '../../src/protocol/throttle.ts';
 import type { OutboxEntry, StoredSubmission } from '../../src/storage/db.ts';
@@ -204,7 +204,7 @@ export function outcome(stdout = 'ok', runMs = 1000): WorkerOutcome {
     error: null,
     runMs,
     work: 1000,
-    blobs: { stdout: new Blob([bytes]), stderr: new Blob(), files: [] },
+    blobs: { stdout: outputBlob(bytes), stderr: null, files: [] },
     digests: null,
   };
 }

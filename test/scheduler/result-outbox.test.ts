@@ -40,6 +40,26 @@ describe('ResultOutbox', () => {
     expect(delivered()).toBe(1);
   });
 
+  it('keeps a small output as its bytes, in a buffer of its own, and a large one as the worker\'s Blob', async () => {
+    const { clock, store, outbox } = await setUp();
+    const held = lease('t1', clock.now() + 60_000);
+    await store.addLeases([held]);
+    const run = outcome('small');
+    const big = new Uint8Array(1000);
+    big.set(new TextEncoder().encode('in a larger buffer'), 100);
+    run.stderr = big.subarray(100, 118); // a view: IndexedDB would keep all 1000 bytes of its buffer
+    const blob = new Blob(['as the worker made it']);
+    run.files = [{ path: '/out/x', data: new Uint8Array(3) }];
+    run.blobs = { stdout: null, stderr: null, files: [blob] };
+    await outbox.add({ lease: held, manifest: held.task.manifest, outcome: run, fetchMs: 1, compileMs: 1 });
+    const kept = store.outboxEntries.get(held.leaseId)!.submission;
+    expect(kept.stdout).toEqual(new TextEncoder().encode('small'));
+    expect(kept.stderr).toBeInstanceOf(Uint8Array);
+    expect((kept.stderr as Uint8Array).buffer.byteLength).toBe(18);
+    expect(new TextDecoder().decode(kept.stderr as Uint8Array)).toBe('in a larger buffer');
+    expect(kept.files[0]!.data).toBe(blob);
+  });
+
   it('offline: posts again after 1, 2, 5 and 15 s, then every minute; at once when the network is back', async () => {
     const { clock, server, outbox } = await setUp();
     server.online = false;

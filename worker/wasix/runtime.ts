@@ -4,10 +4,10 @@
  * are by vite.config.ts: it finds its runtime and its own workers relative to its module URL).
  * The page cancels a run by terminating this worker, which ends the SDK's workers with it.
  */
-import * as Comlink from 'comlink';
 import { outputDigests } from '../../src/protocol/results.ts';
+import { serveWorkerApi } from '../../src/protocol/worker-channel.ts';
 import type { Wasmer } from '@wasmer/sdk/browser';
-import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
+import { failedOutcome, outputBlob, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 
 /** Where the build puts the SDK (vite.config.ts, `shipWasmerSdk`). */
 export const WASMER_SDK_PATH = '/wasmer-sdk/';
@@ -65,11 +65,10 @@ const api: WorkerApi = {
         error: null,
         runMs,
         work: null, // the SDK runs the module as it is: no probes, no count
-        blobs: { stdout: new Blob([stdout as Uint8Array<ArrayBuffer>]), stderr: new Blob([stderr as Uint8Array<ArrayBuffer>]), files: [] },
+        blobs: { stdout: outputBlob(stdout), stderr: outputBlob(stderr), files: [] },
         digests: await outputDigests({ stdout, stderr, files: [] }),
       };
-      const buffers = new Set([stdout.buffer, stderr.buffer]);
-      return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);
+      return outcome;
     } catch (error) {
       return failedOutcome(/link|import/i.test(describe(error)) ? 'link' : 'internal', describe(error), performance.now() - started);
     } finally {
@@ -82,4 +81,4 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-Comlink.expose(api);
+serveWorkerApi(self as unknown as Parameters<typeof serveWorkerApi>[0], api);
