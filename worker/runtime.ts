@@ -2,8 +2,8 @@
  * The Web Worker that runs one WASI task at a time. The page cancels a run by terminating this
  * worker: it is the only reliable way to stop running Wasm.
  */
+import * as Comlink from 'comlink';
 import type { WorkerApi, WorkerJob, WorkerOutcome } from '../src/protocol/worker-api.ts';
-import { serveWorkerApi } from '../src/protocol/worker-channel.ts';
 import { outputDigests } from '../src/protocol/results.ts';
 import { runJob } from './run-job.ts';
 
@@ -11,8 +11,10 @@ const api: WorkerApi = {
   async run(job: WorkerJob): Promise<WorkerOutcome> {
     const outcome = runJob(job);
     outcome.digests ??= await outputDigests(outcome);
-    return outcome;
+    // Each buffer once: a transfer list naming a buffer twice is a DataCloneError (stdout and stderr share one when empty).
+    const buffers = new Set([outcome.stdout.buffer, outcome.stderr.buffer, ...outcome.files.map((f) => f.data.buffer)]);
+    return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);
   },
 };
 
-serveWorkerApi(self as unknown as Parameters<typeof serveWorkerApi>[0], api);
+Comlink.expose(api);
