@@ -147,7 +147,7 @@ function LoadMethod({ load }: { load: LoadDetails }) {
         Dewgrid uses about {percent.format(load.ownShare)} of this device's CPU now; other programs at least {percent.format(load.othersShare)}. It steps
         down when others use a quarter of the device, and pauses when they use half.
       </p>
-      <p data-core-speed={load.coreSpeed ?? ''}>
+      <p data-core-speed={load.coreSpeed === null ? '' : load.coreSpeed.toFixed(2)}>
         Heat: a fixed unit of work timed every 2 s while tasks compute; a core that runs it under 75% of its best speed at the same limit is hot, and
         Dewgrid steps down.{' '}
         {load.coreSpeed === null ? 'No check yet.' : `The last check ran at ${percent.format(load.coreSpeed)} of the best.`}
