@@ -119,8 +119,8 @@ export function Settings({ controller, status }: { controller: Controller; statu
         </p>
       </fieldset>
       <p class="hint">
-        Heat is watched too: when the tasks run slower at the same limit, the device is warm, and Dewgrid steps down to 75%, 50%, then 25% of your limit,
-        and tries the level above again after the wait above.
+        Heat is watched too: when the processor runs a fixed check clearly slower at the same limit, the device is warm, and Dewgrid steps down to 75%,
+        50%, then 25% of your limit, and tries the level above again after the wait above.
       </p>
       <details class="load-method">
         <summary>How load and heat are judged</summary>
