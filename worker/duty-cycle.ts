@@ -21,7 +21,7 @@ const PACE_CHANGE_INTERVALS = 8;
  * How often the core's speed is checked while computing (worker/core-speed.ts): a few ms of a
  * fixed unit every 2 s, about 0.2% of the core. Heat builds over tens of seconds.
  */
-const SPEED_CHECK_EVERY_MS = 2000;
+export const SPEED_CHECK_EVERY_MS = 2000;
 
 export class DutyCycle {
   private sliceBusy = 0;

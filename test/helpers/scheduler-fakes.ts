@@ -3,6 +3,7 @@
  * memory (with the work store's all-or-nothing rules), a preparer, and worker slots whose runs a
  * test finishes, fails or cuts short. Signing is real (@noble/ed25519, a fixed key).
  */
+import { SPEED_CHECK_EVERY_MS } from '../../worker/duty-cycle.ts';
 import * as ed from '@noble/ed25519';
 import type { DeviceCredit, Lease, TaskManifest, WorkRequest, WorkResponse } from '../../src/protocol/schema.ts';
 import type { RefusalClaim, RenewalClaim } from '../../src/protocol/device-signing.ts';
@@ -253,18 +254,7 @@ export class FakeSlot implements TaskSlot {
    * `unitMs` (worker/core-speed.ts, checked every 2 s of computing: larger on a slower core).
    */
   compute(ms: number, pace: number, waited = 0, unitMs = 1): void {
-    const a = this.accounting;
-    const steady = ms - waited;
-    const checks = ms / 2000;
-    this.accounting = {
-      ...a,
-      work: a.work + steady * pace,
-      busyMs: a.busyMs + ms,
-      steadyWork: a.steadyWork + steady * pace,
-      steadyBusyMs: a.steadyBusyMs + steady,
-      speedChecks: a.speedChecks + checks,
-      speedCheckMs: a.speedCheckMs + checks * unitMs,
-    };
+    this.accounting = accountComputing(this.accounting, { busyMs: ms, waitedMs: waited, pace, unitMs });
   }
 
   setThrottle(throttle: Throttle): void {
@@ -290,6 +280,25 @@ export class FakeSlot implements TaskSlot {
     this.pending = null;
     p.reject(new RunCancelled(reason));
   }
+}
+
+/**
+ * A run's accounting after it computed for `busyMs` at `pace` probes per ms on a core of its own,
+ * `waitedMs` of it waiting for a core another program held, on a core that runs the speed check's
+ * unit in `unitMs` (checked as often as worker/duty-cycle.ts does; larger on a slower core).
+ */
+export function accountComputing(p: RunProgress, { busyMs, waitedMs = 0, pace, unitMs = 1 }: { busyMs: number; waitedMs?: number; pace: number; unitMs?: number }): RunProgress {
+  const steady = busyMs - waitedMs;
+  const checks = busyMs / SPEED_CHECK_EVERY_MS;
+  return {
+    ...p,
+    work: p.work + steady * pace,
+    busyMs: p.busyMs + busyMs,
+    steadyWork: p.steadyWork + steady * pace,
+    steadyBusyMs: p.steadyBusyMs + steady,
+    speedChecks: p.speedChecks + checks,
+    speedCheckMs: p.speedCheckMs + checks * unitMs,
+  };
 }
 
 function blankProgress(): RunProgress {

@@ -9,6 +9,7 @@ import { DEFAULT_SETTINGS, type Settings } from '../../src/scheduler/policies/se
 import type { Signals } from '../../src/scheduler/signals.ts';
 import type { Pressure } from '../../src/scheduler/policies/load.ts';
 import type { RunProgress } from '../../src/protocol/throttle.ts';
+import { accountComputing } from '../helpers/scheduler-fakes.ts';
 
 const CORES = 2;
 const quiet: Signals = { battery: { charging: true, level: 1 }, pressure: null, pressureObserved: true, hidden: false, lastInputAt: null, saveData: false };
@@ -22,19 +23,8 @@ class Run {
   progress: RunProgress = { work: 0, busyMs: 0, napMs: 0, pausedMs: 0, steadyWork: 0, steadyBusyMs: 0, speedChecks: 0, speedCheckMs: 0 };
   constructor(readonly run: string) {}
   second(duty: number, { waited = 0, pace = 100, speed = 1 }: { waited?: number; pace?: number; speed?: number } = {}): void {
-    const busy = 1000 * duty;
-    const steady = busy * (1 - waited);
-    const checks = busy / 2000;
-    const p = this.progress;
-    this.progress = {
-      ...p,
-      work: p.work + steady * pace,
-      busyMs: p.busyMs + busy,
-      steadyWork: p.steadyWork + steady * pace,
-      steadyBusyMs: p.steadyBusyMs + steady,
-      speedChecks: p.speedChecks + checks,
-      speedCheckMs: p.speedCheckMs + checks / speed,
-    };
+    const busyMs = 1000 * duty;
+    this.progress = accountComputing(this.progress, { busyMs, waitedMs: busyMs * waited, pace, unitMs: 1 / speed });
   }
   reading(): RunReading {
     return { run: this.run, progress: { ...this.progress } };
