@@ -51,8 +51,9 @@ export class DutyCycle {
     this.lastWork = work;
     this.sliceBusy += busy;
     const block = this.control instanceof ThrottleBlock ? this.control : null;
-    // Right after computing, before any nap or pause: the core is at its working speed now.
-    if (now - this.lastSpeedCheck >= SPEED_CHECK_EVERY_MS && !block?.get().paused) this.recordSpeedCheck();
+    // Right after computing, before any nap or pause: the core is at its working speed now. Only
+    // where the page can read the result (a control block): elsewhere it would be CPU for nothing.
+    if (block && now - this.lastSpeedCheck >= SPEED_CHECK_EVERY_MS && !block.get().paused) this.recordSpeedCheck();
     if (block) this.progress.pausedMs += block.waitWhilePaused();
     const share = block ? block.get().cpu : (this.control as Throttle).cpu;
     if (share < 1 && this.sliceBusy >= share * SLICE_MS) {

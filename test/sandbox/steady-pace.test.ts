@@ -3,6 +3,7 @@
 // the core, and is kept out of the steady figures; a lasting change of pace is the program's own.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DutyCycle } from '../../worker/duty-cycle.ts';
+import { ThrottleBlock } from '../../src/protocol/throttle.ts';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -50,7 +51,9 @@ describe('steady pace (waits for a core)', () => {
 
 describe('core speed checks (heat)', () => {
   /** Runs a duty cycle whose speed check takes `checkMs` of the clock, ticking every ms for `ms`. */
-  function checked(ms: number, control: { cpu: number; paused: boolean }, checkMs = 3) {
+  function checked(ms: number, throttle: { cpu: number; paused: boolean }, checkMs = 3) {
+    const control = new ThrottleBlock();
+    control.set(throttle);
     let now = 1000;
     vi.spyOn(performance, 'now').mockImplementation(() => now);
     const checks: number[] = [];
@@ -72,6 +75,19 @@ describe('core speed checks (heat)', () => {
     expect(progress).toMatchObject({ speedChecks: 5, speedCheckMs: 5 });
     expect(progress.busyMs).toBeCloseTo(10_000 + 5 * 3, 6);
     expect(progress.steadyBusyMs).toBeCloseTo(10_000, 6);
+  });
+
+  it('none where the page cannot read them (no control block: a fixed throttle)', () => {
+    let now = 1000;
+    vi.spyOn(performance, 'now').mockImplementation(() => now);
+    const cycle = new DutyCycle({ cpu: 1, paused: false }, () => {
+      throw new Error('checked without a control block');
+    });
+    for (let t = 0; t < 10_000; t++) {
+      now += 1;
+      cycle.tick(t * 100);
+    }
+    expect(cycle.progress.speedChecks).toBe(0);
   });
 
   it('the real check: a positive time for the unit, the fastest of three', async () => {
