@@ -421,7 +421,7 @@ describe('publishing', () => {
     expect((await call('GET', API.batch('b1'))).body.counts).toMatchObject({ done: 1, queued: 1 });
     expect((await call('GET', API.batchResults('b1'))).body.tasks[0].stdout).toBe('kept');
     expect(await server.store.info()).toMatchObject(
-      TEST_ENGINE === 'sqlite' ? { engine: 'sqlite', schemaVersion: 7, details: { journalMode: 'wal' } } : { engine: 'postgres', schemaVersion: 3 },
+      TEST_ENGINE === 'sqlite' ? { engine: 'sqlite', schemaVersion: 8, details: { journalMode: 'wal' } } : { engine: 'postgres', schemaVersion: 3 },
     );
   });
 });

@@ -21,7 +21,7 @@ import * as rules from '../../server/store/rules.ts';
 /** Every task here has the 8-byte module and a 10 s wall time (test/helpers/tasks.ts): its leases' first term. */
 const firstTerm = (marginMs = rules.LEASE_MARGIN_MS) => rules.leaseTerms({ wallTimeMs: 10_000, prepareBytes: 8 }, 0, marginMs).expiresAt;
 
-const LADDER = { sqlite: 7, postgres: 3 }[TEST_ENGINE];
+const LADDER = { sqlite: 8, postgres: 3 }[TEST_ENGINE];
 
 let dataDir: string;
 let key: SigningKey;
