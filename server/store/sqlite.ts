@@ -236,6 +236,9 @@ export class SqliteEngine implements Engine {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
+    // 64 MiB of pages kept in the process (SQLite's default is 2 MiB): a lease walks queued tasks and
+    // their leases, and reading those pages again from the OS cost about 5% of a cycle's CPU in the store.
+    this.db.pragma('cache_size = -65536');
     this.migrate();
     this.checkpoint = BackgroundCheckpoint.start(this.db.name, {
       // Queued like a transaction: it runs between two, never inside one.
