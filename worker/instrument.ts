@@ -1,12 +1,16 @@
 /**
  * The yield hook: rewrites a verified module so that it counts its own work and calls the host
- * every so often, the idea of Wasmtime's fuel. Version 4 (docs/scheduling.md, section 1):
+ * every so often, the idea of Wasmtime's fuel. Version 5 (docs/scheduling.md, section 1):
  *
  * - a **loop probe** at every loop header adds one to a local of its function; every LOOP_BATCH
  *   iterations it leaves the loop (each loop is wrapped in three blocks, so that the call is
  *   outside it) to call the module's own `$flush`, which takes LOOP_BATCH from the budget (a
  *   global) and, when the budget is spent, calls the host (`dewgrid.yield`: it naps, pauses or
  *   returns at once, and answers the next allowance);
+ * - in a loop nest that makes no call of its own and uses float or vector locals (version 5), the
+ *   wrapped loops take the batch from the budget inline and, around the host call, save those
+ *   locals to globals and read them back: no value the nest carries is then live across a call,
+ *   which SpiderMonkey's optimizing tier would keep in memory in the inner loops too;
  * - the local count is added to the budget before every way out of a function that has passed a
  *   loop, and before every import's call, so the count is exact whatever the allowances;
  * - an **entry probe** only in functions that can recurse (in a cycle of the call graph; an
@@ -51,6 +55,9 @@ export interface InstrumentStats {
   innerCallLoops: number;
   /** Indirect calls given a probe in front of them (their signature is in a cycle of calls). */
   probedIndirectCalls: number;
+  /** Yield sites (wrapped loops' host calls) in call-free loop nests, which save the nest's locals around the call; and those saves. */
+  savingSites: number;
+  savedLocals: number;
 }
 
 interface Rewriter {
@@ -93,6 +100,6 @@ export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): 
   const output = rw.rw_output();
   return {
     bytes: new Uint8Array(rw.memory.buffer, output, length).slice(),
-    stats: { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4), probedIndirectCalls: rw.rw_stat(5) },
+    stats: { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4), probedIndirectCalls: rw.rw_stat(5), savingSites: rw.rw_stat(6), savedLocals: rw.rw_stat(7) },
   };
 }

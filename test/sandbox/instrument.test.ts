@@ -191,6 +191,13 @@ describe('the rewrite of loops and calls', () => {
     }
   });
 
+  it('saves the f64 locals of a nest without calls around its host calls, and only there', () => {
+    // floatNest's two loops each have a yield site; both save locals 4 and 6, the f64 ones the nest uses.
+    expect(instrumentWithStats(trickyModule('floatNest'), 5).stats).toMatchObject({ wrappedLoops: 2, savingSites: 2, savedLocals: 4 });
+    // The whole module: floatNest's two sites are the only ones (the others carry no float, or call).
+    expect(instrumentWithStats(trickyModule(), 5).stats).toMatchObject({ savingSites: 2, savedLocals: 4 });
+  });
+
   it('counts every loop iteration, in batches that reach the budget however the function is left', () => {
     // count(n) loops n times; the loop probe runs once per iteration, and nothing is lost at its
     // return though n is no multiple of the batch.
@@ -258,8 +265,11 @@ const TRICKY_INPUTS = [0, 1, 2, 3, 5, 17, 64, 101, 300];
 /** The fanout functions' depth: fanoutTop makes 2^FANOUT_DEPTH calls. */
 const FANOUT_DEPTH = 40;
 
-/** The functions of trickyModule(), each (param i32) (result i32), in their order; the endless ones are not run by runTricky. */
-const TRICKY: { name: string; locals: number; code: string }[] = [
+/**
+ * The functions of trickyModule(), each (param i32) (result i32), in their order; the endless ones
+ * are not run by runTricky. `locals` i32 locals, then `floats` f64 ones.
+ */
+const TRICKY: { name: string; locals: number; floats?: number; code: string }[] = [
   // A loop with a result, left from the middle (a branch with a value out of an if) or by falling off its end.
   { name: 'midExit', locals: 3, code: `
     block i32
@@ -377,6 +387,21 @@ const TRICKY: { name: string; locals: number; code: string }[] = [
         br 0
       end
     end` },
+  // A nest without calls that carries f64 values (locals 4 and 6) through both loops: its yield
+  // sites save them to globals around the host call and read them back (local 5 is never used).
+  { name: 'floatNest', locals: 3, floats: 3, code: `
+    loop -
+      f64.const 0.5 local.set 4
+      i32.const 0 local.set 2
+      loop -
+        local.get 4 f64.const 1.5 f64.mul local.get 2 f64.convert_i32_u f64.add local.set 4
+        local.get 4 f64.const 1000 f64.gt if - local.get 4 f64.const 0.25 f64.mul local.set 4 end
+        local.get 2 i32.const 1 i32.add local.tee 2 i32.const 100 i32.lt_u br_if 0
+      end
+      local.get 6 local.get 4 f64.add local.set 6
+      local.get 1 i32.const 1 i32.add local.tee 1 local.get 0 i32.lt_u br_if 0
+    end
+    local.get 6 f64.const 8 f64.mul i32.trunc_f64_u` },
   // An outer loop that calls: left as it was.
   { name: 'nestWithCall', locals: 3, code: `
     block -
@@ -457,8 +482,8 @@ function trickyModule(only?: string): Uint8Array {
   const vec = (items: number[][]) => [...leb(items.length), ...items.flat()];
   const section = (id: number, content: number[]) => [id, ...leb(content.length), ...content];
   const str = (s: string) => [s.length, ...new TextEncoder().encode(s)];
-  const body = (locals: number, code: number[]) => {
-    const content = [...vec([[locals, 0x7f]]), ...code, 0x0b];
+  const body = (locals: number, floats: number, code: number[]) => {
+    const content = [...vec(floats ? [[locals, 0x7f], [floats, 0x7c]] : [[locals, 0x7f]]), ...code, 0x0b];
     return [...leb(content.length), ...content];
   };
   const types = vec([[0x60, 1, 0x7f, 1, 0x7f], [0x60, 1, 0x7f, 0]]);
@@ -472,7 +497,7 @@ function trickyModule(only?: string): Uint8Array {
     if (i < 0) throw new Error(`trickyModule: no function ${name}`);
     return String(sigil === '@' ? i + 1 : i);
   });
-  const code = vec(fns.map((f) => body(f.locals, asm(named(f.code)))));
+  const code = vec(fns.map((f) => body(f.locals, f.floats ?? 0, asm(named(f.code)))));
   const table = vec([[0x70, 0x00, ...leb(fns.length)]]);
   const elements = vec([[0x00, 0x41, 0x00, 0x0b, ...vec(fns.map((_, i) => leb(i + 1)))]]);
   return Uint8Array.from([
@@ -527,7 +552,7 @@ const OPCODES: Record<string, number> = {
   'global.set': 0x24, 'i32.load': 0x28, 'i32.load8_u': 0x2d, 'i32.store': 0x36, 'i32.store8': 0x3a, 'i32.const': 0x41, 'i32.eqz': 0x45,
   'i32.eq': 0x46, 'i32.ne': 0x47, 'i32.lt_s': 0x48, 'i32.lt_u': 0x49, 'i32.gt_s': 0x4a, 'i32.gt_u': 0x4b, 'i32.le_s': 0x4c,
   'i32.ge_s': 0x4e, 'i32.ge_u': 0x4f, 'i32.add': 0x6a, 'i32.sub': 0x6b, 'i32.mul': 0x6c, 'i32.rem_u': 0x70, 'i32.and': 0x71,
-  'i32.xor': 0x73,
+  'i32.xor': 0x73, 'f64.const': 0x44, 'f64.gt': 0x64, 'f64.add': 0xa0, 'f64.mul': 0xa2, 'i32.trunc_f64_u': 0xab, 'f64.convert_i32_u': 0xb8,
 };
 
 /** Mnemonics to bytes: a block type is `-`, `i32` or `tN` (a type index); br_table's labels are one comma-separated word, the default last. */
@@ -548,6 +573,8 @@ function asm(text: string): number[] {
       out.push(...leb(labels.length - 1), ...labels.flatMap(leb));
     } else if (op === 0x41) {
       out.push(...sleb(Number(next())));
+    } else if (op === 0x44) {
+      out.push(...new Uint8Array(new Float64Array([Number(next())]).buffer));
     } else if (op === 0x11) {
       out.push(...leb(Number(next())), 0); // type, table 0
     } else if (op === 0x0c || op === 0x0d || op === 0x10 || (op >= 0x20 && op <= 0x24)) {

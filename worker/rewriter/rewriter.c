@@ -4,12 +4,17 @@
  * an instruction); this one reads each byte once at a few nanoseconds. Built by build.sh with
  * Debian's clang (--target=wasm32, no libc); worker/instrument.ts drives it.
  *
- * What it writes into a verified module (version 4):
+ * What it writes into a verified module (version 5):
  *  - a loop probe at every loop header: `c += 1; if (c == LOOP_BATCH) c = $flush()`, c a local of
  *    the function; $flush takes LOOP_BATCH from the budget (a global) and calls dewgrid.yield when
  *    it is spent. Each loop is wrapped in three blocks so that the call is outside it (a call
  *    inside a loop keeps the loop's values out of registers); a loop with parameters, or in a
  *    function that uses exception handling, keeps the call inside;
+ *  - in a loop nest that makes no call of its own and uses float or vector locals, the wrapped
+ *    loops do $flush's work inline, and save those locals to globals around the host call and
+ *    read them back after it (version 5): SpiderMonkey's optimizing tier otherwise keeps every
+ *    value live across that call in memory, in the inner loops too (the fractal ran 2.2-2.9x
+ *    slower in Firefox 153 than without the hook; docs/benchmarks.md (l));
  *  - c is added to the budget before every way out of a function that has passed a loop (return,
  *    a branch to its label, its end, a tail call) and before each import's call: the count is
  *    exact whatever the allowances;
@@ -237,6 +242,7 @@ static Section *find(u8 id) {
 
 static u32 type_count;
 static u32 *type_params;  /* each type's parameter count */
+static const u8 **type_param_at; /* where each type's parameter types start */
 static u32 *type_class;   /* each type's first index with the same signature */
 static u32 imported_funcs, imported_globals, defined_funcs, defined_globals;
 static u32 *func_type;    /* each defined function's type index */
@@ -254,6 +260,7 @@ static void read_types(const Section *s) {
   type_count = leb(&p);
   if (type_count > s->size) { fail("the type section ends early"); return; }
   type_params = alloc(4 * (type_count + 1));
+  type_param_at = alloc(sizeof(u8 *) * (type_count + 1));
   type_class = alloc(4 * (type_count + 1));
   const u8 **starts = alloc(sizeof(u8 *) * (type_count + 1));
   u32 *lengths = alloc(4 * (type_count + 1));
@@ -264,6 +271,7 @@ static void read_types(const Section *s) {
     p++;
     u32 n = leb(&p);
     type_params[i] = n;
+    type_param_at[i] = p;
     for (u32 j = 0; j < n && !failed; j++) p = skip_valtype(p);
     u32 results = leb(&p);
     for (u32 j = 0; j < results && !failed; j++) p = skip_valtype(p);
@@ -339,16 +347,54 @@ static void budget_global_code(Buf *out, u32 allowance) {
   put_byte(out, 0x0b);
 }
 
+/*
+ * The types of local a yield site saves, in the order of their globals: the float and vector ones,
+ * whose registers a call takes all of. Saving the integers too gave the fractal no more speed in
+ * Firefox (1.067x against 1.069x) and yosys 3% more code.
+ */
+#define SAVED_KINDS 3
+static const u8 saved_kind_type[SAVED_KINDS] = {0x7d, 0x7c, 0x7b}; /* f32 f64 v128 */
+static u32 save_slots[SAVED_KINDS]; /* globals of each kind: the most one yield site saves */
+
+static u32 saved_kind(u8 type) {
+  for (u32 k = 0; k < SAVED_KINDS; k++)
+    if (saved_kind_type[k] == type) return k;
+  return SAVED_KINDS;
+}
+
+static u32 save_globals_total(void) {
+  u32 n = 0;
+  for (u32 k = 0; k < SAVED_KINDS; k++) n += save_slots[k];
+  return n;
+}
+
+/* The save globals: mutable, zero. */
+static void save_globals_code(Buf *out) {
+  for (u32 k = 0; k < SAVED_KINDS; k++) {
+    for (u32 i = 0; i < save_slots[k]; i++) {
+      put_byte(out, saved_kind_type[k]);
+      put_byte(out, 0x01);
+      switch (k) {
+        case 0: put_byte(out, 0x43); for (int z = 0; z < 4; z++) put_byte(out, 0); break;
+        case 1: put_byte(out, 0x44); for (int z = 0; z < 8; z++) put_byte(out, 0); break;
+        default: put_byte(out, 0xfd); put_byte(out, 0x0c); for (int z = 0; z < 16; z++) put_byte(out, 0); break;
+      }
+      put_byte(out, 0x0b);
+    }
+  }
+}
+
 static void rewrite_globals(const Section *s, Buf *out, u32 allowance) {
   if (!s) {
-    put_u32(out, 1);
+    put_u32(out, 1 + save_globals_total());
     budget_global_code(out, allowance);
+    save_globals_code(out);
     return;
   }
   const u8 *p = s->content;
   in_end = s->content + s->size;
   u32 count = leb(&p);
-  put_u32(out, count + 1);
+  put_u32(out, count + 1 + save_globals_total());
   for (u32 i = 0; i < count && !failed; i++) {
     const u8 *at = p;
     p = skip_valtype(p);
@@ -357,6 +403,7 @@ static void rewrite_globals(const Section *s, Buf *out, u32 allowance) {
     p = rewrite_expr(p, out);
   }
   budget_global_code(out, allowance);
+  save_globals_code(out);
 }
 
 static const char BUDGET_EXPORT[] = "__dewgrid_budget";
@@ -458,7 +505,7 @@ static void flush_code(Buf *b) {
 
 /* Small byte strings made once per function (they name its counter local). */
 typedef struct {
-  u8 bytes[40];
+  u8 bytes[64];
   u32 length;
 } Code;
 
@@ -482,6 +529,8 @@ typedef struct {
   u32 groups;
   u32 edges_from;  /* its call sites in `edges` */
   u32 edges_to;
+  u32 sites_from;  /* its wrapped loops' yield sites in `site_at` */
+  u32 sites_to;
   u8 loops;
   u8 probed;
 } Func;
@@ -512,12 +561,105 @@ static void add_edge(u32 to, u32 at) {
   edges[edge_count++] = to;
 }
 
+/*
+ * Yield sites and loop nests. A yield site is the host call in a wrapped loop's tail; a nest is an
+ * outermost wrapped loop with the loops inside it. In a nest that makes no call of its own, around
+ * each site the float and vector locals the nest reads or writes are saved to globals and read
+ * back after the call, so that none of their values is live across it: SpiderMonkey's optimizing
+ * tier kept such values in memory, inner loops included (docs/benchmarks.md (l)). Other nests'
+ * sites call $flush as version 4 did. A nest's list is made when it ends, from the local accesses
+ * logged since it began; the sites are written in when the bodies are put together (put_body),
+ * once the globals they need are counted.
+ */
+#define MAX_SAVED 64     /* locals a nest saves at most: past that, the first ones only */
+static u32 *site_at;      /* where in the body arena the site goes */
+static u32 *site_nest;    /* its nest */
+static u32 site_count, site_capacity;
+static u32 *nest_fn;      /* each nest's function */
+static u8 *nest_flushes;  /* each nest: whether its sites call $flush (it makes calls of its own, or has no local to save) */
+static u32 *nest_from;    /* each nest's first local in nest_locals; the next nest's is its end */
+static u32 nest_count, nest_capacity;
+static u32 *nest_locals;
+static u32 nest_local_count, nest_local_capacity;
+static u32 *access_log;   /* the current nest's local accesses */
+static u32 access_count, access_capacity;
+static u32 *local_mark;   /* per local of the current function: the last nest that listed it */
+static u32 local_mark_capacity, nest_serial;
+static u32 current_fn;
+
+static u32 *grow_u32(u32 *old, u32 count, u32 *capacity) {
+  u32 bigger = *capacity ? *capacity * 2 : 4096;
+  u32 *fresh = alloc(4 * bigger);
+  if (!fresh) return old;
+  if (count) __builtin_memcpy(fresh, old, 4 * count);
+  *capacity = bigger;
+  return fresh;
+}
+
+static void log_access(u32 local) {
+  if (access_count == access_capacity) {
+    access_log = grow_u32(access_log, access_count, &access_capacity);
+    if (failed) return;
+  }
+  access_log[access_count++] = local;
+}
+
+static void add_site(u32 at) {
+  if (site_count == site_capacity) {
+    u32 capacity = site_capacity;
+    site_at = grow_u32(site_at, site_count, &capacity);
+    site_nest = grow_u32(site_nest, site_count, &site_capacity);
+    if (failed) return;
+  }
+  site_at[site_count] = at;
+  site_nest[site_count++] = nest_count - 1;
+}
+
+static void open_nest(void) {
+  if (nest_count == nest_capacity) {
+    u32 capacity = nest_capacity;
+    nest_fn = grow_u32(nest_fn, nest_count, &capacity);
+    u8 *calls = alloc(2 * (nest_capacity ? nest_capacity : 2048));
+    if (calls && nest_count) __builtin_memcpy(calls, nest_flushes, nest_count);
+    nest_flushes = calls;
+    nest_from = grow_u32(nest_from, nest_count, &nest_capacity);
+    if (failed) return;
+  }
+  nest_fn[nest_count] = current_fn;
+  nest_flushes[nest_count] = 0;
+  nest_from[nest_count++] = nest_local_count;
+  access_count = 0;
+}
+
+static u8 local_type(u32 f, u32 local);
+
+/* The nest ends: the locals it saves listed, in the order first seen. */
+static void close_nest(void) {
+  nest_serial++;
+  u32 listed = 0;
+  if (nest_flushes[nest_count - 1]) access_count = 0;
+  for (u32 i = 0; i < access_count && listed < MAX_SAVED; i++) {
+    u32 local = access_log[i];
+    if (local_mark[local] == nest_serial) continue;
+    local_mark[local] = nest_serial;
+    if (saved_kind(local_type(current_fn, local)) == SAVED_KINDS) continue;
+    if (nest_local_count == nest_local_capacity) {
+      nest_locals = grow_u32(nest_locals, nest_local_count, &nest_local_capacity);
+      if (failed) return;
+    }
+    nest_locals[nest_local_count++] = local;
+    listed++;
+  }
+  access_count = 0;
+}
+
 /* Per type class: whether its indirect calls get a probe (their class is in a cycle of calls). */
 static u8 *class_probed;
 
 /* Per open block: wrapped loops open up to and including it, and whether it is one. */
 static u32 *wrapped_up_to;
 static u8 *is_wrapped;
+
 static u32 block_capacity;
 
 #define USES_EXCEPTIONS 2
@@ -543,13 +685,21 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
   const u8 *copy_from = p;
   u32 depth = 0;
   int loops = 0;
-  Code settle = {{0}, 0}, loop_probe = {{0}, 0}, wrapped_probe = {{0}, 0}, wrapped_tail = {{0}, 0};
+  int logging = 0; /* in a nest that has made no call so far */
+  Code settle = {{0}, 0}, loop_probe = {{0}, 0}, wrapped_probe = {{0}, 0}, tail_head = {{0}, 0}, tail_end = {{0}, 0};
   u32 need = (u32)(end - p) + 1;
   if (need > block_capacity) {
     block_capacity = need * 2;
     wrapped_up_to = alloc(4 * block_capacity);
     is_wrapped = alloc(block_capacity);
+
     if (failed) return 0;
+  }
+  if (counter > local_mark_capacity) {
+    local_mark_capacity = counter * 2;
+    local_mark = alloc(4 * local_mark_capacity);
+    if (failed) return 0;
+    __builtin_memset(local_mark, 0, 4 * local_mark_capacity);
   }
 #define BELOW (depth == 0 ? 0 : wrapped_up_to[depth - 1])
 #define OPEN(w) do { wrapped_up_to[depth] = BELOW + (w); is_wrapped[depth++] = (w); } while (0)
@@ -559,6 +709,11 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
     u8 op = *p++;
     if (op >= 0x45 && op <= 0xc4) continue; /* numeric, no immediates */
     if (op >= 0x20 && op <= 0x24) { /* locals and globals */
+      if (logging && op <= 0x22) { /* a local in a nest without calls (yet): logged for its yield sites */
+        u32 local; LEB(p, local);
+        if (local < counter) log_access(local);
+        continue;
+      }
       while (*p++ & 0x80);
       continue;
     }
@@ -609,6 +764,10 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
             code_put(&wrapped_probe, 0x46); code_put(&wrapped_probe, 0x0d); code_put(&wrapped_probe, 0x01);
           }
           /* block bt (done); loop (retry); block (yield); loop bt (the original); the probe */
+          if (!BELOW) {
+            open_nest();
+            logging = 1;
+          }
           FLUSH_TO(at);
           put_byte(out, 0x02);
           copy_run(out, type_at, p);
@@ -651,18 +810,22 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
         }
         depth--;
         if (is_wrapped[depth]) {
-          if (!wrapped_tail.length) {
-            /* br 2 (done); end (yield); c = $flush() - 1; br 0 (retry); end; unreachable; end (done) */
-            code_put(&wrapped_tail, 0x0c); code_put(&wrapped_tail, 0x02); code_put(&wrapped_tail, 0x0b);
-            code_put(&wrapped_tail, 0x10); code_u32(&wrapped_tail, flush_fn);
-            code_put(&wrapped_tail, 0x41); code_put(&wrapped_tail, 0x7f); code_put(&wrapped_tail, 0x6a);
-            code_put(&wrapped_tail, 0x21); code_u32(&wrapped_tail, counter);
-            code_put(&wrapped_tail, 0x0c); code_put(&wrapped_tail, 0x00); code_put(&wrapped_tail, 0x0b);
-            code_put(&wrapped_tail, 0x00); code_put(&wrapped_tail, 0x0b);
+          if (!tail_head.length) {
+            /* br 2 (done); end (yield); c = (the yield site: an i32, -1); br 0 (retry); end; unreachable; end (done) */
+            code_put(&tail_head, 0x0c); code_put(&tail_head, 0x02); code_put(&tail_head, 0x0b);
+            code_put(&tail_end, 0x21); code_u32(&tail_end, counter);
+            code_put(&tail_end, 0x0c); code_put(&tail_end, 0x00); code_put(&tail_end, 0x0b);
+            code_put(&tail_end, 0x00); code_put(&tail_end, 0x0b);
           }
           FLUSH_TO(p);
-          put_bytes(out, wrapped_tail.bytes, wrapped_tail.length);
+          put_bytes(out, tail_head.bytes, tail_head.length);
+          add_site(out->length);
+          put_bytes(out, tail_end.bytes, tail_end.length);
           copy_from = p;
+          if (!BELOW) {
+            close_nest();
+            logging = 0;
+          }
         }
         break;
       case 0x0a: case 0x19: /* throw_ref, catch_all */
@@ -719,6 +882,10 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
       }
       case 0x10: case 0x12: case 0xd2: { /* call, return_call, ref.func */
         u32 f; LEB(p, f);
+        if (op != 0xd2 && BELOW) {
+          nest_flushes[nest_count - 1] = 1;
+          logging = 0;
+        }
         if (op != 0xd2) {
           if (loops && (op == 0x12 || f < imported_funcs)) {
             FLUSH_TO(at);
@@ -738,6 +905,10 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
         break;
       }
       case 0x11: case 0x13: case 0x14: case 0x15: { /* call_indirect, return_call_indirect, call_ref, return_call_ref */
+        if (BELOW) {
+          nest_flushes[nest_count - 1] = 1;
+          logging = 0;
+        }
         /* Copied up to here: a probe may go in front of it, once the call graph is known. */
         FLUSH_TO(at);
         if (loops && (op == 0x13 || op == 0x15)) put_bytes(out, settle.bytes, settle.length);
@@ -947,16 +1118,106 @@ static void choose_probes(void) {
 
 /* ---- Putting it together ------------------------------------------------------------------- */
 
-/* A function's rewritten instructions, a probe in front of each indirect call whose class is in a cycle. */
+static const u8 *module_in; /* the input module */
+static u8 *nest_kind;       /* per entry of nest_locals: its saved kind (SAVED_KINDS: not saved) */
+
+/* The first byte of the type of local `local` of defined function `f`. */
+static u8 local_type(u32 f, u32 local) {
+  u32 t = func_type[f];
+  if (local < type_params[t]) {
+    const u8 *p = type_param_at[t];
+    for (u32 i = 0; i < local; i++) p = skip_valtype(p);
+    return *p;
+  }
+  local -= type_params[t];
+  const u8 *p = module_in + funcs[f].locals_from;
+  for (u32 g = 0; g < funcs[f].groups; g++) {
+    u32 n; LEB(p, n);
+    if (local < n) return *p;
+    local -= n;
+    p = skip_valtype(p);
+  }
+  return 0;
+}
+
+static u32 nest_end(u32 n) { return n + 1 < nest_count ? nest_from[n + 1] : nest_local_count; }
+
+/* Each nest's locals' kinds, and the globals the most demanding nest needs of each kind. */
+static void plan_saves(void) {
+  nest_kind = alloc(nest_local_count + 1);
+  if (failed) return;
+  for (u32 k = 0; k < SAVED_KINDS; k++) save_slots[k] = 0;
+  for (u32 n = 0; n < nest_count; n++) {
+    u32 count[SAVED_KINDS + 1] = {0};
+    for (u32 i = nest_from[n]; i < nest_end(n); i++) {
+      nest_kind[i] = (u8)saved_kind(local_type(nest_fn[n], nest_locals[i]));
+      count[nest_kind[i]]++;
+    }
+    for (u32 k = 0; k < SAVED_KINDS; k++)
+      if (count[k] > save_slots[k]) save_slots[k] = count[k];
+    if (count[SAVED_KINDS] == nest_end(n) - nest_from[n]) nest_flushes[n] = 1; /* nothing to save: the short form */
+  }
+}
+
+/* A yield site of nest `n`: its locals saved, `budget = dewgrid.yield(budget)`, its locals read back. */
+static void put_site(Buf *out, u32 n) {
+  if (nest_flushes[n]) { /* $flush() - 1 */
+    put_byte(out, 0x10); put_u32(out, flush_fn);
+    put_byte(out, 0x41); put_byte(out, 0x7f); put_byte(out, 0x6a);
+    return;
+  }
+  /* budget -= LOOP_BATCH; if (budget < 1) { save; budget = dewgrid.yield(budget); restore }; -1 */
+  put_byte(out, 0x23); put_u32(out, budget_global);
+  put_byte(out, 0x41); put_s32(out, LOOP_BATCH); put_byte(out, 0x6b);
+  put_byte(out, 0x24); put_u32(out, budget_global);
+  put_byte(out, 0x23); put_u32(out, budget_global);
+  put_byte(out, 0x41); put_byte(out, 0x01); put_byte(out, 0x48);
+  put_byte(out, 0x04); put_byte(out, 0x40);
+  u32 base[SAVED_KINDS];
+  for (u32 k = 0, b = budget_global + 1; k < SAVED_KINDS; k++) { base[k] = b; b += save_slots[k]; }
+  for (int restore = 0; restore < 2; restore++) {
+    u32 next[SAVED_KINDS] = {0};
+    for (u32 i = nest_from[n]; i < nest_end(n); i++) {
+      u32 k = nest_kind[i];
+      if (k == SAVED_KINDS) continue;
+      u32 global = base[k] + next[k]++;
+      put_byte(out, restore ? 0x23 : 0x20); put_u32(out, restore ? global : nest_locals[i]);
+      put_byte(out, restore ? 0x21 : 0x24); put_u32(out, restore ? nest_locals[i] : global);
+    }
+    if (!restore) {
+      put_byte(out, 0x23); put_u32(out, budget_global);
+      put_byte(out, 0x10); put_u32(out, yield_fn);
+      put_byte(out, 0x24); put_u32(out, budget_global);
+    }
+  }
+  put_byte(out, 0x0b);
+  put_byte(out, 0x41); put_byte(out, 0x7f);
+}
+
+/*
+ * A function's rewritten instructions, with a probe in front of each indirect call whose class is
+ * in a cycle, and its yield sites written in.
+ */
 __attribute__((noinline)) static void put_body(Buf *out, const Func *fn, const Buf *probe) {
   u32 from = fn->out_start;
-  for (u32 i = fn->edges_from; i < fn->edges_to; i++) {
-    u32 to = edges[i];
-    if (to < defined_funcs || !class_probed[to - defined_funcs]) continue;
-    put_bytes(out, bodies.data + from, edge_at[i] - from);
-    put_bytes(out, probe->data, probe->length);
-    from = edge_at[i];
-    stats[5]++;
+  u32 i = fn->edges_from, j = fn->sites_from;
+  for (;;) {
+    while (i < fn->edges_to && (edges[i] < defined_funcs || !class_probed[edges[i] - defined_funcs])) i++;
+    u32 edge = i < fn->edges_to ? edge_at[i] : ~0u;
+    u32 site = j < fn->sites_to ? site_at[j] : ~0u;
+    if (edge == ~0u && site == ~0u) break;
+    if (edge < site) {
+      put_bytes(out, bodies.data + from, edge - from);
+      put_bytes(out, probe->data, probe->length);
+      from = edge;
+      i++;
+      stats[5]++;
+    } else {
+      put_bytes(out, bodies.data + from, site - from);
+      put_site(out, site_nest[j]);
+      from = site;
+      j++;
+    }
   }
   put_bytes(out, bodies.data + from, fn->out_start + fn->out_length - from);
 }
@@ -978,6 +1239,11 @@ __attribute__((export_name("rw_input"))) u8 *rw_input(u32 length) {
   failed = 0;
   edge_count = edge_capacity = 0;
   block_capacity = 0;
+  site_count = site_capacity = 0;
+  nest_count = nest_capacity = nest_local_count = nest_local_capacity = 0;
+  access_count = access_capacity = 0;
+  local_mark_capacity = 0;
+  nest_serial = 0;
   error_text[0] = 0;
   for (int i = 0; i < 8; i++) stats[i] = 0;
   u8 *in = alloc(length + PADDING);
@@ -987,7 +1253,7 @@ __attribute__((export_name("rw_input"))) u8 *rw_input(u32 length) {
 
 __attribute__((export_name("rw_output"))) u8 *rw_output(void) { return output; }
 __attribute__((export_name("rw_error"))) char *rw_error(void) { return error_text; }
-/* 0 functions, 1 probed for their callees' count, 2 probed as in a cycle, 3 wrapped loops, 4 loops with the call inside, 5 indirect calls probed. */
+/* 0 functions, 1 probed for their callees' count, 2 probed as in a cycle, 3 wrapped loops, 4 loops with the call inside, 5 indirect calls probed, 6 yield sites that save locals (in call-free nests), 7 the locals they save. */
 __attribute__((export_name("rw_stat"))) u32 rw_stat(u32 i) { return i < 8 ? stats[i] : 0; }
 
 __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 length, u32 allowance) {
@@ -997,6 +1263,7 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   }
   const u8 *end = in + length;
   const u8 *p = in + 8;
+  module_in = in;
   section_count = 0;
   while (p < end) {
     if (section_count == MAX_SECTIONS) { fail("too many sections"); return -1; }
@@ -1013,7 +1280,7 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   imported_funcs = imported_globals = defined_funcs = defined_globals = 0;
   const Section *types = find(1), *imports = find(2), *functions = find(3), *globals = find(6), *code = find(10);
   if (types) read_types(types);
-  if (!types) { type_params = alloc(4); type_class = alloc(4); }
+  if (!types) { type_params = alloc(4); type_class = alloc(4); type_param_at = alloc(sizeof(u8 *)); }
   if (imports) read_imports(imports);
   if (failed) return -1;
   if (functions) {
@@ -1076,8 +1343,6 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   }
   put_u32(&function_out, type_count + 1);
 
-  buf_init(&global_out, (globals ? globals->size : 0) + 16);
-  rewrite_globals(globals, &global_out, allowance);
   buf_init(&export_out, (find(7) ? find(7)->size : 0) + 32);
   rewrite_exports(find(7), &export_out);
   buf_init(&start_out, 8);
@@ -1115,21 +1380,36 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
       fn->locals_to = (u32)(p - in);
       fn->groups = groups;
       fn->edges_from = edge_count;
+      fn->sites_from = site_count;
       fn->out_start = bodies.length;
+      u32 nests_before = nest_count, nest_locals_before = nest_local_count;
+      current_fn = i;
       u32 counter_local = type_params[func_type[i]] + (u32)declared;
       int done = rewrite_body(p, body_end, &bodies, fn, counter_local, 1);
       if (done == USES_EXCEPTIONS) {
         bodies.length = fn->out_start;
         edge_count = fn->edges_from;
+        site_count = fn->sites_from;
+        nest_count = nests_before;
+        nest_local_count = nest_locals_before;
         done = rewrite_body(p, body_end, &bodies, fn, counter_local, 0);
       }
       if (!done || failed) return -1;
       fn->out_length = bodies.length - fn->out_start;
       fn->edges_to = edge_count;
+      fn->sites_to = site_count;
       p = body_end;
     }
   }
   choose_probes();
+  plan_saves();
+  for (u32 q = 0; q < site_count; q++)
+    if (!nest_flushes[site_nest[q]]) {
+      stats[6]++;
+      for (u32 i = nest_from[site_nest[q]]; i < nest_end(site_nest[q]); i++) stats[7] += nest_kind[i] != SAVED_KINDS;
+    }
+  buf_init(&global_out, (globals ? globals->size : 0) + 16 + 32 * save_globals_total());
+  rewrite_globals(globals, &global_out, allowance);
   if (failed) return -1;
 
   /* The whole module. */
