@@ -13,10 +13,12 @@
  *  - the page's main thread: its longest task in thread time, from a Chrome trace ('toplevel'),
  *    over both tasks, prepare and run.
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { tmpdir } from 'node:os';
 import { withBuiltClient } from './client-under-test.ts';
+import { launchChromiumProfile } from '../test/helpers/browser.ts';
 import { BENCH_PAGE_DIR, withBenchPage } from './browser-page.ts';
 import { programs, type Program } from './programs.ts';
 import { buildBatch, publishBatch } from '../server/publish.ts';
@@ -31,6 +33,13 @@ export interface BrowserProgramReport {
   firstStart: { fetchMs: number; compileMs: number };
   afterReload: { fetchMs: number; compileMs: number };
   afterSecondReload: { fetchMs: number; compileMs: number };
+  /**
+   * Starts in new browser sessions on one profile (a donor closing and opening the browser): the
+   * first start, then two more, each in a new browser process. The second session compiles the
+   * kept module as the service worker answers it, and Chromium keeps its optimised code; the
+   * third should deserialise that code. With the trace's code-cache events of each.
+   */
+  restarts: { fetchMs: number; compileMs: number; cacheEvents: Record<string, number> }[];
   /** Chromium's v8.wasm trace events over the three tasks, by name: the code cache's hits, misses and writes. */
   wasmEvents: Record<string, number>;
   /** In a Chromium worker (bench/browser/rewrite-worker.ts), medians of REWRITE_ROUNDS: the yield hook's rewrite, compiling the original, compiling the rewritten module. */
@@ -128,21 +137,7 @@ async function one(program: Program, server: { url: string; key: Parameters<type
 
   const context = await browser.newContext();
   const page = await context.newPage();
-  // The timings each result reports, read from the head of the binary body the page posts (a
-  // Blob body's bytes are not in the browser's request events).
-  await page.addInitScript((type) => {
-    const kept: unknown[] = [];
-    (window as unknown as { postedTimings: unknown[] }).postedTimings = kept;
-    const original = window.fetch;
-    window.fetch = async (input, init) => {
-      const body = init?.body;
-      if (String(input).endsWith('/api/results') && body instanceof Blob && body.type === type) {
-        const length = new DataView(await body.slice(0, 4).arrayBuffer()).getUint32(0);
-        kept.push(JSON.parse(await body.slice(4, 4 + length).text()).timings);
-      }
-      return original(input, init);
-    };
-  }, RESULT_BODY_TYPE);
+  await page.addInitScript(readPostedTimings, RESULT_BODY_TYPE);
   const timings = {
     get: () => page.evaluate(() => (window as unknown as { postedTimings: { fetchMs: number; compileMs: number; runMs: number }[] }).postedTimings),
   };
@@ -199,7 +194,10 @@ async function one(program: Program, server: { url: string; key: Parameters<type
   const baseline = await plainDownloadAndCompile(bare, `/api/blobs/${hash}`);
   await fresh.close();
 
+  const restarts = await restartedStarts(program, server, publish);
+
   return {
+    restarts,
     program: program.name,
     firstStart: { fetchMs: first.timing.fetchMs, compileMs: first.timing.compileMs },
     afterReload: { fetchMs: second.timing.fetchMs, compileMs: second.timing.compileMs },
@@ -215,6 +213,80 @@ async function one(program: Program, server: { url: string; key: Parameters<type
     longestMainTaskMs: Math.max(0, ...tasks.map((t) => (t.tdur ?? t.dur ?? 0) / 1000)),
     mainTasks: tasks.length,
   };
+}
+
+/** In the page, before its scripts: keeps the timings each result reports, read from the head of the binary body the page posts (a Blob body's bytes are not in the browser's request events). */
+function readPostedTimings(type: string): void {
+  const kept: unknown[] = [];
+  (window as unknown as { postedTimings: unknown[] }).postedTimings = kept;
+  const original = window.fetch;
+  window.fetch = async (input, init) => {
+    const body = init?.body;
+    if (String(input).endsWith('/api/results') && body instanceof Blob && body.type === type) {
+      const length = new DataView(await body.slice(0, 4).arrayBuffer()).getUint32(0);
+      kept.push(JSON.parse(await body.slice(4, 4 + length).text()).timings);
+    }
+    return original(input, init);
+  };
+}
+
+/**
+ * Sessions of the restart runs: the first start, then more in new browser processes on the same
+ * profile (DEWGRID_BENCH_RESTARTS, 3 by default). Past the third, each session that found the
+ * code cache drops it after its task (the entry put again, same bytes, no compiled code beside
+ * it), so that the sessions alternate: one compiling (and keeping the code), one deserialising.
+ */
+const RESTART_SESSIONS = Number(process.env.DEWGRID_BENCH_RESTARTS ?? 3);
+
+/** One task per browser session, each a new Chromium on one profile; the timings of each, and the code-cache events of the trace. */
+async function restartedStarts(program: Program, server: { url: string; key: Parameters<typeof buildBatch>[1] }, publish: () => Promise<{ batchId: string }>): Promise<{ fetchMs: number; compileMs: number; cacheEvents: Record<string, number> }[]> {
+  const profile = mkdtempSync(join(tmpdir(), 'dewgrid-bench-profile-'));
+  const starts = [];
+  try {
+    for (let i = 0; i < RESTART_SESSIONS; i++) {
+      const context = await launchChromiumProfile(profile);
+      try {
+        const page = context.pages()[0] ?? (await context.newPage());
+        await page.addInitScript(readPostedTimings, RESULT_BODY_TYPE);
+        await page.goto(server.url);
+        await page.waitForSelector('html[data-ready="true"]');
+        await page.evaluate(() => (window as unknown as { dewgrid: { setSettings(s: object): void } }).dewgrid.setSettings({ workers: 1, dwellSeconds: 0, backOffWhileInUse: false, backOffForOtherPrograms: false }));
+        const cdp = await context.newCDPSession(page);
+        const names: string[] = [];
+        cdp.on('Tracing.dataCollected', (e) => void names.push(...e.value.map((v) => v.name!)));
+        const complete = new Promise<void>((resolve) => cdp.once('Tracing.tracingComplete', () => resolve()));
+        await cdp.send('Tracing.start', { traceConfig: { includedCategories: ['disabled-by-default-devtools.timeline', 'v8.wasm'] }, transferMode: 'ReportEvents' });
+        const batch = await publish();
+        await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
+        await waitForBatch(server, batch.batchId, (c) => (c.done ?? 0) + (c['exit-nonzero'] ?? 0) + (c.failed ?? 0) === 1, 900_000);
+        await page.evaluate(() => (window as unknown as { dewgrid: { stop(): void } }).dewgrid.stop());
+        // The service worker installed before the browser closes; the optimised code kept (from a background thread).
+        await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
+        await page.waitForTimeout(5000);
+        await cdp.send('Tracing.end');
+        await complete;
+        const posted = await page.evaluate(() => (window as unknown as { postedTimings: { fetchMs: number; compileMs: number }[] }).postedTimings);
+        const cacheEvents: Record<string, number> = {};
+        for (const name of names) if (/^v8\.wasm\.(moduleCache|cachedModule)|^wasm\.Deserialize$/.test(name)) cacheEvents[name] = (cacheEvents[name] ?? 0) + 1;
+        const timing = posted[posted.length - 1]!;
+        starts.push({ fetchMs: timing.fetchMs, compileMs: timing.compileMs, cacheEvents });
+        if (i >= 2 && cacheEvents['v8.wasm.moduleCacheHit']) {
+          await page.evaluate(async () => {
+            const cache = await caches.open('dewgrid-modules');
+            for (const key of await cache.keys()) {
+              const kept = (await cache.match(key))!;
+              await cache.put(key, new Response(await kept.blob(), { headers: kept.headers }));
+            }
+          });
+        }
+      } finally {
+        await context.close();
+      }
+    }
+  } finally {
+    rmSync(profile, { recursive: true, force: true });
+  }
+  return starts;
 }
 
 /**
@@ -243,6 +315,7 @@ export function printProgramsBrowser(reports: BrowserProgramReport[]): void {
     console.log(`    first start ${fmt(first)} ms (fetch+verify+cache ${fmt(r.firstStart.fetchMs)}, hook+compile ${fmt(r.firstStart.compileMs)}) = ${fmt(first / (r.downloadMs + r.compileMs), 2)}x download ${fmt(r.downloadMs)} + compile ${fmt(r.compileMs)} ms (target: 2x); compiling while downloading, unverified: ${fmt(r.streamingMs)} ms`);
     const third = r.afterSecondReload.fetchMs + r.afterSecondReload.compileMs;
     console.log(`    start after a reload ${fmt(again)} ms (fetch ${fmt(r.afterReload.fetchMs)}, compile ${fmt(r.afterReload.compileMs)}), after a second ${fmt(third)} ms (fetch ${fmt(r.afterSecondReload.fetchMs)}, compile ${fmt(r.afterSecondReload.compileMs)}) (target: under 500 ms)`);
+    r.restarts.forEach((s, i) => console.log(`    ${i === 0 ? 'first start, new profile' : `start in a new browser session ${i}`}: ${fmt(s.fetchMs + s.compileMs)} ms (fetch ${fmt(s.fetchMs)}, compile ${fmt(s.compileMs)}); code cache: ${Object.entries(s.cacheEvents).map(([name, n]) => `${name} ${n}`).join(', ') || 'no events'}`));
     console.log(`    Chromium's v8.wasm trace events: ${Object.entries(r.wasmEvents).map(([name, n]) => `${name} ${n}`).join(', ') || 'none'}`);
     console.log(`    in a worker: the rewrite ${fmt(r.worker.rewriteMs)} ms against compiling ${fmt(r.worker.compileMs)} ms: ${fmt((100 * r.worker.rewriteMs) / r.worker.compileMs)}% (target: 20%); the rewritten module (${fmt(r.worker.size, 3)}x) compiles in ${fmt(r.worker.compileRewrittenMs)} ms`);
     console.log(`    run ${fmt(r.runMs)} ms in the browser worker, node:wasi ${fmt(r.nodeWasiMs)} ms: ${fmt(r.runMs / r.nodeWasiMs, 2)}x (target: 1.10)`);

@@ -17,6 +17,7 @@ import { benchPageWeight, printPageWeight } from './page-weight.ts';
 import { benchHostileMemory, printHostileMemory } from './hostile-memory.ts';
 import { benchPrograms, printPrograms } from './programs.ts';
 import { benchProgramsBrowser, printProgramsBrowser } from './programs-browser.ts';
+import { benchWasmCodeCache, printWasmCodeCache } from './wasm-code-cache.ts';
 import { benchPeers } from './peers.ts';
 import { benchBodyMemory, printBodyMemory } from './body-memory.ts';
 import { benchScale, scalePrinter } from './scale.ts';
@@ -38,6 +39,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   signatures: async () => printSignatures(await benchSignatures()),
   programs: async () => printPrograms(await benchPrograms()),
   'programs-browser': async () => printProgramsBrowser(await benchProgramsBrowser()),
+  'wasm-code-cache': async () => printWasmCodeCache(await benchWasmCodeCache()),
   peers: async () => void (await benchPeers()), // prints each program's figures as they come
   'hostile-memory': async () => printHostileMemory(await benchHostileMemory()),
   'body-memory': async () => printBodyMemory(await benchBodyMemory()),

@@ -10,6 +10,7 @@ import { openDewgridDB } from '../storage/db.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { resultBody } from '../storage/result-body.ts';
 import { API } from '../protocol/api.ts';
+import { MODULE_CACHE_NAME, MODULE_URL_PREFIX, NOT_KEPT_HEADER } from '../storage/module-cache.ts';
 
 declare const self: ServiceWorkerGlobalScope & { __WB_MANIFEST: (string | { url: string; revision: string | null })[] };
 
@@ -21,6 +22,16 @@ cleanupOutdatedCaches();
 // embed's card, whose frame page has headers of its own (a partner on this site may embed it), and
 // the owner's status page (server-rendered).
 registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/embed\//, /^\/status(\?|$)/] }));
+// Rewritten modules kept by the prepare worker (src/storage/module-cache.ts), answered from their
+// cache: Chromium keeps compiled Wasm only for a module that fetch() returned, not cache.match().
+// Nothing else serves these URLs: one not kept is a 404 that says so.
+registerRoute(
+  ({ url, request }) => url.origin === self.location.origin && url.pathname.startsWith(MODULE_URL_PREFIX) && request.method === 'GET',
+  async ({ request }) => {
+    const kept = await (await caches.open(MODULE_CACHE_NAME)).match(request);
+    return kept ?? new Response(null, { status: 404, headers: { [NOT_KEPT_HEADER]: '1' } });
+  },
+);
 // The first version takes the page at once; later versions wait until the page says so (workbox-window).
 clientsClaim();
 

@@ -1,10 +1,12 @@
 // Storage that behaves: corrupted cached bytes are noticed and fetched again; the module cache
 // stays under its budget by evicting the least recently used, and the queue survives.
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { tmpdir } from 'node:os';
 import { useServerAndBrowser } from '../helpers/e2e.ts';
+import { launchChromiumProfile } from '../helpers/browser.ts';
 import { agreed, waitForBatch, pressStart } from '../helpers/donor.ts';
 import { buildBatch, publishBatch } from '../../server/publish.ts';
 import { sha256Hex } from '../../src/protocol/index.ts';
@@ -103,6 +105,62 @@ describe('storage', () => {
     expect(fetched).toEqual([]);
     await expect.poll(kept, { timeout: 10_000 }).toEqual([{ url: expect.stringContaining(hash), ok: true }]);
     await context.close();
+  });
+
+  it('compiles a kept module as the service worker answers it, so a new browser session starts from Chromium\'s compiled code', async () => {
+    // A donor's browser: a profile on disk, closed and opened again (a reload in one renderer finds
+    // V8's in-process module cache instead). Chromium keeps compiled code only for a module that
+    // fetch() returned: the service worker answers for the kept one. V8 writes it once 1 MB of the
+    // module is optimised at once, or after 2 s without more (a timer that did not fire in
+    // Chromium 156 here: bench/wasm-code-cache.ts); the fractal is far smaller, so that timeout is
+    // 0 here: written as soon as 1000 bytes are optimised.
+    const profile = mkdtempSync(join(tmpdir(), 'dewgrid-e2e-code-cache-'));
+    const args = ['fractal', '256', '256', '0', '0', '256', '256'];
+    const session = async <T>(use: (page: Page) => Promise<T>): Promise<T> => {
+      const context = await launchChromiumProfile(profile, { extraArgs: ['--js-flags=--wasm-caching-timeout-ms=0'] });
+      try {
+        const page = context.pages()[0] ?? (await context.newPage());
+        await openClient(page);
+        await page.evaluate(() => (window as unknown as { dewgrid: { setSettings(s: object): void } }).dewgrid.setSettings({ workers: 1, dwellSeconds: 0, backOffWhileInUse: false, backOffForOtherPrograms: false }));
+        return await use(page);
+      } finally {
+        await context.close();
+      }
+    };
+    const runOne = async (page: Page) => {
+      const batch = await publish(fractal, args, 1);
+      await page.evaluate(() => (window as unknown as { dewgrid: { start(): void } }).dewgrid.start());
+      await waitForBatch(env.server, batch.batchId, (c) => c.done === 1);
+      await page.evaluate(() => (window as unknown as { dewgrid: { stop(): void } }).dewgrid.stop());
+    };
+    const traced = async (page: Page, work: () => Promise<void>): Promise<string[]> => {
+      const cdp = await page.context().newCDPSession(page);
+      const names: string[] = [];
+      cdp.on('Tracing.dataCollected', (e) => void names.push(...e.value.map((v) => v.name!)));
+      const complete = new Promise<void>((resolve) => cdp.once('Tracing.tracingComplete', () => resolve()));
+      await cdp.send('Tracing.start', { traceConfig: { includedCategories: ['disabled-by-default-devtools.timeline', 'v8.wasm'] }, transferMode: 'ReportEvents' });
+      await work();
+      await page.waitForTimeout(500); // the code is kept from a background thread, as the task ends
+      await cdp.send('Tracing.end');
+      await complete;
+      return names;
+    };
+    try {
+      await session(async (page) => {
+        await runOne(page); // rewritten, compiled from memory, kept
+        await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined)); // installed before the browser closes
+      });
+      // The kept module, fetched through the service worker and compiled; once optimised, its code is kept beside it.
+      const second = await session((page) => traced(page, () => runOne(page)));
+      expect(second).toContain('v8.wasm.cachedModule');
+      expect(second).not.toContain('v8.wasm.moduleCacheHit');
+      // The next session deserialises that code instead of compiling the module.
+      const third = await session((page) => traced(page, () => runOne(page)));
+      expect(third).toContain('v8.wasm.moduleCacheHit');
+      expect(third).toContain('wasm.Deserialize');
+    } finally {
+      rmSync(profile, { recursive: true, force: true });
+    }
   });
 
   it('evicts the least recently used module to stay in budget, and the queue survives', async () => {

@@ -69,6 +69,8 @@ export async function launchChromiumProfile(userDataDir: string, options: Launch
 
 interface LaunchOptions {
   computePressure?: boolean;
+  /** More command-line flags, after the rest (e.g. --js-flags for an experiment). */
+  extraArgs?: string[];
   storagePartitioning?: boolean;
 }
 
@@ -83,5 +85,6 @@ function chromiumPath(): string {
 function chromiumArgs(options: LaunchOptions): string[] {
   const args = options.computePressure ? [...CHROMIUM_FLAGS] : [...CHROMIUM_FLAGS, '--disable-blink-features=ComputePressure'];
   if (options.storagePartitioning) args.push(`--disable-features=${PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING.join(',')}`);
+  if (options.extraArgs) args.push(...options.extraArgs);
   return args;
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { sha256Hex, type TaskManifest } from '../../src/protocol/index.ts';
 import { ModulePreparer, PROGRESS_EVERY_BYTES, type BlobFetcher } from '../../src/scheduler/module-preparer.ts';
 import type { BlobCache } from '../../src/storage/blob-cache.ts';
+import type { ModuleCache } from '../../src/storage/module-cache.ts';
 import { maxPrepareProgress } from '../../server/store/rules.ts';
 
 const module = new Uint8Array(readFileSync(new URL('../fixtures/wasi/wordfreq.wasm', import.meta.url)));
@@ -91,5 +92,27 @@ describe('ModulePreparer progress', () => {
     const seen: number[] = [];
     await new ModulePreparer({ fetchBlob: () => Promise.reject(new Error('not fetched again')) }, cache, null).prepare(m, Infinity, (readied) => seen.push(readied));
     expect(seen.at(-1)).toBe(3 * module.length + 2 * input.length);
+  });
+});
+
+describe('ModulePreparer timings', () => {
+  it('reports fetch and compile times that add up to the prepare\'s wall time when the inputs load while a kept module compiles', async () => {
+    const { server, cache, blobs } = world();
+    const m = await manifest(server);
+    blobs.set(m.files[0]!.blob.sha256, input);
+    const compiled = await WebAssembly.compile(module);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    // The inputs take 150 ms to read, the kept module 300 ms to compile: the inputs are no wait.
+    const slowCache = { ...cache, getMany: async (hashes: string[]) => (await sleep(150), cache.getMany(hashes)) } as unknown as BlobCache;
+    const modules = { compile: async () => (await sleep(300), { module: compiled, bytes: async () => module }), has: async () => true, put: async () => undefined } as unknown as ModuleCache;
+    const started = performance.now();
+    const prepared = await new ModulePreparer(server, slowCache, modules).prepare(m, Infinity);
+    const wall = performance.now() - started;
+    if (prepared.kind !== 'ready') throw new Error(prepared.kind);
+    expect(prepared.source).toBe('cache');
+    expect(prepared.compileMs).toBeGreaterThanOrEqual(290);
+    // Was fetchMs = the inputs' own 150 ms on top: a start of 0.3 s reported as 0.45 s.
+    expect(prepared.fetchMs + prepared.compileMs).toBeLessThanOrEqual(wall + 1);
+    expect(prepared.fetchMs).toBeLessThan(100);
   });
 });
