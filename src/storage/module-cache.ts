@@ -25,8 +25,6 @@ export const MODULE_URL_PREFIX = '/__dewgrid/modules/';
 /** Modules kept; older ones are rewritten again when needed. */
 const KEEP = 16;
 const HASH_HEADER = 'x-dewgrid-sha256';
-/** On the service worker's 404 for a module it does not keep, so that its "no" is told from the server's. */
-export const NOT_KEPT_HEADER = 'x-dewgrid-not-kept';
 
 export function moduleCacheKey(moduleSha256: string, instrumenterVersion: number, memoryPages: number): string {
   return `${moduleSha256}-i${instrumenterVersion}-m${memoryPages}.wasm`;

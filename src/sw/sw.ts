@@ -10,7 +10,7 @@ import { openDewgridDB } from '../storage/db.ts';
 import { WorkStore } from '../storage/work-store.ts';
 import { resultBody } from '../storage/result-body.ts';
 import { API } from '../protocol/api.ts';
-import { MODULE_CACHE_NAME, MODULE_URL_PREFIX, NOT_KEPT_HEADER } from '../storage/module-cache.ts';
+import { MODULE_CACHE_NAME, MODULE_URL_PREFIX } from '../storage/module-cache.ts';
 
 declare const self: ServiceWorkerGlobalScope & { __WB_MANIFEST: (string | { url: string; revision: string | null })[] };
 
@@ -24,12 +24,12 @@ cleanupOutdatedCaches();
 registerRoute(new NavigationRoute(createHandlerBoundToURL('index.html'), { denylist: [/^\/api\//, /^\/embed\//, /^\/status(\?|$)/] }));
 // Rewritten modules kept by the prepare worker (src/storage/module-cache.ts), answered from their
 // cache: Chromium keeps compiled Wasm only for a module that fetch() returned, not cache.match().
-// Nothing else serves these URLs: one not kept is a 404 that says so.
+// Nothing else serves these URLs: one not kept is a 404 (the prepare worker then reads the cache itself).
 registerRoute(
   ({ url, request }) => url.origin === self.location.origin && url.pathname.startsWith(MODULE_URL_PREFIX) && request.method === 'GET',
   async ({ request }) => {
     const kept = await (await caches.open(MODULE_CACHE_NAME)).match(request);
-    return kept ?? new Response(null, { status: 404, headers: { [NOT_KEPT_HEADER]: '1' } });
+    return kept ?? new Response(null, { status: 404 });
   },
 );
 // The first version takes the page at once; later versions wait until the page says so (workbox-window).
