@@ -29,8 +29,10 @@
  * The probes executed are a measure of work that depends only on the program and its inputs: the
  * same on every device, so credit can use it (see `workDone`).
  *
- * Runs on the client after the module's hash matched its signed manifest: the publisher signs
- * exactly what they built (docs/scheduling.md); in the prepare worker. No DOM, no Node API.
+ * Runs on the client, in the prepare worker, while the module's hash is checked against its
+ * signed manifest; what it makes is used only once the hash matched (the publisher signs exactly
+ * what they built, docs/scheduling.md; why unchecked bytes may be rewritten: docs/security.md). It
+ * must withstand any input. No DOM, no Node API.
  */
 import { REWRITER_WASM_BASE64 } from './rewriter/rewriter-wasm.ts';
 
@@ -77,6 +79,15 @@ export function instrument(bytes: Uint8Array, firstAllowance: number): Uint8Arra
 }
 
 export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): { bytes: Uint8Array; stats: InstrumentStats } {
+  return instrumentInto(bytes, firstAllowance, (rewritten, stats) => ({ bytes: rewritten.slice(), stats }));
+}
+
+/**
+ * The rewrite, handed to `take` as a view of the rewriter's memory, valid only during the call:
+ * a caller that copies the module anyway (capping its memory does) saves a copy of tens of
+ * megabytes. @throws InstrumentError as `instrument`.
+ */
+export function instrumentInto<T>(bytes: Uint8Array, firstAllowance: number, take: (rewritten: Uint8Array, stats: InstrumentStats) => T): T {
   if (!(firstAllowance > 0 && firstAllowance <= 0x7fffffff)) throw new RangeError(`the allowance must be from 1 to 2^31-1, got ${firstAllowance}`);
   compiled ??= new WebAssembly.Module(Uint8Array.from(atob(REWRITER_WASM_BASE64), (c) => c.charCodeAt(0)));
   // A fresh instance each time: its memory grows to about three times the module, and goes with it.
@@ -97,9 +108,6 @@ export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): 
     const text = new Uint8Array(rw.memory.buffer, at, 256);
     throw new InstrumentError(new TextDecoder().decode(text.subarray(0, text.indexOf(0))));
   }
-  const output = rw.rw_output();
-  return {
-    bytes: new Uint8Array(rw.memory.buffer, output, length).slice(),
-    stats: { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4), probedIndirectCalls: rw.rw_stat(5), savingSites: rw.rw_stat(6), savedLocals: rw.rw_stat(7) },
-  };
+  const stats = { functions: rw.rw_stat(0), probedForCalls: rw.rw_stat(1), probedInCycles: rw.rw_stat(2), wrappedLoops: rw.rw_stat(3), innerCallLoops: rw.rw_stat(4), probedIndirectCalls: rw.rw_stat(5), savingSites: rw.rw_stat(6), savedLocals: rw.rw_stat(7) };
+  return take(new Uint8Array(rw.memory.buffer, rw.rw_output(), length), stats);
 }

@@ -12,7 +12,7 @@ import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts
 import { sha256Hex } from '../protocol/bytes.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import { moduleCacheKey, type ModuleCache } from '../storage/module-cache.ts';
-import { instrument } from '../../worker/instrument.ts';
+import { instrumentInto } from '../../worker/instrument.ts';
 import { capMemory } from './memory-cap.ts';
 
 /** What the worker answers; errors are values here, as classes do not survive the worker boundary. */
@@ -68,10 +68,34 @@ export interface BlobFetcher {
   fetchBlobs?(refs: readonly BlobRef[]): Promise<Uint8Array[] | null>;
 }
 
-/** One blob's load, told to every preparation that waits on it: one that joins late hears what it missed at once. */
+/**
+ * One blob's load, told to every preparation that waits on it: one that joins late hears what it
+ * missed at once. `arrived` has its bytes as soon as they are read or fetched, before their hash is
+ * checked (for work that can start meanwhile and be thrown away if the check fails), and rejects
+ * as the load does.
+ */
 class SharedProgress {
   private readonly watchers = new Set<Readied>();
   private sofar = 0;
+  private arrive!: (bytes: Uint8Array) => void;
+  private fail!: (error: unknown) => void;
+  readonly arrived = new Promise<Uint8Array>((resolve, reject) => {
+    this.arrive = resolve;
+    this.fail = reject;
+  });
+
+  constructor() {
+    this.arrived.catch(() => undefined); // the load's own promise reports the failure
+  }
+
+  /** The bytes are here (unchecked); a later call, or a failure after it, changes nothing. */
+  here(bytes: Uint8Array): void {
+    this.arrive(bytes);
+  }
+
+  failed(error: unknown): void {
+    this.fail(error);
+  }
 
   join(readied: Readied): void {
     this.watchers.add(readied);
@@ -248,12 +272,18 @@ export class ModulePreparer implements ModuleSource {
    *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
    */
   private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array[]> {
+    return Promise.all(this.loads(refs, kind, fetchLimit, readied).map((load) => load.bytes));
+  }
+
+  /** As verifiedBlobs, each blob's load on its own: its checked bytes, and its progress (with the bytes as they arrive). */
+  private loads(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): { bytes: Promise<Uint8Array>; progress: SharedProgress }[] {
     const keyOf = (ref: BlobRef) => `${ref.sha256}:${ref.size}:${kind}`;
     const fresh = new Map<string, BlobRef>();
     for (const ref of refs) if (!this.loading.has(keyOf(ref)) && !fresh.has(keyOf(ref))) fresh.set(keyOf(ref), ref);
     if (fresh.size > 0) {
       const progress = [...fresh.values()].map(() => new SharedProgress());
       const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit, progress);
+      batch.catch((error) => progress.forEach((p) => p.failed(error)));
       [...fresh.values()].forEach((ref, i) => {
         const key = keyOf(ref);
         const bytes = batch.then((loaded) => loaded[i]!).finally(() => this.loading.delete(key));
@@ -263,7 +293,7 @@ export class ModulePreparer implements ModuleSource {
     }
     const loads = refs.map((ref) => this.loading.get(keyOf(ref))!);
     if (readied) for (const load of new Set(loads)) load.progress.join(readied);
-    return Promise.all(loads.map((load) => load.bytes));
+    return loads;
   }
 
   private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, progress: SharedProgress[]): Promise<Uint8Array[]> {
@@ -276,8 +306,10 @@ export class ModulePreparer implements ModuleSource {
     refs.forEach((ref, i) => {
       const hit = cached.get(ref.sha256);
       if (!found[i] && hit && hit.length === ref.size) found[i] = hit;
-      if (found[i]) progress[i]!.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
-      else missing.push(i);
+      if (found[i]) {
+        progress[i]!.here(found[i]!);
+        progress[i]!.add(2 * ref.size, true); // read and checked (BlobCache hashes what it reads)
+      } else missing.push(i);
     });
     for (const i of missing) {
       const ref = refs[i]!;
@@ -311,6 +343,7 @@ export class ModulePreparer implements ModuleSource {
       if (!pieces) return void alone.push(...batch);
       await Promise.all(
         batch.map(async (i, k) => {
+          progress[i]!.here(pieces[k]!);
           progress[i]!.add(pieces[k]!.length); // fetched
           found[i] = await this.verifiedFetched(refs[i]!, pieces[k]!, kind, progress[i]!);
         }),
@@ -337,25 +370,30 @@ export class ModulePreparer implements ModuleSource {
       }
     }
     const fetchStarted = performance.now();
-    const original = await this.verifiedBlob(manifest.module, 'module', fetchLimit, readied);
+    const load = this.loads([manifest.module], 'module', fetchLimit, readied)[0]!;
+    const arrived = await load.progress.arrived;
     fetched(performance.now() - fetchStarted);
-    const source = manifest.engine === 'wasix' ? original : withYieldHook(original);
+    // For WASI the rewrite starts on the bytes as they arrived, while WebCrypto hashes them on a
+    // thread of its own (yosys: 40-90 ms of hashing off the first start's path); nothing it makes
+    // is kept or compiled unless the hash matched. The rewriter is a WebAssembly instance that
+    // must withstand any module a publisher signs, so unchecked bytes ask nothing more of it
+    // (docs/security.md).
+    const made = hookedAndCapped(arrived, manifest.engine, manifest.limits.memoryBytes);
+    const original = await load.bytes; // a mismatch is refused here, and the rewrite dropped
     readied.add(original.length, true); // rewritten (or, for WASIX, nothing to rewrite)
-    const capped = capMemory(source, manifest.limits.memoryBytes);
-    if (!capped.ok) throw capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
-    if (manifest.engine === 'wasix') {
-      return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: capped.bytes, source: 'fresh' };
-    }
-    if (this.modules && source !== original) {
-      // Kept while it compiles, not before: writing the rewritten bytes to Cache Storage, reading
-      // them back and hashing them again took longer than the compile itself (flite: 1.0 s of
-      // "hook + compile" against a rewrite of 70 ms and a compile of 46 ms in Chromium's worker),
-      // and Chromium's trace showed no compiled code kept for such entries to gain from it
-      // (docs/benchmarks.md (l)). Later sessions compile the kept entry, checked against its hash.
-      const bytes = capped.bytes;
+    if (made instanceof Error) throw made;
+    const module = await WebAssembly.compile(made.bytes as Uint8Array<ArrayBuffer>);
+    if (manifest.engine === 'wasix') return { module, bytes: made.bytes, source: 'fresh' };
+    if (this.modules && made.hooked) {
+      // Kept once it has compiled, not before nor meanwhile: writing the rewritten bytes to Cache
+      // Storage, reading them back and hashing them again took longer than the compile itself
+      // (flite: 1.0 s of "hook + compile" against a rewrite of 70 ms and a compile of 46 ms in
+      // Chromium's worker), and hashing and copying 33 MB beside the compile slowed it. Later
+      // sessions compile the kept entry, checked against its hash.
+      const bytes = made.bytes;
       void sha256Hex(bytes).then((sha256) => this.modules!.put(key, [bytes], sha256)).catch(() => undefined);
     }
-    return { module: await WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>), bytes: null, source: 'fresh' };
+    return { module, bytes: null, source: 'fresh' };
   }
 
   /** @param readied as verifiedBlobs */
@@ -365,7 +403,9 @@ export class ModulePreparer implements ModuleSource {
 
   /** Fetched bytes that match `ref`; refuses bytes that do not. */
   private async fetchVerified(ref: BlobRef, kind: 'module' | 'input', progress: SharedProgress): Promise<Uint8Array> {
-    return this.verifiedFetched(ref, await this.server.fetchBlob(ref.sha256, ref.size, (length) => progress.add(length)), kind, progress);
+    const fetched = await this.server.fetchBlob(ref.sha256, ref.size, (length) => progress.add(length));
+    progress.here(fetched);
+    return this.verifiedFetched(ref, fetched, kind, progress);
   }
 
   private async verifiedFetched(ref: BlobRef, fetched: Uint8Array, kind: 'module' | 'input', readied: SharedProgress): Promise<Uint8Array> {
@@ -381,13 +421,23 @@ export class ModulePreparer implements ModuleSource {
   }
 }
 
-/** The module with the yield hook in it; a module the rewrite cannot read is compiled as it is, and the compile names its problem. */
-function withYieldHook(bytes: Uint8Array): Uint8Array {
+/**
+ * The module with its memory capped and, for WASI, the yield hook in it, made in one copy of the
+ * module (the rewrite is capped straight out of the rewriter's memory); or the error to report. A
+ * module the rewrite cannot read is capped as it is, and the compile names its problem.
+ */
+function hookedAndCapped(bytes: Uint8Array, engine: TaskManifest['engine'], memoryBytes: number): { bytes: Uint8Array; hooked: boolean } | Error {
+  const cap = (module: Uint8Array, hooked: boolean) => {
+    const capped = capMemory(module, memoryBytes);
+    if (!capped.ok) return capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
+    return { bytes: capped.bytes, hooked };
+  };
+  if (engine === 'wasix') return cap(bytes, false);
   try {
-    return instrument(bytes, INITIAL_ALLOWANCE);
+    return instrumentInto(bytes, INITIAL_ALLOWANCE, (rewritten) => cap(rewritten, true));
   } catch (error) {
-    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return bytes;
-    throw error;
+    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return cap(bytes, false);
+    return error as Error;
   }
 }
 

@@ -116,3 +116,35 @@ describe('ModulePreparer timings', () => {
     expect(prepared.fetchMs).toBeLessThan(100);
   });
 });
+
+// The rewrite starts on the module's bytes as they arrive, while their hash is computed: a module
+// that does not match its manifest is refused as before, whatever the rewrite made of it, and
+// nothing of it is compiled, kept or cached.
+describe('ModulePreparer and a module that does not match its manifest', () => {
+  const tampered = async (bytes: Uint8Array) => {
+    const { server, cache, blobs } = world();
+    const m = await manifest(server);
+    server.stored.set(m.module.sha256, bytes);
+    const kept: string[] = [];
+    const modules = { compile: async () => null, has: async () => false, put: async (key: string) => void kept.push(key) } as unknown as ModuleCache;
+    const prepared = await new ModulePreparer(server, cache, modules).prepare(m, Infinity);
+    await new Promise((resolve) => setTimeout(resolve, 10)); // anything kept in the background lands
+    return { prepared, kept, cached: blobs.has(m.module.sha256) };
+  };
+
+  it('refuses a valid module of the same size that is not the one signed', async () => {
+    const other = module.slice();
+    other[other.length - 1]! ^= 1; // the name section's last byte: still a valid module
+    expect(WebAssembly.validate(other)).toBe(true);
+    const { prepared, kept, cached } = await tampered(other);
+    expect(prepared).toMatchObject({ kind: 'refused', reason: 'module-hash-mismatch' });
+    expect(kept).toEqual([]);
+    expect(cached).toBe(false);
+  });
+
+  it('refuses bytes the rewrite cannot read as a mismatch, not as the rewrite\'s error', async () => {
+    const { prepared, kept } = await tampered(new Uint8Array(module.length).fill(0xff));
+    expect(prepared).toMatchObject({ kind: 'refused', reason: 'module-hash-mismatch' });
+    expect(kept).toEqual([]);
+  });
+});
