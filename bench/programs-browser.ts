@@ -256,6 +256,7 @@ async function restartedStarts(program: Program, server: { url: string; key: Par
       try {
         const page = context.pages()[0] ?? (await context.newPage());
         await page.addInitScript(readPostedTimings, RESULT_BODY_TYPE);
+        if (process.env.DEWGRID_BENCH_CONSOLE) page.on('console', (m) => console.log(`  [session ${i}] ${m.text()}`));
         await page.goto(server.url);
         await page.waitForSelector('html[data-ready="true"]');
         await page.evaluate(() => (window as unknown as { dewgrid: { setSettings(s: object): void } }).dewgrid.setSettings({ workers: 1, dwellSeconds: 0, backOffWhileInUse: false, backOffForOtherPrograms: false }));

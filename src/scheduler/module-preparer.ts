@@ -170,6 +170,13 @@ export class ModulePreparer implements ModuleSource {
   private warnings: string[] = [];
   /** Verified bytes on their way into the cache, by hash. */
   private readonly storing = new Map<string, Uint8Array>();
+  /**
+   * Modules being rewritten and compiled, by hash: their own bytes are stored once that is done.
+   * Storing a module means a structured clone of tens of megabytes on this thread and the browser
+   * writing it out, which competed with the rewrite and the compile for the device's cores on a
+   * first start.
+   */
+  private readonly compilingModules = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly server: BlobFetcher,
@@ -370,6 +377,18 @@ export class ModulePreparer implements ModuleSource {
       }
     }
     const fetchStarted = performance.now();
+    let compiled!: () => void;
+    const done = new Promise<void>((resolve) => (compiled = resolve));
+    this.compilingModules.set(manifest.module.sha256, done);
+    try {
+      return await this.fetchAndCompile(manifest, key, fetchLimit, fetchStarted, fetched, readied);
+    } finally {
+      this.compilingModules.delete(manifest.module.sha256);
+      compiled();
+    }
+  }
+
+  private async fetchAndCompile(manifest: TaskManifest, key: string, fetchLimit: number, fetchStarted: number, fetched: (ms: number) => void, readied: Readied): Promise<Compiled> {
     const load = this.loads([manifest.module], 'module', fetchLimit, readied)[0]!;
     const arrived = await load.progress.arrived;
     fetched(performance.now() - fetchStarted);
@@ -416,7 +435,11 @@ export class ModulePreparer implements ModuleSource {
     // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache
     // itself warns when it cannot keep them.
     this.storing.set(ref.sha256, fetched);
-    void this.blobs.put(ref.sha256, fetched).catch(() => undefined).finally(() => this.storing.delete(ref.sha256));
+    const compiled = (kind === 'module' && this.compilingModules.get(ref.sha256)) || Promise.resolve();
+    void compiled
+      .then(() => this.blobs.put(ref.sha256, fetched))
+      .catch(() => undefined)
+      .finally(() => this.storing.delete(ref.sha256));
     return fetched;
   }
 }
