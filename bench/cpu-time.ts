@@ -39,3 +39,16 @@ export function ownCpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
 }
+
+/**
+ * The CPU time of this process's main thread so far, ms (Linux; NaN elsewhere): what a run on that
+ * thread costs, without the engine's background compile threads or the waits for a core that
+ * stretch wall time on a shared machine.
+ */
+export function mainThreadCpuMs(): number {
+  try {
+    return Number(readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
