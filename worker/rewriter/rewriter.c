@@ -1195,6 +1195,24 @@ static void put_site(Buf *out, u32 n) {
 }
 
 /*
+ * Each nest's yield site, written once (a nest has as many sites as wrapped loops): put_body copies
+ * it, and the output's size is known before it is put together (a buffer that grows copies it all).
+ */
+static Buf site_code;
+static u32 *site_code_from; /* nest n's site: from site_code_from[n] to site_code_from[n + 1] */
+
+static void write_sites(void) {
+  site_code_from = alloc(4 * (nest_count + 1));
+  buf_init(&site_code, 64 + 16 * nest_count);
+  if (failed) return;
+  for (u32 n = 0; n < nest_count; n++) {
+    site_code_from[n] = site_code.length;
+    put_site(&site_code, n);
+  }
+  site_code_from[nest_count] = site_code.length;
+}
+
+/*
  * A function's rewritten instructions, with a probe in front of each indirect call whose class is
  * in a cycle, and its yield sites written in.
  */
@@ -1214,7 +1232,8 @@ __attribute__((noinline)) static void put_body(Buf *out, const Func *fn, const B
       stats[5]++;
     } else {
       put_bytes(out, bodies.data + from, site - from);
-      put_site(out, site_nest[j]);
+      u32 n = site_nest[j];
+      put_bytes(out, site_code.data + site_code_from[n], site_code_from[n + 1] - site_code_from[n]);
       from = site;
       j++;
     }
@@ -1413,16 +1432,27 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   if (failed) return -1;
 
   /* The whole module. */
-  Buf out;
-  buf_init(&out, length + bodies.length - (code ? code->size : 0) + defined_funcs * 32 + 4096);
-  put_bytes(&out, in, 8);
-  static const u8 order[] = {1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11};
   Buf entry;
   buf_init(&entry, 32);
   entry_probe_code(&entry);
   Buf flush;
   buf_init(&flush, 32);
   flush_code(&flush);
+  write_sites();
+  if (failed) return -1;
+  /* The output's size at most, so that its buffer never grows: the input's sections but the code,
+     the rewritten ones whole, and each body with all it may gain. */
+  u64 most = (u64)length - (code ? code->size : 0) + 4096 + type_out.length + import_out.length + function_out.length + global_out.length +
+             export_out.length + start_out.length + element_out.length + bodies.length + flush.length;
+  for (u32 i = 0; i < defined_funcs; i++) most += 12 + entry.length + (funcs[i].locals_to - funcs[i].locals_from);
+  for (u32 i = 0; i < edge_count; i++)
+    if (edges[i] >= defined_funcs && class_probed[edges[i] - defined_funcs]) most += entry.length;
+  for (u32 q = 0; q < site_count; q++) most += site_code_from[site_nest[q] + 1] - site_code_from[site_nest[q]];
+  if (most > 0xffff0000ull) { fail("out of memory"); return -1; }
+  Buf out;
+  buf_init(&out, (u32)most);
+  put_bytes(&out, in, 8);
+  static const u8 order[] = {1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11};
   Buf *rewritten[14] = {0};
   rewritten[1] = &type_out;
   rewritten[2] = &import_out;
