@@ -120,6 +120,14 @@ static void put_bytes(Buf *b, const u8 *from, u32 n) {
   }
 }
 
+/* put_bytes for a source that the destination may overlap (the body arena, see rw_instrument). */
+static void put_moved(Buf *b, const u8 *from, u32 n) {
+  if (n && room(b, n)) {
+    __builtin_memmove(b->data + b->length, from, n);
+    b->length += n;
+  }
+}
+
 static void put_u32(Buf *b, u32 v) {
   if (!room(b, 5)) return;
   do {
@@ -1225,20 +1233,20 @@ __attribute__((noinline)) static void put_body(Buf *out, const Func *fn, const B
     u32 site = j < fn->sites_to ? site_at[j] : ~0u;
     if (edge == ~0u && site == ~0u) break;
     if (edge < site) {
-      put_bytes(out, bodies.data + from, edge - from);
+      put_moved(out, bodies.data + from, edge - from);
       put_bytes(out, probe->data, probe->length);
       from = edge;
       i++;
       stats[5]++;
     } else {
-      put_bytes(out, bodies.data + from, site - from);
+      put_moved(out, bodies.data + from, site - from);
       u32 n = site_nest[j];
       put_bytes(out, site_code.data + site_code_from[n], site_code_from[n + 1] - site_code_from[n]);
       from = site;
       j++;
     }
   }
-  put_bytes(out, bodies.data + from, fn->out_start + fn->out_length - from);
+  put_moved(out, bodies.data + from, fn->out_start + fn->out_length - from);
 }
 
 static void write_section(Buf *out, u8 id, const u8 *content, u32 size) {
@@ -1376,7 +1384,13 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   if (failed) return -1;
 
   /* The code: each body's instructions rewritten into one arena; headers and entry probes later. */
+  /* The output is written over the arena when it can: each body ends up no lower than it is there,
+     so it can be moved down, and the output's tens of megabytes need no memory of their own (fresh
+     memory costs a page fault per 4 KiB). The gap before the arena, never touched unless the output
+     goes there, takes the sections before the code and what the bodies gain. */
+  u8 *gap = alloc((code ? (u32)(length - code->size) + code->size / 4 : length) + 65536 + defined_funcs * 64);
   buf_init(&bodies, code ? code->size + code->size / 8 + 1024 : 1024);
+  u8 *arena = bodies.data;
   if (code) {
     p = code->content;
     const u8 *code_end = code->content + code->size;
@@ -1450,7 +1464,16 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   for (u32 q = 0; q < site_count; q++) most += site_code_from[site_nest[q] + 1] - site_code_from[site_nest[q]];
   if (most > 0xffff0000ull) { fail("out of memory"); return -1; }
   Buf out;
-  buf_init(&out, (u32)most);
+  /* Over the arena if it did not move and the gap is wide enough: the output then ends where the
+     arena's content does, at most. Moving each piece of the arena down, no lower than where it
+     was, leaves every byte not yet moved as it was (the insertions only push what follows up). */
+  if (gap && bodies.data == arena && (u64)(arena - gap) + bodies.length >= most) {
+    out.data = arena + bodies.length - most;
+    out.length = 0;
+    out.capacity = (u32)most;
+  } else {
+    buf_init(&out, (u32)most);
+  }
   put_bytes(&out, in, 8);
   static const u8 order[] = {1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11};
   Buf *rewritten[14] = {0};
