@@ -1391,6 +1391,14 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   u8 *gap = alloc((code ? (u32)(length - code->size) + code->size / 4 : length) + 65536 + defined_funcs * 64);
   buf_init(&bodies, code ? code->size + code->size / 8 + 1024 : 1024);
   u8 *arena = bodies.data;
+  /* Room for the call sites up front (yosys has one every 60 bytes of code): growing the arrays
+     by doubling touched and copied twice the memory. What is not used is never touched. */
+  if (code) {
+    edge_capacity = code->size / 32 + 1024;
+    edges = alloc(4 * edge_capacity);
+    edge_at = alloc(4 * edge_capacity);
+    if (failed) return -1;
+  }
   if (code) {
     p = code->content;
     const u8 *code_end = code->content + code->size;
