@@ -1383,12 +1383,12 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   if (find(9)) rewrite_elements(find(9), &element_out);
   if (failed) return -1;
 
-  /* The code: each body's instructions rewritten into one arena; headers and entry probes later. */
-  /* The output is written over the arena when it can: each body ends up no lower than it is there,
-     so it can be moved down, and the output's tens of megabytes need no memory of their own (fresh
-     memory costs a page fault per 4 KiB). The gap before the arena, never touched unless the output
-     goes there, takes the sections before the code and what the bodies gain. */
+  /* The output is later written over the arena, from below it: its tens of megabytes then need no
+     memory of their own (a fresh instance's memory costs a page fault per 4 KiB touched). The gap
+     before the arena takes the sections ahead of the code and what the bodies gain; what the output
+     does not reach is never touched. Its size is a guess: when short, the output gets a buffer. */
   u8 *gap = alloc((code ? (u32)(length - code->size) + code->size / 4 : length) + 65536 + defined_funcs * 64);
+  /* The code: each body's instructions rewritten into one arena; headers and entry probes later. */
   buf_init(&bodies, code ? code->size + code->size / 8 + 1024 : 1024);
   u8 *arena = bodies.data;
   /* Room for the call sites up front (yosys has one every 60 bytes of code): growing the arrays
@@ -1472,9 +1472,11 @@ __attribute__((export_name("rw_instrument"))) i32 rw_instrument(u8 *in, u32 leng
   for (u32 q = 0; q < site_count; q++) most += site_code_from[site_nest[q] + 1] - site_code_from[site_nest[q]];
   if (most > 0xffff0000ull) { fail("out of memory"); return -1; }
   Buf out;
-  /* Over the arena if it did not move and the gap is wide enough: the output then ends where the
-     arena's content does, at most. Moving each piece of the arena down, no lower than where it
-     was, leaves every byte not yet moved as it was (the insertions only push what follows up). */
+  /* Over the arena if it did not move and the gap is wide enough: the output then ends at most
+     where the arena's content does. The output holds the arena's bytes in order with insertions
+     only, so the distance from a byte's place in the arena to its place in the output shrinks from
+     the arena's start to its end, where it is still zero or more: every piece moves down (or
+     stays), and the bytes not yet moved lie above what has been written. */
   if (gap && bodies.data == arena && (u64)(arena - gap) + bodies.length >= most) {
     out.data = arena + bodies.length - most;
     out.length = 0;
