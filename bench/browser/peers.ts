@@ -10,8 +10,7 @@
  * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
  * written file), taken after the clock stops.
  */
-import * as Comlink from 'comlink';
-import type { WorkerApi } from '../../src/protocol/worker-api.ts';
+import { taskWorkerClient, type TaskWorkerClient } from '../../src/protocol/task-channel.ts';
 import { INITIAL_ALLOWANCE, ThrottleBlock } from '../../src/protocol/throttle.ts';
 import { capMemory } from '../../src/scheduler/memory-cap.ts';
 import { instrument } from '../../worker/instrument.ts';
@@ -40,7 +39,7 @@ interface Loaded {
   donorModule: WebAssembly.Module;
   bareModule: WebAssembly.Module;
   /** One worker/runtime.ts each for dewgrid and bare. */
-  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: Comlink.Remote<WorkerApi> }>;
+  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: TaskWorkerClient }>;
   peers: Partial<Record<'shim' | 'wasmer', Worker>>;
   /** Why a runner cannot run this program, where it cannot even load it. */
   refused: Partial<Record<Runner, string>>;
@@ -75,7 +74,7 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
   };
   const runtime = () => {
     const worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' });
-    return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+    return { worker, api: taskWorkerClient(worker) };
   };
   const refused: Loaded['refused'] = {};
   const peers: Loaded['peers'] = {};
