@@ -8,9 +8,11 @@ import { serveRuns } from '../src/protocol/task-channel.ts';
 import { runJob } from './run-job.ts';
 
 serveRuns({
-  async run(job: WorkerJob): Promise<WorkerOutcome> {
+  run(job: WorkerJob): WorkerOutcome | Promise<WorkerOutcome> {
     const outcome = runJob(job);
-    outcome.digests ??= await outputDigests(outcome);
-    return outcome;
+    if (outcome.digests) return outcome;
+    const digests = outputDigests(outcome);
+    if (!(digests instanceof Promise)) return Object.assign(outcome, { digests });
+    return digests.then((hashed) => Object.assign(outcome, { digests: hashed }));
   },
 });
