@@ -44,7 +44,7 @@ function small(name: string, path: string, args: string[], preopens: string[] = 
   return { name, wasm: new Uint8Array(readFileSync(join(root, path))), options, memoryBytes: 256 * MiB, rounds: 7 };
 }
 
-/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so. */
+/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so; DEWGRID_BENCH_ROUNDS sets the rounds. */
 async function peerPrograms(): Promise<PeerProgram[]> {
   const [flite, yosys] = await programs();
   const all = [
@@ -55,7 +55,9 @@ async function peerPrograms(): Promise<PeerProgram[]> {
     { ...yosys!, rounds: 5 },
   ];
   const only = process.env.DEWGRID_BENCH_PROGRAMS?.split(',');
-  return all.filter((p) => !only || only.some((name) => p.name.startsWith(name)));
+  // DEWGRID_BENCH_ROUNDS=25: more rounds for every program, where a few percent must be decided.
+  const rounds = Number(process.env.DEWGRID_BENCH_ROUNDS) || 0;
+  return all.filter((p) => !only || only.some((name) => p.name.startsWith(name))).map((p) => (rounds > 0 ? { ...p, rounds } : p));
 }
 
 function fingerprint(result: WasiResult): string {
