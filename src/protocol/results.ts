@@ -33,7 +33,7 @@ export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49
  */
 export const SMALL_DIGEST_BYTES = 4096;
 
-/** SHA-256 (hex) of one output: none for an empty one, in JavaScript for a small one, else WebCrypto's. */
+/** SHA-256 (hex) of one output: none for an empty one, here (WebAssembly, at once) for a small one, else WebCrypto's. */
 function outputDigest256(bytes: Uint8Array): string | Promise<string> {
   if (bytes.length === 0) return EMPTY_SHA256;
   return bytes.length <= SMALL_DIGEST_BYTES ? sha256HexSync(bytes) : sha256Hex(bytes);

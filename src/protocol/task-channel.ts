@@ -92,7 +92,8 @@ export function serveRuns(api: { run(job: WorkerJob): WorkerOutcome | Promise<Wo
       full.module = module;
       const outcome = api.run(full);
       // An outcome ready at once is posted at once: no turn through the microtask queue.
-      if (outcome instanceof Promise) outcome.then(answer, fail);
+      // A failure to post (a DataCloneError) is answered too: the page must not wait for ever.
+      if (outcome instanceof Promise) outcome.then(answer).catch(fail);
       else answer(outcome);
     } catch (error) {
       fail(error);
