@@ -44,7 +44,7 @@ function small(name: string, path: string, args: string[], preopens: string[] = 
   return { name, wasm: new Uint8Array(readFileSync(join(root, path))), options, memoryBytes: 256 * MiB, rounds: 7 };
 }
 
-/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so. */
+/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so; DEWGRID_BENCH_ROUNDS sets the rounds. */
 async function peerPrograms(): Promise<PeerProgram[]> {
   const [flite, yosys] = await programs();
   const all = [
@@ -55,7 +55,9 @@ async function peerPrograms(): Promise<PeerProgram[]> {
     { ...yosys!, rounds: 5 },
   ];
   const only = process.env.DEWGRID_BENCH_PROGRAMS?.split(',');
-  return all.filter((p) => !only || only.some((name) => p.name.startsWith(name)));
+  // DEWGRID_BENCH_ROUNDS=25: more rounds for every program, where a few percent must be decided.
+  const rounds = Number(process.env.DEWGRID_BENCH_ROUNDS) || 0;
+  return all.filter((p) => !only || only.some((name) => p.name.startsWith(name))).map((p) => (rounds > 0 ? { ...p, rounds } : p));
 }
 
 function fingerprint(result: WasiResult): string {
@@ -92,7 +94,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
       const { args, env, stdin, files, preopens } = program.options;
       writeFileSync(join(BENCH_PAGE_DIR, `${name}.json`), JSON.stringify({ args, env, stdin: b64(stdin), files: files.map((f) => ({ path: f.path, base64: b64(f.data) })), preopens, outputPaths: reference.files.map((f) => f.path), memoryBytes: program.memoryBytes }));
       const failed = benches.map(() => ({}) as Partial<Record<Runner, string>>);
-      for (const [i, bench] of benches.entries()) Object.assign(failed[i]!, await bench.page.evaluate((n) => (window as unknown as { peersLoad(n: string): Promise<Partial<Record<Runner, string>>> }).peersLoad(n), name));
+      for (const [i, bench] of benches.entries()) Object.assign(failed[i]!, await watched(bench, bench.page.evaluate((n) => (window as unknown as { peersLoad(n: string): Promise<Partial<Record<Runner, string>>> }).peersLoad(n), name)));
       const notes = benches.map(() => ({}) as Partial<Record<Runner, string>>);
       const nodeMs: number[] = [];
       const times = benches.map(() => Object.fromEntries(RUNNERS.map((r) => [r, { ms: [] as number[], runMs: [] as number[] }])) as Record<Runner, { ms: number[]; runMs: number[] }>);
@@ -106,7 +108,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
           for (let r = 0; r < RUNNERS.length; r++) {
             const runner = RUNNERS[(r + turn + k) % RUNNERS.length]!;
             if (failed[i]![runner]) continue;
-            const report = await benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner);
+            const report = await watched(benches[i]!, benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner));
             if ('error' in report) failed[i]![runner] = report.error;
             else if (report.fingerprint !== comparable(expected, report.unreadable?.paths ?? [])) failed[i]![runner] = `outputs differ from node:wasi's (${differences(report.fingerprint, expected)}; stderr: ${JSON.stringify(report.stderrHead)})`;
             else if (keep) {
@@ -135,6 +137,24 @@ export async function benchPeers(): Promise<PeerReport[]> {
     for (const bench of benches) await bench.close();
   }
   return reports;
+}
+
+/** How long an evaluate may take before the page is asked what it is doing (an intermittent hang in Firefox, docs/benchmarks.md (l) peers). */
+const WATCH_MS = 30_000;
+
+/** `pending`, saying on stderr what the page is doing every WATCH_MS until it settles. */
+async function watched<T>(bench: BenchPage, pending: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {
+    bench.page
+      .evaluate(() => (window as unknown as { peersStage(): string }).peersStage())
+      .then((stage) => console.error(`  (${bench.description}: an evaluate unanswered for ${WATCH_MS / 1000} s more; the page says: ${stage})`))
+      .catch((error: unknown) => console.error(`  (${bench.description}: an evaluate unanswered, and the page does not answer either: ${String(error)})`));
+  }, WATCH_MS);
+  try {
+    return await pending;
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** A fingerprint without the lines of files a runtime could not hand back. */

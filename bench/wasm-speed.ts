@@ -1,6 +1,6 @@
 /**
  * A module's speed in each engine's browser worker (the client's own worker runtime: our WASI shim,
- * Comlink, a module worker) against the same module under Node's WASI, as ratios of median run
+ * its message channel, a module worker) against the same module under Node's WASI, as ratios of median run
  * times, so the machine's speed cancels out:
  *  (a) the demo module: compute-bound fractal tiles;
  *  (e) a syscall-heavy program: tiny unbuffered writes, seeks, reads and clock reads, where the

@@ -21,8 +21,7 @@ export function runJob(job: WorkerJob): WorkerOutcome {
   const started = performance.now();
   const failure = (code: RunErrorCode, message: string) => failedOutcome(code, message, performance.now() - started);
 
-  const moduleImports = WebAssembly.Module.imports(job.module);
-  const importedMemory = moduleImports.find((i) => i.kind === 'memory');
+  const { moduleImports, importedMemory, wasiCalls } = importsOf(job.module);
   if (importedMemory) {
     return failure('link', `the module imports memory (${importedMemory.module}.${importedMemory.name}); a WASI command defines its own`);
   }
@@ -73,9 +72,9 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       // postMessage from inside a synchronous run is fine: the page receives it while this worker computes.
       onCheckpoint: job.checkpoints ? (file) => job.checkpoints!.postMessage(file, [file.data.buffer as ArrayBuffer]) : undefined,
     },
-    // Only the calls the module imports get the hook's wrapper: wrapping all of them took about
-    // 0.05-0.1 ms of each run, a fifth of a small program's (docs/benchmarks.md (l)).
-    moduleImports.filter((i) => i.module === WASI_MODULE && i.kind === 'function').map((i) => i.name),
+    // Only the calls the module imports are made: making all of them took about 0.05-0.1 ms of
+    // each run, a fifth of a small program's (docs/benchmarks.md (l)).
+    wasiCalls,
   );
 
   let instance: WebAssembly.Instance;
@@ -128,6 +127,30 @@ export function runJob(job: WorkerJob): WorkerOutcome {
     if (error instanceof RangeError) return failure('trap', error.message); // e.g. stack overflow in the engine
     return failure('internal', describe(error));
   }
+}
+
+interface Imports {
+  moduleImports: WebAssembly.ModuleImportDescriptor[];
+  importedMemory: WebAssembly.ModuleImportDescriptor | undefined;
+  /** The WASI calls the module imports: only those are made (docs/benchmarks.md (l)). */
+  wasiCalls: string[];
+}
+
+/** Each module's imports, read once: the worker keeps the module its tasks share (src/protocol/task-channel.ts). */
+const importsByModule = new WeakMap<WebAssembly.Module, Imports>();
+
+function importsOf(module: WebAssembly.Module): Imports {
+  let found = importsByModule.get(module);
+  if (!found) {
+    const moduleImports = WebAssembly.Module.imports(module);
+    found = {
+      moduleImports,
+      importedMemory: moduleImports.find((i) => i.kind === 'memory'),
+      wasiCalls: moduleImports.filter((i) => i.module === WASI_MODULE && i.kind === 'function').map((i) => i.name),
+    };
+    importsByModule.set(module, found);
+  }
+  return found;
 }
 
 function describe(error: unknown): string {

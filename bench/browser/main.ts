@@ -2,14 +2,14 @@
  * Bench page: runs a module in the same worker runtime the client uses (worker/run-job.ts in a
  * module worker), so the figure is the browser worker's speed, not a stand-in's.
  */
-import * as Comlink from 'comlink';
-import type { WorkerApi, WorkerJob } from '../../src/protocol/worker-api.ts';
+import type { WorkerJob } from '../../src/protocol/worker-api.ts';
+import { taskWorkerClient } from '../../src/protocol/task-channel.ts';
 import { verifyEnvelope } from '../../src/protocol/verify.ts';
 import { verifyKeyset } from '../../src/protocol/keyset.ts';
 import type { TrustConfig } from '../../src/protocol/api.ts';
 import './peers.ts'; // bench/peers.ts's runners
 
-const api = Comlink.wrap<WorkerApi>(new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' }));
+const api = taskWorkerClient(new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' }));
 
 /** A job as JSON carries it: no module, stdin as plain numbers. */
 type BenchJob = Omit<WorkerJob, 'module' | 'stdin'> & { stdin: number[] };

@@ -13,7 +13,8 @@ export interface PeerJob {
   outputPaths: string[];
 }
 
-export type PeerRequest = { type: 'load'; module: WebAssembly.Module; bytes: Uint8Array; job: PeerJob } | { type: 'run'; job: PeerJob };
+/** `stage`: what the worker is doing now, answered on the port sent with it (asked of a run that does not answer). */
+export type PeerRequest = { type: 'load'; module: WebAssembly.Module; bytes: Uint8Array; job: PeerJob } | { type: 'run'; job: PeerJob } | { type: 'stage' };
 
 export interface PeerOutputs {
   exitCode: number;

@@ -10,8 +10,7 @@
  * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
  * written file), taken after the clock stops.
  */
-import * as Comlink from 'comlink';
-import type { WorkerApi } from '../../src/protocol/worker-api.ts';
+import { taskWorkerClient, type TaskWorkerClient } from '../../src/protocol/task-channel.ts';
 import { INITIAL_ALLOWANCE, ThrottleBlock } from '../../src/protocol/throttle.ts';
 import { capMemory } from '../../src/scheduler/memory-cap.ts';
 import { instrument } from '../../worker/instrument.ts';
@@ -40,7 +39,7 @@ interface Loaded {
   donorModule: WebAssembly.Module;
   bareModule: WebAssembly.Module;
   /** One worker/runtime.ts each for dewgrid and bare. */
-  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: Comlink.Remote<WorkerApi> }>;
+  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: TaskWorkerClient }>;
   peers: Partial<Record<'shim' | 'wasmer', Worker>>;
   /** Why a runner cannot run this program, where it cannot even load it. */
   refused: Partial<Record<Runner, string>>;
@@ -48,12 +47,34 @@ interface Loaded {
 
 let loaded: Loaded | null = null;
 
+/** What the page is doing now, for bench/peers.ts to ask when an evaluate takes too long (a hang's whereabouts). */
+let stage = 'idle';
+
 const base64Bytes = (text: string) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 
-function ask(worker: Worker, request: PeerRequest): Promise<PeerReply> {
+/**
+ * A peer's answer longer than this is none: @wasmer/sdk's runs in Firefox now and then never
+ * settle (docs/benchmarks.md (l) peers), and the bench then waited for puppeteer's 180 s and stopped.
+ */
+const PEER_ANSWER_MS = 60_000;
+
+/** A load (yosys's 30 MB packaged by @wasmer/sdk) may take longer; still under puppeteer's 180 s. */
+const PEER_LOAD_MS = 150_000;
+
+function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS): Promise<PeerReply> {
   return new Promise((resolve) => {
-    worker.onmessage = (event: MessageEvent<PeerReply>) => resolve(event.data);
-    worker.onerror = (event) => resolve({ type: 'failed', message: event.message || 'the worker failed' });
+    const timer = setTimeout(() => {
+      // Where it is stuck, if the worker still answers messages, then the reason with it.
+      const channel = new MessageChannel();
+      const told = new Promise<string>((answered) => {
+        channel.port1.onmessage = (event: MessageEvent<string>) => answered(event.data);
+        setTimeout(() => answered('no answer to that either'), 1000);
+      });
+      worker.postMessage({ type: 'stage' } satisfies PeerRequest, [channel.port2]);
+      void told.then((where) => resolve({ type: 'failed', message: `no answer in ${answerMs / 1000} s (the worker says it is at: ${where})` }));
+    }, answerMs);
+    worker.onmessage = (event: MessageEvent<PeerReply>) => (clearTimeout(timer), resolve(event.data));
+    worker.onerror = (event) => (clearTimeout(timer), resolve({ type: 'failed', message: event.message || 'the worker failed' }));
     worker.postMessage(request);
   });
 }
@@ -65,6 +86,7 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
     for (const worker of Object.values(loaded.peers)) worker.terminate();
     loaded = null;
   }
+  stage = `${name}: fetching`;
   const bytes = new Uint8Array(await (await fetch(`${name}.wasm`)).arrayBuffer());
   const program = (await (await fetch(`${name}.json`)).json()) as ProgramFile;
   const job: PeerJob = { ...program, stdin: base64Bytes(program.stdin), files: program.files.map((f) => ({ path: f.path, data: base64Bytes(f.base64) })) };
@@ -75,7 +97,7 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
   };
   const runtime = () => {
     const worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' });
-    return { worker, api: Comlink.wrap<WorkerApi>(worker) };
+    return { worker, api: taskWorkerClient(worker) };
   };
   const refused: Loaded['refused'] = {};
   const peers: Loaded['peers'] = {};
@@ -83,14 +105,17 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
   // Each `new Worker(new URL(...))` written out: the form Vite finds and bundles.
   const spawn = { shim: () => new Worker(new URL('./shim-worker.ts', import.meta.url), { type: 'module' }), wasmer: () => new Worker(new URL('./wasmer-worker.ts', import.meta.url), { type: 'module' }) };
   for (const runner of ['shim', 'wasmer'] as const) {
+    stage = `${name}: loading ${runner}`;
     const peer = spawn[runner]();
-    const reply = await ask(peer, { type: 'load', module: plain, bytes, job });
+    const reply = await ask(peer, { type: 'load', module: plain, bytes, job }, PEER_LOAD_MS);
     if (reply.type === 'failed') {
       refused[runner] = reply.message;
       peer.terminate();
     } else peers[runner] = peer;
   }
+  stage = `${name}: compiling Dewgrid's modules`;
   loaded = { job, memoryBytes: program.memoryBytes, donorModule: await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE)), bareModule: await compiledCapped(bytes), runtimes: { dewgrid: runtime(), bare: runtime() }, peers, refused };
+  stage = `${name}: loaded`;
   return refused;
 }
 
@@ -108,6 +133,7 @@ const head = (stderr: Uint8Array) => new TextDecoder().decode(stderr.subarray(0,
 async function peersRun(runner: Runner): Promise<RunReport> {
   if (!loaded) throw new Error('peersRun: no program loaded');
   const { job } = loaded;
+  stage = `running ${runner}`;
   if (runner === 'dewgrid' || runner === 'bare') {
     const control = new ThrottleBlock();
     control.set({ cpu: 1, paused: false });
@@ -122,8 +148,13 @@ async function peersRun(runner: Runner): Promise<RunReport> {
   const started = performance.now();
   const reply = await ask(worker, { type: 'run', job });
   const ms = performance.now() - started;
+  if (reply.type === 'failed' && reply.message.startsWith('no answer')) {
+    worker.terminate(); // its threads go with it; the runner has a reason and no more runs
+    delete loaded.peers[runner];
+    loaded.refused[runner] = reply.message;
+  }
   if (reply.type !== 'ran') return { error: reply.type === 'failed' ? reply.message : 'no outputs' };
   return { ms, runMs: reply.runMs, fingerprint: await fingerprint(reply.outputs), stderrHead: head(reply.outputs.stderr), unreadable: reply.outputs.unreadable };
 }
 
-Object.assign(window, { peersLoad, peersRun });
+Object.assign(window, { peersLoad, peersRun, peersStage: () => stage });

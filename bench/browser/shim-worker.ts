@@ -60,6 +60,7 @@ function run(job: PeerJob): PeerOutputs {
 }
 
 self.onmessage = (event: MessageEvent<PeerRequest>) => {
+  if (event.data.type === 'stage') return event.ports[0]?.postMessage('idle'); // runs are synchronous: asked, it is between them
   let reply: PeerReply;
   try {
     if (event.data.type === 'load') {

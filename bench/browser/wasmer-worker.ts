@@ -20,6 +20,8 @@ const KEEP = '.dewgrid-folder';
 
 let client: Promise<Wasmer> | null = null;
 let pkg: Package | null = null;
+/** The step a run is at: what the page is told when a run does not answer (PeerRequest 'stage'). */
+let stage = 'idle';
 
 function loadWasmer(): Promise<Wasmer> {
   client ??= (async () => {
@@ -44,14 +46,18 @@ async function run(job: PeerJob): Promise<PeerOutputs> {
   const wasmer = await loadWasmer();
   // The task folders that node:wasi's run wrote outputs to.
   const folders = job.preopens.filter((folder) => job.outputPaths.some((path) => path.startsWith(`${folder}/`)));
+  stage = 'creating a sandbox';
   const sandbox = await wasmer.sandboxes.create({ packages: [pkg], env: Object.fromEntries(job.env), network: { mode: 'disabled' } });
   try {
+    stage = 'making the output folders';
     for (const folder of folders) await sandbox.fs.mkdir(moved(folder, folders), { recursive: true });
+    stage = 'running the command';
     // argv[0] is the command's name under the SDK.
     const output = await sandbox.command(pkg, job.args.slice(1).map((arg) => moved(arg, folders))).run({ check: false, stdin: job.stdin, outputBytes: 64 * 2 ** 20 });
     if (output.reason !== 'exited') throw new Error(`the process was ${output.reason} (exit status ${output.exitCode})`);
     const files = [];
     const unreadable: string[] = [];
+    stage = 'reading the outputs';
     for (const path of job.outputPaths) {
       // A folder named in the arguments moved; a path compiled into the program did not, and the SDK cannot read it.
       const data = await sandbox.fs.readFile(moved(path, folders)).catch(() => null);
@@ -66,11 +72,14 @@ async function run(job: PeerJob): Promise<PeerOutputs> {
       unreadable: unreadable.length ? { paths: unreadable, why: `the program wrote them outside ${WORKSPACE}, where @wasmer/sdk's file API cannot read` } : undefined,
     };
   } finally {
+    stage = 'closing the sandbox';
     await sandbox.close().catch(() => undefined);
+    stage = 'idle';
   }
 }
 
 self.onmessage = async (event: MessageEvent<PeerRequest>) => {
+  if (event.data.type === 'stage') return event.ports[0]?.postMessage(stage);
   let reply: PeerReply;
   try {
     if (!self.crossOriginIsolated) throw new Error('@wasmer/sdk needs a cross-origin isolated page (without it, runs "succeed" with no output)');

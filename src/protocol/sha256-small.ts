@@ -1,68 +1,38 @@
 /**
- * SHA-256 in plain JavaScript, synchronous, for small inputs: WebCrypto's digest answers through a
- * promise that settles after a trip to another thread (about 0.1 ms in a Chromium worker, more than
- * hashing a few kilobytes here takes), and most tasks' stdout and stderr are that small. Large
- * inputs still go to WebCrypto (src/protocol/results.ts, SMALL_DIGEST_BYTES).
+ * SHA-256, synchronous, for small inputs: WebCrypto's digest answers through a promise that
+ * settles after a trip to another thread (about 0.1 ms in a Chromium worker, more than hashing a
+ * few kilobytes here takes), and most tasks' stdout and stderr are that small. Large inputs still
+ * go to WebCrypto (src/protocol/results.ts, SMALL_DIGEST_BYTES). The hashing is WebAssembly
+ * (sha256/sha256.c): in JavaScript, run a few times per worker, it stayed in the engines'
+ * interpreters, 0.05 ms for one block in Chromium (docs/benchmarks.md, "(l) peers").
  */
+import { SHA256_WASM_BASE64 } from './sha256/sha256-wasm.ts';
 
-const K = new Uint32Array([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-  0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-  0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-]);
+/** What this file uses of WebAssembly: the server's Node-only types (server/tsconfig.json) have no such namespace. */
+declare const WebAssembly: { Module: new (bytes: Uint8Array) => object; Instance: new (module: object) => { exports: unknown } };
 
-const w = new Uint32Array(64);
-
-/** Hashes the 64-byte blocks of `block` (a multiple of 64 bytes long) into `h`. */
-function compress(h: Uint32Array, block: Uint8Array): void {
-  for (let at = 0; at < block.length; at += 64) {
-    for (let i = 0; i < 16; i++) {
-      const j = at + i * 4;
-      w[i] = (block[j]! << 24) | (block[j + 1]! << 16) | (block[j + 2]! << 8) | block[j + 3]!;
-    }
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15]!, b = w[i - 2]!;
-      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
-      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0;
-    }
-    let a = h[0]!, b = h[1]!, c = h[2]!, d = h[3]!, e = h[4]!, f = h[5]!, g = h[6]!, hh = h[7]!;
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const t1 = (hh + S1 + ((e & f) ^ (~e & g)) + K[i]! + w[i]!) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-      hh = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = b;
-      b = a;
-      a = (t1 + t2) | 0;
-    }
-    h[0] = h[0]! + a; h[1] = h[1]! + b; h[2] = h[2]! + c; h[3] = h[3]! + d;
-    h[4] = h[4]! + e; h[5] = h[5]! + f; h[6] = h[6]! + g; h[7] = h[7]! + hh;
-  }
+interface Hasher {
+  memory: { buffer: ArrayBuffer; grow(pages: number): number };
+  sha256_hex(input: number, length: number, hex: number): void;
+  /** Where the module's own data ends: the hex digest goes here, the input after it. */
+  __heap_base: { value: number };
 }
+
+const PAGE = 65536;
+const HEX_BYTES = 64;
+let hasher: Hasher | null = null;
+const ascii = new TextDecoder();
 
 /** SHA-256 of `bytes`, as lowercase hex. Meant for inputs of kilobytes; any length is correct. */
 export function sha256HexSync(bytes: Uint8Array): string {
-  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
-  const whole = bytes.length - (bytes.length % 64);
-  compress(h, bytes.subarray(0, whole));
-  // The rest, the 0x80 byte, zeros, and the length in bits (big-endian, 64 bits): one or two blocks.
-  const tail = new Uint8Array(bytes.length - whole + 9 > 64 ? 128 : 64);
-  tail.set(bytes.subarray(whole));
-  tail[bytes.length - whole] = 0x80;
-  const view = new DataView(tail.buffer);
-  view.setUint32(tail.length - 8, Math.floor(bytes.length / 2 ** 29));
-  view.setUint32(tail.length - 4, (bytes.length * 8) >>> 0);
-  compress(h, tail);
-  let hex = '';
-  for (let i = 0; i < 8; i++) hex += h[i]!.toString(16).padStart(8, '0');
-  return hex;
+  // Compiled on the first call, once per worker: 1.4 KB of WebAssembly.
+  hasher ??= new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(SHA256_WASM_BASE64), (c) => c.charCodeAt(0)))).exports as unknown as Hasher;
+  const { memory } = hasher;
+  const hexAt = hasher.__heap_base.value;
+  const inputAt = hexAt + HEX_BYTES;
+  const short = inputAt + bytes.length - memory.buffer.byteLength;
+  if (short > 0) memory.grow(Math.ceil(short / PAGE));
+  new Uint8Array(memory.buffer, inputAt, bytes.length).set(bytes);
+  hasher.sha256_hex(inputAt, bytes.length, hexAt);
+  return ascii.decode(new Uint8Array(memory.buffer, hexAt, HEX_BYTES));
 }

@@ -1,5 +1,5 @@
 /**
- * The page <-> worker RPC (over Comlink). The worker implements WorkerApi; the page calls it.
+ * The page <-> task worker call (src/protocol/task-channel.ts). The worker implements WorkerApi; the page calls it.
  * Both sides import this file, and only this file, from each other's world.
  */
 import type { Engine, RunErrorCode } from './schema.ts';

@@ -3,8 +3,8 @@
  * timeout) terminates them and starts a fresh one: a running Wasm instance cannot be interrupted
  * any other way.
  */
-import * as Comlink from 'comlink';
-import { failedOutcome, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
+import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
+import { taskWorkerClient, type TaskWorkerClient } from '../protocol/task-channel.ts';
 import type { Engine } from '../protocol/schema.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
 import { RunCancelled } from './run-cancelled.ts';
@@ -15,7 +15,7 @@ export { RunCancelled };
 /** A worker for one engine and its RPC handle. */
 interface EngineWorker {
   worker: Worker;
-  api: Comlink.Remote<WorkerApi>;
+  api: TaskWorkerClient;
   /**
    * Why the worker failed (its script would not load or start, or it crashed), kept from its first
    * error event: the slot starts its worker ahead of the first run, so the event may come before.
@@ -31,7 +31,7 @@ function spawn(engine: Engine): EngineWorker {
     engine === 'wasix'
       ? new Worker(new URL('../../worker/wasix/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-wasix-task' })
       : new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module', name: 'dewgrid-task' });
-  const entry: EngineWorker = { worker, api: Comlink.wrap<WorkerApi>(worker), failure: null, onFailure: null };
+  const entry: EngineWorker = { worker, api: taskWorkerClient(worker), failure: null, onFailure: null };
   // A worker whose script cannot load or start fails with an error event, not an answer.
   worker.addEventListener('error', (event) => {
     entry.failure ??= new Error(`the task's worker failed to start or crashed${event instanceof ErrorEvent && event.message ? `: ${event.message}` : ''}`);
@@ -113,7 +113,7 @@ export class WorkerSlot {
       }
       engineWorker.onFailure = failed;
       const { api } = engineWorker;
-      api.run(channel ? Comlink.transfer(job, [channel.port2]) : job).then(
+      api.run(job, channel ? [channel.port2] : []).then(
         (outcome) => {
           engineWorker.onFailure = null;
           clock.stop();

@@ -36,6 +36,17 @@ function setup(partial: Partial<WasiOptions> = {}, hooks: { onSyscall?: () => vo
 }
 
 describe('WASI import table', () => {
+  it('answers each shim from its own state, the calls being shared by every shim of the thread', () => {
+    const one = setup({ args: ['p'] });
+    const two = setup({ args: ['p', 'second'] });
+    // Interleaved, the older shim after the newer one: each call sets its own shim's context.
+    for (const [shim, count, size] of [[one, 1, 2], [two, 2, 9], [one, 1, 2]] as const) {
+      expect(shim.table.args_sizes_get!(0, 4)).toBe(C.ERRNO_SUCCESS);
+      expect([shim.view.getUint32(0, true), shim.view.getUint32(4, true)]).toEqual([count, size]);
+    }
+    expect(two.view.getUint32(0, true)).toBe(2); // not overwritten by the last call, on the other memory
+  });
+
   it('defines every preview1 function; proc_raise answers NOTSUP; rights only shrink', () => {
     const { table, view } = setup();
     for (const name of C.PREVIEW1_FUNCTIONS) expect(typeof table[name], name).toBe('function');

@@ -2,7 +2,7 @@
 # Builds the yield hook's rewrite (rewriter.c) to WebAssembly and writes it, base64, into
 # rewriter-wasm.ts: the prepare worker and Node load it from there, with no fetch and no bundler
 # plugin. Needs Debian's clang and lld (no libc: the rewrite allocates from its own memory).
-# test/sandbox/rewriter-build.test.ts checks that the committed file is this script's output
+# test/sandbox/wasm-builds.test.ts checks that the committed file is this script's output
 # (it passes another file to write: `build.sh [OUTPUT]`, by default rewriter-wasm.ts beside it).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -4,8 +4,8 @@
  * are by vite.config.ts: it finds its runtime and its own workers relative to its module URL).
  * The page cancels a run by terminating this worker, which ends the SDK's workers with it.
  */
-import * as Comlink from 'comlink';
 import { outputDigests } from '../../src/protocol/results.ts';
+import { serveRuns } from '../../src/protocol/task-channel.ts';
 import type { Wasmer } from '@wasmer/sdk/browser';
 import { failedOutcome, outputBlob, type WorkerApi, type WorkerJob, type WorkerOutcome } from '../../src/protocol/worker-api.ts';
 
@@ -68,8 +68,7 @@ const api: WorkerApi = {
         blobs: { stdout: outputBlob(stdout), stderr: outputBlob(stderr), files: [] },
         digests: await outputDigests({ stdout, stderr, files: [] }),
       };
-      const buffers = new Set([stdout.buffer, stderr.buffer]);
-      return Comlink.transfer(outcome, [...buffers] as ArrayBuffer[]);
+      return outcome;
     } catch (error) {
       return failedOutcome(/link|import/i.test(describe(error)) ? 'link' : 'internal', describe(error), performance.now() - started);
     } finally {
@@ -82,4 +81,4 @@ function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-Comlink.expose(api);
+serveRuns(api);
