@@ -23,6 +23,12 @@ import { TEST_DIST } from '../global-setup.ts';
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 /** About nine seconds of computing at full speed. */
 const ARGS = ['fractal', '960', '720', '860', '640', '80', '80', '300000'];
+/**
+ * The emulated test's tasks: about 27 s each at full speed on a machine where ARGS takes 8 s, so
+ * that every core is still busy through the last check (with ARGS, tasks ended inside it on a fast
+ * machine, Dewgrid's own share fell with them, and "critical" then rightly paused it).
+ */
+const ARGS_LONG = ['fractal', '960', '720', '860', '640', '80', '80', '1000000'];
 const LIMITS = { memoryBytes: 64 * 2 ** 20, wallTimeMs: 600_000, outputBytes: 2 ** 20 };
 
 type Win = { dewgrid: DewgridApi };
@@ -107,7 +113,7 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
   it('"critical" beyond what Dewgrid itself uses pauses it, as other programs; its own share never counts; the reasons say which', async () => {
     const { page, pressure } = await pressurePage(browser, server.url);
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1, cpu: 0.25, dwellSeconds: 2, backOffWhileInUse: false }));
-    const tasks = Array.from({ length: 2 }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
+    const tasks = Array.from({ length: 2 }, () => ({ args: ARGS_LONG, env: [], stdin: null, files: [], preopens: [] }));
     await publishBatch(server.url, await buildBatch({ name: 'pressure', module: fractal, tasks, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate(() => (window as unknown as Win).dewgrid.start());
     await expectActivity(page, 'running', /^Running at 25%, your limit\./);
@@ -134,7 +140,7 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
     await expectActivity(page, 'running', /^Running at full speed\./, 30_000);
 
     // Every core at full speed: "critical" is Dewgrid's own doing, and changes nothing.
-    const tasksMore = Array.from({ length: cores }, () => ({ args: ARGS, env: [], stdin: null, files: [], preopens: [] }));
+    const tasksMore = Array.from({ length: cores }, () => ({ args: ARGS_LONG, env: [], stdin: null, files: [], preopens: [] }));
     await publishBatch(server.url, await buildBatch({ name: 'pressure-more', module: fractal, tasks: tasksMore, limits: LIMITS, redundancy: 1, expiresInMs: 3600_000 }, server.key), server.key);
     await page.evaluate((n) => (window as unknown as Win).dewgrid.setSettings({ workers: n }), cores);
     await page.waitForFunction((n) => (window as unknown as Win).dewgrid.status().counts.running === n, cores, { timeout: 30_000 });
@@ -142,7 +148,9 @@ describe('other programs, by Compute Pressure emulated through CDP', () => {
     await pressure('critical');
     for (let i = 0; i < 8; i++) {
       await page.waitForTimeout(1000);
-      const { activity, load } = await status(page);
+      const { activity, load, counts } = await status(page);
+      // The premise: every core busy with Dewgrid's tasks (were one to end, its share would go with it).
+      expect(counts.running, 'tasks running while "critical" is read as Dewgrid\'s own').toBe(cores);
       // Compute Pressure's part: "critical" says at least 0.82 of the device is busy, and Dewgrid's
       // own share comes off it: nothing is left at full speed (on a busy machine, where the waits
       // stepped Dewgrid down, what its lower share leaves).
