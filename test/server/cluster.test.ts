@@ -21,8 +21,12 @@ import { ownerHeaders, writeKey } from '../helpers/server.ts';
 import { honestOutput, publishTasks, runFleet, type FleetReport } from '../helpers/fleet.ts';
 import { spawnServer, type ServerProcess } from '../helpers/server-process.ts';
 
-const SOLO_TASKS = 360; // redundancy 1
-const PAIR_TASKS = 180; // redundancy 2
+// Work enough to be left through the failures, which begin at 1/8, 1/4 and 3/8 of it: catching a
+// server mid-lease may take 6 s or more and its freeze lasts 10 s, and with 720 slots failing at
+// 1/4, 1/2 and 3/4 a fast machine (36 to 100 cycles a second) had finished them all by the freeze's
+// count ("0 cycles in its last 5000 ms": no work left, not waiting). Checked below.
+const SOLO_TASKS = 720; // redundancy 1
+const PAIR_TASKS = 360; // redundancy 2
 const SLOTS = SOLO_TASKS + 2 * PAIR_TASKS;
 const DEVICES = 12;
 /** Short leases, so the few a crash leaves unanswered (handed out, the answer lost) come back soon; long enough that no answer is late. */
@@ -114,8 +118,9 @@ describe('three task servers on one PostgreSQL', () => {
     let live = servers.map((s) => s.url);
 
     const batches = [
-      ...(await publishTasks(live[0]!, key, { prefix: 'solo', count: SOLO_TASKS, redundancy: 1, wallTimeMs: 1000 })),
+      // The pairs first: leased first, so the freeze finds tasks another device holds a lease on too.
       ...(await publishTasks(live[1]!, key, { prefix: 'pair', count: PAIR_TASKS, redundancy: 2, wallTimeMs: 1000 })),
+      ...(await publishTasks(live[0]!, key, { prefix: 'solo', count: SOLO_TASKS, redundancy: 1, wallTimeMs: 1000 })),
     ];
 
     const events: string[] = [];
@@ -124,6 +129,7 @@ describe('three task servers on one PostgreSQL', () => {
     let restartedAt = -1;
     let cycleCount = 0;
     let whileFrozen = -1;
+    let leftAtCount = -1;
     const chaos: Promise<void>[] = [];
     const chaosFailed: unknown[] = [];
     /** Starts a failure now (its own failure kept, to be reported); returns when it is over. */
@@ -142,7 +148,7 @@ describe('three task servers on one PostgreSQL', () => {
       done: (r) => answered(r) >= SLOTS,
       onCycle(cycles) {
         cycleCount = cycles;
-        if (killedAt < 0 && cycles >= SLOTS / 4) {
+        if (killedAt < 0 && cycles >= SLOTS / 8) {
           killedAt = cycles;
           // The load balancer still sends to it for a moment; then a new server takes its place.
           const victim = servers[1]!;
@@ -156,20 +162,21 @@ describe('three task servers on one PostgreSQL', () => {
             events.push(`server ${replacement.pid} took its place`);
           });
         }
-        if (frozenAt < 0 && killedAt > 0 && cycles >= SLOTS / 2) {
+        if (frozenAt < 0 && killedAt > 0 && cycles >= SLOTS / 4) {
           frozenAt = cycles;
           const frozen = servers[0]!;
           frozenOver = start(async () => {
             const how = await freezeMidLease(frozen, databaseUrl);
             await new Promise((resolve) => setTimeout(resolve, FREEZE_SETTLE_MS));
             const before = cycleCount;
+            leftAtCount = SLOTS - before;
             await new Promise((resolve) => setTimeout(resolve, FREEZE_MS - FREEZE_SETTLE_MS));
             whileFrozen = cycleCount - before;
             process.kill(frozen.pid, 'SIGCONT');
             events.push(`server ${frozen.pid} frozen mid-lease (${how}) for ${FREEZE_MS} ms: ${whileFrozen} cycles in its last ${FREEZE_MS - FREEZE_SETTLE_MS} ms`);
           });
         }
-        if (restartedAt < 0 && frozenAt > 0 && cycles >= (3 * SLOTS) / 4) {
+        if (restartedAt < 0 && frozenAt > 0 && cycles >= (3 * SLOTS) / 8) {
           restartedAt = cycles;
           start(async () => {
             await frozenOver; // one failure of the database's at a time with the frozen server's
@@ -197,6 +204,8 @@ describe('three task servers on one PostgreSQL', () => {
     // for the frozen task (or the frozen device's next lease) to wait without bound, each retry of
     // it would leave one more connection waiting, until the servers' pools were all waiting too.
     expect(whileFrozen, events.join('; ')).toBeGreaterThan(DEVICES);
+    // The premise of that count: work was left to lease when it began.
+    expect(leftAtCount, `slots left when the count began: ${events.join('; ')}`).toBeGreaterThan(4 * DEVICES);
     expect(report.retried.length, 'requests retried').toBeGreaterThan(0);
     // No request failed for good: every 5xx and dropped connection was retried until it succeeded.
     expect(report.failed).toEqual([]);
