@@ -35,6 +35,7 @@
  * must withstand any input. No DOM, no Node API.
  */
 import { REWRITER_WASM_BASE64 } from './rewriter/rewriter-wasm.ts';
+import { fromBase64 } from '../src/protocol/bytes.ts';
 
 export { BUDGET_EXPORT, INSTRUMENTER_VERSION, workDone, YIELD_IMPORT } from '../src/protocol/throttle.ts';
 
@@ -89,7 +90,7 @@ export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): 
  */
 export function instrumentInto<T>(bytes: Uint8Array, firstAllowance: number, take: (rewritten: Uint8Array, stats: InstrumentStats) => T): T {
   if (!(firstAllowance > 0 && firstAllowance <= 0x7fffffff)) throw new RangeError(`the allowance must be from 1 to 2^31-1, got ${firstAllowance}`);
-  compiled ??= new WebAssembly.Module(Uint8Array.from(atob(REWRITER_WASM_BASE64), (c) => c.charCodeAt(0)));
+  compiled ??= new WebAssembly.Module(fromBase64(REWRITER_WASM_BASE64) as Uint8Array<ArrayBuffer>);
   // A fresh instance each time: its memory grows to about three times the module, and goes with it.
   const rw = new WebAssembly.Instance(compiled).exports as unknown as Rewriter;
   let length: number;

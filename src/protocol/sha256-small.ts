@@ -6,6 +6,7 @@
  * (sha256/sha256.c): in JavaScript, run a few times per worker, it stayed in the engines'
  * interpreters, 0.05 ms for one block in Chromium (docs/benchmarks.md, "(l) peers").
  */
+import { fromBase64 } from './bytes.ts';
 import { SHA256_WASM_BASE64 } from './sha256/sha256-wasm.ts';
 
 /** What this file uses of WebAssembly: the server's Node-only types (server/tsconfig.json) have no such namespace. */
@@ -26,7 +27,7 @@ const ascii = new TextDecoder();
 /** SHA-256 of `bytes`, as lowercase hex. Meant for inputs of kilobytes; any length is correct. */
 export function sha256HexSync(bytes: Uint8Array): string {
   // Compiled on the first call, once per worker: 1.4 KB of WebAssembly.
-  hasher ??= new WebAssembly.Instance(new WebAssembly.Module(Uint8Array.from(atob(SHA256_WASM_BASE64), (c) => c.charCodeAt(0)))).exports as unknown as Hasher;
+  hasher ??= new WebAssembly.Instance(new WebAssembly.Module(fromBase64(SHA256_WASM_BASE64))).exports as unknown as Hasher;
   const { memory } = hasher;
   const hexAt = hasher.__heap_base.value;
   const inputAt = hexAt + HEX_BYTES;
