@@ -377,14 +377,13 @@ export class ModulePreparer implements ModuleSource {
       }
     }
     const fetchStarted = performance.now();
-    let compiled!: () => void;
-    const done = new Promise<void>((resolve) => (compiled = resolve));
-    this.compilingModules.set(manifest.module.sha256, done);
+    // Registered before the module's bytes can arrive: the load's first step awaits the cache.
+    const compiling = this.fetchAndCompile(manifest, key, fetchLimit, fetchStarted, fetched, readied);
+    this.compilingModules.set(manifest.module.sha256, compiling);
     try {
-      return await this.fetchAndCompile(manifest, key, fetchLimit, fetchStarted, fetched, readied);
+      return await compiling;
     } finally {
-      this.compilingModules.delete(manifest.module.sha256);
-      compiled();
+      if (this.compilingModules.get(manifest.module.sha256) === compiling) this.compilingModules.delete(manifest.module.sha256);
     }
   }
 
@@ -435,8 +434,8 @@ export class ModulePreparer implements ModuleSource {
     // second), and held here until stored, so that nothing fetches them twice meanwhile; the cache
     // itself warns when it cannot keep them.
     this.storing.set(ref.sha256, fetched);
-    const compiled = (kind === 'module' && this.compilingModules.get(ref.sha256)) || Promise.resolve();
-    void compiled
+    const compiling = kind === 'module' ? this.compilingModules.get(ref.sha256) : undefined;
+    void Promise.allSettled([compiling])
       .then(() => this.blobs.put(ref.sha256, fetched))
       .catch(() => undefined)
       .finally(() => this.storing.delete(ref.sha256));
