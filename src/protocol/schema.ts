@@ -16,7 +16,7 @@ export const PROTOCOL_VERSION = 1;
 export const ENGINES = ['wasi-preview1', 'wasix'] as const;
 export type Engine = (typeof ENGINES)[number];
 
-const Sha256Hex = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, 'must be a lowercase SHA-256 hex digest'));
+export const Sha256Hex = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/, 'must be a lowercase SHA-256 hex digest'));
 const Id = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ -'));
 const KeyId = v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'));
 /** Standard base64 with its padding (RFC 4648, section 4): whole groups of four characters. */

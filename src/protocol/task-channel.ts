@@ -5,20 +5,33 @@
  * proxy and wire format took 0.1 ms in Chromium and 0.2 ms in Firefox of a 1 ms run
  * (docs/benchmarks.md, "(l) peers"). Each side checks what it receives before using it.
  */
-import type { WorkerJob, WorkerOutcome } from './worker-api.ts';
+import * as v from 'valibot';
+import { parse } from './schema.ts';
+import { WorkerJobSchema, WorkerOutcomeSchema, type WorkerJob, type WorkerOutcome } from './worker-api.ts';
 
 /**
  * A job, its module left out (null) when it is the one the worker was sent last and holds:
  * deserializing a compiled module took 0.02-0.05 ms of a small task's run in Chromium, and a
  * donor's tasks mostly share a few modules (the page keeps each compiled once a session).
  */
-export interface RunRequest {
-  id: number;
-  job: Omit<WorkerJob, 'module'> & { module: WebAssembly.Module | null };
-}
+export const RunRequest = v.strictObject({
+  id: v.pipe(v.number(), v.integer()),
+  job: v.strictObject({ ...WorkerJobSchema.entries, module: v.nullable(v.instance(WebAssembly.Module)) }),
+});
+export type RunRequest = v.InferOutput<typeof RunRequest>;
 
-/** The outcome, or why the worker's run threw (a defect: runs report their own failures in the outcome). */
-export type RunReply = { id: number; outcome: WorkerOutcome } | { id: number; error: string };
+/** The outcome, or why the worker could not run the job (a defect: runs report their own failures in the outcome). */
+export const RunReply = v.variant('kind', [
+  v.strictObject({ kind: v.literal('outcome'), id: v.number(), outcome: WorkerOutcomeSchema }),
+  v.strictObject({ kind: v.literal('error'), id: v.number(), message: v.string() }),
+]);
+export type RunReply = v.InferOutput<typeof RunReply>;
+
+/** The id of a message that has one, to match an answer (or answer a request) that fails its check. */
+function idOf(data: unknown): number | undefined {
+  const id = typeof data === 'object' && data !== null ? (data as { id?: unknown }).id : undefined;
+  return typeof id === 'number' ? id : undefined;
+}
 
 /** What a task worker answers with: each buffer of the outcome's outputs once (a buffer named twice in a transfer list is a DataCloneError). */
 export function outcomeBuffers(outcome: WorkerOutcome): ArrayBuffer[] {
@@ -33,12 +46,14 @@ export function taskWorkerClient(worker: Pick<Worker, 'addEventListener' | 'post
   /** The module the worker holds: the last one posted to it. */
   let held: WebAssembly.Module | null = null;
   worker.addEventListener('message', (event: MessageEvent<unknown>) => {
-    const reply = event.data as Partial<RunReply> | null;
-    const call = typeof reply === 'object' && reply !== null && typeof reply.id === 'number' ? pending.get(reply.id) : undefined;
+    const id = idOf(event.data);
+    const call = id === undefined ? undefined : pending.get(id);
     if (!call) return; // not an answer to a call of ours
-    pending.delete(reply!.id!);
-    if ('outcome' in reply! && isOutcome(reply.outcome)) call.resolve(reply.outcome);
-    else call.reject(new Error('error' in reply! && typeof reply.error === 'string' ? reply.error : "the task's worker answered with no outcome"));
+    pending.delete(id!);
+    const reply = parse(RunReply, event.data);
+    if (!reply.ok) call.reject(new Error(`the task's worker answered with something that is not an outcome (${reply.message})`));
+    else if (reply.value.kind === 'outcome') call.resolve(reply.value.outcome);
+    else call.reject(new Error(reply.value.message));
   });
   // An answer that cannot be deserialized here arrives as this event, with no data to match: every call waiting fails.
   worker.addEventListener('messageerror', () => {
@@ -76,21 +91,17 @@ export function serveRuns(api: { run(job: WorkerJob): WorkerOutcome | Promise<Wo
   /** The module of the last job: the next job without one runs it. */
   let held: WebAssembly.Module | null = null;
   scope.addEventListener('message', (event: MessageEvent<unknown>) => {
-    const request = event.data as Partial<RunRequest> | null;
-    if (typeof request !== 'object' || request === null || typeof request.id !== 'number') return;
-    const { id, job } = request;
-    const module = typeof job === 'object' && job !== null ? (job.module ?? held) : null;
-    if (!(module instanceof WebAssembly.Module)) {
-      scope.postMessage({ id, error: 'the job carries no compiled module, and the worker holds none' } satisfies RunReply);
-      return;
-    }
+    const id = idOf(event.data);
+    if (id === undefined) return; // not a request: nothing to answer it with
+    const fail = (error: unknown) => scope.postMessage({ kind: 'error', id, message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) } satisfies RunReply);
+    const request = parse(RunRequest, event.data);
+    if (!request.ok) return fail(`the job is not one a task worker runs (${request.message})`);
+    const module = request.value.job.module ?? held;
+    if (!module) return fail('the job carries no compiled module, and the worker holds none');
     held = module;
-    const answer = (outcome: WorkerOutcome) => scope.postMessage({ id, outcome } satisfies RunReply, outcomeBuffers(outcome));
-    const fail = (error: unknown) => scope.postMessage({ id, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) } satisfies RunReply);
+    const answer = (outcome: WorkerOutcome) => scope.postMessage({ kind: 'outcome', id, outcome } satisfies RunReply, outcomeBuffers(outcome));
     try {
-      const full = job as WorkerJob;
-      full.module = module;
-      const outcome = api.run(full);
+      const outcome = api.run({ ...request.value.job, module });
       // An outcome ready at once is posted at once: no turn through the microtask queue.
       // A failure to post (a DataCloneError) is answered too: the page must not wait for ever.
       if (outcome instanceof Promise) outcome.then(answer).catch(fail);
@@ -99,15 +110,4 @@ export function serveRuns(api: { run(job: WorkerJob): WorkerOutcome | Promise<Wo
       fail(error);
     }
   });
-}
-
-/** The fields the page reads of an outcome, of the types it reads them as. */
-function isOutcome(value: unknown): value is WorkerOutcome {
-  const o = value as Partial<WorkerOutcome> | null;
-  return (
-    typeof o === 'object' && o !== null &&
-    o.stdout instanceof Uint8Array && o.stderr instanceof Uint8Array && Array.isArray(o.files) &&
-    (o.error === null || (typeof o.error === 'object' && o.error !== undefined)) &&
-    typeof o.truncated === 'object' && o.truncated !== null && typeof o.blobs === 'object' && o.blobs !== null
-  );
 }

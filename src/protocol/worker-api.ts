@@ -2,7 +2,8 @@
  * The page <-> task worker call (src/protocol/task-channel.ts). The worker implements WorkerApi; the page calls it.
  * Both sides import this file, and only this file, from each other's world.
  */
-import type { Engine, RunErrorCode } from './schema.ts';
+import * as v from 'valibot';
+import { ENGINES, RUN_ERRORS, Sha256Hex, type Engine, type RunErrorCode } from './schema.ts';
 import { EMPTY_SHA256, type OutputDigests } from './results.ts';
 import type { RunProgress } from './throttle.ts';
 
@@ -74,6 +75,64 @@ export const OUTPUT_BLOB_MIN_BYTES = 64 * 1024;
 export function outputBlob(bytes: Uint8Array): Blob | null {
   return bytes.length >= OUTPUT_BLOB_MIN_BYTES ? new Blob([bytes as Uint8Array<ArrayBuffer>]) : null;
 }
+
+/** Bytes in whatever buffer they came in (the interfaces' Uint8Array is Uint8Array<ArrayBufferLike>). */
+const Bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be a Uint8Array');
+const Files = v.array(v.strictObject({ path: v.string(), data: Bytes }));
+const Amount = v.pipe(v.number(), v.finite(), v.minValue(0));
+const Blob_ = v.nullable(v.instance(Blob));
+/** Named by instanceof only where the global exists: pages that are not cross-origin isolated have no SharedArrayBuffer. */
+const SharedBuffer = v.custom<SharedArrayBuffer>((x) => typeof SharedArrayBuffer === 'function' && x instanceof SharedArrayBuffer, 'must be a SharedArrayBuffer');
+
+/** WorkerJob as the task worker checks it (src/protocol/task-channel.ts). */
+export const WorkerJobSchema = v.strictObject({
+  taskId: v.string(),
+  engine: v.picklist(ENGINES),
+  module: v.instance(WebAssembly.Module),
+  moduleBytes: v.optional(Bytes),
+  args: v.array(v.string()),
+  env: v.array(v.tuple([v.string(), v.string()])),
+  stdin: Bytes,
+  files: Files,
+  preopens: v.array(v.string()),
+  limits: v.strictObject({ memoryBytes: Amount, outputBytes: Amount }),
+  cpu: v.pipe(v.number(), v.minValue(0.1), v.maxValue(1)),
+  control: v.optional(SharedBuffer),
+  deterministic: v.boolean(),
+  checkpoints: v.optional(v.instance(MessagePort)),
+});
+
+const RunProgressSchema = v.strictObject({
+  work: Amount,
+  busyMs: Amount,
+  napMs: Amount,
+  pausedMs: Amount,
+  steadyWork: Amount,
+  steadyBusyMs: Amount,
+  speedChecks: Amount,
+  speedCheckMs: Amount,
+});
+
+/** WorkerOutcome as the page checks it (src/protocol/task-channel.ts). */
+export const WorkerOutcomeSchema = v.strictObject({
+  exitCode: v.nullable(v.pipe(v.number(), v.integer())),
+  stdout: Bytes,
+  stderr: Bytes,
+  files: Files,
+  truncated: v.strictObject({ stdout: v.boolean(), stderr: v.boolean(), files: v.boolean() }),
+  error: v.nullable(v.strictObject({ code: v.picklist(RUN_ERRORS), message: v.string() })),
+  runMs: Amount,
+  work: v.nullable(Amount),
+  progress: v.optional(RunProgressSchema),
+  blobs: v.strictObject({ stdout: Blob_, stderr: Blob_, files: v.array(Blob_) }),
+  digests: v.nullable(v.strictObject({ stdout: Sha256Hex, stderr: Sha256Hex, files: v.array(v.strictObject({ path: v.string(), sha256: Sha256Hex })) })),
+});
+
+// The interfaces above carry the documentation; these fail to compile when a schema and its interface part.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const jobSchemaMatches: Same<v.InferOutput<typeof WorkerJobSchema>, WorkerJob> = true;
+const outcomeSchemaMatches: Same<v.InferOutput<typeof WorkerOutcomeSchema>, WorkerOutcome> = true;
+void jobSchemaMatches, outcomeSchemaMatches;
 
 export interface WorkerApi {
   run(job: WorkerJob): Promise<WorkerOutcome>;

@@ -6,7 +6,8 @@
  * (src/scheduler/prepare.ts) checks the envelope first and calls this through `ModuleSource`.
  * Nothing is compiled or cached before it has passed its check.
  */
-import { MAX_BLOB_BATCH, MAX_BLOB_BATCH_BYTES, type BlobRef, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
+import * as v from 'valibot';
+import { MAX_BLOB_BATCH, MAX_BLOB_BATCH_BYTES, REFUSALS, RUN_ERRORS, type BlobRef, type RefusalReason, type RunErrorCode, type TaskManifest } from '../protocol/schema.ts';
 import { verifyBlob } from '../protocol/verify.ts';
 import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
 import { sha256Hex } from '../protocol/bytes.ts';
@@ -35,6 +36,30 @@ export type PreparedModule =
   | { kind: 'deferred'; message: string }
   /** The network or the server failed: the task waits. `status` 0 when the server was not reached. */
   | { kind: 'unreachable'; message: string; status: number };
+
+const Bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be a Uint8Array');
+const Millis = v.pipe(v.number(), v.finite(), v.minValue(0));
+
+/** PreparedModule as the page checks it when the prepare worker answers (src/scheduler/prepare-worker-client.ts). */
+export const PreparedModuleSchema = v.variant('kind', [
+  v.strictObject({
+    kind: v.literal('ready'),
+    module: v.instance(WebAssembly.Module),
+    moduleBytes: v.nullable(Bytes),
+    stdin: Bytes,
+    files: v.array(v.strictObject({ path: v.string(), data: Bytes })),
+    fetchMs: Millis,
+    compileMs: Millis,
+    source: v.picklist(['session', 'cache', 'fresh']),
+  }),
+  v.strictObject({ kind: v.literal('refused'), reason: v.picklist(REFUSALS), detail: v.string() }),
+  v.strictObject({ kind: v.literal('failed'), code: v.picklist(RUN_ERRORS), message: v.string(), fetchMs: Millis, compileMs: Millis }),
+  v.strictObject({ kind: v.literal('deferred'), message: v.string() }),
+  v.strictObject({ kind: v.literal('unreachable'), message: v.string(), status: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
+]);
+// Fails to compile when the schema and the type above part.
+const preparedSchemaMatches: [v.InferOutput<typeof PreparedModuleSchema>] extends [PreparedModule] ? ([PreparedModule] extends [v.InferOutput<typeof PreparedModuleSchema>] ? true : false) : false = true;
+void preparedSchemaMatches;
 
 /**
  * How far preparing a task has come: bytes of its module and inputs readied, each byte counted once

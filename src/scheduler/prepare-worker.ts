@@ -10,7 +10,7 @@ import { BlobCache, DEFAULT_BLOB_BUDGET_BYTES } from '../storage/blob-cache.ts';
 import { ModuleCache } from '../storage/module-cache.ts';
 import { ModulePreparer, type ModuleSource, type PreparedModule, type PrepareProgress } from './module-preparer.ts';
 import { TaskServer } from './server-api.ts';
-import type { TaskManifest } from '../protocol/schema.ts';
+import { parse, TaskManifest } from '../protocol/schema.ts';
 
 const preparer: Promise<ModulePreparer> = (async () => {
   const db = await openDewgridDB();
@@ -23,6 +23,12 @@ const preparer: Promise<ModulePreparer> = (async () => {
 
 const api: ModuleSource = {
   async prepare(manifest: TaskManifest, fetchLimit: number, onProgress?: PrepareProgress): Promise<PreparedModule> {
+    // The page checked the manifest's signature; what arrived here is checked again, being a message.
+    const checked = parse(TaskManifest, manifest);
+    // Failing it is this device's fault (the page's or this worker's code), never the task's.
+    if (!checked.ok) return { kind: 'failed', code: 'device', message: `the page sent the prepare worker a manifest that is not one (${checked.message})`, fetchMs: 0, compileMs: 0 };
+    if (typeof fetchLimit !== 'number' || !(fetchLimit >= 0)) return { kind: 'failed', code: 'device', message: `the page sent the prepare worker a fetch limit that is not one (${String(fetchLimit)})`, fetchMs: 0, compileMs: 0 };
+    manifest = checked.value;
     // onProgress is the page's function behind a Comlink proxy: told without waiting for its answer.
     const prepared = await (await preparer).prepare(manifest, fetchLimit, onProgress && ((readied) => void onProgress(readied)));
     if (prepared.kind !== 'ready') return prepared;
@@ -34,6 +40,8 @@ const api: ModuleSource = {
     return Comlink.transfer(prepared, buffers);
   },
   async prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void> {
+    // What is not a manifest, or not a limit, is left for prepare() to answer.
+    if (!parse(TaskManifest, manifest).ok || typeof fetchLimit !== 'number' || !(fetchLimit >= 0)) return;
     await (await preparer).prefetch(manifest, fetchLimit);
   },
   async takeWarnings(): Promise<string[]> {

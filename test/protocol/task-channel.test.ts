@@ -38,15 +38,32 @@ describe('the task worker channel', () => {
     const { port } = connect();
     const answer = new Promise((resolve) => port.addEventListener('message', (event) => resolve(event.data)));
     port.postMessage({ id: 7, job: { ...job(module), module: null } });
-    expect(await answer).toEqual({ id: 7, error: 'the job carries no compiled module, and the worker holds none' });
+    expect(await answer).toEqual({ kind: 'error', id: 7, message: 'the job carries no compiled module, and the worker holds none' });
+  });
+
+  it('answers a job that is not one with an error naming the problem, and runs nothing', async () => {
+    const { port, seen } = connect();
+    const answer = new Promise((resolve) => port.addEventListener('message', (event) => resolve(event.data)));
+    port.postMessage({ id: 8, job: { ...job(module), cpu: 5 } });
+    expect(await answer).toMatchObject({ kind: 'error', id: 8, message: expect.stringMatching(/^the job is not one a task worker runs \(job\.cpu: /) });
+    expect(seen.map((s) => s.ran)).toEqual([null]);
+  });
+
+  it("fails the call with the worker's error when its run throws", async () => {
+    const channel = new MessageChannel();
+    channels.push(channel);
+    serveRuns({ run: () => { throw new TypeError('boom'); } }, channel.port2 as unknown as Port);
+    channel.port2.start();
+    channel.port1.start();
+    await expect(taskWorkerClient(channel.port1 as unknown as Port).run(job(module))).rejects.toThrow('TypeError: boom');
   });
 
   it('fails a call whose answer is not an outcome', async () => {
     const channel = new MessageChannel();
     channels.push(channel);
-    channel.port2.addEventListener('message', (event) => channel.port2.postMessage({ id: (event.data as { id: number }).id, outcome: { stdout: 'not bytes' } }));
+    channel.port2.addEventListener('message', (event) => channel.port2.postMessage({ kind: 'outcome', id: (event.data as { id: number }).id, outcome: { ...failedOutcome('trap', 'x', 0), stdout: 'not bytes' } }));
     channel.port2.start();
     channel.port1.start();
-    await expect(taskWorkerClient(channel.port1 as unknown as Port).run(job(module))).rejects.toThrow(/no outcome/);
+    await expect(taskWorkerClient(channel.port1 as unknown as Port).run(job(module))).rejects.toThrow(/not an outcome \(outcome\.stdout: must be a Uint8Array\)/);
   });
 });
