@@ -138,7 +138,9 @@ async function peersRun(runner: Runner): Promise<RunReport> {
     const control = new ThrottleBlock();
     control.set({ cpu: 1, paused: false });
     const started = performance.now();
-    const outcome = await loaded.runtimes[runner].api.run({ ...job, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer });
+    // A task worker takes a WorkerJob and nothing more (it refuses unknown fields).
+    const { args, env, stdin, files, preopens } = job;
+    const outcome = await loaded.runtimes[runner].api.run({ args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer });
     const ms = performance.now() - started;
     if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
     return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }), stderrHead: head(outcome.stderr) };
