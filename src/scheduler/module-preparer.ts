@@ -13,7 +13,7 @@ import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts
 import { sha256Hex } from '../protocol/bytes.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
 import { moduleCacheKey, type ModuleCache } from '../storage/module-cache.ts';
-import { instrumentInto } from '../../worker/instrument.ts';
+import { InstrumentError, instrumentInto } from '../../worker/instrument.ts';
 import { capMemory } from './memory-cap.ts';
 
 /** What the worker answers; errors are values here, as classes do not survive the worker boundary. */
@@ -242,9 +242,12 @@ export class ModulePreparer implements ModuleSource {
           compiled = await made;
         } catch (error) {
           // The module's own fault is a result (failed); anything else is not the task's.
-          if (!(error instanceof MemoryLimitError || error instanceof WebAssembly.CompileError)) throw error;
+          // A valid module the yield hook cannot go into is the module's fault too: run without the
+          // hook it could be neither paused nor throttled, and every device would fail it alike.
+          if (!(error instanceof MemoryLimitError || error instanceof WebAssembly.CompileError || error instanceof InstrumentError)) throw error;
           const code = error instanceof MemoryLimitError ? 'memory-limit' : 'invalid-module';
-          return { kind: 'failed', code, message: `${error.name}: ${error.message}`, fetchMs, compileMs: performance.now() - started - fetchMs };
+          const message = error instanceof InstrumentError ? `the yield hook cannot go into this module: ${error.message}` : `${error.name}: ${error.message}`;
+          return { kind: 'failed', code, message, fetchMs, compileMs: performance.now() - started - fetchMs };
         }
         compileMs = performance.now() - started - fetchMs;
       }

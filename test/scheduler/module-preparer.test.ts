@@ -148,3 +148,36 @@ describe('ModulePreparer and a module that does not match its manifest', () => {
     expect(kept).toEqual([]);
   });
 });
+
+// A signed module the yield hook cannot go into: an invalid one fails as the engine's compile names
+// it, and a valid one the rewrite cannot read fails as the task's own fault, with the rewrite's
+// reason; neither is run without the hook, nor kept.
+describe('ModulePreparer and a signed module the yield hook cannot go into', () => {
+  const signed = async (bytes: Uint8Array) => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    const sha256 = await sha256Hex(bytes);
+    server.stored.set(sha256, bytes);
+    const kept: string[] = [];
+    const modules = { compile: async () => null, has: async () => false, put: async (key: string) => void kept.push(key) } as unknown as ModuleCache;
+    const prepared = await new ModulePreparer(server, cache, modules).prepare({ ...m, module: { sha256, size: bytes.length } }, Infinity);
+    await new Promise((resolve) => setTimeout(resolve, 10)); // anything kept in the background lands
+    return { prepared, kept };
+  };
+
+  it('fails an invalid module as invalid-module, with the compile\'s own words', async () => {
+    const { prepared, kept } = await signed(new Uint8Array(64).fill(0xff));
+    expect(prepared).toMatchObject({ kind: 'failed', code: 'invalid-module', message: expect.stringMatching(/^CompileError: /) });
+    expect(kept).toEqual([]);
+  });
+
+  it('fails a valid module the rewrite cannot read as invalid-module, naming why', async () => {
+    // A global exported under the name the hook gives its budget: valid, but not for the hook to rewrite.
+    const name = [...new TextEncoder().encode('__dewgrid_budget')];
+    const taken = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 6, 6, 1, 0x7f, 0, 0x41, 0, 0x0b, 7, 4 + name.length, 1, name.length, ...name, 3, 0]);
+    expect(WebAssembly.validate(taken)).toBe(true);
+    const { prepared, kept } = await signed(taken);
+    expect(prepared).toMatchObject({ kind: 'failed', code: 'invalid-module', message: expect.stringContaining('already exports __dewgrid_budget') });
+    expect(kept).toEqual([]);
+  });
+});
