@@ -94,6 +94,16 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/**
+ * Waits until the server has answered every API request it began and heard none for `quietMs`, so a
+ * request a page sent just before it was unloaded, which a loaded server may only read later, is not
+ * taken for one made after.
+ */
+const apiQuiet = async (quietMs = 1000): Promise<void> => {
+  await expect
+    .poll(() => unanswered === 0 && Date.now() - (requests.at(-1)?.at ?? 0) >= quietMs, { timeout: 30_000, interval: 100 })
+    .toBe(true);
+};
 /** Requests to the task server's API (and its trust file) since `since`. */
 const apiRequests = (since: number) => requests.filter((r) => r.at >= since && (r.path.startsWith('/api/') || r.path === '/trust.json'));
 /** Leases handed out for the batch's tasks, ever; with no batch named, for every batch's. */
@@ -526,6 +536,7 @@ describe('the embed on a partner site', () => {
     // a request it had under way cannot be taken for the new card's; the tab keeps its session storage.)
     await frame.evaluate((ms) => sessionStorage.setItem('test-clock-offset', String(ms)), 31 * DAY_MS);
     await page.goto('about:blank');
+    await apiQuiet();
     reloadAt = Date.now();
     await page.goto(partnerUrl);
     frame = await cardFrame(page);
