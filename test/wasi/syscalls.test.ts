@@ -284,13 +284,25 @@ describe('WASI import table', () => {
     expect(table.path_readlink!(3, 120, link, 65535, 4, 0)).toBe(C.ERRNO_FAULT);
   });
 
-  it('re-reads memory on every call: works after memory.grow', () => {
+  it('sees memory grown between calls (the views the calls keep are made again)', () => {
     const { table, memory, wasi } = setup();
+    expect(table.args_sizes_get!(100, 104)).toBe(C.ERRNO_SUCCESS); // views of the memory as it was
     memory.grow(1);
     expect(table.args_sizes_get!(65536 + 100, 65536 + 104)).toBe(C.ERRNO_SUCCESS);
     const view = new DataView(memory.buffer);
     expect([view.getUint32(65536 + 100, true), view.getUint32(65536 + 104, true)]).toEqual([1, 2]);
     expect(wasi).toBeDefined();
+  });
+
+  it('sees a shared memory grown between calls (its old buffer stays usable, at its old length)', () => {
+    const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [], preopens: [], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16 });
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+    wasi.start({ exports: { memory, _start: () => {} } } as unknown as WebAssembly.Instance);
+    const table = wasi.imports.wasi_snapshot_preview1 as unknown as Table;
+    expect(table.args_sizes_get!(100, 104)).toBe(C.ERRNO_SUCCESS);
+    memory.grow(1);
+    expect(table.args_sizes_get!(65536 + 100, 65536 + 104)).toBe(C.ERRNO_SUCCESS);
+    expect(new DataView(memory.buffer).getUint32(65536 + 100, true)).toBe(1);
   });
 
   it('poll_oneoff on a clock really sleeps, then reports the event', () => {

@@ -1,6 +1,6 @@
 /**
  * The wasi_snapshot_preview1 import table. Each function follows its witx signature; pointers
- * are offsets into the instance's memory, re-read on every call because memory can grow.
+ * are offsets into the instance's memory, whose views are made again when it grows (the views kept below).
  * Errors are thrown as WasiError inside and returned as errno at the boundary.
  */
 import * as C from './constants.ts';
@@ -43,11 +43,33 @@ const MAX_IOVS = 1024;
  */
 let ctx: SyscallContext;
 
-const view = () => new DataView(ctx.memory().buffer);
+/**
+ * The views of the memory the last call used, kept while they are valid: made afresh on every call,
+ * they were a good part of a cheap call's cost in Firefox (docs/benchmarks.md, "(l) peers").
+ * Growing a memory detaches its old buffer, whose views then read 0 bytes long; a shared memory's
+ * buffer does not detach (its views keep their old length), so one is never kept.
+ */
+let viewedMemory: WebAssembly.Memory | null = null;
+let memoryView = new DataView(new ArrayBuffer(0));
+let memoryBytes = new Uint8Array(0);
+let memoryBuffer: ArrayBufferLike = memoryBytes.buffer;
+const refreshViews = (memory: WebAssembly.Memory) => {
+  const buffer = memory.buffer;
+  viewedMemory = buffer instanceof ArrayBuffer ? memory : null;
+  memoryView = new DataView(buffer);
+  memoryBytes = new Uint8Array(buffer);
+  memoryBuffer = buffer;
+};
+const view = (): DataView => {
+  const memory = ctx.memory();
+  if (memory !== viewedMemory || memoryBytes.length === 0) refreshViews(memory);
+  return memoryView;
+};
 const bytes = (ptr: number, len: number) => {
-  const buffer = ctx.memory().buffer;
-  if (ptr < 0 || len < 0 || ptr + len > buffer.byteLength) throw new WasiError(C.ERRNO_FAULT);
-  return new Uint8Array(buffer, ptr, len);
+  const memory = ctx.memory();
+  if (memory !== viewedMemory || memoryBytes.length === 0) refreshViews(memory);
+  if (ptr < 0 || len < 0 || ptr + len > memoryBytes.length) throw new WasiError(C.ERRNO_FAULT);
+  return new Uint8Array(memoryBuffer, ptr, len);
 };
 const fdOf = (fd: number): Fd => {
   const found = ctx.fds.get(fd);
