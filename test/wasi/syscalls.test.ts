@@ -351,4 +351,25 @@ describe('WASI import table', () => {
     const { table } = setup();
     expect(table.args_sizes_get!(70000, 0)).toBe(C.ERRNO_FAULT);
   });
+
+  it('fails a write or read whole when any of its iovecs is outside memory: nothing written or read', () => {
+    const { table, view, bytes, open } = setup();
+    const fd = open('f', C.OFLAGS_CREAT, C.RIGHTS_FD_READ | C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK | C.RIGHTS_FD_FILESTAT_GET);
+    bytes.set([1, 2, 3], 400);
+    // Two iovecs at 300: 3 bytes at 400, then 4 bytes that end past the memory's 65536.
+    view.setUint32(300, 400, true);
+    view.setUint32(304, 3, true);
+    view.setUint32(308, 65534, true);
+    view.setUint32(312, 4, true);
+    expect(table.fd_write!(fd, 300, 2, 500)).toBe(C.ERRNO_FAULT);
+    expect(table.fd_filestat_get!(fd, 600)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(600 + 32, true)).toBe(0n); // size
+    expect(table.fd_write!(fd, 300, 1, 500)).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_seek!(fd, 0n, C.WHENCE_SET, 500)).toBe(C.ERRNO_SUCCESS);
+    bytes.fill(9, 400, 403);
+    expect(table.fd_read!(fd, 300, 2, 500)).toBe(C.ERRNO_FAULT);
+    expect([...bytes.subarray(400, 403)]).toEqual([9, 9, 9]);
+    expect(table.fd_read!(fd, 300, 1, 500)).toBe(C.ERRNO_SUCCESS); // the position did not move
+    expect([...bytes.subarray(400, 403)]).toEqual([1, 2, 3]);
+  });
 });
