@@ -1,5 +1,7 @@
 // Edge cases straight against the import table, with a hand-made memory.
 import { describe, expect, it } from 'vitest';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Wasi, type WasiOptions } from '../../worker/wasi/index.ts';
 import * as C from '../../worker/wasi/constants.ts';
 
@@ -292,6 +294,23 @@ describe('WASI import table', () => {
     const view = new DataView(memory.buffer);
     expect([view.getUint32(65536 + 100, true), view.getUint32(65536 + 104, true)]).toEqual([1, 2]);
     expect(wasi).toBeDefined();
+  });
+
+  it('keeps nothing of a run once it ended: an idle worker does not hold the last task\u2019s memory and files', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const refs = (() => {
+      const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [{ path: '/in/a', data: new Uint8Array(8) }], preopens: ['/in'], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16 });
+      const memory = new WebAssembly.Memory({ initial: 1 });
+      const table = wasi.imports.wasi_snapshot_preview1 as unknown as Table;
+      // A call that makes views of the memory, and one whose context is the shim's file system.
+      wasi.start({ exports: { memory, _start: () => (table.args_sizes_get!(0, 4), table.fd_prestat_get!(3, 8)) } } as unknown as WebAssembly.Instance);
+      return { memory: new WeakRef(memory), wasi: new WeakRef(wasi) };
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 0)); // WeakRefs hold their targets until the turn ends
+    gc();
+    expect(refs.memory.deref()).toBeUndefined();
+    expect(refs.wasi.deref()).toBeUndefined();
   });
 
   it('sees a shared memory grown between calls (its old buffer stays usable, at its old length)', () => {

@@ -44,15 +44,19 @@ const MAX_IOVS = 1024;
 let ctx: SyscallContext;
 
 /**
- * The views of the memory the last call used, kept while they are valid: made afresh on every call,
- * they were a good part of a cheap call's cost in Firefox (docs/benchmarks.md, "(l) peers").
- * Growing a memory detaches its old buffer, whose views then read 0 bytes long; a shared memory's
- * buffer does not detach (its views keep their old length), so one is never kept.
+ * The views of the memory the last call used, kept while they are valid and until the run ends
+ * (releaseSyscalls): made afresh on every call, they were a third of a cheap call's cost in Firefox
+ * and Chromium (docs/benchmarks.md, "(l) peers"). Growing a memory detaches its old buffer, whose
+ * views then read 0 bytes long; a shared memory's buffer does not detach (its views keep their old
+ * length), so one is never kept.
  */
+const NO_MEMORY = new ArrayBuffer(0);
+const NO_VIEW = new DataView(NO_MEMORY);
+const NO_BYTES = new Uint8Array(NO_MEMORY);
 let viewedMemory: WebAssembly.Memory | null = null;
-let memoryView = new DataView(new ArrayBuffer(0));
-let memoryBytes = new Uint8Array(0);
-let memoryBuffer: ArrayBufferLike = memoryBytes.buffer;
+let memoryView = NO_VIEW;
+let memoryBytes = NO_BYTES;
+let memoryBuffer: ArrayBufferLike = NO_MEMORY;
 const refreshViews = (memory: WebAssembly.Memory) => {
   const buffer = memory.buffer;
   viewedMemory = buffer instanceof ArrayBuffer ? memory : null;
@@ -559,6 +563,21 @@ const table: Record<string, (...args: never[]) => void> = {
   sock_send: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
   sock_shutdown: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
 };
+
+/** What the calls refer to between runs: nothing of a task. */
+const NO_CONTEXT = {} as SyscallContext;
+
+/**
+ * Lets go of the shim whose run ended: the context of its last call and the views of its memory.
+ * Kept, they held the finished task's memory and files in an idle worker until its next call.
+ */
+export function releaseSyscalls(): void {
+  ctx = NO_CONTEXT;
+  viewedMemory = null;
+  memoryView = NO_VIEW;
+  memoryBytes = NO_BYTES;
+  memoryBuffer = NO_MEMORY;
+}
 
 /**
  * The import table for one shim's context.
