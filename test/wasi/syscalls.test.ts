@@ -1,5 +1,7 @@
 // Edge cases straight against the import table, with a hand-made memory.
 import { describe, expect, it } from 'vitest';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Wasi, type WasiOptions } from '../../worker/wasi/index.ts';
 import * as C from '../../worker/wasi/constants.ts';
 
@@ -284,13 +286,42 @@ describe('WASI import table', () => {
     expect(table.path_readlink!(3, 120, link, 65535, 4, 0)).toBe(C.ERRNO_FAULT);
   });
 
-  it('re-reads memory on every call: works after memory.grow', () => {
+  it('sees memory grown between calls (the views the calls keep are made again)', () => {
     const { table, memory, wasi } = setup();
+    expect(table.args_sizes_get!(100, 104)).toBe(C.ERRNO_SUCCESS); // views of the memory as it was
     memory.grow(1);
     expect(table.args_sizes_get!(65536 + 100, 65536 + 104)).toBe(C.ERRNO_SUCCESS);
     const view = new DataView(memory.buffer);
     expect([view.getUint32(65536 + 100, true), view.getUint32(65536 + 104, true)]).toEqual([1, 2]);
     expect(wasi).toBeDefined();
+  });
+
+  it('keeps nothing of a run once it ended: an idle worker does not hold the last task\u2019s memory and files', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const refs = (() => {
+      const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [{ path: '/in/a', data: new Uint8Array(8) }], preopens: ['/in'], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16 });
+      const memory = new WebAssembly.Memory({ initial: 1 });
+      const table = wasi.imports.wasi_snapshot_preview1 as unknown as Table;
+      // A call that makes views of the memory, and one whose context is the shim's file system.
+      wasi.start({ exports: { memory, _start: () => (table.args_sizes_get!(0, 4), table.fd_prestat_get!(3, 8)) } } as unknown as WebAssembly.Instance);
+      return { memory: new WeakRef(memory), wasi: new WeakRef(wasi) };
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 0)); // WeakRefs hold their targets until the turn ends
+    gc();
+    expect(refs.memory.deref()).toBeUndefined();
+    expect(refs.wasi.deref()).toBeUndefined();
+  });
+
+  it('sees a shared memory grown between calls (its old buffer stays usable, at its old length)', () => {
+    const wasi = new Wasi({ args: ['p'], env: [], stdin: new Uint8Array(0), files: [], preopens: [], maxStdoutBytes: 8, maxStderrBytes: 8, maxOutputFileBytes: 16 });
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+    wasi.start({ exports: { memory, _start: () => {} } } as unknown as WebAssembly.Instance);
+    const table = wasi.imports.wasi_snapshot_preview1 as unknown as Table;
+    expect(table.args_sizes_get!(100, 104)).toBe(C.ERRNO_SUCCESS);
+    memory.grow(1);
+    expect(table.args_sizes_get!(65536 + 100, 65536 + 104)).toBe(C.ERRNO_SUCCESS);
+    expect(new DataView(memory.buffer).getUint32(65536 + 100, true)).toBe(1);
   });
 
   it('poll_oneoff on a clock really sleeps, then reports the event', () => {
@@ -338,5 +369,26 @@ describe('WASI import table', () => {
   it('reports a pointer outside memory as FAULT', () => {
     const { table } = setup();
     expect(table.args_sizes_get!(70000, 0)).toBe(C.ERRNO_FAULT);
+  });
+
+  it('fails a write or read whole when any of its iovecs is outside memory: nothing written or read', () => {
+    const { table, view, bytes, open } = setup();
+    const fd = open('f', C.OFLAGS_CREAT, C.RIGHTS_FD_READ | C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK | C.RIGHTS_FD_FILESTAT_GET);
+    bytes.set([1, 2, 3], 400);
+    // Two iovecs at 300: 3 bytes at 400, then 4 bytes that end past the memory's 65536.
+    view.setUint32(300, 400, true);
+    view.setUint32(304, 3, true);
+    view.setUint32(308, 65534, true);
+    view.setUint32(312, 4, true);
+    expect(table.fd_write!(fd, 300, 2, 500)).toBe(C.ERRNO_FAULT);
+    expect(table.fd_filestat_get!(fd, 600)).toBe(C.ERRNO_SUCCESS);
+    expect(view.getBigUint64(600 + 32, true)).toBe(0n); // size
+    expect(table.fd_write!(fd, 300, 1, 500)).toBe(C.ERRNO_SUCCESS);
+    expect(table.fd_seek!(fd, 0n, C.WHENCE_SET, 500)).toBe(C.ERRNO_SUCCESS);
+    bytes.fill(9, 400, 403);
+    expect(table.fd_read!(fd, 300, 2, 500)).toBe(C.ERRNO_FAULT);
+    expect([...bytes.subarray(400, 403)]).toEqual([9, 9, 9]);
+    expect(table.fd_read!(fd, 300, 1, 500)).toBe(C.ERRNO_SUCCESS); // the position did not move
+    expect([...bytes.subarray(400, 403)]).toEqual([1, 2, 3]);
   });
 });

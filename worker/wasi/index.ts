@@ -2,7 +2,7 @@
  * Dewgrid's WASI preview1 shim: one instance per run, with its own in-memory file system.
  * Runs in a Web Worker and in Node (tests, benchmarks): no DOM, no Node APIs.
  */
-import { createSyscalls, ProcExit } from './syscalls.ts';
+import { createSyscalls, ProcExit, releaseSyscalls } from './syscalls.ts';
 import { FileInode, MemoryFs, WasiError } from './fs.ts';
 import { FdTable, OutputFd, PreopenDirectory, StdinFd } from './fd.ts';
 import { ShimBudget } from './budget.ts';
@@ -155,6 +155,8 @@ export class Wasi {
     } catch (error) {
       if (!(error instanceof ProcExit)) throw error;
       exitCode = error.code;
+    } finally {
+      releaseSyscalls();
     }
     return {
       exitCode,

@@ -1,6 +1,6 @@
 /**
  * The wasi_snapshot_preview1 import table. Each function follows its witx signature; pointers
- * are offsets into the instance's memory, re-read on every call because memory can grow.
+ * are offsets into the instance's memory, whose views are made again when it grows (the views kept below).
  * Errors are thrown as WasiError inside and returned as errno at the boundary.
  */
 import * as C from './constants.ts';
@@ -43,11 +43,37 @@ const MAX_IOVS = 1024;
  */
 let ctx: SyscallContext;
 
-const view = () => new DataView(ctx.memory().buffer);
+/**
+ * The views of the memory the last call used, kept while they are valid and until the run ends
+ * (releaseSyscalls): made afresh on every call, they were a third of a cheap call's cost in Firefox
+ * and Chromium (docs/benchmarks.md, "(l) peers"). Growing a memory detaches its old buffer, whose
+ * views then read 0 bytes long; a shared memory's buffer does not detach (its views keep their old
+ * length), so one is never kept.
+ */
+const NO_MEMORY = new ArrayBuffer(0);
+const NO_VIEW = new DataView(NO_MEMORY);
+const NO_BYTES = new Uint8Array(NO_MEMORY);
+let viewedMemory: WebAssembly.Memory | null = null;
+let memoryView = NO_VIEW;
+let memoryBytes = NO_BYTES;
+let memoryBuffer: ArrayBufferLike = NO_MEMORY;
+const refreshViews = (memory: WebAssembly.Memory) => {
+  const buffer = memory.buffer;
+  viewedMemory = buffer instanceof ArrayBuffer ? memory : null;
+  memoryView = new DataView(buffer);
+  memoryBytes = new Uint8Array(buffer);
+  memoryBuffer = buffer;
+};
+const view = (): DataView => {
+  const memory = ctx.memory();
+  if (memory !== viewedMemory || memoryBytes.length === 0) refreshViews(memory);
+  return memoryView;
+};
 const bytes = (ptr: number, len: number) => {
-  const buffer = ctx.memory().buffer;
-  if (ptr < 0 || len < 0 || ptr + len > buffer.byteLength) throw new WasiError(C.ERRNO_FAULT);
-  return new Uint8Array(buffer, ptr, len);
+  const memory = ctx.memory();
+  if (memory !== viewedMemory || memoryBytes.length === 0) refreshViews(memory);
+  if (ptr < 0 || len < 0 || ptr + len > memoryBytes.length) throw new WasiError(C.ERRNO_FAULT);
+  return new Uint8Array(memoryBuffer, ptr, len);
 };
 const fdOf = (fd: number): Fd => {
   const found = ctx.fds.get(fd);
@@ -83,6 +109,20 @@ const pathAt = (ptr: number, len: number): string => {
     throw new WasiError(C.ERRNO_INVAL); // not UTF-8: uvwasi cannot name such a path either
   }
 };
+/**
+ * Checks the `count` iovecs at `ptr` before a call reads or writes any (one outside memory fails
+ * it whole), for the calls that then take them one at a time: fd_read and fd_write, which made an
+ * array of views for each call when they took iovecs (docs/benchmarks.md, "(l) peers").
+ */
+const checkIovecs = (v: DataView, ptr: number, count: number) => {
+  if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
+  for (let i = 0; i < count; i++) {
+    const at = v.getUint32(ptr + i * 8, true);
+    const len = v.getUint32(ptr + i * 8 + 4, true);
+    if (at + len > memoryBytes.length) throw new WasiError(C.ERRNO_FAULT);
+  }
+};
+const iovAt = (v: DataView, ptr: number, i: number) => new Uint8Array(memoryBuffer, v.getUint32(ptr + i * 8, true), v.getUint32(ptr + i * 8 + 4, true));
 const iovecs = (ptr: number, count: number): Uint8Array[] => {
   if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
   const v = view();
@@ -255,19 +295,24 @@ const table: Record<string, (...args: never[]) => void> = {
   },
   fd_read(fd: number, iovs: number, count: number, nreadPtr: number) {
     const f = fdWith(fd, C.RIGHTS_FD_READ);
+    const v = view();
+    checkIovecs(v, iovs, count);
     let total = 0;
-    for (const iov of iovecs(iovs, count)) {
+    for (let i = 0; i < count; i++) {
+      const iov = iovAt(v, iovs, i);
       const n = f.read(iov);
       total += n;
       if (n < iov.length) break;
     }
-    view().setUint32(nreadPtr, total, true);
+    v.setUint32(nreadPtr, total, true);
   },
   fd_write(fd: number, iovs: number, count: number, nwrittenPtr: number) {
     const f = fdWith(fd, C.RIGHTS_FD_WRITE);
+    const v = view();
+    checkIovecs(v, iovs, count);
     let total = 0;
-    for (const iov of iovecs(iovs, count)) total += f.write(iov);
-    view().setUint32(nwrittenPtr, total, true);
+    for (let i = 0; i < count; i++) total += f.write(iovAt(v, iovs, i));
+    v.setUint32(nwrittenPtr, total, true);
   },
   fd_prestat_get(fd: number, ptr: number) {
     const f = preopenOf(fd);
@@ -518,6 +563,21 @@ const table: Record<string, (...args: never[]) => void> = {
   sock_send: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
   sock_shutdown: (fd: number) => void (fdOf(fd), fail(C.ERRNO_NOTSOCK)),
 };
+
+/** What the calls refer to between runs: nothing of a task. */
+const NO_CONTEXT = {} as SyscallContext;
+
+/**
+ * Lets go of the shim whose run ended: the context of its last call and the views of its memory.
+ * Kept, they held the finished task's memory and files in an idle worker until its next call.
+ */
+export function releaseSyscalls(): void {
+  ctx = NO_CONTEXT;
+  viewedMemory = null;
+  memoryView = NO_VIEW;
+  memoryBytes = NO_BYTES;
+  memoryBuffer = NO_MEMORY;
+}
 
 /**
  * The import table for one shim's context.
