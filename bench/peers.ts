@@ -14,6 +14,7 @@
  */
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_PAGE_DIR, openBenchPage, type BenchPage } from './browser-page.ts';
@@ -28,6 +29,8 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
 const RUNNERS: Runner[] = ['dewgrid', 'bare', 'shim', 'wasmer'];
 const PEERS: Runner[] = ['shim', 'wasmer'];
+/** DEWGRID_BENCH_RUNNERS=dewgrid,bare runs only those: the hook's own cost, in fewer rounds' time. */
+const chosenRunners = (): Runner[] => RUNNERS.filter((r) => !process.env.DEWGRID_BENCH_RUNNERS || process.env.DEWGRID_BENCH_RUNNERS.split(',').includes(r));
 const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
 const ENGINES: EngineName[] = ['chromium', 'firefox'];
 
@@ -44,7 +47,7 @@ function small(name: string, path: string, args: string[], preopens: string[] = 
   return { name, wasm: new Uint8Array(readFileSync(join(root, path))), options, memoryBytes: 256 * MiB, rounds: 7 };
 }
 
-/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so; DEWGRID_BENCH_ROUNDS sets the rounds. */
+/** The programs, small to large; DEWGRID_BENCH_PROGRAMS=fractal,hello runs only those whose names start so; DEWGRID_BENCH_ROUNDS sets the rounds (DEWGRID_BENCH_RUNNERS the runners). */
 async function peerPrograms(): Promise<PeerProgram[]> {
   const [flite, yosys] = await programs();
   const all = [
@@ -70,15 +73,18 @@ export type PeerFigure = { ms: number; runMs: number; runs: number; note?: strin
 
 export interface PeerReport {
   program: string;
+  /** The load average (1 min) as the program's first and last rounds began: the machine is shared. */
+  load: [number, number];
   nodeWasiMs: number;
   /** By engine description, then runner. */
-  engines: { engine: string; runners: Record<Runner, PeerFigure> }[];
+  engines: { engine: string; runners: Partial<Record<Runner, PeerFigure>> }[];
 }
 
 export async function benchPeers(): Promise<PeerReport[]> {
   const list = await peerPrograms();
   const benches: BenchPage[] = [];
   const reports: PeerReport[] = [];
+  const runners = chosenRunners();
   try {
     for (const engine of ENGINES) benches.push(await openBenchPage(engine));
     // @wasmer/sdk finds its runtime and its workers beside its own module: shipped as it is (as vite.config.ts does for the client).
@@ -98,15 +104,17 @@ export async function benchPeers(): Promise<PeerReport[]> {
       const notes = benches.map(() => ({}) as Partial<Record<Runner, string>>);
       const nodeMs: number[] = [];
       const times = benches.map(() => Object.fromEntries(RUNNERS.map((r) => [r, { ms: [] as number[], runMs: [] as number[] }])) as Record<Runner, { ms: number[]; runMs: number[] }>);
+      const load: [number, number] = [loadavg()[0]!, 0];
       for (let round = -1; round < program.rounds; round++) {
         const keep = round >= 0;
+        if (round === program.rounds - 1) load[1] = loadavg()[0]!;
         const node = await runUnderNodeWasi(module, program.options);
         if (keep) nodeMs.push(node.runMs);
         const turn = round + 1;
         for (let k = 0; k < benches.length; k++) {
           const i = (k + turn) % benches.length;
-          for (let r = 0; r < RUNNERS.length; r++) {
-            const runner = RUNNERS[(r + turn + k) % RUNNERS.length]!;
+          for (let r = 0; r < runners.length; r++) {
+            const runner = runners[(r + turn + k) % runners.length]!;
             if (failed[i]![runner]) continue;
             const report = await watched(benches[i]!, benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner));
             if ('error' in report) failed[i]![runner] = report.error;
@@ -121,14 +129,15 @@ export async function benchPeers(): Promise<PeerReport[]> {
       }
       reports.push({
         program: program.name,
+        load,
         nodeWasiMs: median(nodeMs),
         engines: benches.map((bench, i) => ({
           engine: bench.description,
-          runners: Object.fromEntries(RUNNERS.map((r) => {
+          runners: Object.fromEntries(runners.map((r) => {
             const t = times[i]![r];
             const figure: PeerFigure = failed[i]![r] ? { failed: failed[i]![r]! } : { ms: median(t.ms), runMs: median(t.runMs), runs: t.ms.length, note: notes[i]![r] };
             return [r, figure];
-          })) as Record<Runner, PeerFigure>,
+          })) as Partial<Record<Runner, PeerFigure>>,
         })),
       });
       printPeers(reports.slice(-1)); // as it goes: a long run shows its figures early
@@ -178,18 +187,28 @@ export function printPeers(reports: PeerReport[]): void {
     console.log('\n(l, peers) Dewgrid as the donor runs it, browser_wasi_shim and @wasmer/sdk, each in a dedicated worker, interleaved; medians, ms from job posted to outcome back');
   }
   for (const r of reports) {
-    console.log(`  ${r.program}: node:wasi ${fmt(r.nodeWasiMs, 2)} ms (instantiate + run)`);
+    console.log(`  ${r.program}: node:wasi ${fmt(r.nodeWasiMs, 2)} ms (instantiate + run); load average ${fmt(r.load[0], 2)} → ${fmt(r.load[1], 2)}`);
     for (const e of r.engines) {
-      const shown = RUNNERS.map((runner) => {
+      const shown = RUNNERS.flatMap((runner) => {
         const f = e.runners[runner];
-        return 'failed' in f ? `${RUNNER_NAMES[runner]} cannot: ${f.failed}` : `${RUNNER_NAMES[runner]} ${fmt(f.ms, 2)} (in its worker ${fmt(f.runMs, 2)}${f.note ? `; ${f.note}` : ''})`;
+        if (!f) return [];
+        return ['failed' in f ? `${RUNNER_NAMES[runner]} cannot: ${f.failed}` : `${RUNNER_NAMES[runner]} ${fmt(f.ms, 2)} (in its worker ${fmt(f.runMs, 2)}${f.note ? `; ${f.note}` : ''})`];
       });
-      const dew = e.runners.dewgrid;
-      const peerMs = PEERS.map((p) => e.runners[p]).flatMap((f) => ('ms' in f ? [f.ms] : []));
-      const ratios = 'ms' in dew
-        ? `Dewgrid / faster peer ${peerMs.length ? fmt(dew.ms / Math.min(...peerMs), 2) : 'n/a (no peer ran it)'}; Dewgrid / node:wasi ${fmt(dew.ms / r.nodeWasiMs, 2)} (in its worker ${fmt(dew.runMs / r.nodeWasiMs, 2)})`
+      const figure = (runner: Runner) => {
+        const f = e.runners[runner];
+        return f && 'ms' in f ? f : null;
+      };
+      const dew = figure('dewgrid');
+      const bare = figure('bare');
+      const peerMs = PEERS.flatMap((p) => figure(p)?.ms ?? []);
+      const ratios = dew
+        ? [
+            peerMs.length ? `Dewgrid / faster peer ${fmt(dew.ms / Math.min(...peerMs), 2)}` : PEERS.some((p) => e.runners[p]) ? 'Dewgrid / faster peer n/a (no peer ran it)' : '',
+            `Dewgrid / node:wasi ${fmt(dew.ms / r.nodeWasiMs, 2)} (in its worker ${fmt(dew.runMs / r.nodeWasiMs, 2)})`,
+            bare ? `the hook (Dewgrid / without) ${fmt(dew.ms / bare.ms, 3)} (in its worker ${fmt(dew.runMs / bare.runMs, 3)})` : '',
+          ].filter(Boolean).join('; ')
         : 'no Dewgrid figure';
-      console.log(`    ${e.engine} (${'runs' in dew ? dew.runs : 0} runs): ${shown.join('; ')}`);
+      console.log(`    ${e.engine} (${dew?.runs ?? 0} runs): ${shown.join('; ')}`);
       console.log(`      ${ratios}`);
     }
   }

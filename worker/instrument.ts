@@ -1,6 +1,6 @@
 /**
  * The yield hook: rewrites a verified module so that it counts its own work and calls the host
- * every so often, the idea of Wasmtime's fuel. Version 5 (docs/scheduling.md, section 1):
+ * every so often, the idea of Wasmtime's fuel. Version 6 (docs/scheduling.md, section 1):
  *
  * - a **loop probe** at every loop header adds one to a local of its function; every LOOP_BATCH
  *   iterations it leaves the loop (each loop is wrapped in three blocks, so that the call is
@@ -10,7 +10,9 @@
  * - in a loop nest that makes no call of its own and uses float or vector locals (version 5), the
  *   wrapped loops take the batch from the budget inline and, around the host call, save those
  *   locals to globals and read them back: no value the nest carries is then live across a call,
- *   which SpiderMonkey's optimizing tier would keep in memory in the inner loops too;
+ *   which SpiderMonkey's optimizing tier would keep in memory in the inner loops too; a nest
+ *   without float or vector locals does the same for the integer locals it carries from one
+ *   iteration to the next (read before written), when they are at most 4 (version 6);
  * - the local count is added to the budget before every way out of a function that has passed a
  *   loop, and before every import's call, so the count is exact whatever the allowances;
  * - an **entry probe** only in functions that can recurse (in a cycle of the call graph; an

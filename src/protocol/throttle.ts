@@ -14,7 +14,7 @@ import { sharedBuffer } from './shared-memory.ts';
 // ---- The yield hook's contract between an instrumented module and the worker that runs it ----
 
 /** The rewrite's version (worker/instrument.ts), bumped whenever it changes: cached instrumented bytes are keyed by it. */
-export const INSTRUMENTER_VERSION = 5;
+export const INSTRUMENTER_VERSION = 6;
 /**
  * The host function the probes call when the budget is spent: `(left: i32) -> i32`, given what is
  * left of the budget (zero or less: a loop's batch may overshoot), answering the next allowance (> 0).

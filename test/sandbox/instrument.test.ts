@@ -194,8 +194,16 @@ describe('the rewrite of loops and calls', () => {
   it('saves the f64 locals of a nest without calls around its host calls, and only there', () => {
     // floatNest's two loops each have a yield site; both save locals 4 and 6, the f64 ones the nest uses.
     expect(instrumentWithStats(trickyModule('floatNest'), 5).stats).toMatchObject({ wrappedLoops: 2, savingSites: 2, savedLocals: 4 });
-    // The whole module: floatNest's two sites are the only ones (the others carry no float, or call).
-    expect(instrumentWithStats(trickyModule(), 5).stats).toMatchObject({ savingSites: 2, savedLocals: 4 });
+    // A nest that calls saves nothing: its sites call $flush.
+    expect(instrumentWithStats(trickyModule('nestWithCall'), 5).stats).toMatchObject({ savingSites: 0, savedLocals: 0 });
+  });
+
+  it('saves the integer locals that a nest without calls or floats carries around its loops (version 6), and not those it writes first', () => {
+    // nest3's three loops each have a yield site; each saves locals 1, 3 and 0, read before they
+    // are written; local 2 is set before it is read, so it carries nothing to a loop's top.
+    expect(instrumentWithStats(trickyModule('nest3'), 5).stats).toMatchObject({ wrappedLoops: 3, savingSites: 3, savedLocals: 9 });
+    // nestWithStack carries locals 1, 0, 2 and 3: four, still saved; floatNest's integers are not (its floats are).
+    expect(instrumentWithStats(trickyModule('nestWithStack'), 5).stats).toMatchObject({ savingSites: 2, savedLocals: 8 });
   });
 
   it('counts every loop iteration, in batches that reach the budget however the function is left', () => {

@@ -4,7 +4,7 @@
  * an instruction); this one reads each byte once at a few nanoseconds. Built by build.sh with
  * Debian's clang (--target=wasm32, no libc); worker/instrument.ts drives it.
  *
- * What it writes into a verified module (version 5):
+ * What it writes into a verified module (version 6):
  *  - a loop probe at every loop header: `c += 1; if (c == LOOP_BATCH) c = $flush()`, c a local of
  *    the function; $flush takes LOOP_BATCH from the budget (a global) and calls dewgrid.yield when
  *    it is spent. Each loop is wrapped in three blocks so that the call is outside it (a call
@@ -14,7 +14,9 @@
  *    loops do $flush's work inline, and save those locals to globals around the host call and
  *    read them back after it (version 5): SpiderMonkey's optimizing tier otherwise keeps every
  *    value live across that call in memory, in the inner loops too (the fractal ran 2.2-2.9x
- *    slower in Firefox 153 than without the hook; docs/benchmarks.md (l));
+ *    slower in Firefox 153 than without the hook; docs/benchmarks.md (l)); in a nest without
+ *    calls or floats, the same for the integer locals it reads before writing, up to
+ *    MAX_INT_SAVED of them (version 6: yosys's hook in Firefox about 1.23x -> 1.14x);
  *  - c is added to the budget before every way out of a function that has passed a loop (return,
  *    a branch to its label, its end, a tail call) and before each import's call: the count is
  *    exact whatever the allowances;
@@ -356,12 +358,19 @@ static void budget_global_code(Buf *out, u32 allowance) {
 }
 
 /*
- * The types of local a yield site saves, in the order of their globals: the float and vector ones,
- * whose registers a call takes all of. Saving the integers too gave the fractal no more speed in
- * Firefox (1.067x against 1.069x) and yosys 3% more code.
+ * The types of local a yield site saves, in the order of their globals: in a nest with float or
+ * vector locals, those (whose registers a call takes all of); in a nest without, the integers that
+ * it reads before it writes them, which it carries from one iteration to the next (version 6), if
+ * there are at most MAX_INT_SAVED. Version 5 saved no integers (saving them beside the floats gave
+ * the fractal no more speed in Firefox and yosys 3% more code); saving them in integer-only nests
+ * takes yosys's hook in Firefox 153 from about 1.24x to 1.15x (docs/benchmarks.md (k)).
  */
-#define SAVED_KINDS 3
-static const u8 saved_kind_type[SAVED_KINDS] = {0x7d, 0x7c, 0x7b}; /* f32 f64 v128 */
+#define SAVED_KINDS 5
+#define FIRST_INT_KIND 3
+static const u8 saved_kind_type[SAVED_KINDS] = {0x7d, 0x7c, 0x7b, 0x7f, 0x7e}; /* f32 f64 v128 i32 i64 */
+/* Integer locals an integer-only nest saves at most; past that its sites call $flush (size: with no
+   limit yosys grew to 1.108x, with 4 1.093x, against 1.077x). */
+#define MAX_INT_SAVED 4
 static u32 save_slots[SAVED_KINDS]; /* globals of each kind: the most one yield site saves */
 
 static u32 saved_kind(u8 type) {
@@ -385,7 +394,9 @@ static void save_globals_code(Buf *out) {
       switch (k) {
         case 0: put_byte(out, 0x43); for (int z = 0; z < 4; z++) put_byte(out, 0); break;
         case 1: put_byte(out, 0x44); for (int z = 0; z < 8; z++) put_byte(out, 0); break;
-        default: put_byte(out, 0xfd); put_byte(out, 0x0c); for (int z = 0; z < 16; z++) put_byte(out, 0); break;
+        case 2: put_byte(out, 0xfd); put_byte(out, 0x0c); for (int z = 0; z < 16; z++) put_byte(out, 0); break;
+        case 3: put_byte(out, 0x41); put_byte(out, 0); break;
+        default: put_byte(out, 0x42); put_byte(out, 0); break;
       }
       put_byte(out, 0x0b);
     }
@@ -572,9 +583,10 @@ static void add_edge(u32 to, u32 at) {
 /*
  * Yield sites and loop nests. A yield site is the host call in a wrapped loop's tail; a nest is an
  * outermost wrapped loop with the loops inside it. In a nest that makes no call of its own, around
- * each site the float and vector locals the nest reads or writes are saved to globals and read
- * back after the call, so that none of their values is live across it: SpiderMonkey's optimizing
- * tier kept such values in memory, inner loops included (docs/benchmarks.md (l)). Other nests'
+ * each site the float and vector locals the nest reads or writes, and the integer ones it reads
+ * before writing, are saved to globals and read back after the call, so that none of their values
+ * is live across it: SpiderMonkey's optimizing tier kept such values in memory, inner loops
+ * included (docs/benchmarks.md (k), (l)). Other nests'
  * sites call $flush as version 4 did. A nest's list is made when it ends, from the local accesses
  * logged since it began; the sites are written in when the bodies are put together (put_body),
  * once the globals they need are counted.
@@ -589,7 +601,7 @@ static u32 *nest_from;    /* each nest's first local in nest_locals; the next ne
 static u32 nest_count, nest_capacity;
 static u32 *nest_locals;
 static u32 nest_local_count, nest_local_capacity;
-static u32 *access_log;   /* the current nest's local accesses */
+static u32 *access_log;   /* the current nest's local accesses, in order; the top bit set for a write */
 static u32 access_count, access_capacity;
 static u32 *local_mark;   /* per local of the current function: the last nest that listed it */
 static u32 local_mark_capacity, nest_serial;
@@ -647,10 +659,12 @@ static void close_nest(void) {
   u32 listed = 0;
   if (nest_flushes[nest_count - 1]) access_count = 0;
   for (u32 i = 0; i < access_count && listed < MAX_SAVED; i++) {
-    u32 local = access_log[i];
+    u32 local = access_log[i] & 0x7fffffffu;
     if (local_mark[local] == nest_serial) continue;
     local_mark[local] = nest_serial;
-    if (saved_kind(local_type(current_fn, local)) == SAVED_KINDS) continue;
+    u32 kind = saved_kind(local_type(current_fn, local));
+    if (kind == SAVED_KINDS) continue;
+    if (kind >= FIRST_INT_KIND && access_log[i] >> 31) continue; /* written first: no value carried to the loop's top */
     if (nest_local_count == nest_local_capacity) {
       nest_locals = grow_u32(nest_locals, nest_local_count, &nest_local_capacity);
       if (failed) return;
@@ -719,7 +733,7 @@ __attribute__((noinline)) static int rewrite_body(const u8 *p, const u8 *end, Bu
     if (op >= 0x20 && op <= 0x24) { /* locals and globals */
       if (logging && op <= 0x22) { /* a local in a nest without calls (yet): logged for its yield sites */
         u32 local; LEB(p, local);
-        if (local < counter) log_access(local);
+        if (local < counter) log_access(local | (op == 0x20 ? 0 : 0x80000000u));
         continue;
       }
       while (*p++ & 0x80);
@@ -1160,6 +1174,17 @@ static void plan_saves(void) {
     for (u32 i = nest_from[n]; i < nest_end(n); i++) {
       nest_kind[i] = (u8)saved_kind(local_type(nest_fn[n], nest_locals[i]));
       count[nest_kind[i]]++;
+    }
+    u32 ints = count[FIRST_INT_KIND] + count[FIRST_INT_KIND + 1];
+    if (ints && ints < nest_end(n) - nest_from[n] - count[SAVED_KINDS]) {
+      /* a nest with float or vector locals saves those only, as version 5 did */
+      for (u32 i = nest_from[n]; i < nest_end(n); i++)
+        if (nest_kind[i] >= FIRST_INT_KIND && nest_kind[i] < SAVED_KINDS) nest_kind[i] = SAVED_KINDS;
+      count[SAVED_KINDS] += ints;
+      count[FIRST_INT_KIND] = count[FIRST_INT_KIND + 1] = 0;
+    } else if (ints > MAX_INT_SAVED) {
+      nest_flushes[n] = 1;
+      continue;
     }
     for (u32 k = 0; k < SAVED_KINDS; k++)
       if (count[k] > save_slots[k]) save_slots[k] = count[k];
