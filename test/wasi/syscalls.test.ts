@@ -392,3 +392,34 @@ describe('WASI import table', () => {
     expect([...bytes.subarray(400, 403)]).toEqual([1, 2, 3]);
   });
 });
+
+describe('fd_read with iovecs that its own reads overwrite', () => {
+  // readv(2) and uvwasi take every iovec before reading into any (Linux's import_iovec copies the
+  // array in), and so did this shim until its iovecs were taken one at a time: a read into a
+  // buffer that holds the iovec array itself must still go where the array said when the call began.
+  const input = () => {
+    const data = new Uint8Array(20);
+    const dv = new DataView(data.buffer);
+    // Bytes 8..15 land on the second iovec: they would send its 4 bytes to 500, or outside memory.
+    return { data, dv };
+  };
+  for (const [name, at] of [['in memory', 500], ['outside memory', 0xfffffff0]] as const) {
+    it(`reads into the buffers the iovecs named when the call began (overwritten with an iovec ${name})`, () => {
+      const { data, dv } = input();
+      dv.setUint32(8, at, true);
+      dv.setUint32(12, 4, true);
+      data.set([87, 88, 89, 90], 16); // "WXYZ"
+      const { table, view, bytes, open } = setup({ files: [{ path: '/sandbox/in', data }] });
+      const fd = open('in', 0, C.RIGHTS_FD_READ);
+      // Two iovecs at 300: 16 bytes over the array itself, then 4 bytes at 400.
+      view.setUint32(300, 300, true);
+      view.setUint32(304, 16, true);
+      view.setUint32(308, 400, true);
+      view.setUint32(312, 4, true);
+      expect(table.fd_read!(fd, 300, 2, 600)).toBe(C.ERRNO_SUCCESS);
+      expect(view.getUint32(600, true)).toBe(20);
+      expect([...bytes.subarray(400, 404)]).toEqual([87, 88, 89, 90]);
+      expect([...bytes.subarray(500, 504)]).toEqual([0, 0, 0, 0]);
+    });
+  }
+});
