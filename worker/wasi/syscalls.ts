@@ -111,18 +111,24 @@ const pathAt = (ptr: number, len: number): string => {
 };
 /**
  * Checks the `count` iovecs at `ptr` before a call reads or writes any (one outside memory fails
- * it whole), for the calls that then take them one at a time: fd_read and fd_write, which made an
- * array of views for each call when they took iovecs (docs/benchmarks.md, "(l) peers").
+ * it whole), and takes each one's place and length then, for the calls that then take them one at
+ * a time: fd_read and fd_write, which made an array of views for each call when they took iovecs
+ * (docs/benchmarks.md, "(l) peers"). Taken up front as readv(2) and uvwasi do: a read into a buffer
+ * that holds the iovec array itself must not change where the later iovecs go.
  */
+const iovTaken = new Uint32Array(2 * MAX_IOVS);
 const checkIovecs = (v: DataView, ptr: number, count: number) => {
   if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
   for (let i = 0; i < count; i++) {
     const at = v.getUint32(ptr + i * 8, true);
     const len = v.getUint32(ptr + i * 8 + 4, true);
     if (at + len > memoryBytes.length) throw new WasiError(C.ERRNO_FAULT);
+    iovTaken[2 * i] = at;
+    iovTaken[2 * i + 1] = len;
   }
 };
-const iovAt = (v: DataView, ptr: number, i: number) => new Uint8Array(memoryBuffer, v.getUint32(ptr + i * 8, true), v.getUint32(ptr + i * 8 + 4, true));
+/** The `i`th iovec that checkIovecs took, as a view of the memory. */
+const iovAt = (i: number) => new Uint8Array(memoryBuffer, iovTaken[2 * i]!, iovTaken[2 * i + 1]!);
 const iovecs = (ptr: number, count: number): Uint8Array[] => {
   if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
   const v = view();
@@ -299,7 +305,7 @@ const table: Record<string, (...args: never[]) => void> = {
     checkIovecs(v, iovs, count);
     let total = 0;
     for (let i = 0; i < count; i++) {
-      const iov = iovAt(v, iovs, i);
+      const iov = iovAt(i);
       const n = f.read(iov);
       total += n;
       if (n < iov.length) break;
@@ -311,7 +317,7 @@ const table: Record<string, (...args: never[]) => void> = {
     const v = view();
     checkIovecs(v, iovs, count);
     let total = 0;
-    for (let i = 0; i < count; i++) total += f.write(iovAt(v, iovs, i));
+    for (let i = 0; i < count; i++) total += f.write(iovAt(i));
     v.setUint32(nwrittenPtr, total, true);
   },
   fd_prestat_get(fd: number, ptr: number) {
