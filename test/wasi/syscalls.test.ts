@@ -187,6 +187,30 @@ describe('WASI import table', () => {
     expect(result.files.map((f) => f.path)).toEqual(['/sandbox/changed', '/sandbox/z']);
   });
 
+  it('reads inputs in place and never writes to the bytes it was given: a write, a truncation and a rename leave them as they were', () => {
+    const given = { written: new Uint8Array([1, 2, 3]), truncated: new Uint8Array([4, 5, 6]), renamed: new Uint8Array([7]), read: new Uint8Array([8, 9]) };
+    const files = Object.entries(given).map(([name, data]) => ({ path: `/sandbox/${name}`, data }));
+    const { wasi, table, open, write, putString, bytes, view } = setup({ files });
+    write(open('written'), 'xy');
+    open('truncated', C.OFLAGS_TRUNC);
+    const from = putString(500, 'renamed');
+    const to = putString(600, 'moved');
+    expect(table.path_rename!(3, 500, from, 3, 600, to)).toBe(C.ERRNO_SUCCESS);
+    // Read back through the shim: the file's bytes, not the input's.
+    const fd = open('written');
+    view.setUint32(300, 700, true);
+    view.setUint32(304, 3, true);
+    expect(table.fd_read!(fd, 300, 1, 308)).toBe(C.ERRNO_SUCCESS);
+    expect([...bytes.subarray(700, 703)]).toEqual([0x78, 0x79, 3]);
+    const result = wasi.start({ exports: { memory: new WebAssembly.Memory({ initial: 1 }), _start: () => {} } } as unknown as WebAssembly.Instance);
+    expect(result.files.map((f) => [f.path, [...f.data]])).toEqual([
+      ['/sandbox/moved', [7]],
+      ['/sandbox/truncated', []],
+      ['/sandbox/written', [0x78, 0x79, 3]],
+    ]);
+    expect(Object.fromEntries(Object.entries(given).map(([name, data]) => [name, [...data]]))).toEqual({ written: [1, 2, 3], truncated: [4, 5, 6], renamed: [7], read: [8, 9] });
+  });
+
   /** fd_readdir on `fd` from `cookie` into 1000.., parsed: [d_next, d_ino, d_type, name] each. */
   const readdir = ({ table, view, bytes }: ReturnType<typeof setup>, fd: number, cookie: bigint, len = 200) => {
     bytes.fill(0xee, 1000, 1400);

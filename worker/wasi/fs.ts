@@ -49,14 +49,22 @@ export class FileInode extends InodeBase implements BudgetedFile {
   readonly filetype = FILETYPE_REGULAR_FILE;
   /** Bytes [0, length) are the file; the buffer may be larger, to grow without copying each write. */
   private buffer: Uint8Array;
+  /**
+   * Whether `buffer` is the file's own. An input file starts on the task's input bytes and copies
+   * them at its first change: most inputs are only read, and copying every one at every run cost
+   * a run time in proportion to all the inputs' bytes (docs/benchmarks.md, "(l) peers").
+   */
+  private owned: boolean;
   length: number;
   /** Size the file came with (an input file), 0 for one the program created: held by the inputs, not the task. */
   readonly baseline: number;
   /** An input file the program has not changed, renamed or linked (ShimBudget: not output). */
   pristine: boolean;
+  /** @param data the input's bytes, never written to (the file copies them before its first change) */
   constructor(now: bigint, data: Uint8Array = new Uint8Array(0)) {
     super(now);
-    this.buffer = data.slice();
+    this.buffer = data;
+    this.owned = false;
     this.length = data.length;
     this.baseline = data.length;
     this.pristine = data.length > 0;
@@ -74,10 +82,11 @@ export class FileInode extends InodeBase implements BudgetedFile {
     const grown = new Uint8Array(Math.max(capacity, this.length));
     grown.set(this.bytes());
     this.buffer = grown;
+    this.owned = true;
   }
   /** Sets the length within the capacity (ShimBudget.resizeFile reserves it first), zero-filling new bytes. */
   setLength(length: number): void {
-    if (length < this.length) this.buffer.fill(0, length, this.length);
+    if (length < this.length) this.own().fill(0, length, this.length);
     this.length = length;
   }
   read(position: number, into: Uint8Array): number {
@@ -87,7 +96,15 @@ export class FileInode extends InodeBase implements BudgetedFile {
   }
   /** Writes within the length (ShimBudget.resizeFile makes the room first). */
   write(position: number, data: Uint8Array): void {
-    this.buffer.set(data, position);
+    this.own().set(data, position);
+  }
+  /** The buffer, made the file's own first if it is still the input's. */
+  private own(): Uint8Array {
+    if (!this.owned) {
+      this.buffer = this.buffer.slice();
+      this.owned = true;
+    }
+    return this.buffer;
   }
 }
 

@@ -200,6 +200,9 @@ export class Wasi {
     const out: WasiFile[] = [];
     for (const { path, inode } of this.fs.files()) {
       if (path.startsWith(`${CHECKPOINT_DIR}/`)) continue; // kept by the client, not a result
+      // An input never written, renamed or linked is still at its path with its bytes: comparing
+      // every input at every run cost yosys (318 inputs, 8.5 MB) a fifth of its run time.
+      if (inode.pristine) continue;
       const data = inode.bytes();
       const input = this.inputs.get(path);
       if (input && bytesEqual(input, data)) continue;
