@@ -1,7 +1,8 @@
 /**
  * The bench page's part of bench/peers.ts: one program at a time in three runners, each in a
  * dedicated worker holding the program ready (compiled, or packaged where the runtime compiles its
- * own copy), run on request and timed from the page: the job posted to the outcome back.
+ * own copy), run on request and timed from the page: the job posted to the outcome back, its inputs
+ * transferred (copies made before the clock starts), as the client's WorkerSlot hands them over.
  *  - dewgrid: the client's own worker runtime (worker/runtime.ts) as a donor's page runs it: the
  *    module with the yield hook and the memory cap, as the prepare worker makes it
  *    (src/scheduler/module-preparer.ts), and a throttle control block at 100% CPU;
@@ -10,7 +11,8 @@
  * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
  * written file), taken after the clock stops.
  */
-import { taskWorkerClient, type TaskWorkerClient } from '../../src/protocol/task-channel.ts';
+import { inputBuffers, taskWorkerClient, type TaskWorkerClient } from '../../src/protocol/task-channel.ts';
+import type { WorkerJob } from '../../src/protocol/worker-api.ts';
 import { INITIAL_ALLOWANCE, ThrottleBlock } from '../../src/protocol/throttle.ts';
 import { capMemory } from '../../src/scheduler/memory-cap.ts';
 import { instrument } from '../../worker/instrument.ts';
@@ -61,7 +63,7 @@ const PEER_ANSWER_MS = 60_000;
 /** A load (yosys's 30 MB packaged by @wasmer/sdk) may take longer; still under puppeteer's 180 s. */
 const PEER_LOAD_MS = 150_000;
 
-function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS): Promise<PeerReply> {
+function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS, transfer: Transferable[] = []): Promise<PeerReply> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       // Where it is stuck, if the worker still answers messages, then the reason with it.
@@ -75,7 +77,7 @@ function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS): P
     }, answerMs);
     worker.onmessage = (event: MessageEvent<PeerReply>) => (clearTimeout(timer), resolve(event.data));
     worker.onerror = (event) => (clearTimeout(timer), resolve({ type: 'failed', message: event.message || 'the worker failed' }));
-    worker.postMessage(request);
+    worker.postMessage(request, transfer);
   });
 }
 
@@ -129,6 +131,12 @@ async function fingerprint(outputs: PeerOutputs): Promise<string> {
 /** The start of stderr, to say why a run's outputs differ. */
 const head = (stderr: Uint8Array) => new TextDecoder().decode(stderr.subarray(0, 300));
 
+/**
+ * The job with copies of its inputs, made before the clock starts and handed to the runner's worker
+ * (every runner alike): as the client's WorkerSlot hands over the prepare worker's copies.
+ */
+const ownInputs = (job: PeerJob): PeerJob => ({ ...job, stdin: job.stdin.slice(), files: job.files.map((f) => ({ path: f.path, data: f.data.slice() })) });
+
 /** Runs the loaded program once in `runner`. */
 async function peersRun(runner: Runner): Promise<RunReport> {
   if (!loaded) throw new Error('peersRun: no program loaded');
@@ -137,18 +145,20 @@ async function peersRun(runner: Runner): Promise<RunReport> {
   if (runner === 'dewgrid' || runner === 'bare') {
     const control = new ThrottleBlock();
     control.set({ cpu: 1, paused: false });
-    const started = performance.now();
     // A task worker takes a WorkerJob and nothing more (it refuses unknown fields).
-    const { args, env, stdin, files, preopens } = job;
-    const outcome = await loaded.runtimes[runner].api.run({ args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer });
+    const { args, env, stdin, files, preopens } = ownInputs(job);
+    const workerJob: WorkerJob = { args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer };
+    const started = performance.now();
+    const outcome = await loaded.runtimes[runner].api.run(workerJob, inputBuffers(workerJob));
     const ms = performance.now() - started;
     if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
     return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }), stderrHead: head(outcome.stderr) };
   }
   const worker = loaded.peers[runner];
   if (!worker) return { error: loaded.refused[runner] ?? 'not loaded' };
+  const own = ownInputs(job);
   const started = performance.now();
-  const reply = await ask(worker, { type: 'run', job });
+  const reply = await ask(worker, { type: 'run', job: own }, PEER_ANSWER_MS, inputBuffers(own));
   const ms = performance.now() - started;
   if (reply.type === 'failed' && reply.message.startsWith('no answer')) {
     worker.terminate(); // its threads go with it; the runner has a reason and no more runs

@@ -39,6 +39,18 @@ export function outcomeBuffers(outcome: WorkerOutcome): ArrayBuffer[] {
   return [...buffers] as ArrayBuffer[];
 }
 
+/**
+ * The buffers of a job's inputs (stdin and files), each once, for a caller that hands them to the
+ * worker rather than copies them: the structured clone of yosys's 318 inputs (8.5 MB) took 15-16 ms
+ * in Chromium and 8-9 ms in Firefox of a 125-150 ms task (docs/benchmarks.md, "(l) peers"). Not
+ * moduleBytes, which the page keeps for the module's next tasks; not shared memory, which cannot
+ * be transferred.
+ */
+export function inputBuffers(job: Pick<WorkerJob, 'stdin' | 'files'>): ArrayBuffer[] {
+  const buffers = new Set([job.stdin.buffer, ...job.files.map((f) => f.data.buffer)]);
+  return [...buffers].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+}
+
 /** The page's side: runs on `worker`; a call to a worker that is terminated never settles (the slot's own cancel settles it). */
 export function taskWorkerClient(worker: Pick<Worker, 'addEventListener' | 'postMessage'>): TaskWorkerClient {
   const pending = new Map<number, { resolve(outcome: WorkerOutcome): void; reject(error: Error): void }>();
@@ -79,7 +91,7 @@ export function taskWorkerClient(worker: Pick<Worker, 'addEventListener' | 'post
 }
 
 export interface TaskWorkerClient {
-  /** @param transfer what the job hands over rather than copies (a checkpoint port). */
+  /** @param transfer what the job hands over rather than copies (a checkpoint port, its inputs' buffers: inputBuffers). */
   run(job: WorkerJob, transfer?: Transferable[]): Promise<WorkerOutcome>;
 }
 

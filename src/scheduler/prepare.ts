@@ -20,6 +20,7 @@ export interface ReadyTask {
   module: WebAssembly.Module;
   /** For `wasix` tasks: the memory-capped module bytes. */
   moduleBytes: Uint8Array | null;
+  /** The inputs, this preparation's own (the prepare worker's copies): the run hands them to its worker (TaskSlot.run). */
   stdin: Uint8Array;
   files: { path: string; data: Uint8Array }[];
   fetchMs: number;

@@ -24,7 +24,13 @@ import { RunCancelled } from './run-cancelled.ts';
 
 /** What a run needs of a worker slot (worker-slot.ts; tests pass fakes). */
 export interface TaskSlot {
-  /** @throws RunCancelled when cancel() is called, or a pause cannot hold the run in place. */
+  /**
+   * Hands the job's stdin and files to the run (WorkerSlot transfers their buffers to its worker,
+   * detaching them here): the caller gives bytes nothing else holds, as a prepare gives each run
+   * its own (the prepare worker's copies, src/scheduler/prepare-worker.ts) and a checkpoint read
+   * is a fresh copy from storage.
+   * @throws RunCancelled when cancel() is called, or a pause cannot hold the run in place.
+   */
   run(job: WorkerJob, wallTimeMs: number, onCheckpoint?: (file: { path: string; data: Uint8Array }) => void): Promise<WorkerOutcome>;
   setThrottle(throttle: Throttle): void;
   /** The current run's figures (zeros when idle, or where the page cannot share memory with the worker). */

@@ -4,7 +4,7 @@
  * any other way.
  */
 import { failedOutcome, type WorkerJob, type WorkerOutcome } from '../protocol/worker-api.ts';
-import { taskWorkerClient, type TaskWorkerClient } from '../protocol/task-channel.ts';
+import { inputBuffers, taskWorkerClient, type TaskWorkerClient } from '../protocol/task-channel.ts';
 import type { Engine } from '../protocol/schema.ts';
 import { ThrottleBlock, type RunProgress, type Throttle } from '../protocol/throttle.ts';
 import { RunCancelled } from './run-cancelled.ts';
@@ -64,6 +64,8 @@ export class WorkerSlot {
   /**
    * Runs a job; a run still going after `wallTimeMs` (time paused not counted) ends with a
    * 'timeout' outcome and a new worker.
+   * The job's stdin and files go to the worker by transfer: their buffers are detached here once
+   * the job is posted (see TaskSlot.run).
    * @throws RunCancelled when cancel() is called during the run, or when it is paused on a page
    *   that cannot pause it in place (no memory shared with the worker, or a WASIX task).
    */
@@ -113,7 +115,8 @@ export class WorkerSlot {
       }
       engineWorker.onFailure = failed;
       const { api } = engineWorker;
-      api.run(job, channel ? [channel.port2] : []).then(
+      // The inputs are handed over, not copied: see TaskSlot.run.
+      api.run(job, [...(channel ? [channel.port2] : []), ...inputBuffers(job)]).then(
         (outcome) => {
           engineWorker.onFailure = null;
           clock.stop();
