@@ -1143,23 +1143,78 @@ static void choose_probes(void) {
 static const u8 *module_in; /* the input module */
 static u8 *nest_kind;       /* per entry of nest_locals: its saved kind (SAVED_KINDS: not saved) */
 
+/*
+ * local_type's tables, so that a lookup walks no declarations: each type's parameters' first bytes
+ * (made at the type's first lookup), and the local groups that declare any locals of the function
+ * looked at last (made when the function changes; nests are closed, and planned, function by
+ * function). A walk per lookup cost nests x locals x groups: 20 000 groups and 400 nests took 745 ms,
+ * and a module of many (even empty) groups could keep a device's rewrite going for minutes.
+ */
+static u8 **param_first;    /* per type: its parameters' first bytes, or 0 until looked at */
+static u32 groups_of;       /* the defined function whose groups are below, or NO_FUNCTION */
+#define NO_FUNCTION 0xffffffffu
+static u32 group_n, group_capacity;
+static u32 *group_end;      /* per group with locals: the index past its last local (params not counted) */
+static u8 *group_first;     /* per group with locals: its type's first byte */
+
 /* The first byte of the type of local `local` of defined function `f`. */
 static u8 local_type(u32 f, u32 local) {
   u32 t = func_type[f];
   if (local < type_params[t]) {
-    const u8 *p = type_param_at[t];
-    for (u32 i = 0; i < local; i++) p = skip_valtype(p);
-    return *p;
+    if (!param_first) {
+      param_first = alloc(sizeof(u8 *) * (type_count + 1));
+      if (failed) return 0;
+      __builtin_memset(param_first, 0, sizeof(u8 *) * (type_count + 1));
+    }
+    if (!param_first[t]) {
+      u8 *first = alloc(type_params[t]);
+      if (failed) return 0;
+      const u8 *p = type_param_at[t];
+      for (u32 i = 0; i < type_params[t]; i++) {
+        first[i] = *p;
+        p = skip_valtype(p);
+      }
+      param_first[t] = first;
+    }
+    return param_first[t][local];
   }
   local -= type_params[t];
-  const u8 *p = module_in + funcs[f].locals_from;
-  for (u32 g = 0; g < funcs[f].groups; g++) {
-    u32 n; LEB(p, n);
-    if (local < n) return *p;
-    local -= n;
-    p = skip_valtype(p);
+  if (groups_of != f) {
+    const u8 *p = module_in + funcs[f].locals_from;
+    u32 end = 0; /* at most 100 000: the parse refused more */
+    group_n = 0;
+    for (u32 g = 0; g < funcs[f].groups; g++) {
+      u32 n; LEB(p, n);
+      if (n) {
+        if (group_n == group_capacity) {
+          u32 bigger = group_capacity ? group_capacity * 2 : 64;
+          u32 *ends = alloc(4 * bigger);
+          u8 *firsts = alloc(bigger);
+          if (failed) return 0;
+          if (group_n) {
+            __builtin_memcpy(ends, group_end, 4 * group_n);
+            __builtin_memcpy(firsts, group_first, group_n);
+          }
+          group_end = ends;
+          group_first = firsts;
+          group_capacity = bigger;
+        }
+        end += n;
+        group_end[group_n] = end;
+        group_first[group_n++] = *p;
+      }
+      p = skip_valtype(p);
+    }
+    groups_of = f;
   }
-  return 0;
+  /* the first group that ends past `local` */
+  u32 lo = 0, hi = group_n;
+  while (lo < hi) {
+    u32 mid = lo + (hi - lo) / 2;
+    if (group_end[mid] > local) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < group_n ? group_first[lo] : 0;
 }
 
 static u32 nest_end(u32 n) { return n + 1 < nest_count ? nest_from[n + 1] : nest_local_count; }
@@ -1296,6 +1351,9 @@ __attribute__((export_name("rw_input"))) u8 *rw_input(u32 length) {
   access_count = access_capacity = 0;
   local_mark_capacity = 0;
   nest_serial = 0;
+  param_first = 0;
+  groups_of = NO_FUNCTION;
+  group_n = group_capacity = 0;
   error_text[0] = 0;
   for (int i = 0; i < 8; i++) stats[i] = 0;
   u8 *in = alloc(length + PADDING);
