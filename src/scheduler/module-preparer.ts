@@ -473,18 +473,19 @@ export class ModulePreparer implements ModuleSource {
 
 /**
  * The module with its memory capped and, for WASI, the yield hook in it, made in one copy of the
- * module (the rewrite is capped straight out of the rewriter's memory); or the error to report. A
+ * module (the rewrite is capped straight out of the rewriter's memory, its data section straight
+ * out of the fetched bytes); or the error to report. A
  * module the rewrite cannot read is capped as it is, and the compile names its problem.
  */
 function hookedAndCapped(bytes: Uint8Array, engine: TaskManifest['engine'], memoryBytes: number): { bytes: Uint8Array; hooked: boolean } | Error {
-  const cap = (module: Uint8Array, hooked: boolean) => {
+  const cap = (module: Uint8Array | readonly Uint8Array[], hooked: boolean) => {
     const capped = capMemory(module, memoryBytes);
     if (!capped.ok) return capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
     return { bytes: capped.bytes, hooked };
   };
   if (engine === 'wasix') return cap(bytes, false);
   try {
-    return instrumentInto(bytes, INITIAL_ALLOWANCE, (rewritten) => cap(rewritten, true));
+    return instrumentInto(bytes, INITIAL_ALLOWANCE, (pieces) => cap(pieces, true));
   } catch (error) {
     if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return cap(bytes, false);
     return error as Error;
