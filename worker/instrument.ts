@@ -117,6 +117,9 @@ export function instrumentInto<T>(bytes: Uint8Array, firstAllowance: number, tak
   return take([new Uint8Array(rw.memory.buffer, rw.rw_output(), length), ...trailing], stats);
 }
 
+/** Sections the rewriter takes at most (MAX_SECTIONS in rewriter.c). */
+const MAX_SECTIONS = 256;
+
 /**
  * The module up to the end of its code section, which the rewriter reads, and the sections after it
  * that it would copy as they are: the data section and custom sections, but "name" (its function
@@ -131,7 +134,9 @@ function splitAfterCode(bytes: Uint8Array): { head: Uint8Array; trailing: Uint8A
   let at = 8;
   while (at < bytes.length) {
     const size = readSize(bytes, at + 1);
-    if (!size) return whole;
+    // More sections than the rewriter takes: it refuses the module, before this walk could fill
+    // an array with millions of empty ones.
+    if (!size || sections.length === MAX_SECTIONS) return whole;
     const end = size.content + size.value;
     if (end > bytes.length) return whole;
     sections.push({ id: bytes[at]!, start: at, content: size.content, end });

@@ -236,6 +236,12 @@ describe('the rewrite on a hand-built module', () => {
 
   it('refuses what is not a module, with an InstrumentError', () => {
     expect(() => instrument(read('test/fixtures/hostile/truncated.wasm'), 10)).toThrow(InstrumentError);
+    // A million empty custom sections after the code: refused at the 257th, not walked to the end.
+    const hello = read('bench/fixtures/hello.wasm');
+    const sections = new Uint8Array(hello.length + 2 * 1_000_000);
+    sections.set(hello);
+    for (let at = hello.length; at < sections.length; at += 2) sections[at + 1] = 0; // id 0, size 0
+    expect(() => instrument(sections, 10)).toThrow(/too many sections/);
     expect(() => instrument(new Uint8Array([1, 2, 3]), 10)).toThrow(/not a WebAssembly module/);
   });
 });
