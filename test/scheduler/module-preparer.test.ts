@@ -1,7 +1,7 @@
 // ModulePreparer's progress (issue #16, item 4): what a device shows, signed, to renew a lease
 // while it prepares: bytes readied, each counted once per step (fetched, hashed, rewritten), only
 // ever growing, at most 3 times the module's and inputs' sizes (the server's bound).
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { sha256Hex, type TaskManifest } from '../../src/protocol/index.ts';
 import { ModulePreparer, PROGRESS_EVERY_BYTES, type BlobFetcher } from '../../src/scheduler/module-preparer.ts';
@@ -114,6 +114,29 @@ describe('ModulePreparer timings', () => {
     // Was fetchMs = the inputs' own 150 ms on top: a start of 0.3 s reported as 0.45 s.
     expect(prepared.fetchMs + prepared.compileMs).toBeLessThanOrEqual(wall + 1);
     expect(prepared.fetchMs).toBeLessThan(100);
+  });
+});
+
+describe('ModulePreparer and what it keeps', () => {
+  it('answers before it stores the module and its rewrite, and then stores them', async () => {
+    // Stored in the compile's own callbacks, flite's 21.5 MB held a first start's answer 40 ms.
+    const { server, cache, blobs } = world();
+    const m = await manifest(server);
+    let answered = false;
+    const stored: { what: string; answered: boolean }[] = [];
+    const recording = {
+      ...cache,
+      put: async (sha256: string, bytes: Uint8Array) => {
+        stored.push({ what: sha256 === m.module.sha256 ? 'module' : 'input', answered });
+        blobs.set(sha256, bytes);
+      },
+    } as unknown as BlobCache;
+    const modules = { compile: async () => null, has: async () => false, put: async () => void stored.push({ what: 'rewritten', answered }) } as unknown as ModuleCache;
+    const prepared = await new ModulePreparer(server, recording, modules).prepare(m, Infinity).then((p) => ((answered = true), p));
+    expect(prepared.kind).toBe('ready');
+    await vi.waitFor(() => expect(stored.filter((s) => s.what !== 'input')).toHaveLength(2));
+    expect(stored).toContainEqual({ what: 'module', answered: true });
+    expect(stored).toContainEqual({ what: 'rewritten', answered: true });
   });
 });
 
