@@ -37,7 +37,7 @@
  * must withstand any input. No DOM, no Node API.
  */
 import { REWRITER_WASM_BASE64 } from './rewriter/rewriter-wasm.ts';
-import { fromBase64 } from '../src/protocol/bytes.ts';
+import { concatBytes, fromBase64, readLeb128U32 } from '../src/protocol/bytes.ts';
 
 export { BUDGET_EXPORT, INSTRUMENTER_VERSION, workDone, YIELD_IMPORT } from '../src/protocol/throttle.ts';
 
@@ -82,7 +82,7 @@ export function instrument(bytes: Uint8Array, firstAllowance: number): Uint8Arra
 }
 
 export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): { bytes: Uint8Array; stats: InstrumentStats } {
-  return instrumentInto(bytes, firstAllowance, (pieces, stats) => ({ bytes: joined(pieces), stats }));
+  return instrumentInto(bytes, firstAllowance, (pieces, stats) => ({ bytes: concatBytes(pieces), stats }));
 }
 
 /**
@@ -150,28 +150,18 @@ function splitAfterCode(bytes: Uint8Array): { head: Uint8Array; trailing: Uint8A
   return { head: bytes.subarray(0, sections[code]!.end), trailing: kept.map((s) => bytes.subarray(s.start, s.end)) };
 }
 
+/** A section's size or a name's length: null where it is malformed (the rewriter then names the problem). */
 function readSize(bytes: Uint8Array, at: number): { value: number; content: number } | null {
-  let value = 0;
-  for (let i = 0; i < 5 && at + i < bytes.length; i++) {
-    const byte = bytes[at + i]!;
-    value += (byte & 0x7f) * 2 ** (7 * i);
-    if ((byte & 0x80) === 0) return value <= 0xffffffff ? { value, content: at + i + 1 } : null;
+  try {
+    const [value, content] = readLeb128U32(bytes, at);
+    return { value, content };
+  } catch {
+    return null;
   }
-  return null;
 }
 
 /** As the rewriter tells it (is_name_section in rewriter.c): a custom section whose name is "name". */
 function isNameSection(bytes: Uint8Array, content: number, end: number): boolean {
   const name = readSize(bytes, content);
   return name !== null && name.value === 4 && name.content + 4 <= end && String.fromCharCode(...bytes.subarray(name.content, name.content + 4)) === 'name';
-}
-
-function joined(pieces: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, piece) => n + piece.length, 0));
-  let offset = 0;
-  for (const piece of pieces) {
-    out.set(piece, offset);
-    offset += piece.length;
-  }
-  return out;
 }

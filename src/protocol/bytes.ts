@@ -80,3 +80,31 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/** The parts one after another, in one new buffer. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/**
+ * An unsigned LEB128 number of at most 32 bits at `at` (the WebAssembly binary format's u32), and
+ * where the next byte is. @throws RangeError when it runs past the end, over 5 bytes or over 2^32-1.
+ */
+export function readLeb128U32(bytes: Uint8Array, at: number): [value: number, next: number] {
+  let value = 0;
+  for (let i = 0; i < 5 && at + i < bytes.length; i++) {
+    const byte = bytes[at + i]!;
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if ((byte & 0x80) === 0) {
+      if (value > 0xffffffff) break;
+      return [value, at + i + 1];
+    }
+  }
+  throw new RangeError(`malformed LEB128 at byte ${at}`);
+}

@@ -3,21 +3,11 @@
  * format, section 5: a vector of limits). The engine then refuses memory.grow past the cap, so a
  * memory bomb fails at the cap inside its worker instead of taking the tab down.
  */
+import { concatBytes, readLeb128U32 as readU32 } from '../protocol/bytes.ts';
+
 const PAGE = 65536;
 
 export type CapResult = { ok: true; bytes: Uint8Array } | { ok: false; code: 'memory-limit' | 'invalid-module'; message: string };
-
-function readU32(bytes: Uint8Array, at: number): [value: number, next: number] {
-  let value = 0;
-  let shift = 0;
-  for (let i = at; i < bytes.length && i < at + 5; i++) {
-    const byte = bytes[i]!;
-    value += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-    if ((byte & 0x80) === 0) return [value, i + 1];
-  }
-  throw new RangeError(`malformed LEB128 at byte ${at}`);
-}
 
 function writeU32(value: number): number[] {
   const out: number[] = [];
@@ -71,11 +61,5 @@ export function capMemory(module: Uint8Array | readonly Uint8Array[], capBytes: 
   } catch (error) {
     return { ok: false, code: 'invalid-module', message: `not a well-formed module: ${(error as Error).message}` };
   }
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return { ok: true, bytes: out };
+  return { ok: true, bytes: concatBytes(parts) };
 }

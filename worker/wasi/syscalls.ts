@@ -111,10 +111,10 @@ const pathAt = (ptr: number, len: number): string => {
 };
 /**
  * Checks the `count` iovecs at `ptr` before a call reads or writes any (one outside memory fails
- * it whole), and takes each one's place and length then, for the calls that then take them one at
- * a time: fd_read and fd_write, which made an array of views for each call when they took iovecs
- * (docs/benchmarks.md, "(l) peers"). Taken up front as readv(2) and uvwasi do: a read into a buffer
- * that holds the iovec array itself must not change where the later iovecs go.
+ * it whole), and takes each one's place and length then, for the calls that take them one at a
+ * time: fd_read, fd_write, fd_pread and fd_pwrite (an array of views for each call cost the cheap
+ * calls, docs/benchmarks.md "(l) peers"). Taken up front as readv(2) and uvwasi do: a read into a
+ * buffer that holds the iovec array itself must not change where the later iovecs go.
  */
 const iovTaken = new Uint32Array(2 * MAX_IOVS);
 const checkIovecs = (v: DataView, ptr: number, count: number) => {
@@ -129,13 +129,6 @@ const checkIovecs = (v: DataView, ptr: number, count: number) => {
 };
 /** The `i`th iovec that checkIovecs took, as a view of the memory. */
 const iovAt = (i: number) => new Uint8Array(memoryBuffer, iovTaken[2 * i]!, iovTaken[2 * i + 1]!);
-const iovecs = (ptr: number, count: number): Uint8Array[] => {
-  if (count > MAX_IOVS) throw new WasiError(C.ERRNO_INVAL);
-  const v = view();
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < count; i++) out.push(bytes(v.getUint32(ptr + i * 8, true), v.getUint32(ptr + i * 8 + 4, true)));
-  return out;
-};
 const writeStat = (ptr: number, stat: Stat) => {
   const v = view();
   bytes(ptr, 64).fill(0);
@@ -285,8 +278,10 @@ const table: Record<string, (...args: never[]) => void> = {
   fd_pread(fd: number, iovs: number, count: number, offset: bigint, nreadPtr: number) {
     // Reading at an offset is a read and a seek: both rights (as uvwasi).
     const f = fdWith(fd, C.RIGHTS_FD_READ | C.RIGHTS_FD_SEEK);
+    checkIovecs(view(), iovs, count);
     let total = 0;
-    for (const iov of iovecs(iovs, count)) {
+    for (let i = 0; i < count; i++) {
+      const iov = iovAt(i);
       const n = f.pread(iov, Number(offset) + total);
       total += n;
       if (n < iov.length) break;
@@ -295,8 +290,9 @@ const table: Record<string, (...args: never[]) => void> = {
   },
   fd_pwrite(fd: number, iovs: number, count: number, offset: bigint, nwrittenPtr: number) {
     const f = fdWith(fd, C.RIGHTS_FD_WRITE | C.RIGHTS_FD_SEEK);
+    checkIovecs(view(), iovs, count);
     let total = 0;
-    for (const iov of iovecs(iovs, count)) total += f.pwrite(iov, Number(offset) + total);
+    for (let i = 0; i < count; i++) total += f.pwrite(iovAt(i), Number(offset) + total);
     view().setUint32(nwrittenPtr, total, true);
   },
   fd_read(fd: number, iovs: number, count: number, nreadPtr: number) {
