@@ -72,7 +72,7 @@ async function verifyBench(envelopes: unknown[], keyset: unknown, roots: TrustCo
 (window as unknown as { verifyBench: typeof verifyBench }).verifyBench = verifyBench;
 
 /** Times the yield hook's rewrite and the compile of a module (served beside this page) in a worker: bench/browser/rewrite-worker.ts. */
-function rewriteBench(url: string, rounds: number): Promise<{ rewriteMs: number[]; compileMs: number[]; compileRewrittenMs: number[]; size: number }> {
+function rewriteBench(url: string, rounds: number): Promise<{ rewriteMs: number[]; rewriterMs: number[]; compileMs: number[]; compileRewrittenMs: number[]; size: number }> {
   const worker = new Worker(new URL('./rewrite-worker.ts', import.meta.url), { type: 'module' });
   return new Promise((resolve, reject) => {
     worker.onmessage = (event) => (worker.terminate(), resolve(event.data));
