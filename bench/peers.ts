@@ -114,7 +114,11 @@ export async function benchPeers(): Promise<PeerReport[]> {
         for (let k = 0; k < benches.length; k++) {
           const i = (k + turn) % benches.length;
           for (let r = 0; r < runners.length; r++) {
-            const runner = runners[(r + turn + k) % runners.length]!;
+            // Each runner first in turn, in each engine: on a small program the run first after the
+            // other engine's (a gap) reads slower (docs/benchmarks.md, "(l) peers"), and with the
+            // engine's index added too, two engines and two or four runners left some runner never
+            // first in an engine.
+            const runner = runners[(r + turn) % runners.length]!;
             if (failed[i]![runner]) continue;
             const report = await watched(benches[i]!, benches[i]!.page.evaluate((rn) => (window as unknown as { peersRun(r: Runner): Promise<RunReport> }).peersRun(rn), runner));
             if ('error' in report) failed[i]![runner] = report.error;

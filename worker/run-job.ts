@@ -110,7 +110,10 @@ export function runJob(job: WorkerJob): WorkerOutcome {
       error: null,
       runMs: performance.now() - started,
       work: budget ? workSoFar() : null,
-      progress: { ...dutyCycle.progress },
+      // The figures go in the outcome only for a page without a control block: with one, every tick
+      // wrote them there and the page reads them there, so they would cross twice. A small task's
+      // outcome was a third larger with them, each field cloned and checked (docs/benchmarks.md, "(l) peers").
+      ...(control ? {} : { progress: { ...dutyCycle.progress } }),
       blobs: { stdout: outputBlob(result.stdout), stderr: outputBlob(result.stderr), files: result.files.map((f) => outputBlob(f.data)) },
       digests: null, // hashed by the worker runtime (worker/runtime.ts), as hashing is asynchronous
     };

@@ -49,7 +49,8 @@ export interface WorkerOutcome {
   /**
    * The worker's own accounting of a run that finished (computing, napping and paused time): what
    * the control block shows live, for pages that cannot share memory with the worker and so read
-   * it only here. Absent where nothing kept it (WASIX runs, runs that could not start).
+   * it only here. Absent where the job had a control block (the same figures are there, as the
+   * worker last reported them), and where nothing kept it (WASIX runs, runs that could not start).
    */
   progress?: RunProgress;
   /**

@@ -47,6 +47,7 @@ function programs(): { name: string; wasm: Uint8Array; job: Partial<WorkerJob> }
     { name: 'wasi/clockrand', wasm: read('test/fixtures/wasi/clockrand.wasm'), job: { args: ['clockrand'] } },
     { name: 'wasi/phases', wasm: read('test/fixtures/wasi/phases.wasm'), job: { args: ['phases', '2000000', '200000'] } },
     { name: 'wasi/nondeterminism', wasm: read('test/fixtures/wasi/nondeterminism.wasm'), job: { args: ['nondeterminism'] } },
+    { name: 'wasi/leftovers', wasm: read('test/fixtures/wasi/leftovers.wasm'), job: { args: ['leftovers', 'make'], preopens: ['/'], files: [{ path: '/in/a.txt', data: new TextEncoder().encode('a\n') }] } },
     { name: 'wasi/wordfreq', wasm: read('test/fixtures/wasi/wordfreq.wasm'), job: { args: ['wordfreq', '/data', '/out/r.txt'], files: [{ path: '/data/a.txt', data: new TextEncoder().encode('a b a c b a\n') }], preopens: ['/data', '/out'], stdin: new TextEncoder().encode('x y x\n') } },
     { name: 'hostile/bomb', wasm: read('test/fixtures/hostile/bomb.wasm'), job: { args: ['bomb'], limits: { memoryBytes: 16 * MiB, outputBytes: MiB } } },
     { name: 'hostile/recursion', wasm: read('test/fixtures/hostile/recursion.wasm'), job: { args: ['recursion'] } },

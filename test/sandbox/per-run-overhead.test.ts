@@ -8,6 +8,9 @@ import { readFileSync } from 'node:fs';
 import { sha256HexSync } from '../../src/protocol/sha256-small.ts';
 import { EMPTY_SHA256, outputDigests, SMALL_DIGEST_BYTES } from '../../src/protocol/results.ts';
 import { OUTPUT_BLOB_MIN_BYTES, type WorkerJob } from '../../src/protocol/worker-api.ts';
+import { ThrottleBlock } from '../../src/protocol/throttle.ts';
+import { instrument } from '../../worker/instrument.ts';
+import { INITIAL_ALLOWANCE } from '../../worker/run-job.ts';
 import { runJob } from '../../worker/run-job.ts';
 import { Wasi } from '../../worker/wasi/index.ts';
 
@@ -68,6 +71,26 @@ describe('a run\'s outcome', () => {
     expect(outcome.stdout.length).toBeGreaterThanOrEqual(OUTPUT_BLOB_MIN_BYTES);
     expect(outcome.blobs.stderr).toBeNull();
     expect(new Uint8Array(await outcome.blobs.stdout!.arrayBuffer())).toEqual(outcome.stdout);
+  });
+});
+
+describe('a run\'s figures (computing, napping, paused)', () => {
+  // The fractal instrumented as a donor's page runs it: long enough to tick the duty cycle.
+  const fractal = () => new WebAssembly.Module(instrument(new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url))), INITIAL_ALLOWANCE) as Uint8Array<ArrayBuffer>);
+  const args = ['fractal', '200', '200', '0', '0', '200', '200', '500'];
+
+  it('come in the outcome for a page without a control block, and only in the block for a page with one', () => {
+    const module = fractal();
+    const without = runJob(job(module, args));
+    expect(without.error).toBeNull();
+    expect(without.progress?.busyMs).toBeGreaterThan(0);
+    const control = new ThrottleBlock();
+    control.set({ cpu: 1, paused: false });
+    const withBlock = runJob({ ...job(module, args), control: control.buffer });
+    expect(withBlock.error).toBeNull();
+    expect(withBlock).not.toHaveProperty('progress');
+    expect(control.progress().busyMs).toBeGreaterThan(0);
+    expect(control.progress().work).toBeGreaterThan(0);
   });
 });
 

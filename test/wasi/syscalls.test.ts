@@ -49,6 +49,22 @@ describe('WASI import table', () => {
     expect(two.view.getUint32(0, true)).toBe(2); // not overwritten by the last call, on the other memory
   });
 
+  it('numbers a run\u2019s inodes from its own file system: a run after another sees the same numbers as the first (stat gives them, as readdir does)', () => {
+    // A count shared by the thread's runs numbered a worker's second task's files after its first
+    // task's: a deterministic task's outputs then depended on what ran before it.
+    const inodesSeen = () => {
+      const { table, view, putString, open } = setup({ files: [{ path: '/sandbox/in.txt', data: new Uint8Array(3) }] });
+      open('new.txt', C.OFLAGS_CREAT);
+      return ['.', 'in.txt', 'new.txt'].map((path) => {
+        expect(table.path_filestat_get!(3, 0, 100, putString(100, path), 200), path).toBe(C.ERRNO_SUCCESS);
+        return view.getBigUint64(208, true); // st_ino
+      });
+    };
+    const first = inodesSeen();
+    expect(new Set(first).size).toBe(3);
+    expect(inodesSeen()).toEqual(first);
+  });
+
   it('defines every preview1 function; proc_raise answers NOTSUP; rights only shrink', () => {
     const { table, view } = setup();
     for (const name of C.PREVIEW1_FUNCTIONS) expect(typeof table[name], name).toBe('function');

@@ -30,15 +30,16 @@ export interface Times {
   ctim: bigint;
 }
 
-let nextIno = 1n;
-
 abstract class InodeBase {
-  readonly ino = nextIno++;
   nlink = 1n;
   /** Descriptors open on it: a file deleted while open keeps its bytes until the last one closes. */
   opens = 0;
   times: Times;
-  constructor(now: bigint) {
+  /** @param ino from the file system's own count (MemoryFs.newIno), as each run starts from 1 */
+  constructor(
+    readonly ino: bigint,
+    now: bigint,
+  ) {
     this.times = { atim: now, mtim: now, ctim: now };
   }
   abstract readonly filetype: number;
@@ -61,8 +62,8 @@ export class FileInode extends InodeBase implements BudgetedFile {
   /** An input file the program has not changed, renamed or linked (ShimBudget: not output). */
   pristine: boolean;
   /** @param data the input's bytes, never written to (the file copies them before its first change) */
-  constructor(now: bigint, data: Uint8Array = new Uint8Array(0)) {
-    super(now);
+  constructor(ino: bigint, now: bigint, data: Uint8Array = new Uint8Array(0)) {
+    super(ino, now);
     this.buffer = data;
     this.owned = false;
     this.length = data.length;
@@ -112,8 +113,8 @@ export class DirInode extends InodeBase {
   readonly filetype = FILETYPE_DIRECTORY;
   readonly entries = new Map<string, Inode>();
   parent: DirInode | null;
-  constructor(now: bigint, parent: DirInode | null) {
-    super(now);
+  constructor(ino: bigint, now: bigint, parent: DirInode | null) {
+    super(ino, now);
     this.parent = parent;
   }
   size(): bigint {
@@ -128,10 +129,11 @@ export class DirInode extends InodeBase {
 export class SymlinkInode extends InodeBase {
   readonly filetype = FILETYPE_SYMBOLIC_LINK;
   constructor(
+    ino: bigint,
     now: bigint,
     readonly target: string,
   ) {
-    super(now);
+    super(ino, now);
   }
   size(): bigint {
     return BigInt(utf8Length(this.target));
@@ -164,12 +166,23 @@ const entryCost = (name: string) => COST.entry + stringCost(name);
 
 export class MemoryFs {
   readonly root: DirInode;
+  /**
+   * The last inode number given. Counted per file system, not per thread: a worker runs task after
+   * task, and a count shared by them gave a run's files other numbers (stat, readdir) after another
+   * run, so a deterministic task's outputs could depend on what ran before it in the worker.
+   */
+  private lastIno = 0n;
   constructor(
     private readonly now: () => bigint,
     readonly budget: ShimBudget,
   ) {
-    this.root = new DirInode(now(), null);
+    this.root = new DirInode(this.newIno(), now(), null);
     budget.grant(COST.directory);
+  }
+
+  /** A number for a new inode of this file system: 1, 2, 3... */
+  newIno(): bigint {
+    return ++this.lastIno;
   }
 
   /**
@@ -243,7 +256,7 @@ export class MemoryFs {
       if (existing instanceof DirInode) dir = existing;
       else if (existing) throw new WasiError(ERRNO_NOTDIR);
       else {
-        const created = new DirInode(this.now(), dir);
+        const created = new DirInode(this.newIno(), this.now(), dir);
         dir.entries.set(part, created);
         this.budget.grant(entryCost(part) + COST.directory);
         dir = created;
@@ -261,7 +274,7 @@ export class MemoryFs {
     const existing = dir.entries.get(name);
     if (existing instanceof DirInode) throw new WasiError(ERRNO_EXIST);
     if (existing) this.removeEntry(dir, name);
-    const file = new FileInode(this.now(), data);
+    const file = new FileInode(this.newIno(), this.now(), data);
     dir.entries.set(name, file);
     this.budget.grant(entryCost(name) + COST.file);
     return file;
