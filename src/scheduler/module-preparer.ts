@@ -12,7 +12,7 @@ import { verifyBlob } from '../protocol/verify.ts';
 import { INITIAL_ALLOWANCE, INSTRUMENTER_VERSION } from '../protocol/throttle.ts';
 import { sha256Hex } from '../protocol/bytes.ts';
 import type { BlobCache } from '../storage/blob-cache.ts';
-import { moduleCacheKey, type ModuleCache } from '../storage/module-cache.ts';
+import { keepsCompiledCode, moduleCacheKey, type ModuleCache } from '../storage/module-cache.ts';
 import { InstrumentError, instrumentInto } from '../../worker/instrument.ts';
 import { capMemory } from './memory-cap.ts';
 
@@ -430,7 +430,7 @@ export class ModulePreparer implements ModuleSource {
     if (made instanceof Error) throw made;
     const module = await WebAssembly.compile(made.bytes as Uint8Array<ArrayBuffer>);
     if (manifest.engine === 'wasix') return { module, bytes: made.bytes, source: 'fresh' };
-    if (this.modules && made.hooked) {
+    if (this.modules && made.hooked && keepsRewrite(made.rewrittenShare)) {
       // Kept once it has compiled, not before nor meanwhile: writing the rewritten bytes to Cache
       // Storage, reading them back and hashing them again took longer than the compile itself
       // (flite: 1.0 s of "hook + compile" against a rewrite of 70 ms and a compile of 46 ms in
@@ -476,22 +476,41 @@ export class ModulePreparer implements ModuleSource {
 }
 
 /**
+ * Where the engine keeps no compiled code (Firefox, WebKit), the least share of a module that the
+ * rewrite reads (its sections up to the end of the code) for the rewritten module to be kept.
+ * There keeping it saves the next start the original's read from IndexedDB and the rewrite, and
+ * costs reading all of it back from Cache Storage; where the data section is most of the module
+ * that is the slower way: flite (21.5 MB, code 1% of it) started after a reload in 0.31-0.34 s kept
+ * against 0.17 s rewritten again in WebKitGTK, 0.20 s against 0.07-0.19 s in Firefox 153; yosys
+ * (30.8 MB, code 91%) in 0.80-0.82 s kept against 0.99-1.01 s in Firefox (WebKitGTK: 0.91-0.95 s
+ * against 0.86-0.88 s). Chromium keeps everything: its code cache saves the compile too (flite 0.10-
+ * 0.11 s kept against 0.13-0.14 s, yosys 0.23 s against 0.44-0.47 s; docs/benchmarks.md (l),
+ * 2026-12-03). Every module of this repository's is 60-100% code.
+ */
+export const KEPT_MIN_REWRITTEN_SHARE = 0.5;
+
+function keepsRewrite(rewrittenShare: number): boolean {
+  return keepsCompiledCode() || rewrittenShare >= KEPT_MIN_REWRITTEN_SHARE;
+}
+
+/**
  * The module with its memory capped and, for WASI, the yield hook in it, made in one copy of the
  * module (the rewrite is capped straight out of the rewriter's memory, its data section straight
  * out of the fetched bytes); or the error to report. A module the rewrite cannot read is capped as
  * it is, and the compile names its problem.
  */
-function hookedAndCapped(bytes: Uint8Array, engine: TaskManifest['engine'], memoryBytes: number): { bytes: Uint8Array; hooked: boolean } | Error {
-  const cap = (module: Uint8Array | readonly Uint8Array[], hooked: boolean) => {
+function hookedAndCapped(bytes: Uint8Array, engine: TaskManifest['engine'], memoryBytes: number): { bytes: Uint8Array; hooked: boolean; rewrittenShare: number } | Error {
+  const cap = (module: Uint8Array | readonly Uint8Array[], hooked: boolean, rewrittenShare: number) => {
     const capped = capMemory(module, memoryBytes);
     if (!capped.ok) return capped.code === 'memory-limit' ? new MemoryLimitError(capped.message) : new WebAssembly.CompileError(capped.message);
-    return { bytes: capped.bytes, hooked };
+    return { bytes: capped.bytes, hooked, rewrittenShare };
   };
-  if (engine === 'wasix') return cap(bytes, false);
+  if (engine === 'wasix') return cap(bytes, false, 0);
   try {
-    return instrumentInto(bytes, INITIAL_ALLOWANCE, (pieces) => cap(pieces, true));
+    // The rewriter's output comes first, the sections it does not read (data, custom) after it.
+    return instrumentInto(bytes, INITIAL_ALLOWANCE, (pieces) => cap(pieces, true, pieces[0]!.length / pieces.reduce((n, piece) => n + piece.length, 0)));
   } catch (error) {
-    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return cap(bytes, false);
+    if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) return cap(bytes, false, 0);
     return error as Error;
   }
 }

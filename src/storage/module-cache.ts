@@ -10,7 +10,10 @@
  * (src/sw/sw.ts), and Chromium writes the module's optimised code beside the entry once enough of
  * it is optimised (1 MB of it at once with V8's defaults), and a later session deserialises it
  * instead of decoding and validating every function again. Where no service worker answers (the
- * first visit, a reload that bypasses it) the entry is read from the cache directly.
+ * first visit, a reload that bypasses it) the entry is read from the cache directly, and so it is
+ * in engines that keep no compiled code for it (`keepsCompiledCode`): Firefox 153 and WebKitGTK
+ * took 0.1-0.3 s longer to start a 20-30 MB module through the service worker than from
+ * `cache.match()` (docs/benchmarks.md (l), 2026-12-03).
  *
  * Derived bytes, so a hit is re-checked against the SHA-256 they had when made (kept beside them):
  * hashed while the engine compiles, and the compiled module is thrown away if they differ. The
@@ -28,6 +31,16 @@ const HASH_HEADER = 'x-dewgrid-sha256';
 
 export function moduleCacheKey(moduleSha256: string, instrumenterVersion: number, memoryPages: number): string {
   return `${moduleSha256}-i${instrumenterVersion}-m${memoryPages}.wasm`;
+}
+
+/**
+ * Whether this engine keeps compiled code for a module fetched through the service worker
+ * (Blink's, above). No feature test tells; User-Agent Client Hints (`navigator.userAgentData`,
+ * in pages and workers) are Blink's alone, so their presence stands for it. An engine that gains
+ * them without the code cache only takes the slower way.
+ */
+export function keepsCompiledCode(): boolean {
+  return typeof navigator !== 'undefined' && 'userAgentData' in navigator;
 }
 
 export class ModuleCache {
@@ -51,7 +64,7 @@ export class ModuleCache {
     const kept = await cache.match(this.url(key));
     const expected = kept?.headers.get(HASH_HEADER);
     if (!kept || !expected) return null;
-    const served = await this.fromServiceWorker(key, expected);
+    const served = keepsCompiledCode() ? await this.fromServiceWorker(key, expected) : null;
     // The check reads the entry straight from the cache while the service worker's answer goes
     // whole to the compiler: no clone of one Response, teed chunk by chunk in JavaScript (yosys's
     // 33 MB arrived for hashing 0.1-0.3 s later that way, and the start waits for the check). As
