@@ -32,7 +32,8 @@ const PEERS: Runner[] = ['shim', 'wasmer'];
 /** DEWGRID_BENCH_RUNNERS=dewgrid,bare runs only those: the hook's own cost, in fewer rounds' time. */
 const chosenRunners = (): Runner[] => RUNNERS.filter((r) => !process.env.DEWGRID_BENCH_RUNNERS || process.env.DEWGRID_BENCH_RUNNERS.split(',').includes(r));
 const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
-const ENGINES: EngineName[] = ['chromium', 'firefox'];
+/** DEWGRID_BENCH_ENGINES=webkit (or chromium,firefox,webkit): other engines than the two the issue's targets name. */
+const chosenEngines = (): EngineName[] => (process.env.DEWGRID_BENCH_ENGINES?.split(',') as EngineName[] | undefined) ?? ['chromium', 'firefox'];
 
 interface PeerProgram {
   name: string;
@@ -86,7 +87,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
   const reports: PeerReport[] = [];
   const runners = chosenRunners();
   try {
-    for (const engine of ENGINES) benches.push(await openBenchPage(engine));
+    for (const engine of chosenEngines()) benches.push(await openBenchPage(engine));
     // @wasmer/sdk finds its runtime and its workers beside its own module: shipped as it is (as vite.config.ts does for the client).
     for (const part of ['dist', 'pkg']) cpSync(join(root, 'node_modules/@wasmer/sdk', part), join(BENCH_PAGE_DIR, 'wasmer-sdk', part), { recursive: true });
     for (const [p, program] of list.entries()) {
