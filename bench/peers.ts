@@ -87,7 +87,8 @@ export async function benchPeers(): Promise<PeerReport[]> {
   const reports: PeerReport[] = [];
   const runners = chosenRunners();
   try {
-    for (const engine of chosenEngines()) benches.push(await openBenchPage(engine));
+    // WebKit shares memory with workers only with SharedArrayBuffer switched on (as Safari's isolated pages do).
+    for (const engine of chosenEngines()) benches.push(await openBenchPage(engine, engine === 'webkit' ? { sharedArrayBuffer: true } : {}));
     // @wasmer/sdk finds its runtime and its workers beside its own module: shipped as it is (as vite.config.ts does for the client).
     for (const part of ['dist', 'pkg']) cpSync(join(root, 'node_modules/@wasmer/sdk', part), join(BENCH_PAGE_DIR, 'wasmer-sdk', part), { recursive: true });
     for (const [p, program] of list.entries()) {
