@@ -203,6 +203,26 @@ export class ModulePreparer implements ModuleSource {
    */
   private readonly compilingModules = new Map<string, Promise<unknown>>();
 
+  /**
+   * Modules on their way: each settles once the module's bytes are in hand (or it turned out to be
+   * kept compiled, or failed). Inputs that must be downloaded wait for them: the rewrite and the
+   * compile need the whole module, and the run needs both, so the module's bytes go first and the
+   * inputs arrive while it is rewritten and compiled. Side by side, yosys's 318 inputs (8.5 MB) held
+   * back its 30.8 MB and a first start took 535-625 ms, against 459-578 ms in this order
+   * (docs/benchmarks.md (l), 2026-12-03). Inputs read from IndexedDB do not wait.
+   */
+  private readonly modulesOnTheirWay = new Set<Promise<unknown>>();
+
+  /** Holds inputs' downloads until `module` settles (see modulesOnTheirWay). */
+  private onItsWay(module: Promise<unknown>): void {
+    const settled = module.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.modulesOnTheirWay.add(settled);
+    void settled.then(() => this.modulesOnTheirWay.delete(settled));
+  }
+
   constructor(
     private readonly server: BlobFetcher,
     private readonly blobs: BlobCache,
@@ -226,6 +246,9 @@ export class ModulePreparer implements ModuleSource {
     try {
       const key = compiledKey(manifest);
       const known = this.compiled.get(key);
+      // The module's bytes are in hand when they are fetched or read, or when it compiled from the cache.
+      let moduleInHand = () => {};
+      if (!known) this.onItsWay(new Promise<void>((resolve) => (moduleInHand = resolve)));
       // The inputs are fetched while the module compiles.
       const inputs = this.inputs(manifest, fetchLimit, readied);
       inputs.catch(() => undefined);
@@ -235,7 +258,8 @@ export class ModulePreparer implements ModuleSource {
         compiled = await known;
         readied.add(3 * manifest.module.size, true); // readied earlier in this session
       } else {
-        const made = this.compile(manifest, fetchLimit, (ms) => (fetchMs = ms), readied);
+        const made = this.compile(manifest, fetchLimit, (ms) => ((fetchMs = ms), moduleInHand()), readied);
+        void made.catch(() => undefined).finally(moduleInHand);
         this.compiled.set(key, made);
         made.catch(() => this.compiled.delete(key)); // a failure is reported for each task, not remembered
         try {
@@ -275,11 +299,13 @@ export class ModulePreparer implements ModuleSource {
 
   async prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void> {
     try {
-      if (manifest.engine === 'wasi-preview1' && (await this.modules?.has(this.moduleKey(manifest)))) {
-        // The module is kept rewritten: only the inputs are needed.
-      } else {
+      const module = (async () => {
+        // A module kept rewritten is not needed: only the inputs are.
+        if (manifest.engine === 'wasi-preview1' && (await this.modules?.has(this.moduleKey(manifest)))) return;
         await this.verifiedBlob(manifest.module, 'module', fetchLimit);
-      }
+      })();
+      this.onItsWay(module);
+      await module;
       await this.inputs(manifest, fetchLimit);
     } catch {
       // prepare() meets the same problem again and reports it
@@ -350,6 +376,7 @@ export class ModulePreparer implements ModuleSource {
       const ref = refs[i]!;
       if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
     }
+    if (kind === 'input' && missing.length > 0) await Promise.all([...this.modulesOnTheirWay]);
     // Small blobs in batches, one request each (at most MAX_BLOB_BATCH of them and
     // MAX_BLOB_BATCH_BYTES): yosys's 317 inputs took 4-5 s one request each, six at a time over
     // HTTP/1.1. Large ones, and everything when the server cannot batch, one request each.
