@@ -208,8 +208,8 @@ export class ModulePreparer implements ModuleSource {
    * kept compiled, or failed). Inputs that must be downloaded wait for them: the rewrite and the
    * compile need the whole module, and the run needs both, so the module's bytes go first and the
    * inputs arrive while it is rewritten and compiled. Side by side, yosys's 318 inputs (8.5 MB) held
-   * back its 30.8 MB and a first start took 535-625 ms, against 459-578 ms in this order
-   * (docs/benchmarks.md (l), 2026-12-03). Inputs read from IndexedDB do not wait.
+   * back its 30.8 MB: a first start took 547 ms against 502 in this order (medians of six
+   * alternating pairs, docs/benchmarks.md (l), 2026-12-03). Inputs read from IndexedDB do not wait.
    */
   private readonly modulesOnTheirWay = new Set<Promise<unknown>>();
 
