@@ -203,26 +203,6 @@ export class ModulePreparer implements ModuleSource {
    */
   private readonly compilingModules = new Map<string, Promise<unknown>>();
 
-  /**
-   * Modules on their way: each settles once the module's bytes are in hand (or it turned out to be
-   * kept compiled, or failed). Inputs that must be downloaded wait for them: the rewrite and the
-   * compile need the whole module, and the run needs both, so the module's bytes go first and the
-   * inputs arrive while it is rewritten and compiled. Side by side, yosys's 318 inputs (8.5 MB) held
-   * back its 30.8 MB: a first start took 547 ms against 502 in this order (medians of six
-   * alternating pairs, docs/benchmarks.md (l), 2026-12-03). Inputs read from IndexedDB do not wait.
-   */
-  private readonly modulesOnTheirWay = new Set<Promise<unknown>>();
-
-  /** Holds inputs' downloads until `module` settles (see modulesOnTheirWay). */
-  private onItsWay(module: Promise<unknown>): void {
-    const settled = module.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.modulesOnTheirWay.add(settled);
-    void settled.then(() => this.modulesOnTheirWay.delete(settled));
-  }
-
   constructor(
     private readonly server: BlobFetcher,
     private readonly blobs: BlobCache,
@@ -246,11 +226,11 @@ export class ModulePreparer implements ModuleSource {
     try {
       const key = compiledKey(manifest);
       const known = this.compiled.get(key);
-      // The module's bytes are in hand when they are fetched or read, or when it compiled from the cache.
+      // The module's bytes are in hand when they are fetched or read, or when it compiled from the
+      // cache. The inputs are read meanwhile, and fetched after that, while the module compiles.
       let moduleInHand = () => {};
-      if (!known) this.onItsWay(new Promise<void>((resolve) => (moduleInHand = resolve)));
-      // The inputs are fetched while the module compiles.
-      const inputs = this.inputs(manifest, fetchLimit, readied);
+      const inHand = known ? Promise.resolve() : new Promise<void>((resolve) => (moduleInHand = resolve));
+      const inputs = this.inputs(manifest, fetchLimit, readied, inHand);
       inputs.catch(() => undefined);
       let compiled: Compiled;
       let compileMs = 0;
@@ -299,13 +279,11 @@ export class ModulePreparer implements ModuleSource {
 
   async prefetch(manifest: TaskManifest, fetchLimit: number): Promise<void> {
     try {
-      const module = (async () => {
-        // A module kept rewritten is not needed: only the inputs are.
-        if (manifest.engine === 'wasi-preview1' && (await this.modules?.has(this.moduleKey(manifest)))) return;
+      if (manifest.engine === 'wasi-preview1' && (await this.modules?.has(this.moduleKey(manifest)))) {
+        // The module is kept rewritten: only the inputs are needed.
+      } else {
         await this.verifiedBlob(manifest.module, 'module', fetchLimit);
-      })();
-      this.onItsWay(module);
-      await module;
+      }
       await this.inputs(manifest, fetchLimit);
     } catch {
       // prepare() meets the same problem again and reports it
@@ -316,9 +294,17 @@ export class ModulePreparer implements ModuleSource {
     return moduleCacheKey(manifest.module.sha256, INSTRUMENTER_VERSION, Math.floor(manifest.limits.memoryBytes / 65536));
   }
 
-  private async inputs(manifest: TaskManifest, fetchLimit: number, readied?: Readied): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[] }> {
+  /**
+   * @param fetchesAfter where the task's module is still on its way: inputs that must be fetched
+   *   wait for it, those read from IndexedDB do not. The rewrite and the compile need the whole
+   *   module and the run needs both, so the module's bytes go first and the inputs arrive while it
+   *   compiles: side by side, yosys's 318 inputs (8.5 MB) held back its 30.8 MB, and a first start
+   *   took 547 ms against 502 in this order (medians of six alternating pairs, docs/benchmarks.md
+   *   (l), 2026-12-03).
+   */
+  private async inputs(manifest: TaskManifest, fetchLimit: number, readied?: Readied, fetchesAfter?: Promise<unknown>): Promise<{ stdin: Uint8Array; files: { path: string; data: Uint8Array }[] }> {
     const refs = [...(manifest.stdin ? [manifest.stdin] : []), ...manifest.files.map((file) => file.blob)];
-    const data = await this.verifiedBlobs(refs, 'input', fetchLimit, readied);
+    const data = await this.verifiedBlobs(refs, 'input', fetchLimit, readied, fetchesAfter);
     const stdin = manifest.stdin ? data[0]! : new Uint8Array(0);
     const files = data.slice(manifest.stdin ? 1 : 0);
     return { stdin, files: manifest.files.map((file, i) => ({ path: file.path, data: files[i]! })) };
@@ -332,18 +318,18 @@ export class ModulePreparer implements ModuleSource {
    * @param readied counts the bytes fetched and hashed for the preparation that asked; one that
    *   joins a load under way (a prefetch's, another task's) hears of its bytes from then on.
    */
-  private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): Promise<Uint8Array[]> {
-    return Promise.all(this.loads(refs, kind, fetchLimit, readied).map((load) => load.bytes));
+  private verifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied, fetchesAfter?: Promise<unknown>): Promise<Uint8Array[]> {
+    return Promise.all(this.loads(refs, kind, fetchLimit, readied, fetchesAfter).map((load) => load.bytes));
   }
 
   /** As verifiedBlobs, each blob's load on its own: its checked bytes, and its progress (with the bytes as they arrive). */
-  private loads(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied): { bytes: Promise<Uint8Array>; progress: SharedProgress }[] {
+  private loads(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, readied?: Readied, fetchesAfter?: Promise<unknown>): { bytes: Promise<Uint8Array>; progress: SharedProgress }[] {
     const keyOf = (ref: BlobRef) => `${ref.sha256}:${ref.size}:${kind}`;
     const fresh = new Map<string, BlobRef>();
     for (const ref of refs) if (!this.loading.has(keyOf(ref)) && !fresh.has(keyOf(ref))) fresh.set(keyOf(ref), ref);
     if (fresh.size > 0) {
       const progress = [...fresh.values()].map(() => new SharedProgress());
-      const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit, progress);
+      const batch = this.loadVerifiedBlobs([...fresh.values()], kind, fetchLimit, progress, fetchesAfter);
       batch.catch((error) => progress.forEach((p) => p.failed(error)));
       [...fresh.values()].forEach((ref, i) => {
         const key = keyOf(ref);
@@ -357,7 +343,7 @@ export class ModulePreparer implements ModuleSource {
     return loads;
   }
 
-  private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, progress: SharedProgress[]): Promise<Uint8Array[]> {
+  private async loadVerifiedBlobs(refs: BlobRef[], kind: 'module' | 'input', fetchLimit: number, progress: SharedProgress[], fetchesAfter?: Promise<unknown>): Promise<Uint8Array[]> {
     const found: (Uint8Array | undefined)[] = refs.map((ref) => {
       const held = this.storing.get(ref.sha256);
       return held && held.length === ref.size ? held : undefined;
@@ -376,7 +362,7 @@ export class ModulePreparer implements ModuleSource {
       const ref = refs[i]!;
       if (ref.size > fetchLimit) throw new Stop({ kind: 'deferred', message: `the data saver is on, and this task needs ${(ref.size / 2 ** 20).toFixed(1)} MB fetched` });
     }
-    if (kind === 'input' && missing.length > 0) await Promise.all([...this.modulesOnTheirWay]);
+    if (missing.length > 0) await fetchesAfter;
     // Small blobs in batches, one request each (at most MAX_BLOB_BATCH of them and
     // MAX_BLOB_BATCH_BYTES): yosys's 317 inputs took 4-5 s one request each, six at a time over
     // HTTP/1.1. Large ones, and everything when the server cannot batch, one request each.

@@ -140,6 +140,29 @@ describe('ModulePreparer downloads', () => {
     expect(prepared.kind).toBe('ready');
     expect(events.slice(0, 3)).toEqual(['module asked', 'module arrived', 'input asked']);
   });
+
+  it('does not hold one task\'s inputs for another task\'s module', async () => {
+    const { server, cache } = world();
+    const m = await manifest(server);
+    const other = new Uint8Array([...module, 0, 3, 2, 0x61, 0x62]); // another module: a custom section more
+    const otherSha256 = await sha256Hex(other);
+    server.stored.set(otherSha256, other);
+    const events: string[] = [];
+    const slow: BlobFetcher = {
+      async fetchBlob(sha256, size, onBytes) {
+        const what = sha256 === otherSha256 ? 'other module' : sha256 === m.module.sha256 ? 'module' : 'input';
+        if (what === 'other module') await new Promise((resolve) => setTimeout(resolve, 300));
+        const bytes = await server.fetchBlob(sha256, size, onBytes);
+        events.push(`${what} arrived`);
+        return bytes;
+      },
+    };
+    const preparer = new ModulePreparer(slow, cache, null);
+    const otherTask = preparer.prepare({ ...m, taskId: 'other', module: { sha256: otherSha256, size: other.length }, files: [], preopens: [] }, Infinity);
+    expect((await preparer.prepare(m, Infinity)).kind).toBe('ready');
+    expect(events).not.toContain('other module arrived');
+    expect((await otherTask).kind).toBe('ready');
+  });
 });
 
 describe('ModulePreparer and what it keeps', () => {
