@@ -44,6 +44,18 @@ async function manifest(server: { stored: Map<string, Uint8Array> }): Promise<Ta
   };
 }
 
+/** Prepares a task whose signed module is `bytes`, with a module cache that records the keys it is given to keep. */
+async function prepareWithModule(bytes: Uint8Array) {
+  const { server, cache, blobs } = world();
+  const m = await manifest(server);
+  const sha256 = await sha256Hex(bytes);
+  server.stored.set(sha256, bytes);
+  const kept: string[] = [];
+  const modules = { compile: async () => null, has: async () => false, put: async (key: string) => void kept.push(key) } as unknown as ModuleCache;
+  const prepared = await new ModulePreparer(server, cache, modules).prepare({ ...m, module: { sha256, size: bytes.length } }, Infinity);
+  return { prepared, kept, stored: () => blobs.has(sha256) };
+}
+
 describe('ModulePreparer progress', () => {
   it('counts bytes fetched, hashed and rewritten as they go, only growing, within the server\'s bound', async () => {
     const { server, cache } = world();
@@ -193,15 +205,9 @@ describe('ModulePreparer and what it keeps', () => {
   // kept; the original is.
   it('keeps the rewrite of a module that is mostly code, and not of one that is mostly data where the engine keeps no compiled code', async () => {
     const prepareKeeping = async (bytes: Uint8Array) => {
-      const { server, cache, blobs } = world();
-      const m = await manifest(server);
-      const sha256 = await sha256Hex(bytes);
-      server.stored.set(sha256, bytes);
-      const kept: string[] = [];
-      const modules = { compile: async () => null, has: async () => false, put: async (key: string) => void kept.push(key) } as unknown as ModuleCache;
-      const prepared = await new ModulePreparer(server, cache, modules).prepare({ ...m, module: { sha256, size: bytes.length } }, Infinity);
+      const { prepared, kept, stored } = await prepareWithModule(bytes);
       expect(prepared.kind).toBe('ready');
-      await vi.waitFor(() => expect(blobs.has(sha256)).toBe(true)); // the original, stored after the answer
+      await vi.waitFor(() => expect(stored()).toBe(true)); // the original, stored after the answer
       await new Promise((resolve) => setTimeout(resolve, 10)); // and the rewrite, if kept, with it
       return kept;
     };
@@ -264,13 +270,7 @@ describe('ModulePreparer and a module that does not match its manifest', () => {
 // reason; neither is run without the hook, nor kept.
 describe('ModulePreparer and a signed module the yield hook cannot go into', () => {
   const signed = async (bytes: Uint8Array) => {
-    const { server, cache } = world();
-    const m = await manifest(server);
-    const sha256 = await sha256Hex(bytes);
-    server.stored.set(sha256, bytes);
-    const kept: string[] = [];
-    const modules = { compile: async () => null, has: async () => false, put: async (key: string) => void kept.push(key) } as unknown as ModuleCache;
-    const prepared = await new ModulePreparer(server, cache, modules).prepare({ ...m, module: { sha256, size: bytes.length } }, Infinity);
+    const { prepared, kept } = await prepareWithModule(bytes);
     await new Promise((resolve) => setTimeout(resolve, 10)); // anything kept in the background lands
     return { prepared, kept };
   };

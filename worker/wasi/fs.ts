@@ -35,7 +35,7 @@ abstract class InodeBase {
   /** Descriptors open on it: a file deleted while open keeps its bytes until the last one closes. */
   opens = 0;
   times: Times;
-  /** @param ino from the file system's own count (MemoryFs.newIno), as each run starts from 1 */
+  /** @param ino from the file system's own count (MemoryFs.newFile and the like), as each run starts from 1 */
   constructor(
     readonly ino: bigint,
     now: bigint,
@@ -176,13 +176,21 @@ export class MemoryFs {
     private readonly now: () => bigint,
     readonly budget: ShimBudget,
   ) {
-    this.root = new DirInode(this.newIno(), now(), null);
+    this.root = this.newDirectory(null);
     budget.grant(COST.directory);
   }
 
-  /** A number for a new inode of this file system: 1, 2, 3... */
-  newIno(): bigint {
-    return ++this.lastIno;
+  /** New inodes of this file system, numbered 1, 2, 3... in the order made, timed by its clock. */
+  newFile(data?: Uint8Array): FileInode {
+    return new FileInode(++this.lastIno, this.now(), data);
+  }
+
+  newDirectory(parent: DirInode | null): DirInode {
+    return new DirInode(++this.lastIno, this.now(), parent);
+  }
+
+  newSymlink(target: string): SymlinkInode {
+    return new SymlinkInode(++this.lastIno, this.now(), target);
   }
 
   /**
@@ -256,7 +264,7 @@ export class MemoryFs {
       if (existing instanceof DirInode) dir = existing;
       else if (existing) throw new WasiError(ERRNO_NOTDIR);
       else {
-        const created = new DirInode(this.newIno(), this.now(), dir);
+        const created = this.newDirectory(dir);
         dir.entries.set(part, created);
         this.budget.grant(entryCost(part) + COST.directory);
         dir = created;
@@ -274,7 +282,7 @@ export class MemoryFs {
     const existing = dir.entries.get(name);
     if (existing instanceof DirInode) throw new WasiError(ERRNO_EXIST);
     if (existing) this.removeEntry(dir, name);
-    const file = new FileInode(this.newIno(), this.now(), data);
+    const file = this.newFile(data);
     dir.entries.set(name, file);
     this.budget.grant(entryCost(name) + COST.file);
     return file;

@@ -189,7 +189,7 @@ const openAt = (dir: OpenDirectory, dirflags: number, pathPtr: number, pathLen: 
     if (!(oflags & C.OFLAGS_CREAT)) throw new WasiError(C.ERRNO_NOENT);
     if (oflags & C.OFLAGS_DIRECTORY) throw new WasiError(C.ERRNO_INVAL);
     if (path.endsWith('/')) throw new WasiError(C.ERRNO_ISDIR);
-    inode = new FileInode(ctx.fs.newIno(), ctx.realtime());
+    inode = ctx.fs.newFile();
     ctx.fs.addEntry(parent, name, inode, true);
   }
   const base = rightsBase;
@@ -373,7 +373,7 @@ const table: Record<string, (...args: never[]) => void> = {
   path_create_directory(fd: number, pathPtr: number, pathLen: number) {
     const { parent, name, inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_CREATE_DIRECTORY).dir, pathAt(pathPtr, pathLen), false);
     if (inode) throw new WasiError(C.ERRNO_EXIST);
-    ctx.fs.addEntry(parent, name, new DirInode(ctx.fs.newIno(), ctx.realtime(), parent), true);
+    ctx.fs.addEntry(parent, name, ctx.fs.newDirectory(parent), true);
   },
   path_filestat_get(fd: number, flags: number, pathPtr: number, pathLen: number, ptr: number) {
     const { inode } = ctx.fs.resolve(dirWith(fd, C.RIGHTS_PATH_FILESTAT_GET).dir, pathAt(pathPtr, pathLen), (flags & C.LOOKUPFLAGS_SYMLINK_FOLLOW) !== 0);
@@ -485,7 +485,7 @@ const table: Record<string, (...args: never[]) => void> = {
     if (linkPath.endsWith('/')) throw new WasiError(C.ERRNO_NOENT);
     // As uvwasi: a target that is absolute, or climbs above the fd's directory from where the link sits, is refused.
     normalizeRelative([...normalizeRelative(linkPath).slice(0, -1), target].join('/'));
-    ctx.fs.addEntry(parent, name, new SymlinkInode(ctx.fs.newIno(), ctx.realtime(), target), true);
+    ctx.fs.addEntry(parent, name, ctx.fs.newSymlink(target), true);
   },
   path_unlink_file(fd: number, pathPtr: number, pathLen: number) {
     const path = pathAt(pathPtr, pathLen);
