@@ -10,8 +10,7 @@ import { EMPTY_SHA256, outputDigests, SMALL_DIGEST_BYTES } from '../../src/proto
 import { OUTPUT_BLOB_MIN_BYTES, type WorkerJob } from '../../src/protocol/worker-api.ts';
 import { ThrottleBlock } from '../../src/protocol/throttle.ts';
 import { instrument } from '../../worker/instrument.ts';
-import { INITIAL_ALLOWANCE } from '../../worker/run-job.ts';
-import { runJob } from '../../worker/run-job.ts';
+import { INITIAL_ALLOWANCE, runJob } from '../../worker/run-job.ts';
 import { Wasi } from '../../worker/wasi/index.ts';
 
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
