@@ -12,7 +12,7 @@
  * compared with node:wasi's by SHA-256; a runner that fails or differs gets its reason, no figure.
  * Times are the page's: the job posted to the outcome back (node:wasi's: instantiate and run).
  */
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -24,14 +24,25 @@ import type { WasiOptions, WasiResult } from '../worker/wasi/index.ts';
 import type { Runner, RunReport } from './browser/peers.ts';
 import type { EngineName } from '../test/helpers/engines/index.ts';
 import { fmt, median } from './stats.ts';
+import { instrumentInto } from '../worker/instrument.ts';
+import { INITIAL_ALLOWANCE } from '../src/protocol/throttle.ts';
+import { concatBytes, fromBase64 } from '../src/protocol/bytes.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 2 ** 20;
-const RUNNERS: Runner[] = ['dewgrid', 'bare', 'shim', 'wasmer'];
+/**
+ * DEWGRID_BENCH_CANDIDATE=/abs/path/rewriter-wasm.ts (what worker/rewriter/build.sh writes there, from a
+ * changed rewriter.c) adds a runner, "candidate": Dewgrid's runtime on the module as that build
+ * rewrites it, in the same rounds as the others, and the report gives candidate ÷ Dewgrid paired
+ * round by round. Changes to the hook move its cost by a few points, less than what separates two
+ * invocations of the bench on a shared machine: only runs in the same rounds tell them apart.
+ */
+const CANDIDATE = process.env.DEWGRID_BENCH_CANDIDATE;
+const RUNNERS: Runner[] = CANDIDATE ? ['dewgrid', 'bare', 'candidate', 'shim', 'wasmer'] : ['dewgrid', 'bare', 'shim', 'wasmer'];
 const PEERS: Runner[] = ['shim', 'wasmer'];
 /** DEWGRID_BENCH_RUNNERS=dewgrid,bare runs only those: the hook's own cost, in fewer rounds' time. */
 const chosenRunners = (): Runner[] => RUNNERS.filter((r) => !process.env.DEWGRID_BENCH_RUNNERS || process.env.DEWGRID_BENCH_RUNNERS.split(',').includes(r));
-const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
+const RUNNER_NAMES: Record<Runner, string> = { dewgrid: 'Dewgrid', bare: 'Dewgrid without the yield hook', candidate: 'the candidate rewrite', shim: 'browser_wasi_shim', wasmer: '@wasmer/sdk' };
 /** DEWGRID_BENCH_ENGINES=webkit (or chromium,firefox,webkit): other engines than the two the issue's targets name. */
 const chosenEngines = (): EngineName[] => (process.env.DEWGRID_BENCH_ENGINES?.split(',') as EngineName[] | undefined) ?? ['chromium', 'firefox'];
 
@@ -70,7 +81,7 @@ function fingerprint(result: WasiResult): string {
 }
 
 /** One runner on one program in one engine: its median, or why it has none. */
-export type PeerFigure = { ms: number; runMs: number; runs: number; note?: string } | { failed: string };
+export type PeerFigure = { ms: number; runMs: number; runs: number; note?: string; perRound: number[] } | { failed: string };
 
 export interface PeerReport {
   program: string;
@@ -86,6 +97,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
   const benches: BenchPage[] = [];
   const reports: PeerReport[] = [];
   const runners = chosenRunners();
+  const candidate = CANDIDATE ? await candidateRewriter(CANDIDATE) : undefined;
   try {
     // WebKit shares memory with workers only with SharedArrayBuffer switched on (as Safari's isolated pages do).
     for (const engine of chosenEngines()) benches.push(await openBenchPage(engine, engine === 'webkit' ? { sharedArrayBuffer: true } : {}));
@@ -98,6 +110,8 @@ export async function benchPeers(): Promise<PeerReport[]> {
       const expected = fingerprint(reference);
       const name = `peers-${p}`;
       writeFileSync(join(BENCH_PAGE_DIR, `${name}.wasm`), program.wasm);
+      rmSync(join(BENCH_PAGE_DIR, `${name}.candidate.wasm`), { force: true });
+      if (candidate) writeFileSync(join(BENCH_PAGE_DIR, `${name}.candidate.wasm`), instrumentInto(program.wasm, INITIAL_ALLOWANCE, (pieces) => concatBytes(pieces), candidate));
       const b64 = (data: Uint8Array) => Buffer.from(data).toString('base64');
       const { args, env, stdin, files, preopens } = program.options;
       writeFileSync(join(BENCH_PAGE_DIR, `${name}.json`), JSON.stringify({ args, env, stdin: b64(stdin), files: files.map((f) => ({ path: f.path, base64: b64(f.data) })), preopens, outputPaths: reference.files.map((f) => f.path), memoryBytes: program.memoryBytes }));
@@ -141,7 +155,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
           engine: bench.description,
           runners: Object.fromEntries(runners.map((r) => {
             const t = times[i]![r];
-            const figure: PeerFigure = failed[i]![r] ? { failed: failed[i]![r]! } : { ms: median(t.ms), runMs: median(t.runMs), runs: t.ms.length, note: notes[i]![r] };
+            const figure: PeerFigure = failed[i]![r] ? { failed: failed[i]![r]! } : { ms: median(t.ms), runMs: median(t.runMs), runs: t.ms.length, note: notes[i]![r], perRound: t.ms };
             return [r, figure];
           })) as Partial<Record<Runner, PeerFigure>>,
         })),
@@ -212,10 +226,25 @@ export function printPeers(reports: PeerReport[]): void {
             peerMs.length ? `Dewgrid / faster peer ${fmt(dew.ms / Math.min(...peerMs), 2)}` : PEERS.some((p) => e.runners[p]) ? 'Dewgrid / faster peer n/a (no peer ran it)' : '',
             `Dewgrid / node:wasi ${fmt(dew.ms / r.nodeWasiMs, 2)} (in its worker ${fmt(dew.runMs / r.nodeWasiMs, 2)})`,
             bare ? `the hook (Dewgrid / without) ${fmt(dew.ms / bare.ms, 3)} (in its worker ${fmt(dew.runMs / bare.runMs, 3)})` : '',
+            candidateRatio(figure('candidate'), dew, bare),
           ].filter(Boolean).join('; ')
         : 'no Dewgrid figure';
       console.log(`    ${e.engine} (${dew?.runs ?? 0} runs): ${shown.join('; ')}`);
       console.log(`      ${ratios}`);
     }
   }
+}
+
+/** The candidate rewriter's build, from the module that worker/rewriter/build.sh writes. */
+async function candidateRewriter(path: string): Promise<WebAssembly.Module> {
+  const built = (await import(new URL(path, `file://${process.cwd()}/`).href)) as { REWRITER_WASM_BASE64?: string };
+  if (!built.REWRITER_WASM_BASE64) throw new Error(`DEWGRID_BENCH_CANDIDATE: ${path} exports no REWRITER_WASM_BASE64 (give the .ts that worker/rewriter/build.sh writes)`);
+  return new WebAssembly.Module(fromBase64(built.REWRITER_WASM_BASE64) as Uint8Array<ArrayBuffer>);
+}
+
+/** candidate ÷ Dewgrid, the median of the rounds' own ratios (both ran in every round), and ÷ without the hook. */
+function candidateRatio(candidate: { ms: number; perRound: number[] } | null, dew: { perRound: number[] }, bare: { ms: number } | null): string {
+  if (!candidate || candidate.perRound.length !== dew.perRound.length) return '';
+  const paired = median(candidate.perRound.map((ms, round) => ms / dew.perRound[round]!));
+  return `candidate / Dewgrid ${fmt(paired, 3)} (paired by round)${bare ? `; candidate / without ${fmt(candidate.ms / bare.ms, 3)}` : ''}`;
 }

@@ -89,13 +89,14 @@ export function instrumentWithStats(bytes: Uint8Array, firstAllowance: number): 
  * The rewrite, handed to `take` as the rewritten module in pieces, in order: the rewriter's output
  * (a view of its memory, valid only during the call), then the original's sections after the code
  * as they were (views of `bytes`). A caller that copies the module anyway (capping its memory
- * does) saves a copy of tens of megabytes. @throws InstrumentError as `instrument`.
+ * does) saves a copy of tens of megabytes. `rewriter`: another build of rewriter.c, for the
+ * benchmarks to measure a candidate against this one (bench/peers.ts). @throws InstrumentError as `instrument`.
  */
-export function instrumentInto<T>(bytes: Uint8Array, firstAllowance: number, take: (pieces: readonly Uint8Array[], stats: InstrumentStats) => T): T {
+export function instrumentInto<T>(bytes: Uint8Array, firstAllowance: number, take: (pieces: readonly Uint8Array[], stats: InstrumentStats) => T, rewriter?: WebAssembly.Module): T {
   if (!(firstAllowance > 0 && firstAllowance <= 0x7fffffff)) throw new RangeError(`the allowance must be from 1 to 2^31-1, got ${firstAllowance}`);
   compiled ??= new WebAssembly.Module(fromBase64(REWRITER_WASM_BASE64) as Uint8Array<ArrayBuffer>);
   // A fresh instance each time: its memory grows to about three times what it is given, and goes with it.
-  const rw = new WebAssembly.Instance(compiled).exports as unknown as Rewriter;
+  const rw = new WebAssembly.Instance(rewriter ?? compiled).exports as unknown as Rewriter;
   const { head, trailing } = splitAfterCode(bytes);
   let length: number;
   let input: number;

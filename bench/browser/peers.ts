@@ -7,6 +7,8 @@
  *    module with the yield hook and the memory cap, as the prepare worker makes it
  *    (src/scheduler/module-preparer.ts), and a throttle control block at 100% CPU;
  *  - bare: the same without the yield hook, to tell the hook's cost from the rest;
+ *  - candidate: the same with the module as another build of the rewriter makes it, where one is
+ *    given (bench/peers.ts, DEWGRID_BENCH_CANDIDATE), to measure a change to the hook in the same rounds;
  *  - shim: browser_wasi_shim (shim-worker.ts); wasmer: @wasmer/sdk (wasmer-worker.ts).
  * Outputs go back to Node as one fingerprint (exit code and SHA-256 of stdout, stderr and each
  * written file), taken after the clock stops.
@@ -19,7 +21,9 @@ import { instrument } from '../../worker/instrument.ts';
 import type { PeerJob, PeerOutputs, PeerReply, PeerRequest } from './peer-protocol.ts';
 
 /** bare: Dewgrid's runtime on the module without the yield hook (memory cap kept): where Dewgrid's gap to a peer comes from. */
-export type Runner = 'dewgrid' | 'bare' | 'shim' | 'wasmer';
+export type Runner = 'dewgrid' | 'bare' | 'candidate' | 'shim' | 'wasmer';
+/** The runners that are Dewgrid's own runtime, each in its own worker. */
+type OwnRunner = 'dewgrid' | 'bare' | 'candidate';
 
 /** A program as bench/peers.ts writes it beside the page: the job, files and stdin in base64. */
 interface ProgramFile {
@@ -40,8 +44,10 @@ interface Loaded {
   memoryBytes: number;
   donorModule: WebAssembly.Module;
   bareModule: WebAssembly.Module;
-  /** One worker/runtime.ts each for dewgrid and bare. */
-  runtimes: Record<'dewgrid' | 'bare', { worker: Worker; api: TaskWorkerClient }>;
+  /** The module as a candidate rewriter makes it (bench/peers.ts, DEWGRID_BENCH_CANDIDATE), if one was given. */
+  candidateModule: WebAssembly.Module | null;
+  /** One worker/runtime.ts for each of Dewgrid's runners. */
+  runtimes: Partial<Record<OwnRunner, { worker: Worker; api: TaskWorkerClient }>>;
   peers: Partial<Record<'shim' | 'wasmer', Worker>>;
   /** Why a runner cannot run this program, where it cannot even load it. */
   refused: Partial<Record<Runner, string>>;
@@ -84,7 +90,7 @@ function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS, tr
 /** Loads program `name` (`name`.wasm and `name`.json beside the page) into fresh workers; returns why any runner refused it. */
 async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>> {
   if (loaded) {
-    for (const { worker } of Object.values(loaded.runtimes)) worker.terminate();
+    for (const runtime of Object.values(loaded.runtimes)) runtime?.worker.terminate();
     for (const worker of Object.values(loaded.peers)) worker.terminate();
     loaded = null;
   }
@@ -116,7 +122,13 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
     } else peers[runner] = peer;
   }
   stage = `${name}: compiling Dewgrid's modules`;
-  loaded = { job, memoryBytes: program.memoryBytes, donorModule: await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE)), bareModule: await compiledCapped(bytes), runtimes: { dewgrid: runtime(), bare: runtime() }, peers, refused };
+  // A candidate's rewrite, made in Node by the candidate rewriter (absent: no candidate runner).
+  const candidate = await fetch(`${name}.candidate.wasm`);
+  const candidateModule = candidate.ok ? await compiledCapped(new Uint8Array(await candidate.arrayBuffer())) : null;
+  if (!candidateModule) refused.candidate = 'no candidate rewriter given (DEWGRID_BENCH_CANDIDATE)';
+  const runtimes: Loaded['runtimes'] = { dewgrid: runtime(), bare: runtime() };
+  if (candidateModule) runtimes.candidate = runtime();
+  loaded = { job, memoryBytes: program.memoryBytes, donorModule: await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE)), bareModule: await compiledCapped(bytes), candidateModule, runtimes, peers, refused };
   stage = `${name}: loaded`;
   return refused;
 }
@@ -142,14 +154,17 @@ async function peersRun(runner: Runner): Promise<RunReport> {
   if (!loaded) throw new Error('peersRun: no program loaded');
   const { job } = loaded;
   stage = `running ${runner}`;
-  if (runner === 'dewgrid' || runner === 'bare') {
+  if (runner === 'dewgrid' || runner === 'bare' || runner === 'candidate') {
+    const module = runner === 'dewgrid' ? loaded.donorModule : runner === 'bare' ? loaded.bareModule : loaded.candidateModule;
+    const runtime = loaded.runtimes[runner];
+    if (!module || !runtime) return { error: loaded.refused[runner] ?? 'not loaded' };
     const control = new ThrottleBlock();
     control.set({ cpu: 1, paused: false });
     // A task worker takes a WorkerJob and nothing more (it refuses unknown fields).
     const { args, env, stdin, files, preopens } = ownInputs(job);
-    const workerJob: WorkerJob = { args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module: runner === 'dewgrid' ? loaded.donorModule : loaded.bareModule, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer };
+    const workerJob: WorkerJob = { args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer };
     const started = performance.now();
-    const outcome = await loaded.runtimes[runner].api.run(workerJob, inputBuffers(workerJob));
+    const outcome = await runtime.api.run(workerJob, inputBuffers(workerJob));
     const ms = performance.now() - started;
     if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
     return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }), stderrHead: head(outcome.stderr) };
