@@ -5,7 +5,7 @@
  * server; an offline reload from the service worker with every result delivered once; the embed's
  * card after a real click; the CPU limit, measured from the worker's own accounting.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,19 @@ import { MIN_VISIBLE_MS } from '../../src/app/start-guard.ts';
 import { NEW_DEVICE_LEASES } from '../../server/store/rules.ts';
 
 const run = promisify(execFile);
+/**
+ * Names the steps of a journey, so that a failure says which it stopped in: a browser call that never
+ * answers (a reload, an evaluate over WebDriver BiDi) otherwise ends as a bare test timeout. Once, in a
+ * full suite on a fresh clone, the offline journey in Firefox ran its 120 s out at an unknown step; it
+ * passed 8 times alone, 4 of them with three busy loops beside it.
+ */
+function journeySteps(): (step: string) => void {
+  const started = Date.now();
+  const passed: string[] = [];
+  onTestFailed(() => console.error(`the journey stopped in "${passed.at(-1)}"; its steps, seconds from the start: ${passed.join(', ')}`));
+  return (step) => passed.push(`${step} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
 const fractal = new Uint8Array(readFileSync(new URL('../../demo/fractal/fractal.wasm', import.meta.url)));
 const wordfreq = 'test/fixtures/wasi/wordfreq.wasm';
 const projectName = (JSON.parse(readFileSync(join(TEST_KEYS_DIR, 'trust.json'), 'utf8')) as { projectName: string }).projectName;
@@ -254,43 +267,59 @@ export function donorJourneys(engineName: EngineName, options: JourneyOptions = 
   });
 
   it.runIf(wanted('offline'))('reloads offline from the service worker, carries on, and delivers every result once', async () => {
+    const step = journeySteps();
+    step('opening the page');
     const page = await open();
     await page.goto(server.url);
+    step('waiting for the page to be ready');
     await ready(page);
+    step('waiting for the service worker to control the page');
     await page.waitFor(async () => (await navigator.serviceWorker.ready) && navigator.serviceWorker.controller !== null, undefined);
     const count = 6;
+    step('publishing');
     const batchId = await publish({ name: 'offline-reload', tasks: Array.from({ length: count }, () => costlyTile(60_000)) });
     await page.evaluate(() => (window as unknown as Win).dewgrid.setSettings({ workers: 1 }));
+    step('starting');
     await pressStart(page); // a donor's Start: remembered across the reload below (a script's start() is not)
     // Held on the device with its module, one task run: then the network goes. (A device new to
     // the server holds NEW_DEVICE_LEASES at first, more as its results are validated.)
+    step('waiting for tasks held and one done');
     await page.waitFor((held) => {
       const s = (window as unknown as Win).dewgrid.status();
       return s.counts.queued + s.counts.running >= held && s.counts.done >= 1;
     }, Math.min(count - 2, NEW_DEVICE_LEASES - 1));
+    step('going offline, the server stopped');
     await page.setOffline(true);
     await server.stop();
     try {
       // A result made offline waits in the outbox (tried, failed, kept for later) across the reload:
       // its next attempt rewrites its record (WebKit makes a Blob read from IndexedDB unreadable once
       // it is put back into its record: docs/engines.md).
+      step('waiting for a result in the outbox');
       await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 1, undefined);
       const keptAtReload = await page.evaluate(outboxAttempts);
+      step('reloading');
       await page.reload();
+      step('waiting for the reloaded page to be ready');
       await ready(page);
       // Computed offline after the reload too, and a result from before the reload tried again
       // in this session (its record rewritten): results wait in the outbox.
+      step('waiting for two results in the outbox');
       await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent >= 2, undefined);
+      step('waiting for a result from before the reload to be tried again');
       await eventually(async () => {
         const now = await page.evaluate(outboxAttempts);
         return Object.entries(keptAtReload).some(([leaseId, attempts]) => (now[leaseId] ?? 0) > attempts);
       }, 'a result kept before the reload was tried again after it');
       expect((await status(page)).running).toBe(true);
     } finally {
+      step('back online, the server started');
       await server.start();
       await page.setOffline(false);
     }
+    step('waiting for the batch to be done');
     await waitForBatch(server, batchId, (c) => c.done === count);
+    step('waiting for the outbox to empty');
     await page.waitFor(() => (window as unknown as Win).dewgrid.status().counts.unsent === 0, undefined);
     const results = (await (await fetch(`${server.url}/api/batches/${batchId}/results`, { headers: await ownerHeaders(server.key, 'read') })).json()) as BatchResults;
     expect(results.tasks.map((t) => [t.state, t.results])).toEqual(Array.from({ length: count }, () => ['done', 1]));
