@@ -42,12 +42,12 @@ export type RunReport = { ms: number; runMs: number; fingerprint: string; stderr
 interface Loaded {
   job: PeerJob;
   memoryBytes: number;
-  donorModule: WebAssembly.Module;
-  bareModule: WebAssembly.Module;
-  /** The module as a candidate rewriter makes it (bench/peers.ts, DEWGRID_BENCH_CANDIDATE), if one was given. */
-  candidateModule: WebAssembly.Module | null;
-  /** One worker/runtime.ts for each of Dewgrid's runners. */
-  runtimes: Partial<Record<OwnRunner, { worker: Worker; api: TaskWorkerClient }>>;
+  /**
+   * Each of Dewgrid's runners: its module (dewgrid: with the hook, as a donor's; bare: without;
+   * candidate: as a candidate rewriter makes it, bench/peers.ts, only where one was given) in a
+   * worker/runtime.ts of its own.
+   */
+  own: Partial<Record<OwnRunner, { module: WebAssembly.Module; worker: Worker; api: TaskWorkerClient }>>;
   peers: Partial<Record<'shim' | 'wasmer', Worker>>;
   /** Why a runner cannot run this program, where it cannot even load it. */
   refused: Partial<Record<Runner, string>>;
@@ -90,7 +90,7 @@ function ask(worker: Worker, request: PeerRequest, answerMs = PEER_ANSWER_MS, tr
 /** Loads program `name` (`name`.wasm and `name`.json beside the page) into fresh workers; returns why any runner refused it. */
 async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>> {
   if (loaded) {
-    for (const runtime of Object.values(loaded.runtimes)) runtime?.worker.terminate();
+    for (const runner of Object.values(loaded.own)) runner?.worker.terminate();
     for (const worker of Object.values(loaded.peers)) worker.terminate();
     loaded = null;
   }
@@ -103,9 +103,9 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
     if (!capped.ok) throw new Error(capped.message);
     return WebAssembly.compile(capped.bytes as Uint8Array<ArrayBuffer>);
   };
-  const runtime = () => {
+  const runtime = (module: WebAssembly.Module) => {
     const worker = new Worker(new URL('../../worker/runtime.ts', import.meta.url), { type: 'module' });
-    return { worker, api: taskWorkerClient(worker) };
+    return { module, worker, api: taskWorkerClient(worker) };
   };
   const refused: Loaded['refused'] = {};
   const peers: Loaded['peers'] = {};
@@ -124,11 +124,10 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
   stage = `${name}: compiling Dewgrid's modules`;
   // A candidate's rewrite, made in Node by the candidate rewriter (absent: no candidate runner).
   const candidate = await fetch(`${name}.candidate.wasm`);
-  const candidateModule = candidate.ok ? await compiledCapped(new Uint8Array(await candidate.arrayBuffer())) : null;
-  if (!candidateModule) refused.candidate = 'no candidate rewriter given (DEWGRID_BENCH_CANDIDATE)';
-  const runtimes: Loaded['runtimes'] = { dewgrid: runtime(), bare: runtime() };
-  if (candidateModule) runtimes.candidate = runtime();
-  loaded = { job, memoryBytes: program.memoryBytes, donorModule: await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE)), bareModule: await compiledCapped(bytes), candidateModule, runtimes, peers, refused };
+  const own: Loaded['own'] = { dewgrid: runtime(await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE))), bare: runtime(await compiledCapped(bytes)) };
+  if (candidate.ok) own.candidate = runtime(await compiledCapped(new Uint8Array(await candidate.arrayBuffer())));
+  else refused.candidate = 'no candidate rewriter given (DEWGRID_BENCH_CANDIDATE)';
+  loaded = { job, memoryBytes: program.memoryBytes, own, peers, refused };
   stage = `${name}: loaded`;
   return refused;
 }
@@ -155,16 +154,15 @@ async function peersRun(runner: Runner): Promise<RunReport> {
   const { job } = loaded;
   stage = `running ${runner}`;
   if (runner === 'dewgrid' || runner === 'bare' || runner === 'candidate') {
-    const module = runner === 'dewgrid' ? loaded.donorModule : runner === 'bare' ? loaded.bareModule : loaded.candidateModule;
-    const runtime = loaded.runtimes[runner];
-    if (!module || !runtime) return { error: loaded.refused[runner] ?? 'not loaded' };
+    const own = loaded.own[runner];
+    if (!own) return { error: loaded.refused[runner] ?? 'not loaded' };
     const control = new ThrottleBlock();
     control.set({ cpu: 1, paused: false });
     // A task worker takes a WorkerJob and nothing more (it refuses unknown fields).
     const { args, env, stdin, files, preopens } = ownInputs(job);
-    const workerJob: WorkerJob = { args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer };
+    const workerJob: WorkerJob = { args, env, stdin, files, preopens, taskId: 'bench', engine: 'wasi-preview1', module: own.module, limits: { memoryBytes: loaded.memoryBytes, outputBytes: 64 * 2 ** 20 }, cpu: 1, deterministic: false, control: control.buffer };
     const started = performance.now();
-    const outcome = await runtime.api.run(workerJob, inputBuffers(workerJob));
+    const outcome = await own.api.run(workerJob, inputBuffers(workerJob));
     const ms = performance.now() - started;
     if (outcome.error) return { error: `${outcome.error.code}: ${outcome.error.message}` };
     return { ms, runMs: outcome.runMs, fingerprint: await fingerprint({ ...outcome, exitCode: outcome.exitCode ?? -1 }), stderrHead: head(outcome.stderr) };
