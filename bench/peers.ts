@@ -114,7 +114,7 @@ export async function benchPeers(): Promise<PeerReport[]> {
       if (candidate) writeFileSync(join(BENCH_PAGE_DIR, `${name}.candidate.wasm`), instrumentInto(program.wasm, INITIAL_ALLOWANCE, (pieces) => concatBytes(pieces), candidate));
       const b64 = (data: Uint8Array) => Buffer.from(data).toString('base64');
       const { args, env, stdin, files, preopens } = program.options;
-      writeFileSync(join(BENCH_PAGE_DIR, `${name}.json`), JSON.stringify({ args, env, stdin: b64(stdin), files: files.map((f) => ({ path: f.path, base64: b64(f.data) })), preopens, outputPaths: reference.files.map((f) => f.path), memoryBytes: program.memoryBytes }));
+      writeFileSync(join(BENCH_PAGE_DIR, `${name}.json`), JSON.stringify({ args, env, stdin: b64(stdin), files: files.map((f) => ({ path: f.path, base64: b64(f.data) })), preopens, outputPaths: reference.files.map((f) => f.path), memoryBytes: program.memoryBytes, candidate: candidate !== undefined }));
       const failed = benches.map(() => ({}) as Partial<Record<Runner, string>>);
       for (const [i, bench] of benches.entries()) Object.assign(failed[i]!, await watched(bench, bench.page.evaluate((n) => (window as unknown as { peersLoad(n: string): Promise<Partial<Record<Runner, string>>> }).peersLoad(n), name)));
       const notes = benches.map(() => ({}) as Partial<Record<Runner, string>>);

@@ -34,6 +34,8 @@ interface ProgramFile {
   preopens: string[];
   outputPaths: string[];
   memoryBytes: number;
+  /** `name`.candidate.wasm lies beside it: a candidate rewriter was given (DEWGRID_BENCH_CANDIDATE). */
+  candidate: boolean;
 }
 
 /** ms: from the job posted to the outcome back on the page; runMs: the run as its worker timed it (Dewgrid's: instantiate and run, before hashing its outputs). */
@@ -122,11 +124,13 @@ async function peersLoad(name: string): Promise<Partial<Record<Runner, string>>>
     } else peers[runner] = peer;
   }
   stage = `${name}: compiling Dewgrid's modules`;
-  // A candidate's rewrite, made in Node by the candidate rewriter (absent: no candidate runner).
-  const candidate = await fetch(`${name}.candidate.wasm`);
   const own: Loaded['own'] = { dewgrid: runtime(await compiledCapped(instrument(bytes, INITIAL_ALLOWANCE))), bare: runtime(await compiledCapped(bytes)) };
-  if (candidate.ok) own.candidate = runtime(await compiledCapped(new Uint8Array(await candidate.arrayBuffer())));
-  else refused.candidate = 'no candidate rewriter given (DEWGRID_BENCH_CANDIDATE)';
+  // A candidate's rewrite, made in Node by the candidate rewriter.
+  if (program.candidate) {
+    const candidate = await fetch(`${name}.candidate.wasm`);
+    if (!candidate.ok) throw new Error(`${name}.candidate.wasm: ${candidate.status} ${candidate.statusText}`);
+    own.candidate = runtime(await compiledCapped(new Uint8Array(await candidate.arrayBuffer())));
+  } else refused.candidate = 'no candidate rewriter given (DEWGRID_BENCH_CANDIDATE)';
   loaded = { job, memoryBytes: program.memoryBytes, own, peers, refused };
   stage = `${name}: loaded`;
   return refused;
