@@ -76,8 +76,32 @@ export interface DewgridServer {
   app: FastifyInstance;
   store: Store;
   keysets: Keysets;
-  /** Stops listening, then closes the database. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, gives the requests in flight `graceMs` to finish (default CLOSE_GRACE_MS; 0
+   * drops them at once, as a crash would), then closes the database.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
+}
+
+/** How long requests in flight may take to finish when the server closes (SIGTERM): under docs/deploy.md's `TimeoutStopSec`. */
+export const CLOSE_GRACE_MS = 10_000;
+/** How often a closing server looks for connections to close. */
+const CLOSE_POLL_MS = 50;
+
+/**
+ * Closes `app`'s server. Node closes idle keep-alive connections only when the close begins: one
+ * whose request ends later stays open for Fastify's keep-alive timeout (72 s), and one whose client
+ * stalls midway (Fastify sets no request timeout) for ever, and the close waits for them. So until
+ * it is done, connections are closed as they fall idle, and all of them once the grace is over.
+ */
+async function closeGracefully(app: FastifyInstance, graceMs: number): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  const poll = setInterval(() => (Date.now() >= deadline ? app.server.closeAllConnections() : app.server.closeIdleConnections()), CLOSE_POLL_MS);
+  try {
+    await app.close();
+  } finally {
+    clearInterval(poll);
+  }
 }
 
 export const DEFAULT_PUBLISH_BODY_LIMIT = 256 * 2 ** 20;
@@ -173,9 +197,9 @@ export async function createServer(options: ServerOptions): Promise<DewgridServe
     app,
     store,
     keysets,
-    async close() {
+    async close({ graceMs = CLOSE_GRACE_MS } = {}) {
       sweep.stop();
-      await app.close();
+      await closeGracefully(app, graceMs);
       await store.close();
     },
   };

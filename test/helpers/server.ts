@@ -107,7 +107,9 @@ export async function startTestServer(options: {
     async stop() {
       if (!up) return;
       up = false;
-      await server.app.close();
+      // An outage: requests in flight are dropped, not waited for (a client that stalls midway,
+      // a browser switched offline, would otherwise hold the close).
+      await server.app.close({ graceMs: 0 });
     },
     async start() {
       if (up) return;
