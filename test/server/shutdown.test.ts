@@ -64,7 +64,8 @@ describe('closing the task server with requests in flight', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     request.rest();
     expect(await within(closed.then(() => 'closed'), 15_000)).toBe('closed');
-    // Answered as any bad request is (the body is no WorkRequest), not dropped.
+    // Answered as any bad request is (the body is no WorkRequest), not dropped; then closed, not kept alive.
+    expect(await within(request.ended.then(() => 'ended'), 5000)).toBe('ended');
     expect(request.received()).toMatch(/^HTTP\/1\.1 400 /);
   });
 
