@@ -107,8 +107,8 @@ export async function startTestServer(options: {
     async stop() {
       if (!up) return;
       up = false;
-      // An outage: requests in flight are dropped, not waited for (a client that stalls midway,
-      // a browser switched offline, would otherwise hold the close).
+      // An outage: requests in flight are dropped, as a crash drops them, not given the grace of
+      // a SIGTERM (server/app.ts, close()).
       await server.app.close({ graceMs: 0 });
     },
     async start() {

@@ -3,12 +3,11 @@
 // for ever, neither SIGTERM's nor the tests' outages (test/helpers/server.ts, stop()).
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from '../../server/app.ts';
 import { API } from '../../src/protocol/index.ts';
-import { startTestServer, writeKey } from '../helpers/server.ts';
+import { startTestServer } from '../helpers/server.ts';
 
 const dirs: string[] = [];
 const freshDir = () => {
@@ -23,7 +22,7 @@ afterEach(() => {
 const BODY = JSON.stringify({ stalled: 'x'.repeat(200) });
 
 /** A request to `url` whose headers and the start of whose body are sent; the rest is the caller's to send, or not. */
-async function halfSentRequest(url: string): Promise<{ socket: Socket; received: () => string; ended: Promise<void>; rest: () => void }> {
+async function halfSentRequest(url: string): Promise<{ received: () => string; ended: Promise<void>; rest: () => void }> {
   const { port } = new URL(url);
   const socket = connect(Number(port), '127.0.0.1');
   await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
@@ -34,7 +33,7 @@ async function halfSentRequest(url: string): Promise<{ socket: Socket; received:
   socket.write(`POST ${API.work} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 20)}`);
   // The server has the request (its headers parsed, its body begun) before the close starts.
   await new Promise((resolve) => setTimeout(resolve, 200));
-  return { socket, received: () => text, ended, rest: () => socket.write(BODY.slice(20)) };
+  return { received: () => text, ended, rest: () => socket.write(BODY.slice(20)) };
 }
 
 /** What `promise` settled to within `ms`, or that it had not. */
@@ -42,10 +41,8 @@ const within = <T>(promise: Promise<T>, ms: number): Promise<T | 'not yet'> => P
 
 describe('closing the task server with requests in flight', () => {
   it('drops a request that stalls midway once the grace is over', async () => {
-    const dataDir = freshDir();
-    await writeKey(dataDir);
-    const server = await createServer({ dataDir, logger: false });
-    const url = await server.app.listen({ port: 0, host: '127.0.0.1' });
+    // The server itself (server/app.ts), not the helper's outage: its close, with a grace.
+    const { app: server, url } = await startTestServer({ dataDir: freshDir() });
     const request = await halfSentRequest(url);
     const started = Date.now();
     expect(await within(server.close({ graceMs: 300 }).then(() => 'closed'), 10_000)).toBe('closed');
@@ -55,10 +52,7 @@ describe('closing the task server with requests in flight', () => {
   });
 
   it('answers a request that finishes within the grace, then closes', async () => {
-    const dataDir = freshDir();
-    await writeKey(dataDir);
-    const server = await createServer({ dataDir, logger: false });
-    const url = await server.app.listen({ port: 0, host: '127.0.0.1' });
+    const { app: server, url } = await startTestServer({ dataDir: freshDir() });
     const request = await halfSentRequest(url);
     const closed = server.close({ graceMs: 20_000 });
     await new Promise((resolve) => setTimeout(resolve, 100));
